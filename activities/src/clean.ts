@@ -1,0 +1,31 @@
+/**
+ * clean: normalises and filters the dataset version (NFKC, control characters, whitespace, PII masking,
+ * length bounds, exact duplicates) and writes a report of what each rule removed or changed.
+ */
+import path from 'node:path';
+import type { PipelineSpec } from '@tempered/spec';
+import type { ArtifactRef, CleanResult } from '@tempered/workflows';
+import { node, recordArtifacts, recordLineage } from '@tempered/db';
+import { type Deps, badInput, log, withScratch } from './context';
+import { cleanFile } from './clean-core';
+
+export async function clean(deps: Deps, input: { runId: string; spec: PipelineSpec; dataset: ArtifactRef }): Promise<CleanResult> {
+  const { runId, spec } = input;
+  return withScratch(deps, async (dir) => {
+    const source = await deps.store.download(input.dataset, path.join(dir, 'dataset.jsonl'));
+    const outPath = path.join(dir, 'cleaned.jsonl');
+    const report = await cleanFile(source, outPath, spec.clean);
+    if (report.kept === 0) throw badInput(`cleaning removed every record: ${JSON.stringify(report.removed)}; relax the clean rules in the spec`);
+    const cleaned = await deps.store.putFile(outPath, 'cleaned', 'cleaned.jsonl');
+    const reportRef = await deps.store.putBytes(JSON.stringify(report, null, 2), 'clean-report', 'clean-report.json');
+    await recordArtifacts(deps.db, runId, 'clean', [cleaned, reportRef]);
+    await recordLineage(deps.db, runId, [
+      { parent: node.artifact(input.dataset), child: node.artifact(cleaned), relation: 'cleaned-into' },
+      { parent: node.artifact(cleaned), child: node.artifact(reportRef), relation: 'reported-by' },
+    ]);
+    const removed = Object.values(report.removed).reduce((a: number, b) => a + (b as number), 0);
+    const changed = Object.values(report.changed).reduce((a: number, b) => a + (b as number), 0);
+    log('cleaned', { kept: report.kept, removed, changed });
+    return { cleaned, report: reportRef, counts: { input: report.input, kept: report.kept, removed, changed } };
+  });
+}

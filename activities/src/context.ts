@@ -1,0 +1,48 @@
+/**
+ * What every activity needs, created once per worker process and injected through `createActivities`:
+ * the configuration, the metadata database and the artifact store. Also the per-attempt scratch directory
+ * where inputs are staged and trainer output is written.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { ArtifactStore } from '@tempered/artifacts';
+import type { Config } from '@tempered/config';
+import type { Db } from '@tempered/db';
+
+export interface Deps {
+  cfg: Config;
+  db: Db;
+  store: ArtifactStore;
+}
+
+/**
+ * A fresh directory for this activity attempt, removed afterwards unless `keep` is set. Attempt-scoped so a
+ * retry never reads a half-written file of the attempt that crashed.
+ */
+export async function withScratch<T>(deps: Deps, fn: (dir: string) => Promise<T>): Promise<T> {
+  const info = Context.current().info;
+  const dir = path.join(deps.cfg.workDir, (info.workflowExecution?.workflowId ?? 'standalone'), `${info.activityType}-${info.activityId}-a${info.attempt}`);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Bad input that no retry can fix: fails the stage at once with a message that says what to change. */
+export function badInput(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ message, type: 'BadInput', nonRetryable: true });
+}
+
+/** A quality gate from the spec that the model did not pass: names the figure and the threshold. */
+export function gateFailed(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ message, type: 'GateFailed', nonRetryable: true });
+}
+
+export function log(message: string, attrs: Record<string, unknown> = {}): void {
+  Context.current().log.info(message, attrs);
+}

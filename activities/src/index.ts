@@ -1,0 +1,29 @@
+/**
+ * The activities of the life cycle, one module per stage, bound to their dependencies once per worker.
+ * Workflows see only the type `Activities`; the worker registers `createActivities(deps)`.
+ */
+import type { Deps } from './context';
+import { recordApproval, recordRun, recordStage } from './bookkeeping';
+import { ingest } from './ingest';
+import { clean } from './clean';
+import { tokenize } from './tokenize';
+import { split } from './split';
+import { train } from './train';
+import { validate } from './validate';
+import { rlhf } from './rlhf';
+import { test } from './test';
+import { deploy } from './deploy';
+
+export type { Deps } from './context';
+
+type Bound<F> = F extends (deps: Deps, ...args: infer A) => infer R ? (...args: A) => R : never;
+
+const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, split, train, validate, rlhf, test, deploy };
+
+export type Activities = { [K in keyof typeof stages]: Bound<(typeof stages)[K]> };
+
+export function createActivities(deps: Deps): Activities {
+  return Object.fromEntries(
+    Object.entries(stages).map(([name, fn]) => [name, (...args: unknown[]) => (fn as (d: Deps, ...a: unknown[]) => unknown)(deps, ...args)]),
+  ) as Activities;
+}

@@ -1,0 +1,94 @@
+/**
+ * Runs the Python trainer (services/trainer, see its CONTRACT.md) as a subprocess and turns its JSON-lines
+ * events into callbacks. The activity stays responsive: events are handled in order, one at a time, while
+ * the trainer keeps running; a Temporal cancellation kills the trainer's whole process group.
+ */
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Deps } from './context';
+
+export type TrainerEvent = { event: string; time?: number } & Record<string, any>;
+
+export interface TrainerRun {
+  /** The `finished` event. */
+  finished: TrainerEvent;
+}
+
+/** Kept to explain a failure: the last lines the trainer wrote to stderr. */
+const STDERR_TAIL = 30;
+
+export async function runTrainer(
+  deps: Deps,
+  command: string,
+  config: Record<string, unknown>,
+  scratch: string,
+  onEvent: (e: TrainerEvent) => Promise<void> | void = () => {},
+): Promise<TrainerRun> {
+  const configPath = path.join(scratch, `${command}-config.json`);
+  await writeFile(configPath, JSON.stringify(config, null, 2));
+  const ctx = Context.current();
+  const child = spawn(deps.cfg.python, ['-m', 'tempered_trainer', command, '--config', configPath], {
+    cwd: scratch,
+    detached: true, // its own process group, so cancellation also ends anything it started
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      PYTHONPATH: deps.cfg.trainerDir,
+      PYTHONUNBUFFERED: '1',
+      HF_HUB_OFFLINE: '1',
+      TRANSFORMERS_OFFLINE: '1',
+    },
+  });
+  const kill = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      /* already gone */
+    }
+  };
+  const onCancel = () => kill('SIGKILL');
+  ctx.cancellationSignal.addEventListener('abort', onCancel);
+
+  const stderr: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    stderr.push(line);
+    if (stderr.length > STDERR_TAIL) stderr.shift();
+  });
+
+  let finished: TrainerEvent | undefined;
+  let failure: TrainerEvent | undefined;
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  try {
+    for await (const line of createInterface({ input: child.stdout! })) {
+      if (!line.trim()) continue;
+      let event: TrainerEvent;
+      try {
+        event = JSON.parse(line);
+      } catch {
+        stderr.push(`(stdout) ${line}`);
+        continue;
+      }
+      if (event.event === 'finished') finished = event;
+      else if (event.event === 'error') failure = event;
+      await onEvent(event);
+    }
+    const code = await exited;
+    if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
+    if (code === 0 && finished) return { finished };
+    const reason = failure?.reason ?? `trainer exited with code ${code}\n${stderr.join('\n')}`;
+    const retryable = failure ? failure.retryable !== false && code !== 2 : code !== 2;
+    throw ApplicationFailure.create({
+      message: `trainer ${command}: ${reason}`,
+      type: retryable ? 'TrainerError' : 'BadInput',
+      nonRetryable: !retryable,
+      details: [{ stderr: stderr.slice(-10) }],
+    });
+  } finally {
+    ctx.cancellationSignal.removeEventListener('abort', onCancel);
+    if (child.exitCode === null) kill('SIGKILL');
+  }
+}

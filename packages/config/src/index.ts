@@ -1,0 +1,125 @@
+/**
+ * Configuration of every Tempered process, parsed once from the environment.
+ *
+ * Nothing else in the code base reads `process.env` for Tempered settings: services call `loadConfig()` at
+ * start and pass the result down. Every default targets the embedded stack on one machine (see
+ * infra/README.md); every value can point at production parts instead (a Temporal cluster, any PostgreSQL,
+ * AWS S3).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import path from 'node:path';
+
+/** The repository root: this file lives at packages/config/src/index.ts. */
+export const repoRoot = path.resolve(__dirname, '..', '..', '..');
+
+/** Default ports of the embedded stack; TEMPERED_PORT_OFFSET shifts them all (the test stack uses it). */
+export const defaultPorts = {
+  temporal: 7233,
+  temporalUi: 8233,
+  postgres: 5433,
+  s3: 7070,
+  api: 8080,
+  model: 8090,
+} as const;
+
+export interface Config {
+  dataDir: string;
+  cacheDir: string;
+  ports: { [K in keyof typeof defaultPorts]: number };
+  temporal: { address: string; namespace: string };
+  databaseUrl: string;
+  s3: {
+    endpoint: string | undefined;
+    region: string;
+    bucket: string;
+    /** Every artifact key lives under this prefix; nothing outside it is ever read or written. */
+    prefix: string;
+    accessKeyId: string;
+    secretAccessKey: string;
+    forcePathStyle: boolean;
+  };
+  /** Python interpreter of the ML runtime (services/trainer). */
+  python: string;
+  /** Directory of the Python trainer package, put on PYTHONPATH. */
+  trainerDir: string;
+  api: { url: string; port: number; token: string | undefined };
+  /** Worker scratch space for staged inputs and trainer output. */
+  workDir: string;
+  /** Directories a spec's local data paths may point into; anything else must come through S3. */
+  localDataRoots: string[];
+}
+
+type Env = Record<string, string | undefined>;
+
+function intFrom(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name}=${raw} is not a whole number; unset it or give one`);
+  return n;
+}
+
+/** Where the Python venv for a given requirements file lives: keyed by its content, outside the repo. */
+export function venvDir(cacheDir: string): string {
+  const reqPath = path.join(repoRoot, 'services', 'trainer', 'requirements.txt');
+  let req: Buffer;
+  try {
+    req = readFileSync(reqPath);
+  } catch {
+    throw new Error(`${reqPath} is missing: the checkout is incomplete`);
+  }
+  const digest = createHash('sha256').update(req).digest('hex').slice(0, 12);
+  return path.join(cacheDir, 'venv', digest);
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const dataDir = path.resolve(env.TEMPERED_DATA_DIR || path.join(repoRoot, '.tempered', 'data'));
+  const cacheDir = path.resolve(env.TEMPERED_CACHE_DIR || path.join(env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 'tempered'));
+  const offset = intFrom(env, 'TEMPERED_PORT_OFFSET', 0);
+  const ports = Object.fromEntries(
+    Object.entries(defaultPorts).map(([k, v]) => [k, v + offset]),
+  ) as { -readonly [K in keyof Config['ports']]: number };
+  const apiPort = intFrom(env, 'TEMPERED_API_PORT', ports.api);
+  ports.api = apiPort;
+  return {
+    dataDir,
+    cacheDir,
+    ports,
+    temporal: {
+      address: env.TEMPORAL_ADDRESS || `127.0.0.1:${ports.temporal}`,
+      namespace: env.TEMPORAL_NAMESPACE || 'default',
+    },
+    databaseUrl: env.DATABASE_URL || `postgres://postgres:tempered@127.0.0.1:${ports.postgres}/tempered`,
+    s3: {
+      endpoint: env.S3_ENDPOINT === 'aws' ? undefined : env.S3_ENDPOINT || `http://127.0.0.1:${ports.s3}`,
+      region: env.S3_REGION || 'us-east-1',
+      bucket: env.S3_BUCKET || 'tempered',
+      prefix: (env.S3_PREFIX ?? 'tempered/').replace(/^\/+/, ''),
+      accessKeyId: env.AWS_ACCESS_KEY_ID || 'tempered',
+      secretAccessKey: env.AWS_SECRET_ACCESS_KEY || 'tempered-secret',
+      forcePathStyle: env.S3_FORCE_PATH_STYLE !== 'false',
+    },
+    python: env.TEMPERED_PYTHON || path.join(venvDir(cacheDir), 'bin', 'python'),
+    trainerDir: path.join(repoRoot, 'services', 'trainer'),
+    api: {
+      url: env.TEMPERED_API_URL || `http://127.0.0.1:${apiPort}`,
+      port: apiPort,
+      token: env.TEMPERED_API_TOKEN || undefined,
+    },
+    workDir: path.resolve(env.TEMPERED_WORK_DIR || path.join(dataDir, 'work')),
+    localDataRoots: [repoRoot, ...(env.TEMPERED_LOCAL_DATA_ROOTS ?? '').split(':').filter(Boolean).map((p) => path.resolve(p))],
+  };
+}
+
+/** Connection details that may be printed: never credentials. */
+export function describe(cfg: Config): Record<string, string> {
+  return {
+    temporal: `${cfg.temporal.address} (namespace ${cfg.temporal.namespace})`,
+    postgres: cfg.databaseUrl.replace(/\/\/([^:@/]+):[^@]*@/, '//$1:***@'),
+    s3: `${cfg.s3.endpoint ?? 'aws'} bucket ${cfg.s3.bucket}/${cfg.s3.prefix}`,
+    api: cfg.api.url,
+    dataDir: cfg.dataDir,
+  };
+}

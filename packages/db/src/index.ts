@@ -1,0 +1,89 @@
+/**
+ * The metadata database: a kysely instance over `pg`, migrations, and the few writes every stage shares
+ * (stage status, artifacts, lineage edges, metric points). Writes are idempotent so retried activities can
+ * repeat them safely.
+ */
+import { Kysely, Migrator, PostgresDialect, sql, type MigrationProvider } from 'kysely';
+import pg from 'pg';
+import type { ArtifactRef } from '@tempered/workflows';
+import type { Database } from './schema';
+import { migrations } from './migrations';
+
+export * from './schema';
+export { sql };
+
+// bigint columns (artifact sizes) fit in a JS number for any artifact we will ever store.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+export type Db = Kysely<Database>;
+
+export function createDb(databaseUrl: string, max = 5): Db {
+  return new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: databaseUrl, max }) }),
+  });
+}
+
+export async function migrateToLatest(db: Db): Promise<string[]> {
+  const provider: MigrationProvider = { getMigrations: async () => migrations };
+  const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
+  if (error) throw error instanceof Error ? error : new Error(String(error));
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/** Lineage node names: `artifact:<sha256>`, `dataset_version:<id>`, `model_version:<id>`, `deployment:<id>`. */
+export const node = {
+  artifact: (ref: Pick<ArtifactRef, 'sha256'>) => `artifact:${ref.sha256}`,
+  datasetVersion: (id: string) => `dataset_version:${id}`,
+  modelVersion: (id: string) => `model_version:${id}`,
+  deployment: (id: string) => `deployment:${id}`,
+};
+
+export async function recordArtifacts(db: Db, runId: string, stage: string, refs: ArtifactRef[]): Promise<void> {
+  if (refs.length === 0) return;
+  await db
+    .insertInto('artifacts')
+    .values(refs.map((r) => ({ run_id: runId, stage, uri: r.uri, sha256: r.sha256, bytes: r.bytes, kind: r.kind })))
+    .onConflict((oc) => oc.columns(['run_id', 'stage', 'uri']).doNothing())
+    .execute();
+}
+
+export async function recordLineage(
+  db: Db,
+  runId: string,
+  edges: Array<{ parent: string; child: string; relation: string }>,
+): Promise<void> {
+  if (edges.length === 0) return;
+  await db
+    .insertInto('lineage_edges')
+    .values(edges.map((e) => ({ ...e, run_id: runId })))
+    .onConflict((oc) => oc.columns(['parent', 'child', 'relation']).doNothing())
+    .execute();
+}
+
+export async function recordMetrics(
+  db: Db,
+  runId: string,
+  stage: string,
+  points: Array<{ name: string; step: number; value: number }>,
+): Promise<void> {
+  const finite = points.filter((p) => Number.isFinite(p.value));
+  if (finite.length === 0) return;
+  await db
+    .insertInto('metrics')
+    .values(finite.map((p) => ({ run_id: runId, stage, ...p })))
+    .onConflict((oc) => oc.columns(['run_id', 'stage', 'name', 'step']).doUpdateSet((eb) => ({ value: eb.ref('excluded.value') })))
+    .execute();
+}
+
+/** All ancestors of a lineage node, nearest first (a recursive walk up the edges). */
+export async function ancestors(db: Db, child: string): Promise<Array<{ parent: string; child: string; relation: string }>> {
+  const { rows } = await sql<{ parent: string; child: string; relation: string }>`
+    with recursive up(parent, child, relation, depth) as (
+      select parent, child, relation, 1 from lineage_edges where child = ${child}
+      union
+      select e.parent, e.child, e.relation, up.depth + 1 from lineage_edges e join up on e.child = up.parent
+      where up.depth < 32
+    )
+    select parent, child, relation from up order by depth`.execute(db);
+  return rows;
+}

@@ -1,0 +1,150 @@
+/**
+ * The pipeline spec: one zod schema that validates YAML specs, API bodies and (later) dashboard forms, and
+ * emits the JSON Schema published with the API. Defaults live here and nowhere else, so a spec of a few lines
+ * expands to the full, explicit configuration every stage receives.
+ */
+import { z } from 'zod';
+
+/** A duration Temporal understands: "90s", "10m", "24h", "2d". */
+const duration = z
+  .string()
+  .regex(/^\d+(ms|s|m|h|d)$/, 'expected a duration such as "90s", "10m", "24h" or "2d"');
+
+/** A task queue; `gpu` stages run on a worker started with `--pool gpu` (or one serving both on CPU). */
+const pool = z.string().regex(/^[a-z][a-z0-9-]*(:[a-z0-9-]+)?$/, 'expected a pool name such as "cpu", "gpu" or "gpu:a100"');
+
+export const dataSourceSchema = z
+  .object({
+    uri: z
+      .string()
+      .min(1)
+      .describe('s3://bucket/key of an object, or a local file path (relative paths resolve against the spec file)'),
+    format: z.enum(['jsonl', 'csv']).optional().describe('defaults to the file extension'),
+    encoding: z.enum(['utf-8', 'shift_jis']).default('utf-8'),
+  })
+  .strict();
+
+export const fieldsSchema = z
+  .object({
+    prompt: z.string().default('prompt'),
+    response: z.string().default('response'),
+    key: z.string().optional().describe('column holding a stable record id; defaults to a digest of the content'),
+  })
+  .strict();
+
+export const pipelineSpecSchema = z
+  .object({
+    apiVersion: z.literal('tempered/v1'),
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes, at most 63 characters'),
+    description: z.string().optional(),
+    data: z
+      .object({
+        sources: z.array(dataSourceSchema).min(1, 'at least one data source is required'),
+        fields: fieldsSchema.prefault({}),
+      })
+      .strict(),
+    clean: z
+      .object({
+        nfkc: z.boolean().default(true),
+        stripControl: z.boolean().default(true),
+        collapseWhitespace: z.boolean().default(true),
+        dedupe: z.enum(['exact', 'none']).default('exact'),
+        maskPii: z.boolean().default(true).describe('mask e-mail addresses and phone numbers'),
+        minChars: z.number().int().min(0).default(1),
+        maxChars: z.number().int().positive().default(4000),
+      })
+      .strict()
+      .refine((c) => c.minChars <= c.maxChars, { message: 'minChars must not exceed maxChars', path: ['minChars'] })
+      .prefault({}),
+    tokenizer: z
+      .object({
+        vocabSize: z.number().int().min(260).max(65536).default(512),
+        minFrequency: z.number().int().positive().default(2),
+      })
+      .strict()
+      .prefault({}),
+    split: z
+      .object({
+        validation: z.number().gt(0).lt(0.5).default(0.1),
+        test: z.number().gt(0).lt(0.5).default(0.1),
+        salt: z.string().default('tempered').describe('changing it reshuffles every record; keep it fixed across retrains'),
+      })
+      .strict()
+      .refine((s) => s.validation + s.test < 0.9, { message: 'validation + test must leave at least 10% for training', path: ['test'] })
+      .prefault({}),
+    model: z
+      .object({
+        nLayer: z.number().int().min(1).max(48).default(2),
+        nHead: z.number().int().min(1).max(64).default(4),
+        nEmbd: z.number().int().min(8).max(8192).default(128),
+        contextLength: z.number().int().min(8).max(8192).default(64),
+      })
+      .strict()
+      .refine((m) => m.nEmbd % m.nHead === 0, { message: 'nEmbd must be a multiple of nHead', path: ['nEmbd'] })
+      .prefault({}),
+    train: z
+      .object({
+        steps: z.number().int().positive().default(300),
+        batchSize: z.number().int().positive().default(32),
+        learningRate: z.number().positive().max(1).default(3e-3),
+        warmupSteps: z.number().int().min(0).default(20),
+        weightDecay: z.number().min(0).default(0.01),
+        checkpointEvery: z.number().int().positive().default(100),
+        seed: z.number().int().min(0).default(0),
+      })
+      .strict()
+      .prefault({}),
+    validate: z
+      .object({
+        maxLoss: z.number().positive().optional().describe('fail the run when the best validation loss is above this'),
+        maxPerplexity: z.number().positive().optional(),
+      })
+      .strict()
+      .prefault({}),
+    rlhf: z
+      .object({
+        method: z.enum(['dpo', 'none']).default('dpo'),
+        preferences: dataSourceSchema.optional().describe('JSONL with prompt, chosen and rejected'),
+        steps: z.number().int().positive().default(60),
+        batchSize: z.number().int().positive().default(16),
+        learningRate: z.number().positive().max(1).default(5e-4),
+        beta: z.number().positive().default(0.1),
+      })
+      .strict()
+      .refine((r) => r.method === 'none' || r.preferences !== undefined, {
+        message: 'required when method is not "none"',
+        path: ['preferences'],
+      })
+      .prefault({}),
+    test: z
+      .object({
+        maxNewTokens: z.number().int().positive().max(512).default(24),
+        minExactMatch: z.number().min(0).max(1).optional().describe('fail the run when test exact-match is below this'),
+        maxLoss: z.number().positive().optional(),
+      })
+      .strict()
+      .prefault({}),
+    deploy: z
+      .object({
+        approvalTimeout: duration.default('24h'),
+        smokePrompt: z.string().min(1).default('Hello').describe('sent to the served model after deployment; it must answer with text'),
+      })
+      .strict()
+      .prefault({}),
+    pools: z
+      .object({
+        data: pool.default('cpu'),
+        train: pool.default('gpu'),
+        rlhf: pool.default('gpu'),
+        eval: pool.default('gpu'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+/** A spec as written by a person (defaults optional). */
+export type PipelineSpecInput = z.input<typeof pipelineSpecSchema>;
+/** A validated spec with every default filled in: what a run receives. */
+export type PipelineSpec = z.output<typeof pipelineSpecSchema>;
+export type DataSource = z.output<typeof dataSourceSchema>;

@@ -1,0 +1,220 @@
+/**
+ * `tempered`: the command line, a thin client of the HTTP API.
+ *
+ *   npm run tempered -- --help
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '@tempered/config';
+
+const HELP = `tempered: run and steer model life cycles
+
+Usage: tempered <command> [options]
+
+Commands:
+  run SPEC.yaml [--follow]        start a run of a pipeline spec; --follow shows its progress live
+  runs                            list runs, newest first
+  show RUN                        a run's stages, metrics, artifacts, approvals and deployment
+  follow RUN                      show a run's progress live until it waits at the gate or ends
+  approve RUN [--comment TEXT]    approve the deployment gate (as an approver who did not start the run)
+  reject RUN [--comment TEXT]     reject it: the run ends undeployed
+
+Options:
+  --user NAME    act as this user of the local stack (operator, approver, admin; from credentials.json
+                 in the data directory). TEMPERED_API_TOKEN overrides it.
+  --json         machine-readable output
+  --help         this text
+
+Environment: TEMPERED_API_URL (default http://127.0.0.1:8080), TEMPERED_API_TOKEN, TEMPERED_DATA_DIR.
+
+Examples:
+  tempered run examples/demo/pipeline.yaml --follow
+  tempered approve demo-reverse-m1abc-123456 --user approver --comment "metrics look right"`;
+
+type Json = any;
+
+class CliError extends Error {}
+
+function token(user: string | undefined, defaultUser: string): string {
+  const cfg = loadConfig();
+  if (cfg.api.token && !user) return cfg.api.token;
+  const file = path.join(cfg.dataDir, 'credentials.json');
+  if (!existsSync(file)) throw new CliError(`no API token: set TEMPERED_API_TOKEN, or start the local stack (npm start) which writes ${file}`);
+  const creds = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { token: string }>;
+  const name = user ?? defaultUser;
+  if (!creds[name]) throw new CliError(`no user "${name}" in ${file}; known: ${Object.keys(creds).join(', ')}`);
+  return creds[name].token;
+}
+
+async function api(method: string, route: string, auth: string, body?: unknown): Promise<Json> {
+  const url = `${loadConfig().api.url}${route}`;
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method,
+      headers: { authorization: `Bearer ${auth}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+  } catch {
+    throw new CliError(`cannot reach the API at ${url}: is the stack up? (npm start, or set TEMPERED_API_URL)`);
+  }
+  const payload: Json = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const issues = (payload.issues ?? []) as Array<{ path: string; message: string }>;
+    throw new CliError(issues.length && !String(payload.error).includes(issues[0].message) ? `${payload.error}\n${issues.map((i) => `  - ${i.path}: ${i.message}`).join('\n')}` : String(payload.error ?? `HTTP ${res.status}`));
+  }
+  return payload;
+}
+
+const STAGE_ORDER = ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test', 'deploy'];
+const ICON: Record<string, string> = { pending: '·', running: '▶', completed: '✔', failed: '✘', skipped: '–', cancelled: '✘' };
+
+function bar(fraction: number, width = 24): string {
+  const filled = Math.round(Math.max(0, Math.min(1, fraction)) * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+}
+
+/** Polls the run until it waits at the gate or ends; prints a line per stage change and a live training bar. */
+async function follow(runId: string, auth: string, until: 'gate' | 'end'): Promise<Json> {
+  const tty = process.stdout.isTTY;
+  const seen = new Map<string, string>();
+  let lastBar = '';
+  for (;;) {
+    const detail = await api('GET', `/api/runs/${runId}`, auth);
+    const stages: Record<string, Json> = detail.progress ?? Object.fromEntries(detail.stages.map((s: Json) => [s.name, s]));
+    for (const name of STAGE_ORDER) {
+      const s = stages[name];
+      if (!s || seen.get(name) === s.status) continue;
+      seen.set(name, s.status);
+      if (s.status === 'pending') continue;
+      if (lastBar && tty) process.stdout.write('\n');
+      lastBar = '';
+      const summary = s.summary ? ` ${JSON.stringify(s.summary)}` : '';
+      console.log(`  ${ICON[s.status] ?? '?'} ${name.padEnd(9)} ${s.status}${s.error ? `: ${s.error}` : summary}`);
+    }
+    const steps = detail.metrics['train.loss'] as Array<[number, number]> | undefined;
+    if (stages.train?.status === 'running' && steps?.length) {
+      const [step, loss] = steps[steps.length - 1];
+      const total = detail.run.spec.train.steps;
+      const line = `    train ${bar(step / total)} step ${step}/${total} loss ${loss.toFixed(4)}`;
+      if (line !== lastBar) {
+        if (tty) process.stdout.write(`\r${line}`);
+        else if (step % Math.max(1, Math.floor(total / 10)) === 0) console.log(line);
+        lastBar = line;
+      }
+    }
+    const status = detail.run.status as string;
+    if (until === 'gate' && status === 'waiting-approval') return detail;
+    if (['deployed', 'rejected', 'expired', 'failed', 'cancelled'].includes(status)) return detail;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function printGateHelp(runId: string, detail: Json): void {
+  const url = loadConfig().api.url;
+  const t = detail.stages.find((s: Json) => s.name === 'test')?.summary;
+  console.log(`\nRun ${runId} is waiting at the deployment gate${detail.gate?.deadline ? ` (expires ${detail.gate.deadline})` : ''}.`);
+  if (t) console.log(`  test exact match ${Number(t.exactMatch).toFixed(3)} (untrained: ${Number(t.baselineExactMatch).toFixed(3)}), test loss ${Number(t.loss).toFixed(4)}`);
+  console.log(`Approve it as an approver (not the user who started it):`);
+  console.log(`  npm run tempered -- approve ${runId} --user approver --comment "looks good"`);
+  console.log(`or through the API:`);
+  console.log(`  curl -X POST ${url}/api/runs/${runId}/approval -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"decision":"approve","comment":"looks good"}'`);
+  console.log(`  (the approver's token is in ${path.join(loadConfig().dataDir, 'credentials.json')})`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      user: { type: 'string' },
+      json: { type: 'boolean' },
+      follow: { type: 'boolean' },
+      comment: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command, arg] = positionals;
+  if (values.help || !command) return void console.log(HELP);
+  const out = (value: Json, human: () => void) => (values.json ? console.log(JSON.stringify(value, null, 2)) : human());
+  const need = (what: string) => {
+    if (!arg) throw new CliError(`${command} needs ${what}; see tempered --help`);
+    return arg;
+  };
+
+  switch (command) {
+    case 'run': {
+      const file = path.resolve(need('a spec file'));
+      if (!existsSync(file)) throw new CliError(`spec file ${file} not found`);
+      const auth = token(values.user, 'operator');
+      const started = await api('POST', '/api/runs', auth, { spec: readFileSync(file, 'utf8'), specDir: path.dirname(file) });
+      if (!values.follow) return out(started, () => console.log(`started run ${started.runId}`));
+      console.log(`started run ${started.runId} (${started.name}, as ${started.requestedBy})`);
+      const detail = await follow(started.runId, auth, 'gate');
+      if (values.json) return void console.log(JSON.stringify(detail, null, 2));
+      if (detail.run.status === 'waiting-approval') printGateHelp(started.runId, detail);
+      else {
+        console.log(`\nrun ${started.runId} ended: ${detail.run.status}${detail.run.error ? `: ${detail.run.error}` : ''}`);
+        process.exitCode = 1;
+      }
+      return;
+    }
+    case 'runs': {
+      const { runs } = await api('GET', '/api/runs', token(values.user, 'operator'));
+      return out(runs, () => {
+        for (const r of runs) console.log(`${r.id.padEnd(40)} ${r.status.padEnd(17)} ${r.requested_by.padEnd(10)} ${r.created_at}`);
+        if (runs.length === 0) console.log('no runs yet: tempered run examples/demo/pipeline.yaml --follow');
+      });
+    }
+    case 'show': {
+      const d = await api('GET', `/api/runs/${need('a run id')}`, token(values.user, 'operator'));
+      return out(d, () => {
+        console.log(`${d.run.id}  ${d.run.status}  (started by ${d.run.requested_by} at ${d.run.created_at})`);
+        for (const name of STAGE_ORDER) {
+          const s = d.stages.find((x: Json) => x.name === name);
+          if (s) console.log(`  ${ICON[s.status] ?? '?'} ${name.padEnd(9)} ${s.status}${s.error ? `: ${s.error}` : s.summary ? ` ${JSON.stringify(s.summary)}` : ''}`);
+        }
+        console.log(`artifacts:`);
+        for (const a of d.artifacts) console.log(`  ${a.stage.padEnd(9)} ${a.kind.padEnd(13)} ${String(a.bytes).padStart(10)} B  ${a.sha256.slice(0, 12)}  ${a.uri}`);
+        for (const a of d.approvals) console.log(`approval: ${a.decision} by ${a.approver ?? '(timer)'} at ${a.decided_at}${a.comment ? `: ${a.comment}` : ''}`);
+        if (d.modelVersion) console.log(`model version: ${d.modelVersion.id} (${d.modelVersion.model_uri})`);
+        if (d.deployment) console.log(`deployment: ${d.deployment.id} ${d.deployment.status} at ${d.deployment.endpoint}/v1/completions`);
+      });
+    }
+    case 'follow': {
+      const auth = token(values.user, 'operator');
+      const detail = await follow(need('a run id'), auth, 'gate');
+      if (detail.run.status === 'waiting-approval') printGateHelp(arg!, detail);
+      return;
+    }
+    case 'approve':
+    case 'reject': {
+      const runId = need('a run id');
+      const auth = token(values.user, 'approver');
+      const receipt = await api('POST', `/api/runs/${runId}/approval`, auth, { decision: command, comment: values.comment ?? '' });
+      if (values.json && command === 'reject') return void console.log(JSON.stringify(receipt));
+      console.log(`${command === 'approve' ? 'approved' : 'rejected'} by ${receipt.approver} at ${receipt.decidedAt}`);
+      if (command === 'reject') return;
+      console.log('deploying…');
+      const detail = await follow(runId, auth, 'end');
+      if (values.json) return void console.log(JSON.stringify(detail, null, 2));
+      if (detail.deployment) {
+        const endpoint = detail.deployment.endpoint;
+        console.log(`\nModel ${detail.modelVersion.id} is serving at ${endpoint}/v1/completions. Try:`);
+        console.log(`  curl -s ${endpoint}/v1/completions -H 'content-type: application/json' -d '{"prompt":"reverse 1 2 3 4\\n","max_tokens":12}'`);
+      } else {
+        console.log(`run ended ${detail.run.status}${detail.run.error ? `: ${detail.run.error}` : ''}`);
+        process.exitCode = 1;
+      }
+      return;
+    }
+    default:
+      throw new CliError(`unknown command "${command}"; see tempered --help`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  console.error(err instanceof CliError || (err as Error)?.name === 'TypeError' ? `error: ${(err as Error).message}` : err);
+  process.exit(1);
+});

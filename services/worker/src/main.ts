@@ -1,0 +1,83 @@
+/**
+ * The Temporal worker: one binary for every pool.
+ *
+ *   tsx services/worker/src/main.ts [--pool cpu,gpu] [--gpus 0,1]
+ *
+ * `--pool cpu` polls the control queue (the workflows themselves) and the CPU queue (data stages and
+ * bookkeeping); `--pool gpu` polls the GPU queue (train, RLHF, evaluation), one activity per GPU at a time.
+ * Without `--pool`, a machine with no GPU serves both on CPU, so the whole pipeline runs on one machine.
+ */
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { ArtifactStore } from '@tempered/artifacts';
+import { createActivities } from '@tempered/activities';
+import { describe, loadConfig } from '@tempered/config';
+import { createDb, migrateToLatest } from '@tempered/db';
+import { CONTROL_TASK_QUEUE, taskQueueFor } from '@tempered/workflows';
+
+const HELP = `Usage: worker [--pool POOLS] [--gpus IDS]
+
+  --pool POOLS   comma-separated pools to serve: cpu, gpu or gpu:NAME (default: cpu,gpu on a machine
+                 without a GPU, cpu otherwise; start a second worker with --pool gpu for the GPUs)
+  --gpus IDS     GPU ids this worker owns, e.g. 0,1: at most one activity per GPU
+  --help         this text
+
+Configuration comes from the environment (see packages/config): TEMPORAL_ADDRESS, DATABASE_URL,
+S3_ENDPOINT, S3_BUCKET, TEMPERED_DATA_DIR, TEMPERED_PYTHON, ...`;
+
+function hasGpu(): boolean {
+  return existsSync('/dev/nvidia0');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { pool: { type: 'string' }, gpus: { type: 'string' }, help: { type: 'boolean' } } });
+  if (values.help) return void console.log(HELP);
+  const pools = (values.pool ?? (hasGpu() ? 'cpu' : 'cpu,gpu')).split(',').map((p) => p.trim()).filter(Boolean);
+  const gpus = values.gpus ? values.gpus.split(',').filter(Boolean) : [];
+
+  const cfg = loadConfig();
+  const db = createDb(cfg.databaseUrl);
+  await migrateToLatest(db);
+  const store = new ArtifactStore(cfg.s3);
+  await store.ensureBucket();
+  const activities = createActivities({ cfg, db, store });
+  const connection = await NativeConnection.connect({ address: cfg.temporal.address });
+
+  const workers: Worker[] = [];
+  if (pools.includes('cpu')) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: cfg.temporal.namespace,
+        taskQueue: CONTROL_TASK_QUEUE,
+        workflowsPath: require.resolve('@tempered/workflows/src/workflows'),
+      }),
+    );
+  }
+  for (const pool of pools) {
+    const gpuPool = pool.startsWith('gpu');
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: cfg.temporal.namespace,
+        taskQueue: taskQueueFor(pool),
+        activities,
+        // A GPU runs one training job at a time; CPU stages share the cores.
+        maxConcurrentActivityTaskExecutions: gpuPool ? Math.max(1, gpus.length) : 4,
+      }),
+    );
+  }
+  console.log(`worker ready: pools ${pools.join(', ')}${gpus.length ? ` (GPUs ${gpus.join(',')})` : ''}; ${JSON.stringify(describe(cfg))}`);
+  try {
+    await Promise.all(workers.map((w) => w.run()));
+  } finally {
+    await connection.close();
+    await db.destroy();
+  }
+}
+
+main().catch((err) => {
+  console.error(`worker failed: ${err instanceof Error ? err.stack : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,59 @@
+/**
+ * Shared by the Node test suites: the test stack's configuration (infra/test.sh exports its data directory
+ * and port offset), clients for it, and small helpers. The stack itself is real and already running.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { ArtifactStore } from '@tempered/artifacts';
+import { loadConfig, repoRoot } from '@tempered/config';
+import { createDb } from '@tempered/db';
+import { parseSpec, type PipelineSpec } from '@tempered/spec';
+
+export const cfg = loadConfig();
+export { repoRoot };
+
+export async function temporalClient(): Promise<{ client: Client; close: () => Promise<void> }> {
+  const connection = await Connection.connect({ address: cfg.temporal.address });
+  return { client: new Client({ connection, namespace: cfg.temporal.namespace }), close: () => connection.close() };
+}
+
+export const db = () => createDb(cfg.databaseUrl, 2);
+export const store = () => new ArtifactStore(cfg.s3);
+
+export function uniqueId(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+}
+
+export function demoSpec(): PipelineSpec {
+  return parseSpec(readFileSync(path.join(repoRoot, 'examples', 'demo', 'pipeline.yaml'), 'utf8'));
+}
+
+/** Tokens of the stack's users, written by the API at its first start. */
+export function tokenOf(user: 'operator' | 'approver' | 'admin'): string {
+  const creds = JSON.parse(readFileSync(path.join(cfg.dataDir, 'credentials.json'), 'utf8'));
+  return creds[user].token;
+}
+
+export async function apiCall(method: string, route: string, user?: 'operator' | 'approver' | 'admin', body?: unknown) {
+  const res = await fetch(`${cfg.api.url}${route}`, {
+    method,
+    headers: {
+      ...(user ? { authorization: `Bearer ${tokenOf(user)}` } : {}),
+      ...(body !== undefined ? { 'content-type': typeof body === 'string' ? 'application/yaml' : 'application/json' } : {}),
+    },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, everyMs = 500): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

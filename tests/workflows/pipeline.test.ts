@@ -1,0 +1,140 @@
+/**
+ * The lifecyclePipeline workflow on the real Temporal dev server, with stand-in activities: stage order,
+ * the approval Update and its validator, expiry of the gate, rejection, and a failing stage. With
+ * RECORD_HISTORIES=1 the approved run's history is saved for the replay test.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { WorkflowFailedError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import {
+  approveDeploymentUpdate,
+  type PipelineInput,
+  type PipelineOutcome,
+  progressQuery,
+  STAGES,
+  taskQueueFor,
+  WORKFLOW_TYPE,
+} from '@tempered/workflows';
+import { cfg, demoSpec, repoRoot, temporalClient, uniqueId, waitFor } from '../support';
+import { stubActivities, type StubLog } from './stubs';
+
+describe('lifecyclePipeline workflow (real server, stand-in activities)', () => {
+  const pool = uniqueId('wft').toLowerCase();
+  const taskQueue = taskQueueFor(pool);
+  let client: Client;
+  let closeClient: () => Promise<void>;
+  let connection: NativeConnection;
+  let worker: Worker;
+  let running: Promise<void>;
+  let stub: ReturnType<typeof stubActivities>;
+  let failing: ReturnType<typeof stubActivities>;
+  let failingWorker: Worker;
+
+  before(async () => {
+    ({ client, close: closeClient } = await temporalClient());
+    connection = await NativeConnection.connect({ address: cfg.temporal.address });
+    stub = stubActivities();
+    failing = stubActivities({ failTrain: 'train.steps: the stand-in refuses this spec' });
+    const workflowsPath = require.resolve('@tempered/workflows/src/workflows');
+    worker = await Worker.create({ connection, taskQueue, workflowsPath, activities: stub.activities });
+    failingWorker = await Worker.create({ connection, taskQueue: `${taskQueue}-failing`, workflowsPath, activities: failing.activities });
+    running = Promise.all([worker.run(), failingWorker.run()]).then(() => undefined);
+  });
+
+  after(async () => {
+    worker.shutdown();
+    failingWorker.shutdown();
+    await running;
+    await connection.close();
+    await closeClient();
+  });
+
+  function start(approvalTimeout = '10m', onPool = pool) {
+    const spec = demoSpec();
+    spec.deploy.approvalTimeout = approvalTimeout;
+    spec.pools = { data: onPool, train: onPool, rlhf: onPool, eval: onPool };
+    const input: PipelineInput = { spec, requestedBy: 'alice' };
+    return client.workflow.start(WORKFLOW_TYPE, { taskQueue: taskQueueFor(onPool), workflowId: uniqueId('wf'), args: [input] });
+  }
+
+  async function atGate(handle: Awaited<ReturnType<typeof start>>) {
+    return waitFor('the deployment gate', 30_000, async () => {
+      const p = await handle.query(progressQuery);
+      return p.gate.status === 'waiting' ? p : undefined;
+    });
+  }
+
+  test('runs every stage in order, refuses bad approvals, deploys on approval', async () => {
+    const handle = await start();
+    const progress = await atGate(handle);
+    assert.deepEqual(stub.log.calls.slice(-8), ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test']);
+    for (const s of STAGES.filter((s) => s !== 'deploy')) assert.equal(progress.stages[s].status, 'completed', s);
+
+    // The requester may not approve their own run; the validator rejects it before it enters history.
+    await assert.rejects(
+      handle.executeUpdate(approveDeploymentUpdate, { args: [{ decision: 'approve', approver: 'alice' }] }),
+      (err: unknown) => err instanceof WorkflowUpdateFailedError && /cannot approve/.test(String((err.cause as Error)?.message)),
+    );
+    await assert.rejects(
+      handle.executeUpdate(approveDeploymentUpdate, { args: [{ decision: 'maybe' as 'approve', approver: 'bob' }] }),
+      (err: unknown) => err instanceof WorkflowUpdateFailedError,
+    );
+    await assert.rejects(
+      handle.executeUpdate(approveDeploymentUpdate, { args: [{ decision: 'approve', approver: ' ' }] }),
+      (err: unknown) => err instanceof WorkflowUpdateFailedError,
+    );
+    assert.equal((await handle.query(progressQuery)).gate.status, 'waiting', 'the run stays at the gate after refused approvals');
+    assert.ok(!stub.log.calls.includes('deploy'));
+
+    const receipt = await handle.executeUpdate(approveDeploymentUpdate, { args: [{ decision: 'approve', approver: 'bob', comment: 'ok' }] });
+    assert.equal(receipt.approver, 'bob');
+    const outcome: PipelineOutcome = await handle.result();
+    assert.equal(outcome.status, 'deployed');
+    assert.equal(outcome.deploy?.modelVersionId, 'stub-v1');
+    assert.ok(stub.log.approvals.includes('approve'));
+    assert.equal(stub.log.runs.at(-1), 'deployed');
+
+    if (process.env.RECORD_HISTORIES === '1') {
+      const history = await handle.fetchHistory();
+      writeFileSync(path.join(repoRoot, 'tests', 'histories', 'lifecycle-approved.json'), historyToJSON(history));
+    }
+  });
+
+  test('an expired gate ends the run undeployed and records the expiry', async () => {
+    const before = stub.log.calls.filter((c) => c === 'deploy').length;
+    const handle = await start('2s');
+    const outcome: PipelineOutcome = await handle.result();
+    assert.equal(outcome.status, 'expired');
+    assert.equal(stub.log.calls.filter((c) => c === 'deploy').length, before, 'nothing deployed');
+    assert.ok(stub.log.approvals.includes('expired'));
+    const p = await handle.query(progressQuery);
+    assert.equal(p.gate.status, 'expired');
+    await assert.rejects(
+      handle.executeUpdate(approveDeploymentUpdate, { args: [{ decision: 'approve', approver: 'bob' }] }),
+      'no approval after the run ended',
+    );
+  });
+
+  test('a rejection ends the run undeployed', async () => {
+    const handle = await start();
+    await atGate(handle);
+    await handle.executeUpdate(approveDeploymentUpdate, { args: [{ decision: 'reject', approver: 'bob', comment: 'loss too high' }] });
+    const outcome: PipelineOutcome = await handle.result();
+    assert.equal(outcome.status, 'rejected');
+    assert.equal((await handle.query(progressQuery)).stages.deploy.status, 'skipped');
+  });
+
+  test('a non-retryable stage failure fails the run once, with the reason recorded', async () => {
+    const handle = await start('10m', `${pool}-failing`);
+    await assert.rejects(handle.result(), (err: unknown) => err instanceof WorkflowFailedError);
+    assert.equal(failing.log.calls.filter((c) => c === 'train').length, 1, 'BadInput is not retried');
+    const failed = failing.log.stages.find((s) => s.status === 'failed');
+    assert.equal(failed?.stage, 'train');
+    assert.match(failed?.error ?? '', /the stand-in refuses this spec/);
+    assert.equal(failing.log.runs.at(-1), 'failed');
+  });
+});

@@ -1,0 +1,71 @@
+/**
+ * Stand-in activities for workflow tests: they return well-formed results at once and record every call,
+ * so a test exercises the workflow's own logic (ordering, gate, expiry, failure handling) on the real
+ * Temporal server in seconds. The real activities are covered by the unit and end-to-end suites.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import type { Activities } from '@tempered/activities';
+import type { ArtifactKind, ArtifactRef } from '@tempered/workflows';
+
+const ref = (kind: ArtifactKind, n: number): ArtifactRef => ({ uri: `s3://stub/${kind}/${n}`, sha256: String(n).padStart(64, '0'), bytes: n, kind });
+
+export interface StubLog {
+  calls: string[];
+  stages: Array<{ stage: string; status: string; error?: string }>;
+  runs: string[];
+  approvals: string[];
+}
+
+export function stubActivities(opts: { failTrain?: string } = {}): { activities: Activities; log: StubLog } {
+  const log: StubLog = { calls: [], stages: [], runs: [], approvals: [] };
+  const call = (name: string) => log.calls.push(name);
+  const activities: Activities = {
+    async recordRun(i) {
+      log.runs.push(i.status);
+    },
+    async recordStage(i) {
+      log.stages.push({ stage: i.stage, status: i.status, error: i.error });
+    },
+    async recordApproval(i) {
+      log.approvals.push(i.decision);
+    },
+    async ingest() {
+      call('ingest');
+      return { datasetVersionId: 'ds-stub', dataset: ref('dataset', 1), quarantine: ref('quarantine', 2), counts: { input: 10, kept: 9, quarantined: 1 } };
+    },
+    async clean() {
+      call('clean');
+      return { cleaned: ref('cleaned', 3), report: ref('clean-report', 4), counts: { input: 9, kept: 8, removed: 1, changed: 2 } };
+    },
+    async tokenize() {
+      call('tokenize');
+      return { tokenizer: ref('tokenizer', 5), encoded: ref('shard', 6), counts: { records: 8, tokens: 80 } };
+    },
+    async split() {
+      call('split');
+      return { train: ref('shard', 7), validation: ref('shard', 8), test: ref('shard', 9), counts: { train: 6, validation: 1, test: 1 } };
+    },
+    async train() {
+      call('train');
+      if (opts.failTrain) throw ApplicationFailure.create({ message: opts.failTrain, type: 'BadInput', nonRetryable: true });
+      return { model: ref('checkpoint', 11), checkpoints: [ref('checkpoint', 10), ref('checkpoint', 11)], steps: 10, initialLoss: 5, finalLoss: 1 };
+    },
+    async validate() {
+      call('validate');
+      return { best: ref('model', 12), bestStep: 10, valLoss: 1.1, perplexity: 3, initialValLoss: 5 };
+    },
+    async rlhf() {
+      call('rlhf');
+      return { model: ref('model', 13), method: 'dpo' as const, steps: 5 };
+    },
+    async test() {
+      call('test');
+      return { loss: 1.2, perplexity: 3.3, exactMatch: 0.9, baselineExactMatch: 0, examples: 1 };
+    },
+    async deploy() {
+      call('deploy');
+      return { modelVersionId: 'stub-v1', deploymentId: 'dep-stub', endpoint: 'http://127.0.0.1:1' };
+    },
+  };
+  return { activities, log };
+}

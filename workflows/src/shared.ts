@@ -1,0 +1,144 @@
+/**
+ * The contract between workflows, activities, the worker, the API and the CLI: task queues, the approval
+ * Update, queries, and the small values that travel through Temporal. Big data never does: stages exchange
+ * `ArtifactRef`s to objects in S3.
+ *
+ * This module is imported by workflow code, so it must stay deterministic and free of Node APIs.
+ */
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
+
+export const WORKFLOW_TYPE = 'lifecyclePipeline';
+
+/** Pools are task queues: a worker started with `--pool gpu` polls `tempered-gpu`. */
+export function taskQueueFor(pool: string): string {
+  return `tempered-${pool.replace(':', '-')}`;
+}
+/** The queue of the workflows themselves and of bookkeeping activities. */
+export const CONTROL_TASK_QUEUE = 'tempered-control';
+
+export const STAGES = ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test', 'deploy'] as const;
+export type StageName = (typeof STAGES)[number];
+export type StageStatus = 'pending' | 'running' | 'completed' | 'failed' | 'skipped' | 'cancelled';
+
+export type ArtifactKind =
+  | 'dataset'
+  | 'quarantine'
+  | 'cleaned'
+  | 'clean-report'
+  | 'tokenizer'
+  | 'shard'
+  | 'checkpoint'
+  | 'model'
+  | 'preferences'
+  | 'report';
+
+/** A reference to an immutable, content-addressed object in the artifact store. */
+export interface ArtifactRef {
+  uri: string;
+  sha256: string;
+  bytes: number;
+  kind: ArtifactKind;
+}
+
+export interface IngestResult {
+  datasetVersionId: string;
+  dataset: ArtifactRef;
+  quarantine: ArtifactRef;
+  counts: { input: number; kept: number; quarantined: number };
+}
+export interface CleanResult {
+  cleaned: ArtifactRef;
+  report: ArtifactRef;
+  counts: { input: number; kept: number; removed: number; changed: number };
+}
+export interface TokenizeResult {
+  tokenizer: ArtifactRef;
+  encoded: ArtifactRef;
+  counts: { records: number; tokens: number };
+}
+export interface SplitResult {
+  train: ArtifactRef;
+  validation: ArtifactRef;
+  test: ArtifactRef;
+  counts: { train: number; validation: number; test: number };
+}
+export interface TrainResult {
+  model: ArtifactRef;
+  checkpoints: ArtifactRef[];
+  steps: number;
+  initialLoss: number;
+  finalLoss: number;
+}
+export interface ValidateResult {
+  best: ArtifactRef;
+  bestStep: number;
+  valLoss: number;
+  perplexity: number;
+  initialValLoss: number;
+}
+export interface RlhfResult {
+  model: ArtifactRef;
+  method: 'dpo' | 'none';
+  steps: number;
+}
+export interface TestResult {
+  loss: number;
+  perplexity: number;
+  exactMatch: number;
+  baselineExactMatch: number;
+  examples: number;
+}
+export interface DeployResult {
+  modelVersionId: string;
+  deploymentId: string;
+  endpoint: string;
+}
+
+/** Stage outputs kept by the workflow and exposed by the `progress` query. */
+export interface StageState {
+  status: StageStatus;
+  startedAt?: string;
+  finishedAt?: string;
+  error?: string;
+  summary?: Record<string, unknown>;
+}
+
+export type GateState =
+  | { status: 'not-reached' }
+  | { status: 'waiting'; deadline: string }
+  | { status: 'approved' | 'rejected'; approver: string; comment: string; decidedAt: string }
+  | { status: 'expired'; expiredAt: string };
+
+export interface PipelineProgress {
+  stages: Record<StageName, StageState>;
+  gate: GateState;
+}
+
+export interface ApprovalDecision {
+  decision: 'approve' | 'reject';
+  approver: string;
+  comment?: string;
+}
+export interface ApprovalReceipt {
+  decision: 'approve' | 'reject';
+  approver: string;
+  decidedAt: string;
+}
+
+export interface PipelineInput {
+  /** The validated spec with defaults filled in (see @tempered/spec). */
+  spec: import('@tempered/spec').PipelineSpec;
+  /** Directory of the spec file, against which relative local data paths resolve. */
+  specDir?: string;
+  /** Who started the run; they cannot approve its deployment. */
+  requestedBy: string;
+}
+
+export interface PipelineOutcome {
+  status: 'deployed' | 'rejected' | 'expired';
+  deploy?: DeployResult;
+  test: TestResult;
+}
+
+export const approveDeploymentUpdate = defineUpdate<ApprovalReceipt, [ApprovalDecision]>('approveDeployment');
+export const progressQuery = defineQuery<PipelineProgress>('progress');

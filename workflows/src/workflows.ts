@@ -1,0 +1,187 @@
+/**
+ * The model's life cycle as one durable workflow:
+ *
+ *   ingest → clean → tokenize → split → train → validate → RLHF → test → deploy (behind a human approval)
+ *
+ * Workflow code only: deterministic, no I/O. Every stage is an activity on the pool the spec names; stages
+ * hand each other small artifact references, never data. The deployment gate is the `approveDeployment`
+ * Update, whose validator refuses a bad decision (or the run's own requester) before it enters history; a
+ * timer turns silence into a recorded expiry.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '@tempered/activities';
+import {
+  type ApprovalDecision,
+  approveDeploymentUpdate,
+  type PipelineInput,
+  type PipelineOutcome,
+  type PipelineProgress,
+  progressQuery,
+  STAGES,
+  type StageName,
+  taskQueueFor,
+} from './shared';
+
+/** Failure types that retrying cannot fix: the activity options list them as non-retryable. */
+const NON_RETRYABLE = ['BadInput', 'GateFailed', 'ArtifactPathError'];
+
+function activitiesOn(pool: string, timeouts: { startToClose: string; heartbeat?: string }, maximumAttempts: number) {
+  return proxyActivities<Activities>({
+    taskQueue: taskQueueFor(pool),
+    startToCloseTimeout: timeouts.startToClose,
+    heartbeatTimeout: timeouts.heartbeat,
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', maximumAttempts, nonRetryableErrorTypes: NON_RETRYABLE },
+  });
+}
+
+export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineOutcome> {
+  const { spec } = input;
+  const runId = workflowInfo().workflowId;
+
+  const book = activitiesOn(spec.pools.data, { startToClose: '1m' }, 10);
+  const data = activitiesOn(spec.pools.data, { startToClose: '2h', heartbeat: '2m' }, 3);
+  const train = activitiesOn(spec.pools.train, { startToClose: '24h', heartbeat: '2m' }, 5);
+  const rlhf = activitiesOn(spec.pools.rlhf, { startToClose: '24h', heartbeat: '2m' }, 5);
+  const evaluate = activitiesOn(spec.pools.eval, { startToClose: '6h', heartbeat: '2m' }, 3);
+  const deploy = activitiesOn(spec.pools.data, { startToClose: '10m', heartbeat: '1m' }, 3);
+
+  const progress: PipelineProgress = {
+    stages: Object.fromEntries(STAGES.map((s) => [s, { status: 'pending' }])) as PipelineProgress['stages'],
+    gate: { status: 'not-reached' },
+  };
+  setHandler(progressQuery, () => progress);
+
+  let decision: (ApprovalDecision & { decidedAt: string }) | undefined;
+  setHandler(
+    approveDeploymentUpdate,
+    (d) => {
+      decision = { ...d, decidedAt: new Date().toISOString() };
+      return { decision: d.decision, approver: d.approver, decidedAt: decision.decidedAt };
+    },
+    {
+      validator: (d) => {
+        if (progress.gate.status !== 'waiting') {
+          throw new Error(`the deployment gate is ${progress.gate.status}, not waiting for a decision`);
+        }
+        if (d?.decision !== 'approve' && d?.decision !== 'reject') throw new Error('decision must be "approve" or "reject"');
+        if (typeof d.approver !== 'string' || d.approver.trim() === '') throw new Error('approver is required');
+        if (d.approver === input.requestedBy) {
+          throw new Error(`${d.approver} started this run and cannot approve its deployment; ask another approver`);
+        }
+      },
+    },
+  );
+
+  /** Runs one stage: status in the progress query and in Postgres, failures recorded before they propagate. */
+  async function stage<T>(name: StageName, run: () => Promise<T>, summarize: (r: T) => Record<string, unknown>): Promise<T> {
+    const startedAt = new Date().toISOString();
+    progress.stages[name] = { status: 'running', startedAt };
+    await book.recordStage({ runId, stage: name, status: 'running' });
+    try {
+      const result = await run();
+      const summary = summarize(result);
+      progress.stages[name] = { status: 'completed', startedAt, finishedAt: new Date().toISOString(), summary };
+      await book.recordStage({ runId, stage: name, status: 'completed', summary });
+      return result;
+    } catch (err) {
+      const cancelled = isCancellation(err);
+      const error = failureMessage(err);
+      progress.stages[name] = { status: cancelled ? 'cancelled' : 'failed', startedAt, finishedAt: new Date().toISOString(), error };
+      // Bookkeeping must happen even when the run itself is being cancelled.
+      await CancellationScope.nonCancellable(async () => {
+        await book.recordStage({ runId, stage: name, status: cancelled ? 'cancelled' : 'failed', error });
+        await book.recordRun({ runId, status: cancelled ? 'cancelled' : 'failed', error: `${name}: ${error}` });
+      });
+      throw err;
+    }
+  }
+
+  await book.recordRun({ runId, status: 'running', spec, requestedBy: input.requestedBy });
+
+  const ingested = await stage('ingest', () => data.ingest({ runId, spec, specDir: input.specDir }), (r) => ({ ...r.counts, datasetVersionId: r.datasetVersionId }));
+  const cleaned = await stage('clean', () => data.clean({ runId, spec, dataset: ingested.dataset }), (r) => r.counts);
+  const tokenized = await stage('tokenize', () => data.tokenize({ runId, spec, cleaned: cleaned.cleaned }), (r) => r.counts);
+  const splits = await stage('split', () => data.split({ runId, spec, encoded: tokenized.encoded }), (r) => r.counts);
+  const trained = await stage(
+    'train',
+    () => train.train({ runId, spec, trainShard: splits.train, tokenizer: tokenized.tokenizer }),
+    (r) => ({ steps: r.steps, initialLoss: r.initialLoss, finalLoss: r.finalLoss, checkpoints: r.checkpoints.length }),
+  );
+  const validated = await stage(
+    'validate',
+    () => evaluate.validate({ runId, spec, checkpoints: trained.checkpoints, validationShard: splits.validation, tokenizer: tokenized.tokenizer }),
+    (r) => ({ bestStep: r.bestStep, valLoss: r.valLoss, perplexity: r.perplexity, initialValLoss: r.initialValLoss }),
+  );
+  let model = validated.best;
+  if (spec.rlhf.method === 'none') {
+    progress.stages.rlhf = { status: 'skipped' };
+    await book.recordStage({ runId, stage: 'rlhf', status: 'skipped' });
+  } else {
+    const aligned = await stage('rlhf', () => rlhf.rlhf({ runId, spec, specDir: input.specDir, model }), (r) => ({ method: r.method, steps: r.steps }));
+    model = aligned.model;
+  }
+  const tested = await stage(
+    'test',
+    () => evaluate.test({ runId, spec, model, baseline: trained.checkpoints[0], testShard: splits.test, tokenizer: tokenized.tokenizer }),
+    (r) => ({ ...r }),
+  );
+
+  // The deployment gate: a person decides, or the timer records the expiry.
+  const deadline = new Date(Date.now() + msOf(spec.deploy.approvalTimeout)).toISOString();
+  progress.gate = { status: 'waiting', deadline };
+  progress.stages.deploy = { status: 'running', startedAt: new Date().toISOString(), summary: { gate: 'waiting', deadline } };
+  await book.recordStage({ runId, stage: 'deploy', status: 'running', summary: { gate: 'waiting', deadline } });
+  await book.recordRun({ runId, status: 'waiting-approval' });
+
+  const decided = await condition(() => decision !== undefined, spec.deploy.approvalTimeout);
+  if (!decided || !decision) {
+    const expiredAt = new Date().toISOString();
+    progress.gate = { status: 'expired', expiredAt };
+    progress.stages.deploy = { status: 'skipped', finishedAt: expiredAt, summary: { gate: 'expired' } };
+    await book.recordApproval({ runId, decision: 'expired' });
+    await book.recordStage({ runId, stage: 'deploy', status: 'skipped', summary: { gate: 'expired', deadline } });
+    await book.recordRun({ runId, status: 'expired' });
+    return { status: 'expired', test: tested };
+  }
+
+  const { approver, comment = '', decidedAt } = decision;
+  progress.gate = { status: decision.decision === 'approve' ? 'approved' : 'rejected', approver, comment, decidedAt };
+  await book.recordApproval({ runId, decision: decision.decision, approver, comment });
+  if (decision.decision === 'reject') {
+    progress.stages.deploy = { status: 'skipped', finishedAt: new Date().toISOString(), summary: { gate: 'rejected', approver } };
+    await book.recordStage({ runId, stage: 'deploy', status: 'skipped', summary: { gate: 'rejected', approver, comment } });
+    await book.recordRun({ runId, status: 'rejected' });
+    return { status: 'rejected', test: tested };
+  }
+
+  const deployed = await stage(
+    'deploy',
+    () => deploy.deploy({ runId, spec, model, datasetVersionId: ingested.datasetVersionId, metrics: tested, approver }),
+    (r) => ({ ...r, gate: 'approved', approver }),
+  );
+  await book.recordRun({ runId, status: 'deployed' });
+  return { status: 'deployed', deploy: deployed, test: tested };
+}
+
+function failureMessage(err: unknown): string {
+  // An ActivityFailure wraps the activity's own ApplicationFailure: the cause carries the useful message.
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  while (e?.cause && (e.cause as { message?: string }).message) e = e.cause as typeof e;
+  return e?.message ?? String(err);
+}
+
+/** Milliseconds of a spec duration ("90s", "10m", "24h", "2d"); the spec schema guarantees the shape. */
+function msOf(duration: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(duration);
+  if (!m) throw ApplicationFailure.nonRetryable(`bad duration ${duration}`, 'BadInput');
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms'];
+  return Number(m[1]) * unit;
+}
