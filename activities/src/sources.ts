@@ -24,7 +24,10 @@ export async function stageSource(deps: Deps, uri: string, specDir: string | und
   if (!existsSync(local)) throw badInput(`data source ${uri} not found (looked for ${local})`);
   const real = realpathSync(local);
   const roots = deps.cfg.localDataRoots.map((r) => (existsSync(r) ? realpathSync(r) : path.resolve(r)));
-  if (!roots.some((root) => real === root || real.startsWith(root + path.sep))) {
+  const under = (dir: string) => real === dir || real.startsWith(dir + path.sep);
+  const dataDir = existsSync(deps.cfg.dataDir) ? realpathSync(deps.cfg.dataDir) : deps.cfg.dataDir;
+  const inDataDir = under(dataDir) && !under(path.join(dataDir, 'uploads'));
+  if (inDataDir || !roots.some(under)) {
     throw badInput(
       `data source ${uri} is outside the allowed local data roots (${roots.join(', ')}); upload it to S3 or add its directory to TEMPERED_LOCAL_DATA_ROOTS`,
     );

@@ -1,0 +1,220 @@
+/**
+ * Clean, the local-file core: normalizes the text of every record of a dataset JSONL and drops the records
+ * that should not be trained on, reporting what each rule did (counts and a few before/after samples).
+ *
+ * Rules, applied to prompt and response in this order:
+ *   1. NFKC normalization (full-width letters and digits, ideographic spaces, ligatures -> canonical forms);
+ *   2. removal of control characters (Unicode Cc) except newline and tab;
+ *   3. whitespace collapsing: runs of spaces/tabs -> one space, runs of newlines -> one newline, trimmed;
+ *   4. PII masking: e-mail addresses -> "[EMAIL]", phone numbers -> "[PHONE]".
+ * Then a record is removed when its prompt or response is empty, when prompt + response is shorter than
+ * `minChars` or longer than `maxChars` (in code points), or, with `dedupe: exact`, when the same cleaned
+ * (prompt, response) was already kept. Record keys pass through unchanged.
+ *
+ * The per-field functions are pure and exported for tests; `cleanFile` streams, so memory grows only with
+ * the dedupe set (16 bytes of digest per kept record).
+ */
+import { createHash } from 'node:crypto';
+import { JsonlWriter, readRecords, type DataRecord } from './records';
+
+export interface CleanOptions {
+  nfkc: boolean;
+  stripControl: boolean;
+  collapseWhitespace: boolean;
+  dedupe: 'exact' | 'none';
+  maskPii: boolean;
+  minChars: number;
+  maxChars: number;
+}
+
+/** Rules that change text; `email` and `phone` are the two halves of `maskPii`. */
+export type ChangeRule = 'nfkc' | 'control' | 'whitespace' | 'email' | 'phone';
+export type RemovalReason = 'empty' | 'tooShort' | 'tooLong' | 'duplicate';
+
+export const CHANGE_RULES: readonly ChangeRule[] = ['nfkc', 'control', 'whitespace', 'email', 'phone'];
+export const REMOVAL_REASONS: readonly RemovalReason[] = ['empty', 'tooShort', 'tooLong', 'duplicate'];
+
+export interface CleanSample {
+  key: string;
+  field: 'prompt' | 'response';
+  /** The field just before and just after this rule ran (truncated to 200 characters). */
+  before: string;
+  after: string;
+}
+
+export interface CleanReport {
+  input: number;
+  kept: number;
+  /** Records removed, by reason; each removed record counts once. kept + sum(removed) = input. */
+  removed: Record<RemovalReason, number>;
+  /** Records (of all input records, removed ones included) whose prompt or response a rule altered. */
+  changed: Record<ChangeRule, number>;
+  /** Records altered by at least one rule. */
+  changedRecords: number;
+  /** Up to 3 samples per rule, the first ones in input order. */
+  examples: Record<ChangeRule, CleanSample[]>;
+}
+
+const SAMPLES_PER_RULE = 3;
+const SAMPLE_CHARS = 200;
+
+export function normalizeNfkc(text: string): string {
+  return text.normalize('NFKC');
+}
+
+/** Removes C0/C1 control characters and DEL, keeping `\n` and `\t` (they carry layout). */
+export function stripControlChars(text: string): string {
+  return text.replace(/[^\P{Cc}\n\t]/gu, '');
+}
+
+/**
+ * Spaces and tabs (and any other whitespace but `\n`) collapse to one space; a run of newlines, with the
+ * spaces around it, becomes one newline; the ends are trimmed.
+ */
+export function collapseWhitespace(text: string): string {
+  return text
+    .replace(/[^\S\n]+/g, ' ')
+    .replace(/ ?\n[\n ]*/g, '\n')
+    .trim();
+}
+
+const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g;
+
+export function maskEmails(text: string): string {
+  return text.replace(EMAIL, '[EMAIL]');
+}
+
+/**
+ * Phone numbers in the shapes people write them, and nothing looser, because lists of numbers ("3 9 1 4",
+ * "12 345 6789") are ordinary data here:
+ *   - international: "+" country code, then 2–5 groups (+81 90-1234-5678, +44 20 7946 0958, +1 (555) 123-4567);
+ *   - an area code in parentheses: (555) 123-4567, (03) 1234-5678;
+ *   - three groups joined by the same "-" or ".": 555-123-4567, 090-1234-5678, 555.123.4567.
+ * Space-separated groups without "+" or parentheses are never taken. The match must hold 7–15 digits
+ * (E.164 allows at most 15), and must not be glued to other digits, letters or dotted numbers, which keeps
+ * dates (2024-01-15), versions and IP addresses (192.168.100.200) out.
+ */
+const PHONE = new RegExp(
+  String.raw`(?<![\w+.-])(?:` +
+    String.raw`\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){2,5}` +
+    String.raw`|\(\d{2,4}\)[ .-]?\d{2,4}[ .-]?\d{3,4}` +
+    String.raw`|\d{2,4}([-.])\d{2,4}\1\d{3,4}` +
+    String.raw`)(?![\w-]|\.\d)`,
+  'g',
+);
+
+export function maskPhones(text: string): string {
+  return text.replace(PHONE, (match) => {
+    const digits = match.replace(/\D/g, '').length;
+    return digits >= 7 && digits <= 15 ? '[PHONE]' : match;
+  });
+}
+
+/** The text-changing rules enabled by `options`, in the order they apply. */
+function enabledRules(options: CleanOptions): Array<[ChangeRule, (text: string) => string]> {
+  const rules: Array<[ChangeRule, (text: string) => string]> = [];
+  if (options.nfkc) rules.push(['nfkc', normalizeNfkc]);
+  if (options.stripControl) rules.push(['control', stripControlChars]);
+  if (options.collapseWhitespace) rules.push(['whitespace', collapseWhitespace]);
+  if (options.maskPii) rules.push(['email', maskEmails], ['phone', maskPhones]);
+  return rules;
+}
+
+export interface TextChange {
+  rule: ChangeRule;
+  before: string;
+  after: string;
+}
+
+/** Applies the enabled rules to one field; `changes` lists the rules that altered it, in order. */
+export function cleanText(text: string, options: CleanOptions): { text: string; changes: TextChange[] } {
+  const changes: TextChange[] = [];
+  let current = text;
+  for (const [rule, apply] of enabledRules(options)) {
+    const next = apply(current);
+    if (next !== current) changes.push({ rule, before: current, after: next });
+    current = next;
+  }
+  return { text: current, changes };
+}
+
+/** Length in code points, so that one emoji or one astral CJK character counts as one character. */
+export function charCount(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+/** Why a cleaned record would be removed before deduplication, or undefined when it passes. */
+export function removalReason(
+  record: Pick<DataRecord, 'prompt' | 'response'>,
+  options: Pick<CleanOptions, 'minChars' | 'maxChars'>,
+): Exclude<RemovalReason, 'duplicate'> | undefined {
+  if (record.prompt === '' || record.response === '') return 'empty';
+  const length = charCount(record.prompt) + charCount(record.response);
+  if (length < options.minChars) return 'tooShort';
+  if (length > options.maxChars) return 'tooLong';
+  return undefined;
+}
+
+export async function cleanFile(inPath: string, outPath: string, options: CleanOptions): Promise<CleanReport> {
+  const report: CleanReport = {
+    input: 0,
+    kept: 0,
+    removed: { empty: 0, tooShort: 0, tooLong: 0, duplicate: 0 },
+    changed: { nfkc: 0, control: 0, whitespace: 0, email: 0, phone: 0 },
+    changedRecords: 0,
+    examples: { nfkc: [], control: [], whitespace: [], email: [], phone: [] },
+  };
+  const seen = new Set<string>();
+  const out = new JsonlWriter(outPath);
+  try {
+    for await (const record of readRecords(inPath)) {
+      report.input++;
+      const prompt = cleanText(record.prompt, options);
+      const response = cleanText(record.response, options);
+
+      const rulesHit = new Set<ChangeRule>();
+      for (const [field, result] of [['prompt', prompt], ['response', response]] as const) {
+        for (const change of result.changes) {
+          rulesHit.add(change.rule);
+          const samples = report.examples[change.rule];
+          // One sample per record and rule keeps the three samples from being one record's two fields.
+          if (samples.length < SAMPLES_PER_RULE && samples.at(-1)?.key !== record.key) {
+            samples.push({ key: record.key, field, before: clip(change.before), after: clip(change.after) });
+          }
+        }
+      }
+      for (const rule of rulesHit) report.changed[rule]++;
+      if (rulesHit.size > 0) report.changedRecords++;
+
+      const cleaned: DataRecord = { key: record.key, prompt: prompt.text, response: response.text };
+      const reason = removalReason(cleaned, options);
+      if (reason) {
+        report.removed[reason]++;
+        continue;
+      }
+      if (options.dedupe === 'exact') {
+        // JSON of the pair is unambiguous where "prompt NUL response" would not be (a field may hold NUL).
+        const digest = createHash('sha256').update(JSON.stringify([cleaned.prompt, cleaned.response])).digest();
+        const id = digest.subarray(0, 16).toString('base64');
+        if (seen.has(id)) {
+          report.removed.duplicate++;
+          continue;
+        }
+        seen.add(id);
+      }
+      await out.write(cleaned);
+      report.kept++;
+    }
+    await out.close();
+  } catch (error) {
+    out.abort();
+    throw error;
+  }
+  return report;
+}
+
+function clip(text: string): string {
+  return text.length > SAMPLE_CHARS ? `${text.slice(0, SAMPLE_CHARS)}…` : text;
+}

@@ -1,0 +1,145 @@
+/**
+ * The record every data stage exchanges, and the JSONL plumbing they share: line iteration over a file of
+ * any supported encoding without reading it whole, and a buffered writer that respects backpressure.
+ *
+ * A dataset file is JSONL of `{key, prompt, response}`: one record per line, UTF-8, in input order.
+ */
+import fs from 'node:fs';
+import { once } from 'node:events';
+import iconv from 'iconv-lite';
+
+/** A normalized training record. `key` is stable across runs: the split stage partitions by it. */
+export interface DataRecord {
+  key: string;
+  prompt: string;
+  response: string;
+}
+
+/** Text encodings a data source may use (the spec's `encoding`). */
+export type TextEncoding = 'utf-8' | 'shift_jis';
+
+export interface TextLine {
+  /** The line without its terminator (`\n` or `\r\n`). */
+  text: string;
+  /** 1-based physical line number, blank lines included. */
+  line: number;
+}
+
+/**
+ * Yields the lines of a file one at a time. Decoding goes through iconv-lite's stateful decoder, so a
+ * multi-byte character split across read chunks decodes correctly, undecodable bytes become U+FFFD (callers
+ * use that to spot them) and a UTF-8 byte-order mark is dropped. Read errors reject the iteration.
+ */
+export async function* readLines(path: string, encoding: TextEncoding = 'utf-8'): AsyncGenerator<TextLine> {
+  const decoder = iconv.getDecoder(encoding);
+  let pending = '';
+  let line = 0;
+  for await (const chunk of fs.createReadStream(path)) {
+    pending += decoder.write(chunk as Buffer);
+    const parts = pending.split('\n');
+    pending = parts.pop() ?? '';
+    for (const part of parts) yield { text: stripCr(part), line: ++line };
+  }
+  pending += decoder.end() ?? '';
+  // A final line without a terminating newline is still a line; an empty tail after the last "\n" is not.
+  if (pending !== '') yield { text: stripCr(pending), line: ++line };
+}
+
+function stripCr(text: string): string {
+  return text.endsWith('\r') ? text.slice(0, -1) : text;
+}
+
+/**
+ * Yields the parsed value of every non-blank line of a UTF-8 JSONL file. For files this system wrote itself:
+ * a line that is not JSON is a bug upstream, so it throws (with file and line) instead of skipping.
+ */
+export async function* readJsonl<T = unknown>(path: string): AsyncGenerator<{ value: T; line: number }> {
+  for await (const { text, line } of readLines(path)) {
+    if (text.trim() === '') continue;
+    let value: T;
+    try {
+      value = JSON.parse(text) as T;
+    } catch (error) {
+      throw new Error(`${path}:${line}: invalid JSON (${(error as Error).message})`);
+    }
+    yield { value, line };
+  }
+}
+
+/** Type guard for a well-formed `DataRecord` (used when reading a stage's own intermediate files). */
+export function isDataRecord(value: unknown): value is DataRecord {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.key === 'string' && typeof v.prompt === 'string' && typeof v.response === 'string';
+}
+
+/** Reads a dataset file, throwing on any line that is not a `{key, prompt, response}` record. */
+export async function* readRecords(path: string): AsyncGenerator<DataRecord & { line: number }> {
+  for await (const { value, line } of readJsonl(path)) {
+    if (!isDataRecord(value)) throw new Error(`${path}:${line}: not a {key, prompt, response} record`);
+    yield { key: value.key, prompt: value.prompt, response: value.response, line };
+  }
+}
+
+/**
+ * Writes one JSON value per line. Lines are batched into ~64 KiB writes (one syscall per line would dominate
+ * on large datasets), and `write` waits for 'drain' when the stream's buffer is full, so memory stays bounded
+ * however fast the producer is. Always finish with `close()` (or `abort()` on failure).
+ */
+export class JsonlWriter {
+  private readonly stream: fs.WriteStream;
+  private batch: string[] = [];
+  private batchChars = 0;
+  private failure: Error | undefined;
+  /** Lines written so far. */
+  lines = 0;
+
+  constructor(
+    readonly path: string,
+    private readonly batchLimit = 64 * 1024,
+  ) {
+    this.stream = fs.createWriteStream(path);
+    // Remember the first error and rethrow it from the next write/close: an unhandled 'error' would crash.
+    this.stream.on('error', (error) => {
+      this.failure ??= error;
+    });
+  }
+
+  async write(value: unknown): Promise<void> {
+    if (this.failure) throw this.failure;
+    const line = JSON.stringify(value) + '\n';
+    this.batch.push(line);
+    this.batchChars += line.length;
+    this.lines++;
+    if (this.batchChars >= this.batchLimit) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.batch.length === 0) return;
+    const data = this.batch.join('');
+    this.batch = [];
+    this.batchChars = 0;
+    // `once` rejects if the stream errors while we wait, so a full disk cannot hang us here.
+    if (!this.stream.write(data)) await once(this.stream, 'drain');
+  }
+
+  /** Flushes and closes; resolves once the file descriptor is released, i.e. the file is complete. */
+  async close(): Promise<void> {
+    await this.flush();
+    if (this.failure) {
+      this.stream.destroy();
+      throw this.failure;
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.stream.once('error', reject);
+      this.stream.once('close', () => resolve());
+      this.stream.end();
+    });
+    if (this.failure) throw this.failure;
+  }
+
+  /** Releases the file after a failure; the partial file is left for the caller to discard. */
+  abort(): void {
+    this.stream.destroy();
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * End to end on the real stack (Temporal, PostgreSQL, S3, worker, API, Python trainer): the demo pipeline
+ * started through the API, one source from S3 and one local, approved through the Update by a second user,
+ * deployed, and checked from every side: stages, artifacts in S3 against their recorded digests, lineage,
+ * the training and test figures, and the served model's answer.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Worker } from '@temporalio/worker';
+import { parse as parseYaml } from 'yaml';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { ancestors, node } from '@tempered/db';
+import { generateDemoData } from '@tempered/examples';
+import { STAGES } from '@tempered/workflows';
+import { apiCall, cfg, db, demoSpec, repoRoot, store, temporalClient, waitFor } from '../support';
+
+describe('the demo pipeline end to end', () => {
+  const database = db();
+  const artifacts = store();
+  let runId: string;
+  let detail: any;
+
+  before(async () => {
+    const dataDir = path.join(cfg.dataDir, 'uploads', 'e2e');
+    await generateDemoData(dataDir);
+    const spec = demoSpec();
+    // One source through S3, the other read locally: both ingest paths.
+    const trainUri = await artifacts.putNamed('inputs/e2e/train.jsonl', path.join(dataDir, 'train.jsonl'));
+    spec.data.sources = [
+      { uri: trainUri, encoding: 'utf-8' },
+      { uri: path.join(dataDir, 'extra.csv'), encoding: 'shift_jis' },
+    ];
+    spec.rlhf.preferences = { uri: path.join(dataDir, 'preferences.jsonl'), encoding: 'utf-8' };
+    const started = await apiCall('POST', '/api/runs', 'operator', { spec });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    runId = started.body.runId;
+  });
+
+  after(() => database.destroy());
+
+  test('reaches the deployment gate with every stage completed', { timeout: 20 * 60_000 }, async () => {
+    detail = await waitFor('the gate', 20 * 60_000, async () => {
+      const d = (await apiCall('GET', `/api/runs/${runId}`, 'operator')).body;
+      if (d.run.status === 'failed') throw new Error(`run failed: ${d.run.error}`);
+      return d.run.status === 'waiting-approval' ? d : undefined;
+    }, 2000);
+    for (const s of STAGES.filter((s) => s !== 'deploy')) {
+      assert.equal(detail.stages.find((x: any) => x.name === s)?.status, 'completed', `stage ${s}`);
+    }
+    assert.equal(detail.gate.status, 'waiting');
+  });
+
+  test('counts add up: kept + quarantined = input', () => {
+    const ingest = detail.stages.find((s: any) => s.name === 'ingest').summary;
+    assert.equal(ingest.kept + ingest.quarantined, ingest.input);
+    assert.ok(ingest.quarantined >= 4, `the demo data has malformed lines and rows by design (got ${ingest.quarantined})`);
+  });
+
+  test('training worked: loss and validation loss went down, exact match rose above the spec floor', () => {
+    const train = detail.stages.find((s: any) => s.name === 'train').summary;
+    assert.ok(train.finalLoss < train.initialLoss, `train loss ${train.initialLoss} -> ${train.finalLoss}`);
+    const validate = detail.stages.find((s: any) => s.name === 'validate').summary;
+    assert.ok(validate.valLoss < validate.initialValLoss, `val loss ${validate.initialValLoss} -> ${validate.valLoss}`);
+    const t = detail.stages.find((s: any) => s.name === 'test').summary;
+    assert.ok(t.exactMatch >= demoSpec().test.minExactMatch!, `exact match ${t.exactMatch}`);
+    assert.ok(t.exactMatch > t.baselineExactMatch, `exact match ${t.baselineExactMatch} -> ${t.exactMatch}`);
+    assert.ok((detail.metrics['train.loss'] ?? []).length > 10, 'loss curve recorded');
+  });
+
+  test('the requester cannot approve; a viewer without a token cannot either', async () => {
+    assert.equal((await apiCall('POST', `/api/runs/${runId}/approval`, 'operator', { decision: 'approve' })).status, 403);
+    assert.equal((await apiCall('POST', `/api/runs/${runId}/approval`, undefined, { decision: 'approve' })).status, 401);
+    const bad = await apiCall('POST', `/api/runs/${runId}/approval`, 'approver', { decision: 'yes' });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.issues[0].path, 'decision');
+  });
+
+  test('approval through the Update deploys a model that answers', { timeout: 5 * 60_000 }, async () => {
+    const approved = await apiCall('POST', `/api/runs/${runId}/approval`, 'approver', { decision: 'approve', comment: 'e2e' });
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    detail = await waitFor('deployment', 5 * 60_000, async () => {
+      const d = (await apiCall('GET', `/api/runs/${runId}`, 'operator')).body;
+      if (['failed', 'rejected', 'expired'].includes(d.run.status)) throw new Error(`run ended ${d.run.status}: ${d.run.error}`);
+      return d.run.status === 'deployed' ? d : undefined;
+    }, 1000);
+    assert.equal(detail.deployment.status, 'serving');
+    assert.equal(detail.approvals[0].approver, 'approver');
+    const res = await fetch(`${detail.deployment.endpoint}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'reverse 1 2 3 4', max_tokens: 12 }),
+    });
+    const body: any = await res.json();
+    assert.equal(res.status, 200);
+    assert.ok(typeof body.choices[0].text === 'string' && body.choices[0].text.trim().length > 0, `served text: ${JSON.stringify(body)}`);
+  });
+
+  test('every artifact exists in S3 with its recorded sha256', async () => {
+    assert.ok(detail.artifacts.length >= 12, `${detail.artifacts.length} artifacts`);
+    for (const a of detail.artifacts) {
+      const bytes = await artifacts.getBytes(a.uri);
+      assert.equal(bytes.length, a.bytes, a.uri);
+      assert.equal(createHash('sha256').update(bytes).digest('hex'), a.sha256, a.uri);
+    }
+  });
+
+  test('lineage links dataset version → model version → deployment', async () => {
+    const up = await ancestors(database, node.deployment(detail.deployment.id));
+    const parents = up.map((e) => e.parent);
+    assert.ok(parents.includes(node.modelVersion(detail.modelVersion.id)), 'deployment ← model version');
+    assert.ok(parents.includes(node.datasetVersion(detail.datasetVersion.id)), 'model version ← dataset version');
+    const checkpoint = detail.artifacts.find((a: any) => a.kind === 'checkpoint');
+    assert.ok(parents.includes(`artifact:${checkpoint.sha256}`) || up.length > 3, 'the chain reaches the training artifacts');
+  });
+
+  test('the real run replays deterministically against the current workflow code', async () => {
+    const { client, close } = await temporalClient();
+    try {
+      const history = await client.workflow.getHandle(runId).fetchHistory();
+      await Worker.runReplayHistory({ workflowsPath: require.resolve('@tempered/workflows/src/workflows'), replayName: runId }, history);
+      if (process.env.RECORD_HISTORIES === '1') {
+        const { writeFileSync } = await import('node:fs');
+        writeFileSync(path.join(repoRoot, 'tests', 'histories', 'demo-e2e.json'), historyToJSON(history));
+      }
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe('bad requests to the API', () => {
+  test('an invalid spec is refused with the field path and reason', async () => {
+    const spec = parseYaml(readFileSync(path.join(repoRoot, 'examples', 'demo', 'pipeline.yaml'), 'utf8'));
+    spec.train = { ...spec.train, steps: -5 };
+    const res = await apiCall('POST', '/api/runs', 'operator', { spec });
+    assert.equal(res.status, 400);
+    const issue = res.body.issues.find((i: any) => i.path === 'train.steps');
+    assert.ok(issue, JSON.stringify(res.body));
+    assert.match(issue.message, />0|positive|small/i);
+  });
+
+  test('no token, no API', async () => {
+    assert.equal((await apiCall('GET', '/api/runs')).status, 401);
+  });
+
+  test('an approver may not start runs', async () => {
+    const res = await apiCall('POST', '/api/runs', 'approver', { spec: demoSpec() });
+    assert.equal(res.status, 403);
+  });
+});

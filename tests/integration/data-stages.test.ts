@@ -1,0 +1,106 @@
+/**
+ * The data stages as activities against the real S3 server and PostgreSQL (no workflow): bad records are
+ * quarantined with reasons and counted, cleaning reports each rule, and sources outside the allowed places
+ * are refused with a non-retryable error.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities } from '@tempered/activities';
+import { generateDemoData, type DemoDataSummary } from '@tempered/examples';
+import { cfg, db, demoSpec, store, uniqueId } from '../support';
+
+describe('data stages on the real stack', () => {
+  const database = db();
+  const activities = createActivities({ cfg, db: database, store: store() });
+  const env = new MockActivityEnvironment();
+  const runId = uniqueId('int');
+  const dataDir = path.join(cfg.dataDir, 'uploads', 'integration');
+  let summary: DemoDataSummary;
+
+  before(async () => {
+    summary = generateDemoData(dataDir, { records: 200 });
+    await database.insertInto('runs').values({ id: runId, name: 'int', spec: '{}', status: 'running', requested_by: 'test' }).execute();
+  });
+  after(() => database.destroy());
+
+  const spec = () => {
+    const s = demoSpec();
+    s.data.sources = [
+      { uri: 'train.jsonl', encoding: 'utf-8' },
+      { uri: 'extra.csv', encoding: 'shift_jis' },
+    ];
+    return s;
+  };
+
+  let ingested: Awaited<ReturnType<typeof activities.ingest>>;
+
+  test('ingest quarantines a malformed JSONL line and an unreadable CSV row, and counts add up', async () => {
+    ingested = await env.run(activities.ingest, { runId, spec: spec(), specDir: dataDir });
+    const expectedQuarantine = summary.totals.malformed;
+    assert.equal(ingested.counts.input, summary.train.lines + summary.extra.rows);
+    assert.equal(ingested.counts.quarantined, expectedQuarantine);
+    assert.equal(ingested.counts.kept + ingested.counts.quarantined, ingested.counts.input);
+
+    const quarantined = (await store().getBytes(ingested.quarantine.uri)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(quarantined.length, expectedQuarantine);
+    for (const q of quarantined) assert.ok(q.reason && q.source && q.line > 0, JSON.stringify(q));
+    assert.deepEqual(
+      quarantined.filter((q) => q.source === 'train.jsonl').map((q) => q.line),
+      summary.train.malformedLines,
+    );
+    assert.deepEqual(
+      quarantined.filter((q) => q.source === 'extra.csv').map((q) => q.line).sort((a, b) => a - b),
+      [...summary.extra.wrongColumnRows, ...summary.extra.invalidByteRows].sort((a, b) => a - b),
+    );
+
+    const version = await database.selectFrom('dataset_versions').selectAll().where('id', '=', ingested.datasetVersionId).executeTakeFirstOrThrow();
+    assert.equal(version.kept_count, ingested.counts.kept);
+    assert.equal(version.quarantined_count, ingested.counts.quarantined);
+  });
+
+  test('the same data gives the same dataset version', async () => {
+    const again = await env.run(activities.ingest, { runId, spec: spec(), specDir: dataDir });
+    assert.equal(again.datasetVersionId, ingested.datasetVersionId);
+    assert.equal(again.dataset.sha256, ingested.dataset.sha256);
+  });
+
+  test('clean reports what each rule removed or changed', async () => {
+    const cleaned = await env.run(activities.clean, { runId, spec: spec(), dataset: ingested.dataset });
+    const report = JSON.parse((await store().getBytes(cleaned.report.uri)).toString('utf8'));
+    assert.equal(report.kept + Object.values(report.removed as Record<string, number>).reduce((a, b) => a + b, 0), report.input);
+    assert.ok(report.removed.duplicate >= summary.train.duplicates, `duplicates removed: ${report.removed.duplicate}`);
+    assert.ok(report.changed.email >= 1 && report.changed.phone >= 1, JSON.stringify(report.changed));
+    assert.ok(report.changed.nfkc >= 1, 'the Shift_JIS rows use full-width forms');
+    const text = (await store().getBytes(cleaned.cleaned.uri)).toString('utf8');
+    assert.ok(!text.includes('@example.com'), 'no e-mail address survives cleaning');
+  });
+
+  test('a local path outside the allowed roots is refused, not read', async () => {
+    const outside = path.join(tmpdir(), `${uniqueId('outside')}.jsonl`);
+    writeFileSync(outside, '{"prompt":"a","response":"b"}\n');
+    const s = spec();
+    s.data.sources = [{ uri: outside, encoding: 'utf-8' }];
+    await assert.rejects(env.run(activities.ingest, { runId, spec: s }), (err: unknown) => {
+      return err instanceof ApplicationFailure && err.nonRetryable && /outside the allowed local data roots/.test(err.message);
+    });
+  });
+
+  test('the data directory (credentials) is not a data source, even though uploads below it are', async () => {
+    const s = spec();
+    s.data.sources = [{ uri: path.join(cfg.dataDir, 'credentials.json'), format: 'jsonl', encoding: 'utf-8' }];
+    await assert.rejects(env.run(activities.ingest, { runId, spec: s }), (err: unknown) => err instanceof ApplicationFailure && err.nonRetryable);
+  });
+
+  test('an S3 URI outside the artifact bucket or prefix is refused', async () => {
+    for (const uri of ['s3://someone-elses-bucket/data.jsonl', `s3://${cfg.s3.bucket}/not-our-prefix/data.jsonl`, `s3://${cfg.s3.bucket}/${cfg.s3.prefix}../x.jsonl`]) {
+      const s = spec();
+      s.data.sources = [{ uri, encoding: 'utf-8' }];
+      await assert.rejects(env.run(activities.ingest, { runId, spec: s }), (err: unknown) => err instanceof ApplicationFailure && err.nonRetryable, uri);
+    }
+  });
+});

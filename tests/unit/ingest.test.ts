@@ -1,0 +1,383 @@
+/**
+ * Unit tests of the ingest core (activities/src/ingest-core.ts) and of the demo data and spec it is meant to
+ * read: quarantine reasons, row numbers and counts, Shift_JIS decoding, and kept + quarantined = input.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import iconv from 'iconv-lite';
+import { parseSpec } from '@tempered/spec';
+import {
+  formatOf,
+  ingestFiles,
+  recordKey,
+  type FieldMapping,
+  type IngestReport,
+  type IngestSource,
+  type QuarantineEntry,
+} from '../../activities/src/ingest-core';
+import type { DataRecord } from '../../activities/src/records';
+import { DEMO_SPEC_PATH, generateDemoData } from '../../examples/src/index';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tempered-ingest-'));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+let fileCounter = 0;
+
+function writeFile(name: string, content: string | Buffer): string {
+  const file = path.join(root, `${++fileCounter}-${name}`);
+  fs.writeFileSync(file, content);
+  return file;
+}
+
+function readJsonl<T>(file: string): T[] {
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as T);
+}
+
+const defaultFields: FieldMapping = { prompt: 'prompt', response: 'response' };
+
+async function ingest(
+  sources: Array<Partial<IngestSource> & { path: string }>,
+  fields: FieldMapping = defaultFields,
+): Promise<{ report: IngestReport; dataset: DataRecord[]; quarantine: QuarantineEntry[] }> {
+  const n = ++fileCounter;
+  const out = { datasetPath: path.join(root, `${n}-dataset.jsonl`), quarantinePath: path.join(root, `${n}-quarantine.jsonl`) };
+  const full = sources.map((s) => ({
+    label: path.basename(s.path),
+    format: formatOf(s.path),
+    encoding: 'utf-8' as const,
+    ...s,
+  }));
+  const report = await ingestFiles(full, fields, out);
+  const dataset = readJsonl<DataRecord>(out.datasetPath);
+  const quarantine = readJsonl<QuarantineEntry>(out.quarantinePath);
+  // The invariant every test relies on, checked against the files as well as the counts.
+  assert.equal(report.kept + report.quarantined, report.input);
+  assert.equal(dataset.length, report.kept);
+  assert.equal(quarantine.length, report.quarantined);
+  for (const s of report.bySource) assert.equal(s.kept + s.quarantined, s.input);
+  return { report, dataset, quarantine };
+}
+
+describe('formatOf', () => {
+  test('infers the format from the extension of a path or URI', () => {
+    assert.equal(formatOf('data/train.jsonl'), 'jsonl');
+    assert.equal(formatOf('s3://bucket/dir/rows.JSON'), 'jsonl');
+    assert.equal(formatOf('/tmp/extra.csv'), 'csv');
+    assert.equal(formatOf('https://host/x.csv?versionId=3#frag'), 'csv');
+  });
+  test('an explicit format wins', () => {
+    assert.equal(formatOf('data/rows.txt', 'csv'), 'csv');
+    assert.equal(formatOf('data/rows.csv', 'jsonl'), 'jsonl');
+  });
+  test('an unknown extension is a clear error', () => {
+    assert.throws(() => formatOf('s3://b/data.parquet'), /cannot tell the format of "s3:\/\/b\/data.parquet".*format: jsonl/);
+    assert.throws(() => formatOf('noextension'), /\.jsonl, \.json or \.csv/);
+  });
+});
+
+test('recordKey is the first 16 hex digits of sha256(prompt NUL response)', () => {
+  const expected = createHash('sha256').update('reverse 1 2\u00002 1').digest('hex').slice(0, 16);
+  assert.equal(recordKey('reverse 1 2', '2 1'), expected);
+  assert.match(expected, /^[0-9a-f]{16}$/);
+  assert.notEqual(recordKey('ab', 'c'), recordKey('a', 'bc'));
+});
+
+describe('JSONL sources', () => {
+  test('keeps good lines and quarantines each kind of bad line with its line number and reason', async () => {
+    const lines = [
+      '{"prompt": "reverse 1 2", "response": "2 1"}', // 1 kept
+      '', // 2 blank: not an input
+      '{"prompt": "reverse 3 4", "response": "4 3"', // 3 truncated
+      '["reverse 1 2", "2 1"]', // 4 array
+      '"just a string"', // 5 not an object
+      '{"prompt": "reverse 5 6"}', // 6 no response
+      '{"prompt": 7, "response": "7"}', // 7 prompt not a string
+      '   ', // 8 blank
+      '{"prompt": "", "response": "x"}', // 9 kept: emptiness is the clean stage's call
+      'null', // 10
+    ];
+    const file = writeFile('mixed.jsonl', lines.join('\n')); // no trailing newline on purpose
+    const { report, dataset, quarantine } = await ingest([{ path: file, label: 'src-a' }]);
+
+    assert.deepEqual(
+      { input: report.input, kept: report.kept, quarantined: report.quarantined },
+      { input: 8, kept: 2, quarantined: 6 },
+    );
+    assert.deepEqual(report.reasons, { 'invalid JSON': 1, 'not a JSON object': 3, 'missing field': 2 });
+    assert.deepEqual(
+      quarantine.map((q) => [q.line, q.reason.split(':')[0]]),
+      [
+        [3, 'invalid JSON'],
+        [4, 'not a JSON object'],
+        [5, 'not a JSON object'],
+        [6, 'missing field'],
+        [7, 'missing field'],
+        [10, 'not a JSON object'],
+      ],
+    );
+    assert.ok(quarantine.every((q) => q.source === 'src-a'));
+    assert.equal(quarantine[0].raw, lines[2]);
+    assert.match(quarantine[1].reason, /an array/);
+    assert.match(quarantine[3].reason, /"response"/);
+    assert.match(quarantine[4].reason, /"prompt"/);
+    assert.deepEqual(dataset, [
+      { key: recordKey('reverse 1 2', '2 1'), prompt: 'reverse 1 2', response: '2 1' },
+      { key: recordKey('', 'x'), prompt: '', response: 'x' },
+    ]);
+  });
+
+  test('maps fields and takes the key from the key field when present and non-empty', async () => {
+    const file = writeFile(
+      'mapped.jsonl',
+      [
+        '{"q": "a", "a": "b", "id": "r-1"}',
+        '{"q": "c", "a": "d", "id": 42}',
+        '{"q": "e", "a": "f", "id": "  "}',
+        '{"q": "g", "a": "h"}',
+        '{"prompt": "i", "response": "j"}',
+      ].join('\r\n') + '\r\n',
+    );
+    const { dataset, quarantine } = await ingest([{ path: file }], { prompt: 'q', response: 'a', key: 'id' });
+    assert.deepEqual(dataset, [
+      { key: 'r-1', prompt: 'a', response: 'b' },
+      { key: '42', prompt: 'c', response: 'd' },
+      { key: recordKey('e', 'f'), prompt: 'e', response: 'f' },
+      { key: recordKey('g', 'h'), prompt: 'g', response: 'h' },
+    ]);
+    assert.equal(quarantine.length, 1);
+    assert.equal(quarantine[0].line, 5);
+    assert.match(quarantine[0].reason, /^missing field: "q"/);
+  });
+
+  test('truncates the raw text of a quarantined line to 500 characters', async () => {
+    const long = `{"prompt": "${'x'.repeat(2000)}"`;
+    const { quarantine } = await ingest([{ path: writeFile('long.jsonl', long + '\n') }]);
+    assert.equal(quarantine[0].raw.length, 500);
+    assert.equal(quarantine[0].raw, long.slice(0, 500));
+  });
+
+  test('decodes Shift_JIS JSONL and quarantines lines with undecodable bytes', async () => {
+    const good = iconv.encode('{"prompt": "逆順にして ３ ９", "response": "9 3"}\n', 'shift_jis');
+    const bad = Buffer.concat([Buffer.from('{"prompt": "a'), Buffer.from([0xff]), Buffer.from('", "response": "b"}\n')]);
+    const { dataset, quarantine } = await ingest([{ path: writeFile('sjis.jsonl', Buffer.concat([good, bad, good])), encoding: 'shift_jis' }]);
+    assert.equal(dataset.length, 2);
+    assert.equal(dataset[0].prompt, '逆順にして ３ ９');
+    assert.deepEqual(
+      quarantine.map((q) => [q.line, q.reason]),
+      [[2, 'undecodable bytes: not valid shift_jis']],
+    );
+  });
+
+  test('a missing file rejects instead of hanging', async () => {
+    await assert.rejects(ingest([{ path: path.join(root, 'nope.jsonl') }]), /ENOENT/);
+  });
+});
+
+describe('CSV sources', () => {
+  test('quarantines rows with the wrong number of columns and carries on', async () => {
+    const csv = [
+      'id,prompt,response', // row 1
+      '1,reverse 1 2,2 1', // row 2
+      '2,reverse 3 4,4 3,surplus', // row 3: too many
+      '3,reverse 5 6', // row 4: too few
+      '', // blank line: not an input
+      '4,"reverse 7, 8","8, 7"', // row 6: quoted commas are fine
+      '5,say "hi",ih', // row 7: a stray quote is read literally
+      '6,reverse 9 0,0 9', // row 8
+    ].join('\n');
+    const { report, dataset, quarantine } = await ingest([{ path: writeFile('cols.csv', csv) }], { ...defaultFields, key: 'id' });
+    assert.deepEqual(report.reasons, { 'wrong number of columns': 2 });
+    assert.deepEqual(
+      quarantine.map((q) => [q.line, q.reason, q.raw]),
+      [
+        [3, 'wrong number of columns: expected 3, got 4', '2,reverse 3 4,4 3,surplus'],
+        [4, 'wrong number of columns: expected 3, got 2', '3,reverse 5 6'],
+      ],
+    );
+    assert.deepEqual(dataset, [
+      { key: '1', prompt: 'reverse 1 2', response: '2 1' },
+      { key: '4', prompt: 'reverse 7, 8', response: '8, 7' },
+      { key: '5', prompt: 'say "hi"', response: 'ih' },
+      { key: '6', prompt: 'reverse 9 0', response: '0 9' },
+    ]);
+    assert.equal(report.input, 6);
+  });
+
+  test('a quote left open swallows the rest of the file into one quarantined record, keeping what came before', async () => {
+    const csv = 'prompt,response\r\na,b\r\n"c,d\r\ne,f\r\n';
+    const { report, dataset, quarantine } = await ingest([{ path: writeFile('open-quote.csv', csv) }]);
+    assert.deepEqual(dataset.map((r) => r.prompt), ['a']);
+    assert.equal(quarantine.length, 1);
+    assert.equal(quarantine[0].line, 3);
+    assert.match(quarantine[0].reason, /^unparseable CSV: /);
+    assert.equal(quarantine[0].raw, '"c,d\r\ne,f');
+    assert.deepEqual(report.reasons, { 'unparseable CSV': 1 });
+  });
+
+  test('decodes Shift_JIS, including characters split across read chunks', async () => {
+    // ~300 KB of two-byte characters: stream chunks (64 KiB) are bound to cut some of them in half.
+    const rows = Array.from({ length: 3000 }, (_, i) => `${i},日本語の指示 ${'あいうえお'.repeat(8)} ${i},ｒｅｖｅｒｓｅ ${i}`);
+    const file = writeFile('big-sjis.csv', iconv.encode(['id,prompt,response', ...rows].join('\r\n') + '\r\n', 'shift_jis'));
+    const { report, dataset } = await ingest([{ path: file, encoding: 'shift_jis' }]);
+    assert.equal(report.quarantined, 0);
+    assert.equal(dataset.length, 3000);
+    dataset.forEach((r, i) => {
+      assert.equal(r.prompt, `日本語の指示 ${'あいうえお'.repeat(8)} ${i}`);
+      assert.equal(r.response, `ｒｅｖｅｒｓｅ ${i}`);
+    });
+  });
+
+  test('a Shift_JIS row with invalid bytes is quarantined as undecodable; its neighbours are kept', async () => {
+    const file = writeFile(
+      'bad-bytes.csv',
+      Buffer.concat([
+        iconv.encode('prompt,response\r\n全角 ３,3\r\nx ', 'shift_jis'),
+        Buffer.from([0xff]),
+        iconv.encode(' y,z\r\n半角ｶﾅ,k\r\n', 'shift_jis'),
+      ]),
+    );
+    const { dataset, quarantine } = await ingest([{ path: file, encoding: 'shift_jis', label: 'extra.csv' }]);
+    assert.deepEqual(dataset.map((r) => r.prompt), ['全角 ３', '半角ｶﾅ']);
+    assert.deepEqual(quarantine, [{ source: 'extra.csv', line: 3, reason: 'undecodable bytes: not valid shift_jis', raw: 'x \uFFFD y,z' }]);
+  });
+
+  test('the same bytes read as UTF-8 are a different (wrong) text: the encoding matters', async () => {
+    const file = writeFile('sjis-as-utf8.csv', iconv.encode('prompt,response\r\n全角,x\r\n', 'shift_jis'));
+    const { quarantine } = await ingest([{ path: file, encoding: 'utf-8' }]);
+    assert.equal(quarantine.length, 1);
+    assert.match(quarantine[0].reason, /^undecodable bytes/);
+  });
+
+  test('a header without the prompt column is an error naming the columns', async () => {
+    const file = writeFile('no-prompt.csv', 'question,response\nq,r\n');
+    await assert.rejects(ingest([{ path: file }]), /no "prompt" column \(columns: question, response\)/);
+  });
+
+  test('a missing file rejects instead of hanging', async () => {
+    await assert.rejects(ingest([{ path: path.join(root, 'nope.csv') }]), /ENOENT/);
+  });
+
+  test('strips a UTF-8 byte-order mark from the header', async () => {
+    const file = writeFile('bom.csv', '\uFEFFprompt,response\np,r\n');
+    const { dataset } = await ingest([{ path: file }]);
+    assert.deepEqual(dataset.map((r) => [r.prompt, r.response]), [['p', 'r']]);
+  });
+});
+
+test('several sources: output in source order, counts per source', async () => {
+  const a = writeFile('a.jsonl', '{"prompt":"a","response":"1"}\n[]\n');
+  const b = writeFile('b.csv', 'prompt,response\nb,2\nc,3,4\nd,5\n');
+  const { report, dataset } = await ingest([
+    { path: a, label: 'A' },
+    { path: b, label: 'B' },
+  ]);
+  assert.deepEqual(dataset.map((r) => r.prompt), ['a', 'b', 'd']);
+  assert.deepEqual(
+    report.bySource.map(({ label, input, kept, quarantined }) => ({ label, input, kept, quarantined })),
+    [
+      { label: 'A', input: 2, kept: 1, quarantined: 1 },
+      { label: 'B', input: 3, kept: 2, quarantined: 1 },
+    ],
+  );
+  assert.deepEqual(report.reasons, { 'not a JSON object': 1, 'wrong number of columns': 1 });
+});
+
+test('ingest is deterministic: same inputs, same bytes', async () => {
+  const file = writeFile('det.jsonl', '{"prompt":"a","response":"1"}\n{"prompt":"b"}\n');
+  const outs = [1, 2].map((i) => ({ datasetPath: path.join(root, `det-${i}.jsonl`), quarantinePath: path.join(root, `det-q-${i}.jsonl`) }));
+  for (const out of outs) await ingestFiles([{ path: file, label: 'x', format: 'jsonl', encoding: 'utf-8' }], defaultFields, out);
+  assert.deepEqual(fs.readFileSync(outs[0].datasetPath), fs.readFileSync(outs[1].datasetPath));
+  assert.deepEqual(fs.readFileSync(outs[0].quarantinePath), fs.readFileSync(outs[1].quarantinePath));
+});
+
+describe('demo data', () => {
+  test('ingests with exactly the planted defects quarantined', async () => {
+    const dir = path.join(root, 'demo');
+    const summary = generateDemoData(dir, { records: 300, seed: 7 });
+    const { report, quarantine } = await ingest([
+      { path: summary.train.path, label: 'data/train.jsonl' },
+      { path: summary.extra.path, label: 'data/extra.csv', encoding: 'shift_jis' },
+    ]);
+    assert.equal(report.input, summary.totals.inputRows);
+    assert.equal(report.kept, summary.totals.wellFormed);
+    assert.equal(report.quarantined, summary.totals.malformed);
+    assert.deepEqual(report.reasons, {
+      'invalid JSON': 1,
+      'not a JSON object': 1,
+      'missing field': 1,
+      'wrong number of columns': 1,
+      'undecodable bytes': 1,
+    });
+    assert.deepEqual(
+      quarantine.filter((q) => q.source === 'data/train.jsonl').map((q) => q.line),
+      summary.train.malformedLines,
+    );
+    const csvLines = quarantine.filter((q) => q.source === 'data/extra.csv').map((q) => q.line).sort((x, y) => x - y);
+    assert.deepEqual(csvLines, [...summary.extra.wrongColumnRows, ...summary.extra.invalidByteRows].sort((x, y) => x - y));
+  });
+
+  test('is byte-for-byte reproducible from its seed, and changes with it', () => {
+    const read = (dir: string) => ['train.jsonl', 'extra.csv', 'preferences.jsonl'].map((f) => fs.readFileSync(path.join(dir, f)));
+    generateDemoData(path.join(root, 'seed-a'), { records: 100, seed: 3 });
+    generateDemoData(path.join(root, 'seed-b'), { records: 100, seed: 3 });
+    generateDemoData(path.join(root, 'seed-c'), { records: 100, seed: 4 });
+    assert.deepEqual(read(path.join(root, 'seed-a')), read(path.join(root, 'seed-b')));
+    assert.notDeepEqual(read(path.join(root, 'seed-a'))[0], read(path.join(root, 'seed-c'))[0]);
+  });
+
+  test('preference pairs: chosen is the exact reversal, rejected is a different wrong answer', () => {
+    const summary = generateDemoData(path.join(root, 'prefs'), { records: 2000, seed: 11 });
+    const pairs = readJsonl<{ prompt: string; chosen: string; rejected: string }>(summary.preferences.path);
+    assert.equal(pairs.length, summary.preferences.pairs);
+    assert.equal(pairs.length, 300);
+    const kinds = { unreversed: 0, swapped: 0 };
+    for (const { prompt, chosen, rejected } of pairs) {
+      const digits = prompt.replace(/^reverse /, '').split(' ');
+      assert.ok(digits.length >= 3 && digits.length <= 5 && digits.every((d) => /^\d$/.test(d)), prompt);
+      assert.equal(chosen, [...digits].reverse().join(' '));
+      assert.notEqual(rejected, chosen);
+      if (rejected === digits.join(' ')) kinds.unreversed++;
+      else {
+        // Exactly one neighbouring pair of the reversal differs, swapped.
+        const c = chosen.split(' ');
+        const r = rejected.split(' ');
+        const diff = c.flatMap((d, i) => (d !== r[i] ? [i] : []));
+        assert.equal(diff.length, 2, `${chosen} vs ${rejected}`);
+        assert.equal(diff[1], diff[0] + 1);
+        assert.equal(c[diff[0]], r[diff[1]]);
+        kinds.swapped++;
+      }
+    }
+    assert.ok(kinds.unreversed > 50 && kinds.swapped > 50, JSON.stringify(kinds));
+  });
+
+  test('the demo spec is valid and keeps model and train settings at the defaults', () => {
+    const spec = parseSpec(fs.readFileSync(DEMO_SPEC_PATH, 'utf8'));
+    assert.equal(spec.name, 'demo-reverse');
+    assert.deepEqual(
+      spec.data.sources.map((s) => [s.uri, s.encoding]),
+      [
+        ['data/train.jsonl', 'utf-8'],
+        ['data/extra.csv', 'shift_jis'],
+      ],
+    );
+    assert.equal(spec.rlhf.method, 'dpo');
+    assert.equal(spec.rlhf.preferences?.uri, 'data/preferences.jsonl');
+    assert.equal(spec.test.minExactMatch, 0.3);
+    assert.equal(spec.deploy.approvalTimeout, '24h');
+    const defaults = parseSpec('apiVersion: tempered/v1\nname: x\ndata: {sources: [{uri: a.jsonl}]}\nrlhf: {method: none}\n');
+    assert.deepEqual(spec.model, defaults.model);
+    assert.deepEqual(spec.train, defaults.train);
+    // The sources resolve against the spec's directory to where the generator writes by default.
+    for (const source of [...spec.data.sources, spec.rlhf.preferences!]) {
+      assert.equal(path.dirname(path.resolve(path.dirname(DEMO_SPEC_PATH), source.uri)), path.join(path.dirname(DEMO_SPEC_PATH), 'data'));
+    }
+  });
+});
