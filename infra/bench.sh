@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `npm run bench`: benchmarks, each with its baseline in the same run; figures go to tests/bench/results/.
+# Uses the test stack's data directory and ports so a running demo is untouched.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$TEMPERED_ROOT"
+bash infra/bootstrap.sh
+export TEMPERED_DATA_DIR="${TEMPERED_BENCH_DATA_DIR:-$TEMPERED_ROOT/.tempered/bench-data}"
+export TEMPERED_PORT_OFFSET="${TEMPERED_PORT_OFFSET:-200}"
+say "Starting the bench stack in $TEMPERED_DATA_DIR (ports +$TEMPERED_PORT_OFFSET)"
+trap 'tsx infra/src/stack.ts down >/dev/null || true' EXIT
+tsx infra/src/stack.ts up --core
+for bench in tests/bench/*.bench.ts; do
+  say "$bench"
+  tsx "$bench"
+done
