@@ -24,7 +24,9 @@ ok "node $(node --version), $(go version | cut -d' ' -f3), $("$PYTHON" --version
 say "npm packages"
 lock_hash=$(sha256sum package-lock.json | cut -c1-16)
 if [ "$(cat node_modules/.tempered-lock 2>/dev/null)" != "$lock_hash" ]; then
-  npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed" "check network access to the npm registry, then run: npm ci"
+  # `npm install` rather than `npm ci`: npm 11 leaves other platforms' optional packages (turbo's binaries)
+  # out of the lock file and `npm ci` then refuses it. The lock file still pins every version installed here.
+  npm install --no-audit --no-fund --loglevel=error || die "npm install failed" "check network access to the npm registry, then run: npm install"
   echo "$lock_hash" > node_modules/.tempered-lock
   ok "installed ($(elapsed))"
 else

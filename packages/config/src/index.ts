@@ -47,7 +47,11 @@ export interface Config {
   api: { url: string; port: number; token: string | undefined };
   /** Worker scratch space for staged inputs and trainer output. */
   workDir: string;
-  /** Directories a spec's local data paths may point into; anything else must come through S3. */
+  /**
+   * Directories a spec's local data paths may point into (the examples, `<dataDir>/uploads`, and
+   * TEMPERED_LOCAL_DATA_ROOTS); anything else must come through S3. The rest of the data directory, which
+   * holds credentials, is never readable this way.
+   */
   localDataRoots: string[];
 }
 
@@ -109,7 +113,7 @@ export function loadConfig(env: Env = process.env): Config {
       token: env.TEMPERED_API_TOKEN || undefined,
     },
     workDir: path.resolve(env.TEMPERED_WORK_DIR || path.join(dataDir, 'work')),
-    localDataRoots: [repoRoot, ...(env.TEMPERED_LOCAL_DATA_ROOTS ?? '').split(':').filter(Boolean).map((p) => path.resolve(p))],
+    localDataRoots: [path.join(repoRoot, 'examples'), path.join(dataDir, 'uploads'), ...(env.TEMPERED_LOCAL_DATA_ROOTS ?? '').split(':').filter(Boolean).map((p) => path.resolve(p))],
   };
 }
 

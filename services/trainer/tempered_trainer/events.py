@@ -1,0 +1,87 @@
+"""JSON-lines events on stdout, human logs on stderr, and the error/exit-code convention.
+
+The TypeScript activity parses stdout line by line, so events are the *only* thing ever written there; every
+library chatter goes to stderr. A failed run ends with one `error` event: exit code 2 when retrying cannot help
+(bad config or bad input), 1 when it might (anything else: out of memory, a lost device, a bug).
+"""
+
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+
+log = logging.getLogger("tempered_trainer")
+
+
+# Where events go; None means the current sys.stdout. Set while `stdout_to_stderr` is active.
+_stream = None
+
+
+class ConfigError(Exception):
+    """Bad config or bad input data: the same call would fail again, so it is not retryable."""
+
+
+class RetryableError(Exception):
+    """A failure that another attempt (or another worker) may not hit, e.g. no GPU visible."""
+
+
+def json_safe(value):
+    # JSON has no NaN/Infinity; a diverged loss must still produce a parseable line.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def emit(event: str, **fields) -> None:
+    """Write one event line to stdout and flush, so the activity sees it at once."""
+    record = {"event": event, "time": time.time(), **fields}
+    out = _stream or sys.stdout
+    out.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+    out.flush()
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Send stray print()s of libraries (e.g. transformers' Trainer) to stderr while events keep stdout."""
+    global _stream
+    saved, _stream = _stream, sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _stream = saved
+
+
+def setup_logging() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def fail(reason: str, retryable: bool) -> int:
+    """Emit the final `error` event and return the exit code the process should end with."""
+    emit("error", reason=reason, retryable=retryable)
+    return 1 if retryable else 2
+
+
+def run_guarded(fn, *args) -> int:
+    """Run a command, turning every exception into an `error` event plus the contract's exit code."""
+    try:
+        fn(*args)
+        return 0
+    except ConfigError as e:
+        return fail(str(e), retryable=False)
+    except FileNotFoundError as e:
+        # Inputs are staged before the call; a missing file is a bad input, not a transient fault.
+        return fail(f"file not found: {e.filename or e}", retryable=False)
+    except RetryableError as e:
+        return fail(str(e), retryable=True)
+    except KeyboardInterrupt as e:
+        return fail(f"interrupted by {e}" if str(e) else "interrupted", retryable=True)
+    except Exception as e:  # noqa: BLE001 - the contract wants every failure reported as an event
+        log.exception("command failed")
+        return fail(f"{type(e).__name__}: {e}", retryable=True)

@@ -1,0 +1,247 @@
+"""The model side shared by every command: the prompt template, the tiny GPT-2, tokenizer loading, saving a
+Hugging Face model directory plus a reproducible tar, loading either back, device choice and greedy decoding.
+
+Nothing here may reach a model hub: models are built from configs and tokenizers from local files.
+"""
+
+import os
+
+# Set before transformers is imported anywhere: the trainer must never try the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import io  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast  # noqa: E402
+
+from .events import ConfigError, RetryableError, log  # noqa: E402
+from .template import EOS, format_prompt  # noqa: E402,F401 - format_prompt re-exported for callers
+
+transformers.utils.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+# --- devices --------------------------------------------------------------------------------------------------
+
+
+def setup_threads() -> None:
+    """TEMPERED_NUM_THREADS pins torch's intra-op threads; by default torch uses one per physical core."""
+    n = os.environ.get("TEMPERED_NUM_THREADS")
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        # Another worker may have a GPU, so this is worth retrying elsewhere.
+        raise RetryableError("device 'cuda' requested but no CUDA device is visible")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, plain fp32 on CPU (CONTRACT.md: `device`)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+# --- tokenizer ------------------------------------------------------------------------------------------------
+
+
+def load_tokenizer(path: str) -> PreTrainedTokenizerFast:
+    """A transformers tokenizer over tokenizer.json, with `<|endoftext|>` as both eos and pad (CONTRACT.md)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "tokenizer.json")
+    if not os.path.isfile(path):
+        raise ConfigError(f"tokenizer file not found: {path}")
+    tok = PreTrainedTokenizerFast(tokenizer_file=path, eos_token=EOS, pad_token=EOS)
+    if tok.convert_tokens_to_ids(EOS) is None or tok.convert_tokens_to_ids(EOS) == tok.unk_token_id:
+        raise ConfigError(f"tokenizer {path} has no {EOS} token")
+    return tok
+
+
+# --- building, saving and loading models ----------------------------------------------------------------------
+
+
+def model_args_from(n_layer: int, n_head: int, n_embd: int, context_length: int, vocab_size: int, eos_id: int) -> dict:
+    return dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, context_length=context_length, vocab_size=vocab_size, eos_id=eos_id)
+
+
+def build_model(args: dict) -> GPT2LMHeadModel:
+    """A fresh GPT-2 from `model_args` (the dict stored in every checkpoint)."""
+    config = GPT2Config(
+        vocab_size=args["vocab_size"],
+        n_positions=args["context_length"],
+        n_embd=args["n_embd"],
+        n_layer=args["n_layer"],
+        n_head=args["n_head"],
+        # No dropout: the models are tiny and the data small, and it keeps eval and serve outputs exact.
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=args["eos_id"],
+        eos_token_id=args["eos_id"],
+        pad_token_id=args["eos_id"],
+    )
+    return GPT2LMHeadModel(config)
+
+
+def count_params(model) -> int:
+    # Tied embeddings are one tensor, so parameters() already counts them once.
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_model_dir(model, tokenizer_path: str, out_dir: str) -> str:
+    """Write exactly MODEL_FILES into out_dir, loadable with `from_pretrained(out_dir)` and no network."""
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    # save_pretrained adds generation_config.json; the contract's model directory is exactly MODEL_FILES.
+    for name in os.listdir(out_dir):
+        if name not in MODEL_FILES:
+            path = os.path.join(out_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    if os.path.isdir(tokenizer_path):
+        tokenizer_path = os.path.join(tokenizer_path, "tokenizer.json")
+    shutil.copyfile(tokenizer_path, os.path.join(out_dir, "tokenizer.json"))
+    tok_config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "eos_token": EOS,
+        "pad_token": EOS,
+        "bos_token": EOS,
+        "model_max_length": model.config.n_positions,
+        "clean_up_tokenization_spaces": False,
+    }
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(tok_config, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return out_dir
+
+
+def write_model_tar(model_dir: str, tar_path: str) -> str:
+    """An uncompressed tar of the model files with sorted names, zero mtimes and root ownership, so the same
+    model always gives the same bytes (and digest). Written to a temp name, then renamed."""
+    tmp = f"{tar_path}.tmp-{os.getpid()}"
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(os.listdir(model_dir)):
+            with open(os.path.join(model_dir, name), "rb") as f:
+                data = f.read()
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    os.replace(tmp, tar_path)
+    return tar_path
+
+
+class unpacked_model:
+    """A model directory: the given one, or a temporary extraction of a model.tar removed on exit."""
+
+    def __init__(self, path: str):
+        self.path, self.tmp = path, None
+
+    def __enter__(self) -> str:
+        if os.path.isdir(self.path):
+            return self.path
+        if not os.path.isfile(self.path):
+            raise ConfigError(f"model not found: {self.path}")
+        if not tarfile.is_tarfile(self.path):
+            raise ConfigError(f"model {self.path} is neither a directory nor a tar file")
+        self.tmp = tempfile.mkdtemp(prefix="tempered-model-")
+        with tarfile.open(self.path) as tar:
+            tar.extractall(self.tmp, filter="data")  # 'data' refuses absolute paths and links out of the folder
+        return self.tmp
+
+    def __exit__(self, *exc):
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def load_pretrained(path: str, device: torch.device):
+    """(model, tokenizer) from a model directory or an uncompressed model.tar; the model is in eval mode."""
+    with unpacked_model(path) as model_dir:
+        missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not os.path.isfile(os.path.join(model_dir, f))]
+        if missing:
+            raise ConfigError(f"model {path} lacks {', '.join(missing)}")
+        model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
+        tokenizer = load_tokenizer(os.path.join(model_dir, "tokenizer.json"))
+    log.info("loaded model from %s", path)
+    return model.to(device).eval(), tokenizer
+
+
+def load_checkpoint_model(path: str, device: torch.device):
+    """(model, checkpoint dict) from an sft checkpoint file."""
+    ckpt = load_checkpoint(path)
+    model = build_model(ckpt["model_args"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt
+
+
+def load_checkpoint(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError(f"checkpoint not found: {path}")
+    # weights_only=False: our own files carry python/numpy RNG states, which the safe unpickler refuses.
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
+        raise ConfigError(f"{path} is not a tempered sft checkpoint")
+    return ckpt
+
+
+# --- decoding -------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate(model, prompts, max_new_tokens: int, eos_id: int, temperature: float = 0.0, batch_size: int = 32):
+    """Decode each prompt (a list of token ids); returns (new token ids without eos, finished_by_eos) per prompt.
+
+    Greedy when temperature is 0. Prompts of equal length are batched together, so no padding is ever needed
+    and a batched answer is exactly the answer the prompt would get alone.
+    """
+    device = next(model.parameters()).device
+    ctx = model.config.n_positions
+    results = [None] * len(prompts)
+    by_len = {}
+    for i, p in enumerate(prompts):
+        p = list(p)[-(ctx - 1):]  # keep room for at least one new token
+        by_len.setdefault(len(p), []).append((i, p))
+    for length, items in sorted(by_len.items()):
+        for s in range(0, len(items), batch_size):
+            chunk = items[s : s + batch_size]
+            x = torch.tensor([p for _, p in chunk], dtype=torch.long, device=device)
+            steps = min(max_new_tokens, ctx - length)
+            out = [[] for _ in chunk]
+            done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
+            past = None
+            with autocast(device):
+                for _ in range(steps):
+                    o = model(input_ids=x, past_key_values=past, use_cache=True)
+                    past, logits = o.past_key_values, o.logits[:, -1, :].float()
+                    if temperature and temperature > 0:
+                        nxt = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1).squeeze(1)
+                    else:
+                        nxt = logits.argmax(dim=-1)
+                    for j, t in enumerate(nxt.tolist()):
+                        if not done[j]:
+                            out[j].append(t)
+                    done |= nxt == eos_id
+                    if bool(done.all()):
+                        break
+                    x = nxt[:, None]
+            for (i, _), toks in zip(chunk, out):
+                finished = bool(toks) and toks[-1] == eos_id
+                results[i] = (toks[:-1] if finished else toks, finished)
+    return results

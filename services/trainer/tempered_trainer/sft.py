@@ -1,0 +1,223 @@
+"""`sft`: supervised fine-tuning of a tiny GPT-2 on an encoded shard, with exact checkpoint/resume.
+
+The loop in brief (nanoGPT-style): batches of records drawn from a seeded per-epoch permutation, right-padded
+to the longest record (at most context_length), loss only on response tokens, AdamW with linear warmup and
+cosine decay, a checkpoint at step 0, every `checkpoint_every` steps and at the end.
+
+A checkpoint holds everything the rest of the run depends on (weights, optimizer and scheduler state, RNG
+states, the position in the data order), so resuming from it on CPU gives bit-identical results.
+"""
+
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import as_dict, from_dict
+from .events import ConfigError, emit, log
+from .model import autocast, build_model, count_params, load_checkpoint, load_tokenizer, model_args_from, resolve_device, setup_threads
+from .sft_config import MODEL_FIELDS, SFTConfig
+from .shard import Shard, read_shard
+
+MIN_LR_RATIO = 0.1  # cosine decays to 10% of the peak learning rate, as in nanoGPT
+
+
+class Sampler:
+    """Batches of record indices from a per-epoch permutation seeded by (seed, epoch).
+
+    The position is just (epoch, index into that epoch's permutation), so it can be saved and restored
+    without storing any permutation.
+    """
+
+    def __init__(self, n: int, seed: int, epoch: int = 0, index: int = 0):
+        self.n, self.seed, self.epoch, self.index = n, seed, epoch, index
+        self._perm = self._permutation(epoch)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def next_batch(self, batch_size: int) -> list:
+        out = []
+        while len(out) < batch_size:
+            if self.index == self.n:
+                self.epoch, self.index = self.epoch + 1, 0
+                self._perm = self._permutation(self.epoch)
+            take = min(batch_size - len(out), self.n - self.index)
+            out.extend(int(i) for i in self._perm[self.index : self.index + take])
+            self.index += take
+        return out
+
+    def position(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+
+def make_batch(shard: Shard, indices, context_length: int, pad_id: int):
+    """(input_ids, labels, n_tokens): records truncated to context_length and right-padded to the longest.
+
+    Labels are the input ids where the loss mask is 1 and -100 elsewhere (prompt and padding). No attention
+    mask is needed: padding sits only on the right and attention is causal, so real tokens never see it.
+    """
+    rows = [shard.record(i) for i in indices]
+    length = min(context_length, max(len(t) for t, _ in rows))
+    ids = np.full((len(rows), length), pad_id, dtype=np.int64)
+    labels = np.full((len(rows), length), -100, dtype=np.int64)
+    n_tokens = 0
+    for r, (tok, mask) in enumerate(rows):
+        tok, mask = tok[:length], mask[:length]
+        ids[r, : len(tok)] = tok
+        labels[r, : len(tok)] = np.where(mask == 1, tok, -100)
+        n_tokens += len(tok)
+    return torch.from_numpy(ids), torch.from_numpy(labels), n_tokens
+
+
+def response_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"):
+    """Next-token cross entropy over positions whose *target* is a response token (label != -100)."""
+    logits, targets = logits[:, :-1, :].float(), labels[:, 1:]
+    total = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum")
+    count = int((targets != -100).sum())
+    if reduction == "sum":
+        return total, count
+    # A batch whose responses were all truncated away contributes zero loss rather than NaN.
+    return total / max(count, 1)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Multiplier of the peak learning rate for update number `step` (0-based): linear warmup, cosine decay."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model, cfg: SFTConfig):
+    # As in nanoGPT: decay matrices, not biases, LayerNorm gains or position tables of rank 1.
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), eps=1e-8)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps))
+    return opt, sched
+
+
+def rng_state() -> dict:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """torch.save to a temp name, fsync, rename: a crash leaves the old file or the new one, never half."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # including SIGTERM mid-write: leave no stray temp file behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def run(raw: dict) -> None:
+    cfg = from_dict(SFTConfig, raw, "sft")
+    setup_threads()
+    device = resolve_device(cfg.device)
+    shard = read_shard(cfg.train_shard)
+    if len(shard) == 0:
+        raise ConfigError(f"sft: train_shard {cfg.train_shard} has no records")
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    vocab_size, eos_id = len(tokenizer), tokenizer.eos_token_id
+    if shard.vocab_size > vocab_size or int(shard.tokens.max(initial=0)) >= vocab_size:
+        raise ConfigError(f"sft: train_shard was encoded with a larger vocabulary ({shard.vocab_size}) than tokenizer ({vocab_size})")
+    model_args = model_args_from(**{k: cfg.model[k] for k in MODEL_FIELDS}, vocab_size=vocab_size, eos_id=eos_id)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_args).to(device)
+    opt, sched = make_optimizer(model, cfg)
+    sampler = Sampler(len(shard), cfg.seed)
+    step, initial_loss, loss_value = 0, None, None
+
+    if cfg.resume_from:
+        ckpt = load_checkpoint(cfg.resume_from)
+        if ckpt["model_args"] != model_args:
+            raise ConfigError(f"sft: resume_from {cfg.resume_from} has model {ckpt['model_args']}, config gives {model_args}")
+        step = int(ckpt["step"])
+        if step > cfg.steps:
+            raise ConfigError(f"sft: field 'steps' ({cfg.steps}) is below the step of resume_from ({step})")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        sampler = Sampler(len(shard), cfg.seed, ckpt["data_position"]["epoch"], ckpt["data_position"]["index"])
+        initial_loss, loss_value = ckpt.get("initial_loss"), ckpt.get("loss")
+        log.info("resumed from %s at step %d", cfg.resume_from, step)
+
+    ckpt_dir = os.path.join(cfg.output_dir, "checkpoints")
+    os.makedirs(ckpt_dir, exist_ok=True)
+    written = []
+
+    def checkpoint(at: int) -> None:
+        path = os.path.join(ckpt_dir, f"step-{at:08d}.pt")
+        save_checkpoint(path, {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "step": at,
+            "rng": rng_state(),
+            "data_position": sampler.position(),
+            "model_args": model_args,
+            "config": as_dict(cfg),
+            "initial_loss": initial_loss,
+            "loss": loss_value,
+        })
+        written.append(path)
+        emit("checkpoint", step=at, path=path)
+
+    emit("started", command="sft", device=device.type, step=step, total_steps=cfg.steps, params=count_params(model))
+    if step == 0:
+        checkpoint(0)  # the untrained baseline
+
+    model.train()
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        ids, labels, n_tokens = make_batch(shard, sampler.next_batch(cfg.batch_size), model_args["context_length"], eos_id)
+        ids, labels = ids.to(device), labels.to(device)
+        lr = opt.param_groups[0]["lr"]
+        with autocast(device):
+            logits = model(input_ids=ids).logits
+        loss = response_loss(logits, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        loss_value = loss.item()
+        if initial_loss is None:
+            initial_loss = loss_value
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            elapsed = time.perf_counter() - t0
+            emit("step", step=step, loss=loss_value, lr=lr, tokens_per_sec=n_tokens / max(elapsed, 1e-9))
+        if not math.isfinite(loss_value):
+            raise ConfigError(f"sft: loss became {loss_value} at step {step}; lower learning_rate")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint(step)
+
+    emit("finished", command="sft", step=step, final_loss=loss_value, initial_loss=initial_loss, checkpoints=written)

@@ -1,0 +1,96 @@
+"""`tokenize`: train a byte-level BPE tokenizer on the cleaned records and encode them into a shard.
+
+A record becomes encode(format_prompt(prompt)) with loss mask 0, then encode(response) + [eos] with loss mask 1.
+Only the `tokenizers` library is needed here, so this command starts fast and never imports torch.
+"""
+
+import dataclasses
+import json
+import os
+
+from tokenizers import Tokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from .config import from_dict, require
+from .events import ConfigError, emit, log
+from .shard import from_records, write_shard
+from .template import EOS, SPECIAL_TOKENS, format_prompt
+
+@dataclasses.dataclass
+class TokenizeConfig:
+    input: str
+    vocab_size: int
+    min_frequency: int
+    output_dir: str
+
+    def __post_init__(self):
+        # 256 byte symbols plus the two special tokens are always present.
+        require(self.vocab_size >= 258, "tokenize", "vocab_size", f"must be at least 258 (256 bytes + 2 special tokens), got {self.vocab_size}")
+        require(self.min_frequency >= 1, "tokenize", "min_frequency", f"must be at least 1, got {self.min_frequency}")
+        require(bool(self.input), "tokenize", "input", "must be a path")
+        require(bool(self.output_dir), "tokenize", "output_dir", "must be a path")
+
+
+def read_records(path: str) -> list:
+    """The {key, prompt, response} records of a JSONL file; a malformed line is a ConfigError naming it."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path} line {n}: not JSON ({e})") from e
+            for field in ("key", "prompt", "response"):
+                if not isinstance(r, dict) or not isinstance(r.get(field), str):
+                    raise ConfigError(f"{path} line {n}: field '{field}' must be a string")
+            records.append(r)
+    if not records:
+        raise ConfigError(f"{path} has no records")
+    return records
+
+
+def train_tokenizer(texts, vocab_size: int, min_frequency: int) -> Tokenizer:
+    """GPT-2-style byte-level BPE (no prefix space, so "a" and " a" stay distinct as in the data)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def encode_records(tok: Tokenizer, records):
+    """(token lists, mask lists) in the contract's layout."""
+    eos = tok.token_to_id(EOS)
+    prompts = tok.encode_batch([format_prompt(r["prompt"]) for r in records], add_special_tokens=False)
+    responses = tok.encode_batch([r["response"] for r in records], add_special_tokens=False)
+    tokens, masks = [], []
+    for p, r in zip(prompts, responses):
+        tokens.append(p.ids + r.ids + [eos])
+        masks.append([0] * len(p.ids) + [1] * (len(r.ids) + 1))
+    return tokens, masks
+
+
+def run(raw: dict) -> None:
+    cfg = from_dict(TokenizeConfig, raw, "tokenize")
+    records = read_records(cfg.input)
+    emit("started", command="tokenize", device="cpu", step=0, total_steps=0, params=0)
+    texts = [t for r in records for t in (format_prompt(r["prompt"]), r["response"])]
+    tok = train_tokenizer(texts, cfg.vocab_size, cfg.min_frequency)
+    tokens, masks = encode_records(tok, records)
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    tok_path = os.path.join(cfg.output_dir, "tokenizer.json")
+    tok.save(tok_path + ".tmp")
+    os.replace(tok_path + ".tmp", tok_path)
+    shard = from_records([r["key"] for r in records], tokens, masks, tok.get_vocab_size(), tok.token_to_id(EOS))
+    write_shard(os.path.join(cfg.output_dir, "encoded.shard"), shard)
+    log.info("tokenized %d records into %d tokens, vocab %d", len(records), len(shard.tokens), shard.vocab_size)
+    emit("finished", command="tokenize", records=len(records), tokens=int(len(shard.tokens)), vocab_size=shard.vocab_size)

@@ -1,0 +1,33 @@
+from tokenizers import Tokenizer
+
+from conftest import run_command
+from tempered_trainer.model import load_tokenizer
+from tempered_trainer.shard import read_shard
+
+
+def test_tokenizer_trains_encodes_and_loads_back(demo):
+    shard = read_shard(demo["encoded"])
+    assert len(shard) == len(demo["records"]) and shard.keys[0] == demo["records"][0]["key"]
+    tok = Tokenizer.from_file(demo["tokenizer"])
+    assert tok.token_to_id("<|endoftext|>") == 0 and tok.token_to_id("<|pad|>") == 1
+    assert shard.eos_id == 0 and shard.vocab_size == tok.get_vocab_size() <= 512
+    for i in (0, 7, len(shard) - 1):
+        rec = demo["records"][i]
+        tokens, mask = shard.record(i)
+        n_prompt = int((mask == 0).sum())
+        assert mask[:n_prompt].sum() == 0 and mask[n_prompt:].min() == 1  # prompt first, then response
+        assert tokens[-1] == shard.eos_id
+        assert tok.decode(tokens[:n_prompt].tolist()) == rec["prompt"] + "\n"
+        assert tok.decode(tokens[n_prompt:-1].tolist()) == rec["response"]
+    hf = load_tokenizer(demo["tokenizer"])
+    assert hf.eos_token == "<|endoftext|>" and hf.pad_token_id == hf.eos_token_id == 0
+    assert hf.encode("reverse 1 2 3\n", add_special_tokens=False) == tok.encode("reverse 1 2 3\n", add_special_tokens=False).ids
+
+
+def test_bad_config_is_non_retryable(tmp_path, demo):
+    rc, events = run_command("tokenize", {"input": str(demo["dir"] / "records.jsonl"), "vocab_size": 100, "min_frequency": 2, "output_dir": str(tmp_path)}, tmp_path)
+    assert rc == 2 and events[-1]["event"] == "error" and events[-1]["retryable"] is False and "vocab_size" in events[-1]["reason"]
+    rc, events = run_command("tokenize", {"input": "x", "vocab_size": 512, "min_frequency": 2, "output_dir": str(tmp_path), "extra": 1}, tmp_path)
+    assert rc == 2 and "'extra'" in events[-1]["reason"]
+    rc, events = run_command("tokenize", {"input": str(tmp_path / "missing.jsonl"), "vocab_size": 512, "min_frequency": 2, "output_dir": str(tmp_path)}, tmp_path)
+    assert rc == 2 and events[-1]["event"] == "error"
