@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { ArtifactStore } from '@tempered/artifacts';
 import { loadConfig, repoRoot } from '@tempered/config';
 import { createDb } from '@tempered/db';
@@ -17,6 +18,14 @@ export { repoRoot };
 export async function temporalClient(): Promise<{ client: Client; close: () => Promise<void> }> {
   const connection = await Connection.connect({ address: cfg.temporal.address });
   return { client: new Client({ connection, namespace: cfg.temporal.namespace }), close: () => connection.close() };
+}
+
+let runtimeInstalled = false;
+/** Worker logs at WARN and above: the INFO lines of every state change drown the test report. */
+export function quietWorkerLogs(): void {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  runtimeInstalled = true;
 }
 
 export const db = () => createDb(cfg.databaseUrl, 2);

@@ -45,7 +45,7 @@ export async function recordStage(
       run_id: input.runId,
       name: input.stage,
       status: input.status,
-      attempts: running ? 1 : 0,
+      attempts: 0, // set by the stage's activity from its attempt number (noteAttempt)
       started_at: running ? new Date() : null,
       finished_at: running ? null : new Date(),
       error: input.error ?? null,
@@ -57,7 +57,7 @@ export async function recordStage(
         error: input.error ?? null,
         summary,
         ...(running
-          ? { started_at: sql`coalesce(stages.started_at, now())`, attempts: sql`stages.attempts + 1` }
+          ? { started_at: sql`coalesce(stages.started_at, now())` }
           : { finished_at: new Date() }),
       }),
     )

@@ -9,7 +9,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ArtifactStore } from '@tempered/artifacts';
 import type { Config } from '@tempered/config';
-import type { Db } from '@tempered/db';
+import { type Db, sql } from '@tempered/db';
 
 export interface Deps {
   cfg: Config;
@@ -23,6 +23,7 @@ export interface Deps {
  */
 export async function withScratch<T>(deps: Deps, fn: (dir: string) => Promise<T>): Promise<T> {
   const info = Context.current().info;
+  await noteAttempt(deps);
   const dir = path.join(deps.cfg.workDir, (info.workflowExecution?.workflowId ?? 'standalone'), `${info.activityType}-${info.activityId}-a${info.attempt}`);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
@@ -31,6 +32,22 @@ export async function withScratch<T>(deps: Deps, fn: (dir: string) => Promise<T>
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Records this activity's attempt number on its stage row (stage activities are named after their stage),
+ * so retries are visible in the run's history without reading Temporal's.
+ */
+export async function noteAttempt(deps: Deps): Promise<void> {
+  const info = Context.current().info;
+  const runId = info.workflowExecution?.workflowId;
+  if (!runId) return;
+  await deps.db
+    .updateTable('stages')
+    .set({ attempts: sql`greatest(attempts, ${info.attempt})` })
+    .where('run_id', '=', runId)
+    .where('name', '=', info.activityType)
+    .execute();
 }
 
 /** Bad input that no retry can fix: fails the stage at once with a message that says what to change. */

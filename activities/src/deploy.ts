@@ -12,7 +12,7 @@ import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, DeployResult, TestResult } from '@tempered/workflows';
 import { node, recordLineage } from '@tempered/db';
-import { type Deps, log } from './context';
+import { type Deps, log, noteAttempt } from './context';
 
 const SERVER_NAME = 'model-server';
 
@@ -44,6 +44,7 @@ export async function deploy(
   input: { runId: string; spec: PipelineSpec; model: ArtifactRef; datasetVersionId: string; metrics: TestResult; approver: string },
 ): Promise<DeployResult> {
   const { runId, spec, db } = { ...input, db: deps.db };
+  await noteAttempt(deps);
 
   // 1. The model version: one per run, so a retried deploy finds the one it registered.
   let version = await db.selectFrom('model_versions').selectAll().where('run_id', '=', runId).executeTakeFirst();

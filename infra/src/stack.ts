@@ -9,7 +9,7 @@
  *   tsx infra/src/stack.ts status          one line per part
  */
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -22,8 +22,11 @@ interface Part {
   name: string;
   /** What to run; undefined when the part is not managed here (e.g. DATABASE_URL points elsewhere). */
   command(cfg: Config): { cmd: string; args: string[] } | undefined;
-  /** Resolves once the part answers; throws with a message that says what to do. */
-  ready(cfg: Config): Promise<void>;
+  /**
+   * Resolves once the part answers; throws with a message that says what to do. `logFrom` is where this
+   * start's output begins in the part's log, which is appended to across starts.
+   */
+  ready(cfg: Config, logFrom: number): Promise<void>;
   /** A command that fixes a missing binary. */
   hint: string;
 }
@@ -129,11 +132,11 @@ const parts: Part[] = [
     name: 'worker',
     hint: 'npm ci',
     command: () => ({ cmd: tsx, args: [path.join(repoRoot, 'services', 'worker', 'src', 'main.ts')] }),
-    async ready(cfg) {
+    async ready(cfg, logFrom) {
       const log = path.join(cfg.dataDir, 'logs', 'worker.log');
       await until('worker', 120_000, async () => {
         if (!alive(readPid(cfg, 'worker'))) throw new Error(`worker exited; see ${log}`);
-        return existsSync(log) && readFileSync(log, 'utf8').includes('worker ready') ? true : undefined;
+        return existsSync(log) && readFileSync(log).subarray(logFrom).includes('worker ready') ? true : undefined;
       });
     },
   },
@@ -174,11 +177,11 @@ function alive(pid: number | undefined): boolean {
 async function startPart(cfg: Config, part: Part): Promise<string> {
   const spec = part.command(cfg);
   if (!spec) {
-    await part.ready(cfg);
+    await part.ready(cfg, 0);
     return 'external, reachable';
   }
   if (alive(readPid(cfg, part.name))) {
-    await part.ready(cfg);
+    await part.ready(cfg, 0);
     return 'already running';
   }
   if (!existsSync(spec.cmd)) throw new Error(`${part.name}: ${spec.cmd} is missing. Run: ${part.hint}`);
@@ -192,12 +195,13 @@ async function startPart(cfg: Config, part: Part): Promise<string> {
     );
   }
   const logPath = path.join(cfg.dataDir, 'logs', `${part.name}.log`);
+  const logFrom = existsSync(logPath) ? statSync(logPath).size : 0;
   const out = openSync(logPath, 'a');
   const child = spawn(spec.cmd, spec.args, { detached: true, stdio: ['ignore', out, out], cwd: repoRoot, env: process.env });
   child.unref();
   await writeFile(pidFile(cfg, part.name), String(child.pid));
   try {
-    await part.ready(cfg);
+    await part.ready(cfg, logFrom);
   } catch (err) {
     const tail = readFileSync(logPath, 'utf8').split('\n').slice(-15).join('\n');
     throw new Error(`${part.name} failed to start: ${(err as Error).message}\n--- last lines of ${logPath} ---\n${tail}`);

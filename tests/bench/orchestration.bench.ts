@@ -8,16 +8,16 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Runtime, DefaultLogger, NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { approveDeploymentUpdate, progressQuery, taskQueueFor, WORKFLOW_TYPE, type PipelineInput } from '@tempered/workflows';
-import { cfg, demoSpec, temporalClient, uniqueId, waitFor } from '../support';
+import { cfg, demoSpec, quietWorkerLogs, temporalClient, uniqueId, waitFor } from '../support';
 import { stubActivities } from '../workflows/stubs';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  quietWorkerLogs();
   const { activities, log } = stubActivities();
   const spec = demoSpec();
 

@@ -15,7 +15,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { ancestors, node } from '@tempered/db';
 import { generateDemoData } from '@tempered/examples';
 import { STAGES } from '@tempered/workflows';
-import { apiCall, cfg, db, demoSpec, repoRoot, store, temporalClient, waitFor } from '../support';
+import { apiCall, cfg, db, demoSpec, quietWorkerLogs, repoRoot, store, temporalClient, waitFor } from '../support';
 
 describe('the demo pipeline end to end', () => {
   const database = db();
@@ -24,6 +24,7 @@ describe('the demo pipeline end to end', () => {
   let detail: any;
 
   before(async () => {
+    quietWorkerLogs();
     const dataDir = path.join(cfg.dataDir, 'uploads', 'e2e');
     await generateDemoData(dataDir);
     const spec = demoSpec();

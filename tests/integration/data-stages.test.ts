@@ -12,6 +12,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '@tempered/activities';
 import { generateDemoData, type DemoDataSummary } from '@tempered/examples';
+import type { CleanResult, IngestResult } from '@tempered/workflows';
 import { cfg, db, demoSpec, store, uniqueId } from '../support';
 
 describe('data stages on the real stack', () => {
@@ -37,7 +38,7 @@ describe('data stages on the real stack', () => {
     return s;
   };
 
-  let ingested: Awaited<ReturnType<typeof activities.ingest>>;
+  let ingested: IngestResult;
 
   test('ingest quarantines a malformed JSONL line and an unreadable CSV row, and counts add up', async () => {
     ingested = await env.run(activities.ingest, { runId, spec: spec(), specDir: dataDir });
@@ -64,13 +65,13 @@ describe('data stages on the real stack', () => {
   });
 
   test('the same data gives the same dataset version', async () => {
-    const again = await env.run(activities.ingest, { runId, spec: spec(), specDir: dataDir });
+    const again: IngestResult = await env.run(activities.ingest, { runId, spec: spec(), specDir: dataDir });
     assert.equal(again.datasetVersionId, ingested.datasetVersionId);
     assert.equal(again.dataset.sha256, ingested.dataset.sha256);
   });
 
   test('clean reports what each rule removed or changed', async () => {
-    const cleaned = await env.run(activities.clean, { runId, spec: spec(), dataset: ingested.dataset });
+    const cleaned: CleanResult = await env.run(activities.clean, { runId, spec: spec(), dataset: ingested.dataset });
     const report = JSON.parse((await store().getBytes(cleaned.report.uri)).toString('utf8'));
     assert.equal(report.kept + Object.values(report.removed as Record<string, number>).reduce((a, b) => a + b, 0), report.input);
     assert.ok(report.removed.duplicate >= summary.train.duplicates, `duplicates removed: ${report.removed.duplicate}`);

@@ -19,7 +19,7 @@ import {
   taskQueueFor,
   WORKFLOW_TYPE,
 } from '@tempered/workflows';
-import { cfg, demoSpec, repoRoot, temporalClient, uniqueId, waitFor } from '../support';
+import { cfg, demoSpec, quietWorkerLogs, repoRoot, temporalClient, uniqueId, waitFor } from '../support';
 import { stubActivities, type StubLog } from './stubs';
 
 describe('lifecyclePipeline workflow (real server, stand-in activities)', () => {
@@ -35,6 +35,7 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
   let failingWorker: Worker;
 
   before(async () => {
+    quietWorkerLogs();
     ({ client, close: closeClient } = await temporalClient());
     connection = await NativeConnection.connect({ address: cfg.temporal.address });
     stub = stubActivities();
@@ -126,6 +127,14 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
     const outcome: PipelineOutcome = await handle.result();
     assert.equal(outcome.status, 'rejected');
     assert.equal((await handle.query(progressQuery)).stages.deploy.status, 'skipped');
+  });
+
+  test('a run cancelled at the gate is recorded as cancelled', async () => {
+    const handle = await start();
+    await atGate(handle);
+    await handle.cancel();
+    await assert.rejects(handle.result(), (err: unknown) => err instanceof WorkflowFailedError);
+    await waitFor('the cancelled record', 10_000, async () => (stub.log.runs.at(-1) === 'cancelled' ? true : undefined));
   });
 
   test('a non-retryable stage failure fails the run once, with the reason recorded', async () => {

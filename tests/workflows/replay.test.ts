@@ -8,7 +8,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Worker } from '@temporalio/worker';
-import { repoRoot } from '../support';
+import { quietWorkerLogs, repoRoot } from '../support';
+
+quietWorkerLogs();
 
 const dir = path.join(repoRoot, 'tests', 'histories');
 const files = readdirSync(dir).filter((f) => f.endsWith('.json'));

@@ -105,70 +105,81 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
   }
 
   await book.recordRun({ runId, status: 'running', spec, requestedBy: input.requestedBy });
-
-  const ingested = await stage('ingest', () => data.ingest({ runId, spec, specDir: input.specDir }), (r) => ({ ...r.counts, datasetVersionId: r.datasetVersionId }));
-  const cleaned = await stage('clean', () => data.clean({ runId, spec, dataset: ingested.dataset }), (r) => r.counts);
-  const tokenized = await stage('tokenize', () => data.tokenize({ runId, spec, cleaned: cleaned.cleaned }), (r) => r.counts);
-  const splits = await stage('split', () => data.split({ runId, spec, encoded: tokenized.encoded }), (r) => r.counts);
-  const trained = await stage(
-    'train',
-    () => train.train({ runId, spec, trainShard: splits.train, tokenizer: tokenized.tokenizer }),
-    (r) => ({ steps: r.steps, initialLoss: r.initialLoss, finalLoss: r.finalLoss, checkpoints: r.checkpoints.length }),
-  );
-  const validated = await stage(
-    'validate',
-    () => evaluate.validate({ runId, spec, checkpoints: trained.checkpoints, validationShard: splits.validation, tokenizer: tokenized.tokenizer }),
-    (r) => ({ bestStep: r.bestStep, valLoss: r.valLoss, perplexity: r.perplexity, initialValLoss: r.initialValLoss }),
-  );
-  let model = validated.best;
-  if (spec.rlhf.method === 'none') {
-    progress.stages.rlhf = { status: 'skipped' };
-    await book.recordStage({ runId, stage: 'rlhf', status: 'skipped' });
-  } else {
-    const aligned = await stage('rlhf', () => rlhf.rlhf({ runId, spec, specDir: input.specDir, model }), (r) => ({ method: r.method, steps: r.steps }));
-    model = aligned.model;
-  }
-  const tested = await stage(
-    'test',
-    () => evaluate.test({ runId, spec, model, baseline: trained.checkpoints[0], testShard: splits.test, tokenizer: tokenized.tokenizer }),
-    (r) => ({ ...r }),
-  );
-
-  // The deployment gate: a person decides, or the timer records the expiry.
-  const deadline = new Date(Date.now() + msOf(spec.deploy.approvalTimeout)).toISOString();
-  progress.gate = { status: 'waiting', deadline };
-  progress.stages.deploy = { status: 'running', startedAt: new Date().toISOString(), summary: { gate: 'waiting', deadline } };
-  await book.recordStage({ runId, stage: 'deploy', status: 'running', summary: { gate: 'waiting', deadline } });
-  await book.recordRun({ runId, status: 'waiting-approval' });
-
-  const decided = await condition(() => decision !== undefined, spec.deploy.approvalTimeout);
-  if (!decided || !decision) {
-    const expiredAt = new Date().toISOString();
-    progress.gate = { status: 'expired', expiredAt };
-    progress.stages.deploy = { status: 'skipped', finishedAt: expiredAt, summary: { gate: 'expired' } };
-    await book.recordApproval({ runId, decision: 'expired' });
-    await book.recordStage({ runId, stage: 'deploy', status: 'skipped', summary: { gate: 'expired', deadline } });
-    await book.recordRun({ runId, status: 'expired' });
-    return { status: 'expired', test: tested };
+  try {
+    return await stagesAndGate();
+  } catch (err) {
+    // A run cancelled while waiting at the gate (or between stages) is recorded as such.
+    if (isCancellation(err)) {
+      await CancellationScope.nonCancellable(() => book.recordRun({ runId, status: 'cancelled' }));
+    }
+    throw err;
   }
 
-  const { approver, comment = '', decidedAt } = decision;
-  progress.gate = { status: decision.decision === 'approve' ? 'approved' : 'rejected', approver, comment, decidedAt };
-  await book.recordApproval({ runId, decision: decision.decision, approver, comment });
-  if (decision.decision === 'reject') {
-    progress.stages.deploy = { status: 'skipped', finishedAt: new Date().toISOString(), summary: { gate: 'rejected', approver } };
-    await book.recordStage({ runId, stage: 'deploy', status: 'skipped', summary: { gate: 'rejected', approver, comment } });
-    await book.recordRun({ runId, status: 'rejected' });
-    return { status: 'rejected', test: tested };
-  }
+  async function stagesAndGate(): Promise<PipelineOutcome> {
+    const ingested = await stage('ingest', () => data.ingest({ runId, spec, specDir: input.specDir }), (r) => ({ ...r.counts, datasetVersionId: r.datasetVersionId }));
+    const cleaned = await stage('clean', () => data.clean({ runId, spec, dataset: ingested.dataset }), (r) => r.counts);
+    const tokenized = await stage('tokenize', () => data.tokenize({ runId, spec, cleaned: cleaned.cleaned }), (r) => r.counts);
+    const splits = await stage('split', () => data.split({ runId, spec, encoded: tokenized.encoded }), (r) => r.counts);
+    const trained = await stage(
+      'train',
+      () => train.train({ runId, spec, trainShard: splits.train, tokenizer: tokenized.tokenizer }),
+      (r) => ({ steps: r.steps, initialLoss: r.initialLoss, finalLoss: r.finalLoss, checkpoints: r.checkpoints.length }),
+    );
+    const validated = await stage(
+      'validate',
+      () => evaluate.validate({ runId, spec, checkpoints: trained.checkpoints, validationShard: splits.validation, tokenizer: tokenized.tokenizer }),
+      (r) => ({ bestStep: r.bestStep, valLoss: r.valLoss, perplexity: r.perplexity, initialValLoss: r.initialValLoss }),
+    );
+    let model = validated.best;
+    if (spec.rlhf.method === 'none') {
+      progress.stages.rlhf = { status: 'skipped' };
+      await book.recordStage({ runId, stage: 'rlhf', status: 'skipped' });
+    } else {
+      const aligned = await stage('rlhf', () => rlhf.rlhf({ runId, spec, specDir: input.specDir, model }), (r) => ({ method: r.method, steps: r.steps }));
+      model = aligned.model;
+    }
+    const tested = await stage(
+      'test',
+      () => evaluate.test({ runId, spec, model, baseline: trained.checkpoints[0], testShard: splits.test, tokenizer: tokenized.tokenizer }),
+      (r) => ({ ...r }),
+    );
 
-  const deployed = await stage(
-    'deploy',
-    () => deploy.deploy({ runId, spec, model, datasetVersionId: ingested.datasetVersionId, metrics: tested, approver }),
-    (r) => ({ ...r, gate: 'approved', approver }),
-  );
-  await book.recordRun({ runId, status: 'deployed' });
-  return { status: 'deployed', deploy: deployed, test: tested };
+    // The deployment gate: a person decides, or the timer records the expiry.
+    const deadline = new Date(Date.now() + msOf(spec.deploy.approvalTimeout)).toISOString();
+    progress.gate = { status: 'waiting', deadline };
+    progress.stages.deploy = { status: 'running', startedAt: new Date().toISOString(), summary: { gate: 'waiting', deadline } };
+    await book.recordStage({ runId, stage: 'deploy', status: 'running', summary: { gate: 'waiting', deadline } });
+    await book.recordRun({ runId, status: 'waiting-approval' });
+
+    const decided = await condition(() => decision !== undefined, spec.deploy.approvalTimeout);
+    if (!decided || !decision) {
+      const expiredAt = new Date().toISOString();
+      progress.gate = { status: 'expired', expiredAt };
+      progress.stages.deploy = { status: 'skipped', finishedAt: expiredAt, summary: { gate: 'expired' } };
+      await book.recordApproval({ runId, decision: 'expired' });
+      await book.recordStage({ runId, stage: 'deploy', status: 'skipped', summary: { gate: 'expired', deadline } });
+      await book.recordRun({ runId, status: 'expired' });
+      return { status: 'expired', test: tested };
+    }
+
+    const { approver, comment = '', decidedAt } = decision;
+    progress.gate = { status: decision.decision === 'approve' ? 'approved' : 'rejected', approver, comment, decidedAt };
+    await book.recordApproval({ runId, decision: decision.decision, approver, comment });
+    if (decision.decision === 'reject') {
+      progress.stages.deploy = { status: 'skipped', finishedAt: new Date().toISOString(), summary: { gate: 'rejected', approver } };
+      await book.recordStage({ runId, stage: 'deploy', status: 'skipped', summary: { gate: 'rejected', approver, comment } });
+      await book.recordRun({ runId, status: 'rejected' });
+      return { status: 'rejected', test: tested };
+    }
+
+    const deployed = await stage(
+      'deploy',
+      () => deploy.deploy({ runId, spec, model, datasetVersionId: ingested.datasetVersionId, metrics: tested, approver }),
+      (r) => ({ ...r, gate: 'approved', approver }),
+    );
+    await book.recordRun({ runId, status: 'deployed' });
+    return { status: 'deployed', deploy: deployed, test: tested };
+  }
 }
 
 function failureMessage(err: unknown): string {
