@@ -254,7 +254,12 @@ function main(argv: string[]): void {
       outDir = path.resolve(arg);
     }
   }
-  console.log(JSON.stringify(generateDemoData(outDir, options), null, 2));
+  const s = generateDemoData(outDir, options);
+  console.log(
+    `wrote ${path.relative(process.cwd(), s.outDir) || '.'}: train.jsonl ${s.train.lines} lines, extra.csv ${s.extra.rows} rows ` +
+      `(Shift_JIS), preferences.jsonl ${s.preferences.pairs} pairs; ${s.totals.malformed} malformed and ` +
+      `${s.totals.duplicates} duplicate records planted on purpose`,
+  );
 }
 
 if (require.main === module) main(process.argv.slice(2));

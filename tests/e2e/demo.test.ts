@@ -97,6 +97,8 @@ describe('the demo pipeline end to end', () => {
     const body: any = await res.json();
     assert.equal(res.status, 200);
     assert.ok(typeof body.choices[0].text === 'string' && body.choices[0].text.trim().length > 0, `served text: ${JSON.stringify(body)}`);
+    // The deployed model is the one that was tested: it answers the task, not just with some text.
+    assert.equal(body.choices[0].text.trim(), '4 3 2 1');
   });
 
   test('every artifact exists in S3 with its recorded sha256', async () => {

@@ -70,6 +70,16 @@ async function api(method: string, route: string, auth: string, body?: unknown):
 const STAGE_ORDER = ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test', 'deploy'];
 const ICON: Record<string, string> = { pending: '·', running: '▶', completed: '✔', failed: '✘', skipped: '–', cancelled: '✘' };
 
+/** `input 2305 · kept 2300 · loss 0.0172`: a stage summary for people; numbers to four significant digits. */
+function formatSummary(summary: Record<string, unknown> | undefined): string {
+  if (!summary) return '';
+  const parts = Object.entries(summary).map(([k, v]) => {
+    const value = typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v;
+    return `${k} ${typeof value === 'object' ? JSON.stringify(value) : value}`;
+  });
+  return ` ${parts.join(' · ')}`;
+}
+
 function bar(fraction: number, width = 24): string {
   const filled = Math.round(Math.max(0, Math.min(1, fraction)) * width);
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
@@ -80,6 +90,7 @@ async function follow(runId: string, auth: string, until: 'gate' | 'end'): Promi
   const tty = process.stdout.isTTY;
   const seen = new Map<string, string>();
   let lastBar = '';
+  let lastTenth = -1; // without a terminal, one progress line per tenth of training
   for (;;) {
     const detail = await api('GET', `/api/runs/${runId}`, auth);
     const stages: Record<string, Json> = detail.progress ?? Object.fromEntries(detail.stages.map((s: Json) => [s.name, s]));
@@ -90,8 +101,7 @@ async function follow(runId: string, auth: string, until: 'gate' | 'end'): Promi
       if (s.status === 'pending') continue;
       if (lastBar && tty) process.stdout.write('\n');
       lastBar = '';
-      const summary = s.summary ? ` ${JSON.stringify(s.summary)}` : '';
-      console.log(`  ${ICON[s.status] ?? '?'} ${name.padEnd(9)} ${s.status}${s.error ? `: ${s.error}` : summary}`);
+      console.log(`  ${ICON[s.status] ?? '?'} ${name.padEnd(9)} ${s.status}${s.error ? `: ${s.error}` : formatSummary(s.summary)}`);
     }
     const steps = detail.metrics['train.loss'] as Array<[number, number]> | undefined;
     if (stages.train?.status === 'running' && steps?.length) {
@@ -99,8 +109,10 @@ async function follow(runId: string, auth: string, until: 'gate' | 'end'): Promi
       const total = detail.run.spec.train.steps;
       const line = `    train ${bar(step / total)} step ${step}/${total} loss ${loss.toFixed(4)}`;
       if (line !== lastBar) {
+        const tenth = Math.floor((10 * step) / total);
         if (tty) process.stdout.write(`\r${line}`);
-        else if (step % Math.max(1, Math.floor(total / 10)) === 0) console.log(line);
+        else if (tenth > lastTenth) console.log(line);
+        lastTenth = tenth;
         lastBar = line;
       }
     }
@@ -173,7 +185,7 @@ async function main(argv: string[]): Promise<void> {
         console.log(`${d.run.id}  ${d.run.status}  (started by ${d.run.requested_by} at ${d.run.created_at})`);
         for (const name of STAGE_ORDER) {
           const s = d.stages.find((x: Json) => x.name === name);
-          if (s) console.log(`  ${ICON[s.status] ?? '?'} ${name.padEnd(9)} ${s.status}${s.error ? `: ${s.error}` : s.summary ? ` ${JSON.stringify(s.summary)}` : ''}`);
+          if (s) console.log(`  ${ICON[s.status] ?? '?'} ${name.padEnd(9)} ${s.status} (attempt ${s.attempts})${s.error ? `: ${s.error}` : formatSummary(s.summary)}`);
         }
         console.log(`artifacts:`);
         for (const a of d.artifacts) console.log(`  ${a.stage.padEnd(9)} ${a.kind.padEnd(13)} ${String(a.bytes).padStart(10)} B  ${a.sha256.slice(0, 12)}  ${a.uri}`);
@@ -202,7 +214,7 @@ async function main(argv: string[]): Promise<void> {
       if (detail.deployment) {
         const endpoint = detail.deployment.endpoint;
         console.log(`\nModel ${detail.modelVersion.id} is serving at ${endpoint}/v1/completions. Try:`);
-        console.log(`  curl -s ${endpoint}/v1/completions -H 'content-type: application/json' -d '{"prompt":"reverse 1 2 3 4\\n","max_tokens":12}'`);
+        console.log(`  curl -s ${endpoint}/v1/completions -H 'content-type: application/json' -d '{"prompt":"reverse 1 2 3 4","max_tokens":12}'`);
       } else {
         console.log(`run ended ${detail.run.status}${detail.run.error ? `: ${detail.run.error}` : ''}`);
         process.exitCode = 1;

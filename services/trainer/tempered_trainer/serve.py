@@ -70,7 +70,8 @@ class Completer:
         if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
             raise BadRequest(400, "'temperature' must be a number >= 0")
 
-        ids = [self.tokenizer.encode(format_prompt(p), add_special_tokens=False) for p in prompts]
+        # Training prompts were trimmed by the clean stage; trim here too so "...\n" asks the same question.
+        ids = [self.tokenizer.encode(format_prompt(p.strip()), add_special_tokens=False) for p in prompts]
         with self.lock:
             self.requests += 1
             outs = generate(self.model, ids, max_tokens, self.tokenizer.eos_token_id, temperature=float(temperature))
