@@ -24,5 +24,5 @@ venv="$TEMPERED_CACHE_DIR/venv/$(sha256sum services/trainer/requirements.txt | c
 (cd services/trainer && "$venv/bin/python" -m pytest -q tests)
 
 say "Unit, workflow, replay and end-to-end tests"
-node --import tsx --test --test-concurrency=1 ${TEMPERED_TESTS:-tests/unit/*.test.ts tests/integration/*.test.ts tests/workflows/*.test.ts tests/e2e/*.test.ts}
+node --import tsx --test --test-concurrency=1 ${TEMPERED_TESTS:-tests/unit/*.test.ts tests/integration/*.test.ts tests/workflows/*.test.ts tests/e2e/*.test.ts tests/faults/*.test.ts}
 say "All tests passed in $(elapsed)"

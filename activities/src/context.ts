@@ -9,12 +9,15 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ArtifactStore } from '@tempered/artifacts';
 import type { Config } from '@tempered/config';
+import type { GpuSlots } from './gpus';
 import { type Db, sql } from '@tempered/db';
 
 export interface Deps {
   cfg: Config;
   db: Db;
   store: ArtifactStore;
+  /** This worker's GPUs; empty on a CPU worker. */
+  gpus: GpuSlots;
 }
 
 /**

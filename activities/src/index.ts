@@ -15,6 +15,7 @@ import { test } from './test';
 import { deploy } from './deploy';
 
 export type { Deps } from './context';
+export { GpuSlots } from './gpus';
 
 type Bound<F> = F extends (deps: Deps, ...args: infer A) => infer R ? (...args: A) => R : never;
 

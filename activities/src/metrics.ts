@@ -15,10 +15,12 @@ export class MetricBuffer {
     private readonly db: Db,
     private readonly runId: string,
     private readonly stage: string,
+    /** Prefixes every name (`lr=0.003/loss`), so parallel candidates of a sweep keep separate series. */
+    private readonly series?: string,
   ) {}
 
   add(name: string, step: number, value: number): void {
-    if (Number.isFinite(value)) this.points.push({ name, step, value });
+    if (Number.isFinite(value)) this.points.push({ name: this.series ? `${this.series}/${name}` : name, step, value });
   }
 
   async maybeFlush(): Promise<void> {

@@ -1,8 +1,9 @@
 /**
- * train: supervised fine-tuning by the Python trainer. Trainer events become heartbeats (carrying the
- * checkpoints uploaded so far) and metric rows; every checkpoint goes to S3 as soon as it is written. A
- * retried attempt reads the last heartbeat, downloads the newest checkpoint and resumes from it, so a crash
- * costs at most one checkpoint interval of training.
+ * train: supervised fine-tuning by the Python trainer. Trainer events become heartbeats and metric rows;
+ * every checkpoint goes to S3 and into the artifacts table as soon as it is written. A retried attempt
+ * resumes from the newest checkpoint it finds there or in the last heartbeat, so a crash costs at most one
+ * checkpoint interval of training, and a step that an earlier attempt already checkpointed is never stored
+ * twice (torch.save output is not byte-stable, so content addressing alone would not dedupe it).
  */
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
@@ -22,14 +23,53 @@ export interface TrainProgress {
   initialLoss?: number;
 }
 
+/** `step-00000150.pt`, or `lr_0.003-step-00000150.pt` for a sweep candidate: one name per step and candidate. */
+function checkpointName(step: number, candidate?: string): string {
+  const prefix = candidate ? `${candidate.replace(/[^A-Za-z0-9.-]/g, '_')}-` : '';
+  return `${prefix}step-${String(step).padStart(8, '0')}.pt`;
+}
+
+/** Checkpoints this run's earlier attempts uploaded for this candidate, by step. */
+async function uploadedCheckpoints(deps: Deps, runId: string, candidate?: string): Promise<Map<number, ArtifactRef>> {
+  const rows = await deps.db
+    .selectFrom('artifacts')
+    .select(['uri', 'sha256', 'bytes'])
+    .where('run_id', '=', runId)
+    .where('stage', '=', 'train')
+    .where('kind', '=', 'checkpoint')
+    .execute();
+  const found = new Map<number, ArtifactRef>();
+  for (const row of rows) {
+    const base = row.uri.slice(row.uri.lastIndexOf('/') + 1);
+    const step = Number(/step-(\d+)\.pt$/.exec(base)?.[1]);
+    if (Number.isInteger(step) && base === checkpointName(step, candidate)) {
+      found.set(step, { uri: row.uri, sha256: row.sha256, bytes: row.bytes, kind: 'checkpoint' });
+    }
+  }
+  return found;
+}
+
 export async function train(
   deps: Deps,
-  input: { runId: string; spec: PipelineSpec; trainShard: ArtifactRef; tokenizer: ArtifactRef },
+  input: {
+    runId: string;
+    spec: PipelineSpec;
+    trainShard: ArtifactRef;
+    tokenizer: ArtifactRef;
+    /** Overrides the spec's learning rate for one candidate of a sweep. */
+    learningRate?: number;
+    /** The sweep candidate's label, which prefixes its metric names (`lr=0.003/loss`). */
+    candidate?: string;
+  },
 ): Promise<TrainResult> {
   const { runId, spec } = input;
   const ctx = Context.current();
   const previous = ctx.info.heartbeatDetails as TrainProgress | undefined;
-  const progress: TrainProgress = { step: previous?.step ?? 0, checkpoints: previous?.checkpoints ?? [], initialLoss: previous?.initialLoss };
+  const progress: TrainProgress = { step: previous?.step ?? 0, checkpoints: [], initialLoss: previous?.initialLoss };
+  // Earlier attempts' checkpoints: those in the last heartbeat, and any uploaded after it was sent.
+  const known = await uploadedCheckpoints(deps, runId, input.candidate);
+  for (const c of previous?.checkpoints ?? []) if (!known.has(c.step)) known.set(c.step, c.ref);
+  progress.checkpoints = [...known].sort(([a], [b]) => a - b).map(([step, ref]) => ({ step, ref }));
 
   return withScratch(deps, async (dir) => {
     const trainShard = await deps.store.download(input.trainShard, path.join(dir, 'train.shard'));
@@ -38,7 +78,7 @@ export async function train(
     const resumeFrom = latest ? await deps.store.download(latest.ref, path.join(dir, 'resume', 'checkpoint.pt')) : undefined;
     if (latest) log('resuming training from checkpoint', { step: latest.step, attempt: ctx.info.attempt });
 
-    const metrics = new MetricBuffer(deps.db, runId, 'train');
+    const metrics = new MetricBuffer(deps.db, runId, 'train', input.candidate);
     let lastLoss = NaN;
     const config = {
       train_shard: trainShard,
@@ -47,7 +87,7 @@ export async function train(
       model: { n_layer: spec.model.nLayer, n_head: spec.model.nHead, n_embd: spec.model.nEmbd, context_length: spec.model.contextLength },
       steps: spec.train.steps,
       batch_size: spec.train.batchSize,
-      learning_rate: spec.train.learningRate,
+      learning_rate: input.learningRate ?? spec.train.learningRate,
       warmup_steps: spec.train.warmupSteps,
       weight_decay: spec.train.weightDecay,
       checkpoint_every: spec.train.checkpointEvery,
@@ -56,7 +96,11 @@ export async function train(
       ...(resumeFrom ? { resume_from: resumeFrom } : {}),
     };
     const { finished } = await runTrainer(deps, 'sft', config, dir, async (e) => {
-      if (e.event === 'step') {
+      if (e.event === 'started') {
+        // Where this attempt began: > 0 after a resume. Keyed by attempt, so every retry is visible.
+        metrics.add('start_step', ctx.info.attempt, Number(e.step));
+        await metrics.flush();
+      } else if (e.event === 'step') {
         lastLoss = Number(e.loss);
         progress.step = Number(e.step);
         progress.loss = lastLoss;
@@ -68,8 +112,10 @@ export async function train(
         await metrics.maybeFlush();
       } else if (e.event === 'checkpoint') {
         const step = Number(e.step);
-        const ref = await deps.store.putFile(String(e.path), 'checkpoint', `step-${String(step).padStart(8, '0')}.pt`);
-        if (!progress.checkpoints.some((c) => c.ref.sha256 === ref.sha256)) progress.checkpoints.push({ step, ref });
+        if (known.has(step)) return; // an earlier attempt stored this step; the resumed run reproduces it
+        const ref = await deps.store.putFile(String(e.path), 'checkpoint', checkpointName(step, input.candidate));
+        known.set(step, ref);
+        progress.checkpoints.push({ step, ref });
         await recordArtifacts(deps.db, runId, 'train', [ref]);
         await recordLineage(deps.db, runId, [
           { parent: node.artifact(input.trainShard), child: node.artifact(ref), relation: 'trained-on' },

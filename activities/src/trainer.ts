@@ -1,7 +1,10 @@
 /**
  * Runs the Python trainer (services/trainer, see its CONTRACT.md) as a subprocess and turns its JSON-lines
  * events into callbacks. The activity stays responsive: events are handled in order, one at a time, while
- * the trainer keeps running; a Temporal cancellation kills the trainer's whole process group.
+ * the trainer keeps running. The trainer gets this worker's GPU slot (CUDA_VISIBLE_DEVICES); a Temporal
+ * cancellation kills its whole process group, and so does a watchdog when it stops emitting events for
+ * longer than the activity's heartbeat timeout (a hung or stopped trainer), so the retry that Temporal
+ * schedules never races a zombie for the same GPU.
  */
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -31,6 +34,18 @@ export async function runTrainer(
   const configPath = path.join(scratch, `${command}-config.json`);
   await writeFile(configPath, JSON.stringify(config, null, 2));
   const ctx = Context.current();
+  return deps.gpus.with((gpu) => spawnTrainer(deps, command, configPath, scratch, gpu, onEvent, ctx));
+}
+
+async function spawnTrainer(
+  deps: Deps,
+  command: string,
+  configPath: string,
+  scratch: string,
+  gpu: string | undefined,
+  onEvent: (e: TrainerEvent) => Promise<void> | void,
+  ctx: Context,
+): Promise<TrainerRun> {
   const child = spawn(deps.cfg.python, ['-m', 'tempered_trainer', command, '--config', configPath], {
     cwd: scratch,
     detached: true, // its own process group, so cancellation also ends anything it started
@@ -41,6 +56,8 @@ export async function runTrainer(
       PYTHONUNBUFFERED: '1',
       HF_HUB_OFFLINE: '1',
       TRANSFORMERS_OFFLINE: '1',
+      // No GPU slot: hide any GPU so a CPU pool never competes with a GPU worker for one.
+      CUDA_VISIBLE_DEVICES: gpu ?? '',
     },
   });
   const kill = (signal: NodeJS.Signals) => {
@@ -53,6 +70,20 @@ export async function runTrainer(
   const onCancel = () => kill('SIGKILL');
   ctx.cancellationSignal.addEventListener('abort', onCancel);
 
+  // Watchdog: Temporal times the attempt out when heartbeats stop, but only this process can end the
+  // trainer. Silence for as long as the heartbeat timeout means it is hung (or stopped); kill it.
+  const silenceLimitMs = ctx.info.heartbeatTimeoutMs || 0;
+  let lastEventAt = Date.now();
+  let hung = false;
+  const watchdog = silenceLimitMs
+    ? setInterval(() => {
+        if (Date.now() - lastEventAt > silenceLimitMs) {
+          hung = true;
+          kill('SIGKILL');
+        }
+      }, Math.min(1000, silenceLimitMs / 4))
+    : undefined;
+
   const stderr: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (line) => {
     stderr.push(line);
@@ -64,6 +95,7 @@ export async function runTrainer(
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   try {
     for await (const line of createInterface({ input: child.stdout! })) {
+      lastEventAt = Date.now();
       if (!line.trim()) continue;
       let event: TrainerEvent;
       try {
@@ -78,6 +110,12 @@ export async function runTrainer(
     }
     const code = await exited;
     if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
+    if (hung) {
+      throw ApplicationFailure.create({
+        message: `trainer ${command} emitted no event for ${silenceLimitMs / 1000}s and was killed (hung or stopped); the retry resumes from the last checkpoint`,
+        type: 'TrainerHung',
+      });
+    }
     if (code === 0 && finished) return { finished };
     const reason = failure?.reason ?? `trainer exited with code ${code}\n${stderr.join('\n')}`;
     const retryable = failure ? failure.retryable !== false && code !== 2 : code !== 2;
@@ -88,6 +126,7 @@ export async function runTrainer(
       details: [{ stderr: stderr.slice(-10) }],
     });
   } finally {
+    if (watchdog) clearInterval(watchdog);
     ctx.cancellationSignal.removeEventListener('abort', onCancel);
     if (child.exitCode === null) kill('SIGKILL');
   }

@@ -12,7 +12,15 @@ import { runTrainer } from './trainer';
 
 export async function validate(
   deps: Deps,
-  input: { runId: string; spec: PipelineSpec; checkpoints: ArtifactRef[]; validationShard: ArtifactRef; tokenizer: ArtifactRef },
+  input: {
+    runId: string;
+    spec: PipelineSpec;
+    checkpoints: ArtifactRef[];
+    validationShard: ArtifactRef;
+    tokenizer: ArtifactRef;
+    /** The sweep candidate's label, which prefixes its metric names. */
+    candidate?: string;
+  },
 ): Promise<ValidateResult> {
   const { runId, spec } = input;
   const ctx = Context.current();
@@ -31,14 +39,15 @@ export async function validate(
         if (e.event === 'eval') ctx.heartbeat({ evaluated: e.checkpoint });
       },
     );
+    const prefix = input.candidate ? `${input.candidate}/` : '';
     const results = finished.results as Array<{ step: number; loss: number; perplexity: number }>;
     await recordMetrics(
       deps.db,
       runId,
       'validate',
       results.flatMap((r) => [
-        { name: 'val_loss', step: r.step, value: r.loss },
-        { name: 'val_perplexity', step: r.step, value: r.perplexity },
+        { name: `${prefix}val_loss`, step: r.step, value: r.loss },
+        { name: `${prefix}val_perplexity`, step: r.step, value: r.perplexity },
       ]),
     );
     const bestIndex = results.reduce((best, r, i) => (r.loss < results[best].loss ? i : best), 0);

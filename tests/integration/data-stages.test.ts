@@ -10,14 +10,14 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createActivities } from '@tempered/activities';
+import { createActivities, GpuSlots } from '@tempered/activities';
 import { generateDemoData, type DemoDataSummary } from '@tempered/examples';
 import type { CleanResult, IngestResult } from '@tempered/workflows';
 import { cfg, db, demoSpec, store, uniqueId } from '../support';
 
 describe('data stages on the real stack', () => {
   const database = db();
-  const activities = createActivities({ cfg, db: database, store: store() });
+  const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]) });
   const env = new MockActivityEnvironment();
   const runId = uniqueId('int');
   const dataDir = path.join(cfg.dataDir, 'uploads', 'integration');

@@ -48,9 +48,11 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
 
   const book = activitiesOn(spec.pools.data, { startToClose: '1m' }, 10);
   const data = activitiesOn(spec.pools.data, { startToClose: '2h', heartbeat: '2m' }, 3);
-  const train = activitiesOn(spec.pools.train, { startToClose: '24h', heartbeat: '2m' }, 5);
-  const rlhf = activitiesOn(spec.pools.rlhf, { startToClose: '24h', heartbeat: '2m' }, 5);
-  const evaluate = activitiesOn(spec.pools.eval, { startToClose: '6h', heartbeat: '2m' }, 3);
+  // Specs recorded before heartbeatTimeout existed replay with the value they ran with.
+  const heartbeat = spec.train.heartbeatTimeout ?? '2m';
+  const train = activitiesOn(spec.pools.train, { startToClose: '24h', heartbeat }, 5);
+  const rlhf = activitiesOn(spec.pools.rlhf, { startToClose: '24h', heartbeat }, 5);
+  const evaluate = activitiesOn(spec.pools.eval, { startToClose: '6h', heartbeat }, 3);
   const deploy = activitiesOn(spec.pools.data, { startToClose: '10m', heartbeat: '1m' }, 3);
 
   const progress: PipelineProgress = {
@@ -120,16 +122,45 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
     const cleaned = await stage('clean', () => data.clean({ runId, spec, dataset: ingested.dataset }), (r) => r.counts);
     const tokenized = await stage('tokenize', () => data.tokenize({ runId, spec, cleaned: cleaned.cleaned }), (r) => r.counts);
     const splits = await stage('split', () => data.split({ runId, spec, encoded: tokenized.encoded }), (r) => r.counts);
-    const trained = await stage(
+    // One training candidate, or one per learning rate of a sweep, trained in parallel.
+    const sweep = spec.train.sweep?.learningRates;
+    const candidates = (sweep ?? [spec.train.learningRate]).map((learningRate) => ({
+      learningRate,
+      label: sweep ? `lr=${learningRate}` : undefined,
+    }));
+    const trainedAll = await stage(
       'train',
-      () => train.train({ runId, spec, trainShard: splits.train, tokenizer: tokenized.tokenizer }),
-      (r) => ({ steps: r.steps, initialLoss: r.initialLoss, finalLoss: r.finalLoss, checkpoints: r.checkpoints.length }),
+      () =>
+        Promise.all(
+          candidates.map((c) => train.train({ runId, spec, trainShard: splits.train, tokenizer: tokenized.tokenizer, learningRate: c.learningRate, candidate: c.label })),
+        ),
+      (rs) =>
+        rs.length === 1
+          ? { steps: rs[0].steps, initialLoss: rs[0].initialLoss, finalLoss: rs[0].finalLoss, checkpoints: rs[0].checkpoints.length }
+          : { candidates: rs.map((r, i) => ({ learningRate: candidates[i].learningRate, finalLoss: r.finalLoss })), steps: rs[0].steps, initialLoss: rs[0].initialLoss, finalLoss: Math.min(...rs.map((r) => r.finalLoss)) },
     );
-    const validated = await stage(
+    const validatedAll = await stage(
       'validate',
-      () => evaluate.validate({ runId, spec, checkpoints: trained.checkpoints, validationShard: splits.validation, tokenizer: tokenized.tokenizer }),
-      (r) => ({ bestStep: r.bestStep, valLoss: r.valLoss, perplexity: r.perplexity, initialValLoss: r.initialValLoss }),
+      () =>
+        Promise.all(
+          trainedAll.map((t, i) =>
+            evaluate.validate({ runId, spec, checkpoints: t.checkpoints, validationShard: splits.validation, tokenizer: tokenized.tokenizer, candidate: candidates[i].label }),
+          ),
+        ),
+      (rs) => {
+        const b = bestOf(rs);
+        return {
+          bestStep: rs[b].bestStep,
+          valLoss: rs[b].valLoss,
+          perplexity: rs[b].perplexity,
+          initialValLoss: rs[b].initialValLoss,
+          ...(rs.length > 1 ? { learningRate: candidates[b].learningRate, candidates: rs.map((r, i) => ({ learningRate: candidates[i].learningRate, valLoss: r.valLoss })) } : {}),
+        };
+      },
     );
+    const best = bestOf(validatedAll);
+    const trained = trainedAll[best];
+    const validated = validatedAll[best];
     let model = validated.best;
     if (spec.rlhf.method === 'none') {
       progress.stages.rlhf = { status: 'skipped' };
@@ -180,6 +211,11 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
     await book.recordRun({ runId, status: 'deployed' });
     return { status: 'deployed', deploy: deployed, test: tested };
   }
+}
+
+/** Index of the candidate with the lowest validation loss. */
+function bestOf(results: Array<{ valLoss: number }>): number {
+  return results.reduce((best, r, i) => (r.valLoss < results[best].valLoss ? i : best), 0);
 }
 
 function failureMessage(err: unknown): string {

@@ -91,6 +91,16 @@ export const pipelineSpecSchema = z
         weightDecay: z.number().min(0).default(0.01),
         checkpointEvery: z.number().int().positive().default(100),
         seed: z.number().int().min(0).default(0),
+        heartbeatTimeout: duration
+          .default('2m')
+          .describe('a trainer silent this long is taken for hung: killed, and the attempt retried from its last checkpoint'),
+        sweep: z
+          .object({
+            learningRates: z.array(z.number().positive().max(1)).min(2).max(4),
+          })
+          .strict()
+          .optional()
+          .describe('train one candidate per learning rate in parallel; validation keeps the best'),
       })
       .strict()
       .prefault({}),

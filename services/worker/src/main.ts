@@ -5,43 +5,51 @@
  *
  * `--pool cpu` polls the control queue (the workflows themselves) and the CPU queue (data stages and
  * bookkeeping); `--pool gpu` polls the GPU queue (train, RLHF, evaluation), one activity per GPU at a time.
- * Without `--pool`, a machine with no GPU serves both on CPU, so the whole pipeline runs on one machine.
+ * Without flags a worker serves both, with every GPU it finds (none: the GPU stages run on CPU), so the
+ * whole pipeline runs on one machine; on a cluster, start `--pool cpu` and `--pool gpu --gpus …` workers.
  */
-import { existsSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { ArtifactStore } from '@tempered/artifacts';
-import { createActivities } from '@tempered/activities';
+import { createActivities, GpuSlots } from '@tempered/activities';
 import { describe, loadConfig } from '@tempered/config';
 import { createDb, migrateToLatest } from '@tempered/db';
 import { CONTROL_TASK_QUEUE, taskQueueFor } from '@tempered/workflows';
 
 const HELP = `Usage: worker [--pool POOLS] [--gpus IDS]
 
-  --pool POOLS   comma-separated pools to serve: cpu, gpu or gpu:NAME (default: cpu,gpu on a machine
-                 without a GPU, cpu otherwise; start a second worker with --pool gpu for the GPUs)
-  --gpus IDS     GPU ids this worker owns, e.g. 0,1: at most one activity per GPU
+  --pool POOLS   comma-separated pools to serve: cpu, gpu or gpu:NAME (default: cpu,gpu)
+  --gpus IDS     GPU ids this worker owns, e.g. 0,1: at most one activity per GPU, handed to the trainer
+                 as CUDA_VISIBLE_DEVICES (default: every /dev/nvidiaN found; none means CPU)
   --help         this text
 
 Configuration comes from the environment (see packages/config): TEMPORAL_ADDRESS, DATABASE_URL,
 S3_ENDPOINT, S3_BUCKET, TEMPERED_DATA_DIR, TEMPERED_PYTHON, ...`;
 
-function hasGpu(): boolean {
-  return existsSync('/dev/nvidia0');
+/** GPU ids visible on this machine, from the device files the NVIDIA driver creates. */
+function detectGpus(): string[] {
+  try {
+    return readdirSync('/dev').filter((f) => /^nvidia\d+$/.test(f)).map((f) => f.slice('nvidia'.length)).sort((a, b) => Number(a) - Number(b));
+  } catch {
+    return [];
+  }
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { pool: { type: 'string' }, gpus: { type: 'string' }, help: { type: 'boolean' } } });
   if (values.help) return void console.log(HELP);
-  const pools = (values.pool ?? (hasGpu() ? 'cpu' : 'cpu,gpu')).split(',').map((p) => p.trim()).filter(Boolean);
-  const gpus = values.gpus ? values.gpus.split(',').filter(Boolean) : [];
+  const pools = (values.pool ?? 'cpu,gpu').split(',').map((p) => p.trim()).filter(Boolean);
+  const gpus = values.gpus !== undefined ? values.gpus.split(',').filter(Boolean) : pools.some((p) => p.startsWith('gpu')) ? detectGpus() : [];
 
   const cfg = loadConfig();
   const db = createDb(cfg.databaseUrl);
   await migrateToLatest(db);
   const store = new ArtifactStore(cfg.s3);
   await store.ensureBucket();
-  const activities = createActivities({ cfg, db, store });
+  // GPU pools hand their GPUs to the trainer; CPU pools (data stages) never take one.
+  const gpuActivities = createActivities({ cfg, db, store, gpus: new GpuSlots(gpus) });
+  const cpuActivities = createActivities({ cfg, db, store, gpus: new GpuSlots([]) });
   const connection = await NativeConnection.connect({ address: cfg.temporal.address });
 
   const workers: Worker[] = [];
@@ -62,9 +70,13 @@ async function main(): Promise<void> {
         connection,
         namespace: cfg.temporal.namespace,
         taskQueue: taskQueueFor(pool),
-        activities,
+        activities: gpuPool ? gpuActivities : cpuActivities,
         // A GPU runs one training job at a time; CPU stages share the cores.
         maxConcurrentActivityTaskExecutions: gpuPool ? Math.max(1, gpus.length) : 4,
+        // Heartbeats carry the newest checkpoint: send them within seconds, not the SDK's default of up to
+        // a minute, so a killed worker loses at most one checkpoint interval of training.
+        maxHeartbeatThrottleInterval: '2s',
+        defaultHeartbeatThrottleInterval: '2s',
       }),
     );
   }
