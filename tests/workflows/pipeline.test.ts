@@ -54,8 +54,9 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
     await closeClient();
   });
 
-  function start(approvalTimeout = '10m', onPool = pool) {
+  function start(approvalTimeout = '10m', onPool = pool, sweep?: number[]) {
     const spec = demoSpec();
+    if (sweep) spec.train.sweep = { learningRates: sweep };
     spec.deploy.approvalTimeout = approvalTimeout;
     spec.pools = { data: onPool, train: onPool, rlhf: onPool, eval: onPool };
     const input: PipelineInput = { spec, requestedBy: 'alice' };
@@ -103,6 +104,17 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
       const history = await handle.fetchHistory();
       writeFileSync(path.join(repoRoot, 'tests', 'histories', 'lifecycle-approved.json'), historyToJSON(history));
     }
+  });
+
+  test('a sweep trains one candidate per learning rate and continues with the best by validation loss', async () => {
+    const handle = await start('10m', pool, [0.003, 0.001, 0.01]);
+    const progress = await atGate(handle);
+    assert.deepEqual(stub.log.learningRates.slice(-3).sort(), [0.001, 0.003, 0.01]);
+    assert.equal(stub.log.rlhfModel, 's3://stub/model/20', 'RLHF continues from the best candidate');
+    const summary = progress.stages.validate.summary as { learningRate: number; candidates: unknown[] };
+    assert.equal(summary.learningRate, 0.001);
+    assert.equal(summary.candidates.length, 3, 'every candidate is recorded');
+    await handle.cancel();
   });
 
   test('an expired gate ends the run undeployed and records the expiry', async () => {

@@ -11,13 +11,16 @@ const ref = (kind: ArtifactKind, n: number): ArtifactRef => ({ uri: `s3://stub/$
 
 export interface StubLog {
   calls: string[];
+  /** Learning rates the train stand-in was called with, and the model the rlhf stand-in received. */
+  learningRates: number[];
+  rlhfModel?: string;
   stages: Array<{ stage: string; status: string; error?: string }>;
   runs: string[];
   approvals: string[];
 }
 
 export function stubActivities(opts: { failTrain?: string } = {}): { activities: Activities; log: StubLog } {
-  const log: StubLog = { calls: [], stages: [], runs: [], approvals: [] };
+  const log: StubLog = { calls: [], learningRates: [], stages: [], runs: [], approvals: [] };
   const call = (name: string) => log.calls.push(name);
   const activities: Activities = {
     async recordRun(i) {
@@ -45,17 +48,21 @@ export function stubActivities(opts: { failTrain?: string } = {}): { activities:
       call('split');
       return { train: ref('shard', 7), validation: ref('shard', 8), test: ref('shard', 9), counts: { train: 6, validation: 1, test: 1 } };
     },
-    async train() {
+    async train(i) {
       call('train');
+      log.learningRates.push(i.learningRate ?? i.spec.train.learningRate);
       if (opts.failTrain) throw ApplicationFailure.create({ message: opts.failTrain, type: 'BadInput', nonRetryable: true });
       return { model: ref('checkpoint', 11), checkpoints: [ref('checkpoint', 10), ref('checkpoint', 11)], steps: 10, initialLoss: 5, finalLoss: 1 };
     },
-    async validate() {
+    async validate(i) {
       call('validate');
-      return { best: ref('model', 12), bestStep: 10, valLoss: 1.1, perplexity: 3, initialValLoss: 5 };
+      // In a sweep, the smallest learning rate validates best.
+      const best = i.candidate === 'lr=0.001';
+      return { best: ref('model', best ? 20 : 12), bestStep: 10, valLoss: best ? 0.5 : 1.1, perplexity: 3, initialValLoss: 5 };
     },
-    async rlhf() {
+    async rlhf(i) {
       call('rlhf');
+      log.rlhfModel = i.model.uri;
       return { model: ref('model', 13), method: 'dpo' as const, steps: 5 };
     },
     async test() {
