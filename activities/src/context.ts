@@ -9,6 +9,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ArtifactStore } from '@tempered/artifacts';
 import type { Config } from '@tempered/config';
+import type { StageName } from '@tempered/workflows';
 import type { GpuSlots } from './gpus';
 import { type Db, sql } from '@tempered/db';
 
@@ -24,9 +25,9 @@ export interface Deps {
  * A fresh directory for this activity attempt, removed afterwards unless `keep` is set. Attempt-scoped so a
  * retry never reads a half-written file of the attempt that crashed.
  */
-export async function withScratch<T>(deps: Deps, fn: (dir: string) => Promise<T>): Promise<T> {
+export async function withScratch<T>(deps: Deps, fn: (dir: string) => Promise<T>, stage?: StageName): Promise<T> {
   const info = Context.current().info;
-  await noteAttempt(deps);
+  await noteAttempt(deps, stage);
   const dir = path.join(deps.cfg.workDir, (info.workflowExecution?.workflowId ?? 'standalone'), `${info.activityType}-${info.activityId}-a${info.attempt}`);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
@@ -38,10 +39,10 @@ export async function withScratch<T>(deps: Deps, fn: (dir: string) => Promise<T>
 }
 
 /**
- * Records this activity's attempt number on its stage row (stage activities are named after their stage),
- * so retries are visible in the run's history without reading Temporal's.
+ * Records this activity's attempt number on its stage row (stage activities are named after their stage,
+ * unless `stage` says otherwise), so retries are visible in the run's history without reading Temporal's.
  */
-export async function noteAttempt(deps: Deps): Promise<void> {
+export async function noteAttempt(deps: Deps, stage?: StageName): Promise<void> {
   const info = Context.current().info;
   const runId = info.workflowExecution?.workflowId;
   if (!runId) return;
@@ -49,7 +50,7 @@ export async function noteAttempt(deps: Deps): Promise<void> {
     .updateTable('stages')
     .set({ attempts: sql`greatest(attempts, ${info.attempt})` })
     .where('run_id', '=', runId)
-    .where('name', '=', info.activityType)
+    .where('name', '=', stage ?? info.activityType)
     .execute();
 }
 

@@ -10,7 +10,7 @@ import { tokenize } from './tokenize';
 import { split } from './split';
 import { train } from './train';
 import { validate } from './validate';
-import { rlhf } from './rlhf';
+import { rewardModel, rl, rlhf } from './rlhf';
 import { test } from './test';
 import { deploy } from './deploy';
 
@@ -19,7 +19,7 @@ export { GpuSlots } from './gpus';
 
 type Bound<F> = F extends (deps: Deps, ...args: infer A) => infer R ? (...args: A) => R : never;
 
-const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, split, train, validate, rlhf, test, deploy };
+const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, split, train, validate, rlhf, rewardModel, rl, test, deploy };
 
 export type Activities = { [K in keyof typeof stages]: Bound<(typeof stages)[K]> };
 

@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, RlhfResult } from '@tempered/workflows';
+import type { ArtifactRef, RewardModelResult, RlhfResult } from '@tempered/workflows';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { type Deps, badInput, log, withScratch } from './context';
 import { MetricBuffer } from './metrics';
@@ -38,16 +38,23 @@ async function filterPreferences(source: string, out: string): Promise<{ kept: n
   return { kept, dropped };
 }
 
+/** Stages the spec's preference source, keeps the well-formed pairs, and stores them as an artifact. */
+async function preparePreferences(deps: Deps, spec: PipelineSpec, specDir: string | undefined, dir: string) {
+  if (!spec.rlhf.preferences) throw badInput('rlhf.preferences is required unless rlhf.method is "none"');
+  const source = await stageSource(deps, spec.rlhf.preferences.uri, specDir, dir, 0);
+  const path_ = path.join(dir, 'preferences.jsonl');
+  const { kept, dropped } = await filterPreferences(source, path_);
+  if (kept === 0) throw badInput(`rlhf.preferences: no well-formed {prompt, chosen, rejected} pairs (${dropped} malformed)`);
+  const ref = await deps.store.putFile(path_, 'preferences', 'preferences.jsonl');
+  return { path: path_, ref, kept, dropped };
+}
+
+/** DPO: the model learns straight from the preference pairs. */
 export async function rlhf(deps: Deps, input: { runId: string; spec: PipelineSpec; specDir?: string; model: ArtifactRef }): Promise<RlhfResult> {
   const { runId, spec } = input;
   const ctx = Context.current();
-  if (!spec.rlhf.preferences) throw badInput('rlhf.preferences is required for method dpo');
   return withScratch(deps, async (dir) => {
-    const source = await stageSource(deps, spec.rlhf.preferences!.uri, input.specDir, dir, 0);
-    const prefsPath = path.join(dir, 'preferences.jsonl');
-    const { kept, dropped } = await filterPreferences(source, prefsPath);
-    if (kept === 0) throw badInput(`rlhf.preferences: no well-formed {prompt, chosen, rejected} pairs (${dropped} malformed)`);
-    const preferences = await deps.store.putFile(prefsPath, 'preferences', 'preferences.jsonl');
+    const prefs = await preparePreferences(deps, spec, input.specDir, dir);
     const modelTar = await deps.store.download(input.model, path.join(dir, 'model.tar'));
 
     const metrics = new MetricBuffer(deps.db, runId, 'rlhf');
@@ -57,7 +64,7 @@ export async function rlhf(deps: Deps, input: { runId: string; spec: PipelineSpe
       'dpo',
       {
         model: modelTar,
-        preferences: prefsPath,
+        preferences: prefs.path,
         output_dir: outDir,
         steps: spec.rlhf.steps,
         batch_size: spec.rlhf.batchSize,
@@ -77,12 +84,125 @@ export async function rlhf(deps: Deps, input: { runId: string; spec: PipelineSpe
     );
     await metrics.flush();
     const model = await deps.store.putFile(path.join(outDir, 'model.tar'), 'model', 'model.tar');
-    await recordArtifacts(deps.db, runId, 'rlhf', [preferences, model]);
+    await recordArtifacts(deps.db, runId, 'rlhf', [prefs.ref, model]);
     await recordLineage(deps.db, runId, [
       { parent: node.artifact(input.model), child: node.artifact(model), relation: 'aligned-into' },
-      { parent: node.artifact(preferences), child: node.artifact(model), relation: 'preferences-for' },
+      { parent: node.artifact(prefs.ref), child: node.artifact(model), relation: 'preferences-for' },
     ]);
-    log('aligned with DPO', { pairs: kept, dropped, steps: finished.step, rewardAccuracy: finished.reward_accuracy });
-    return { model, method: 'dpo', steps: Number(finished.step) };
+    log('aligned with DPO', { pairs: prefs.kept, dropped: prefs.dropped, steps: finished.step, rewardAccuracy: finished.reward_accuracy });
+    return { model, method: 'dpo', steps: Number(finished.step), rewardAccuracy: Number(finished.reward_accuracy) };
   });
+}
+
+/** RL, first half: a reward model (the SFT model with a scalar head) trained on the preference pairs. */
+export async function rewardModel(
+  deps: Deps,
+  input: { runId: string; spec: PipelineSpec; specDir?: string; model: ArtifactRef },
+): Promise<RewardModelResult> {
+  const { runId, spec } = input;
+  const ctx = Context.current();
+  return withScratch(
+    deps,
+    async (dir) => {
+      const prefs = await preparePreferences(deps, spec, input.specDir, dir);
+      const modelTar = await deps.store.download(input.model, path.join(dir, 'model.tar'));
+      const metrics = new MetricBuffer(deps.db, runId, 'rlhf');
+      const outDir = path.join(dir, 'out');
+      const { finished } = await runTrainer(
+        deps,
+        'reward',
+        {
+          base_model: modelTar,
+          preferences: prefs.path,
+          output_dir: outDir,
+          steps: spec.rlhf.reward.steps,
+          batch_size: spec.rlhf.batchSize,
+          learning_rate: spec.rlhf.reward.learningRate,
+          seed: spec.train.seed,
+          device: 'auto',
+        },
+        dir,
+        async (e) => {
+          if (e.event !== 'step') return;
+          metrics.add('reward_model_loss', Number(e.step), Number(e.loss));
+          metrics.add('reward_model_accuracy', Number(e.step), Number(e.accuracy));
+          ctx.heartbeat({ step: e.step });
+          await metrics.maybeFlush();
+        },
+      );
+      await metrics.flush();
+      const rewardModelRef = await deps.store.putFile(path.join(outDir, 'model.tar'), 'reward-model', 'reward-model.tar');
+      await recordArtifacts(deps.db, runId, 'rlhf', [prefs.ref, rewardModelRef]);
+      await recordLineage(deps.db, runId, [
+        { parent: node.artifact(input.model), child: node.artifact(rewardModelRef), relation: 'reward-model-from' },
+        { parent: node.artifact(prefs.ref), child: node.artifact(rewardModelRef), relation: 'preferences-for' },
+      ]);
+      log('reward model trained', { pairs: finished.pairs, accuracy: finished.reward_accuracy, before: finished.initial_reward_accuracy });
+      return {
+        rewardModel: rewardModelRef,
+        preferences: prefs.ref,
+        rewardAccuracy: Number(finished.reward_accuracy),
+        initialRewardAccuracy: Number(finished.initial_reward_accuracy),
+      };
+    },
+    'rlhf',
+  );
+}
+
+/** RL, second half: online RL (GRPO) of the model against the reward model, with a KL penalty to where it started. */
+export async function rl(
+  deps: Deps,
+  input: { runId: string; spec: PipelineSpec; model: ArtifactRef; rewardModel: ArtifactRef; preferences: ArtifactRef },
+): Promise<RlhfResult> {
+  const { runId, spec } = input;
+  const ctx = Context.current();
+  return withScratch(
+    deps,
+    async (dir) => {
+      const [policy, reward, prompts] = await Promise.all([
+        deps.store.download(input.model, path.join(dir, 'policy.tar')),
+        deps.store.download(input.rewardModel, path.join(dir, 'reward-model.tar')),
+        deps.store.download(input.preferences, path.join(dir, 'prompts.jsonl')),
+      ]);
+      const metrics = new MetricBuffer(deps.db, runId, 'rlhf');
+      const outDir = path.join(dir, 'out');
+      const { finished } = await runTrainer(
+        deps,
+        'rl',
+        {
+          policy,
+          reward_model: reward,
+          prompts,
+          output_dir: outDir,
+          steps: spec.rlhf.steps,
+          batch_size: spec.rlhf.batchSize,
+          num_generations: spec.rlhf.numGenerations,
+          max_new_tokens: spec.rlhf.maxNewTokens,
+          learning_rate: spec.rlhf.learningRate,
+          beta: spec.rlhf.beta,
+          seed: spec.train.seed,
+          device: 'auto',
+        },
+        dir,
+        async (e) => {
+          if (e.event !== 'step') return;
+          metrics.add('rl_loss', Number(e.step), Number(e.loss));
+          metrics.add('reward', Number(e.step), Number(e.reward));
+          if (e.kl !== null && e.kl !== undefined) metrics.add('kl', Number(e.step), Number(e.kl));
+          ctx.heartbeat({ step: e.step });
+          await metrics.maybeFlush();
+        },
+      );
+      await metrics.flush();
+      const model = await deps.store.putFile(path.join(outDir, 'model.tar'), 'model', 'model.tar');
+      await recordArtifacts(deps.db, runId, 'rlhf', [model]);
+      await recordLineage(deps.db, runId, [
+        { parent: node.artifact(input.model), child: node.artifact(model), relation: 'aligned-into' },
+        { parent: node.artifact(input.rewardModel), child: node.artifact(model), relation: 'rewarded-by' },
+      ]);
+      log('aligned with RL', { steps: finished.step, reward: finished.reward_mean, initialReward: finished.initial_reward_mean, kl: finished.kl });
+      return { model, method: 'rl', steps: Number(finished.step) };
+    },
+    'rlhf',
+  );
 }

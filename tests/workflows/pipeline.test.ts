@@ -117,6 +117,19 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
     await handle.cancel();
   });
 
+  test('rlhf method rl trains a reward model, then RL from the validated model', async () => {
+    const spec = demoSpec();
+    spec.rlhf = { ...spec.rlhf, method: 'rl' };
+    spec.pools = { data: pool, train: pool, rlhf: pool, eval: pool };
+    const handle = await client.workflow.start(WORKFLOW_TYPE, { taskQueue, workflowId: uniqueId('wf'), args: [{ spec, requestedBy: 'alice' }] });
+    const progress = await atGate(handle);
+    const calls = stub.log.calls.slice(-4);
+    assert.deepEqual(calls, ['validate', 'rewardModel', 'rl', 'test']);
+    assert.equal(progress.stages.rlhf.summary?.method, 'rl');
+    assert.equal(progress.stages.rlhf.summary?.rewardAccuracy, 0.9);
+    await handle.cancel();
+  });
+
   test('an expired gate ends the run undeployed and records the expiry', async () => {
     const before = stub.log.calls.filter((c) => c === 'deploy').length;
     const handle = await start('2s');

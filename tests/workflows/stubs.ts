@@ -65,6 +65,15 @@ export function stubActivities(opts: { failTrain?: string } = {}): { activities:
       log.rlhfModel = i.model.uri;
       return { model: ref('model', 13), method: 'dpo' as const, steps: 5 };
     },
+    async rewardModel() {
+      call('rewardModel');
+      return { rewardModel: ref('reward-model', 14), preferences: ref('preferences', 15), rewardAccuracy: 0.9, initialRewardAccuracy: 0.5 };
+    },
+    async rl(i) {
+      call('rl');
+      log.rlhfModel = i.model.uri;
+      return { model: ref('model', 16), method: 'rl' as const, steps: 5 };
+    },
     async test() {
       call('test');
       return { loss: 1.2, perplexity: 3.3, exactMatch: 0.9, baselineExactMatch: 0, examples: 1 };

@@ -30,6 +30,7 @@ export type ArtifactKind =
   | 'checkpoint'
   | 'model'
   | 'preferences'
+  | 'reward-model'
   | 'report';
 
 /** A reference to an immutable, content-addressed object in the artifact store. */
@@ -78,8 +79,16 @@ export interface ValidateResult {
 }
 export interface RlhfResult {
   model: ArtifactRef;
-  method: 'dpo' | 'none';
+  method: 'dpo' | 'rl';
   steps: number;
+  /** Share of preference pairs ranked right: by DPO's implicit reward, or by the reward model before RL. */
+  rewardAccuracy?: number;
+}
+export interface RewardModelResult {
+  rewardModel: ArtifactRef;
+  preferences: ArtifactRef;
+  rewardAccuracy: number;
+  initialRewardAccuracy: number;
 }
 export interface TestResult {
   loss: number;

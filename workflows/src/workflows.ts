@@ -166,7 +166,17 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
       progress.stages.rlhf = { status: 'skipped' };
       await book.recordStage({ runId, stage: 'rlhf', status: 'skipped' });
     } else {
-      const aligned = await stage('rlhf', () => rlhf.rlhf({ runId, spec, specDir: input.specDir, model }), (r) => ({ method: r.method, steps: r.steps }));
+      const aligned = await stage(
+        'rlhf',
+        async () => {
+          if (spec.rlhf.method !== 'rl') return rlhf.rlhf({ runId, spec, specDir: input.specDir, model });
+          // Two activities, so a crash during RL does not retrain the reward model.
+          const reward = await rlhf.rewardModel({ runId, spec, specDir: input.specDir, model });
+          const rl = await rlhf.rl({ runId, spec, model, rewardModel: reward.rewardModel, preferences: reward.preferences });
+          return { ...rl, rewardAccuracy: reward.rewardAccuracy };
+        },
+        (r) => ({ method: r.method, steps: r.steps, ...(r.rewardAccuracy !== undefined ? { rewardAccuracy: r.rewardAccuracy } : {}) }),
+      );
       model = aligned.model;
     }
     const tested = await stage(

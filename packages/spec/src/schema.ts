@@ -113,12 +113,25 @@ export const pipelineSpecSchema = z
       .prefault({}),
     rlhf: z
       .object({
-        method: z.enum(['dpo', 'none']).default('dpo'),
+        method: z
+          .enum(['dpo', 'rl', 'none'])
+          .default('dpo')
+          .describe('dpo: direct preference optimisation; rl: a reward model from the pairs, then online RL (GRPO) against it'),
         preferences: dataSourceSchema.optional().describe('JSONL with prompt, chosen and rejected'),
         steps: z.number().int().positive().default(60),
         batchSize: z.number().int().positive().default(16),
         learningRate: z.number().positive().max(1).default(5e-4),
-        beta: z.number().positive().default(0.1),
+        beta: z.number().min(0).default(0.1).describe("DPO's beta, or with rl the weight of the KL penalty to the starting model"),
+        reward: z
+          .object({
+            steps: z.number().int().positive().default(100),
+            learningRate: z.number().positive().max(1).default(1e-3),
+          })
+          .strict()
+          .prefault({})
+          .describe('the reward model trained from the preference pairs before RL'),
+        numGenerations: z.number().int().min(2).max(64).default(4).describe('rl: samples per prompt, compared with each other'),
+        maxNewTokens: z.number().int().positive().max(512).default(16).describe('rl: longest sampled response'),
       })
       .strict()
       .refine((r) => r.method === 'none' || r.preferences !== undefined, {
