@@ -178,6 +178,7 @@ export async function rl(
           batch_size: spec.rlhf.batchSize,
           num_generations: spec.rlhf.numGenerations,
           max_new_tokens: spec.rlhf.maxNewTokens,
+          temperature: spec.rlhf.temperature ?? 1,
           learning_rate: spec.rlhf.learningRate,
           beta: spec.rlhf.beta,
           seed: spec.train.seed,

@@ -8,17 +8,25 @@ import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, TokenizeResult } from '@tempered/workflows';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { type Deps, log, withScratch } from './context';
+import { stageSource } from './sources';
 import { runTrainer } from './trainer';
 
-export async function tokenize(deps: Deps, input: { runId: string; spec: PipelineSpec; cleaned: ArtifactRef }): Promise<TokenizeResult> {
+export async function tokenize(
+  deps: Deps,
+  input: { runId: string; spec: PipelineSpec; specDir?: string; cleaned: ArtifactRef },
+): Promise<TokenizeResult> {
   const { runId, spec } = input;
   return withScratch(deps, async (dir) => {
     const cleanedPath = await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'));
     const outDir = path.join(dir, 'out');
+    // Fine-tuning a base model: encode with its own tokenizer instead of training one.
+    const base = spec.model.base ? await stageSource(deps, spec.model.base.uri, input.specDir, dir, 0) : undefined;
     const { finished } = await runTrainer(
       deps,
       'tokenize',
-      { input: cleanedPath, vocab_size: spec.tokenizer.vocabSize, min_frequency: spec.tokenizer.minFrequency, output_dir: outDir },
+      base
+        ? { input: cleanedPath, tokenizer: base, output_dir: outDir }
+        : { input: cleanedPath, vocab_size: spec.tokenizer.vocabSize, min_frequency: spec.tokenizer.minFrequency, output_dir: outDir },
       dir,
     );
     const tokenizer = await deps.store.putFile(path.join(outDir, 'tokenizer.json'), 'tokenizer', 'tokenizer.json');

@@ -10,7 +10,9 @@ import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, TrainResult } from '@tempered/workflows';
 import { node, recordArtifacts, recordLineage, recordMetrics } from '@tempered/db';
+import { sha256File } from '@tempered/artifacts';
 import { type Deps, log, withScratch } from './context';
+import { stageSource } from './sources';
 import { MetricBuffer } from './metrics';
 import { runTrainer } from './trainer';
 
@@ -54,6 +56,7 @@ export async function train(
   input: {
     runId: string;
     spec: PipelineSpec;
+    specDir?: string;
     trainShard: ArtifactRef;
     tokenizer: ArtifactRef;
     /** Overrides the spec's learning rate for one candidate of a sweep. */
@@ -78,13 +81,20 @@ export async function train(
     const resumeFrom = latest ? await deps.store.download(latest.ref, path.join(dir, 'resume', 'checkpoint.pt')) : undefined;
     if (latest) log('resuming training from checkpoint', { step: latest.step, attempt: ctx.info.attempt });
 
+    const base = spec.model.base ? await stageSource(deps, spec.model.base.uri, input.specDir, dir, 0) : undefined;
+    const lora = spec.train.lora;
+    // A base given as a directory has no single digest; a model.tar does, and links the lineage.
+    const baseRef = base ? await sha256File(base).catch(() => undefined) : undefined;
     const metrics = new MetricBuffer(deps.db, runId, 'train', input.candidate);
     let lastLoss = NaN;
     const config = {
       train_shard: trainShard,
       tokenizer,
       output_dir: path.join(dir, 'out'),
-      model: { n_layer: spec.model.nLayer, n_head: spec.model.nHead, n_embd: spec.model.nEmbd, context_length: spec.model.contextLength },
+      ...(base
+        ? { base_model: base }
+        : { model: { n_layer: spec.model.nLayer, n_head: spec.model.nHead, n_embd: spec.model.nEmbd, context_length: spec.model.contextLength } }),
+      ...(lora ? { lora: { r: lora.r, alpha: lora.alpha ?? lora.r, dropout: lora.dropout ?? 0, ...(lora.targetModules ? { target_modules: lora.targetModules } : {}) } } : {}),
       steps: spec.train.steps,
       batch_size: spec.train.batchSize,
       learning_rate: input.learningRate ?? spec.train.learningRate,
@@ -120,6 +130,7 @@ export async function train(
         await recordLineage(deps.db, runId, [
           { parent: node.artifact(input.trainShard), child: node.artifact(ref), relation: 'trained-on' },
           { parent: node.artifact(input.tokenizer), child: node.artifact(ref), relation: 'tokenized-by' },
+          ...(baseRef ? [{ parent: node.artifact(baseRef), child: node.artifact(ref), relation: 'fine-tuned-from' }] : []),
         ]);
         ctx.heartbeat(progress);
         log('checkpoint uploaded', { step, sha256: ref.sha256.slice(0, 12) });

@@ -63,11 +63,14 @@ export async function validate(
     }
 
     const exportDir = path.join(dir, 'export');
-    await runTrainer(deps, 'export', { checkpoint: checkpoints[bestIndex], tokenizer, output_dir: exportDir }, dir);
+    const exported = await runTrainer(deps, 'export', { checkpoint: checkpoints[bestIndex], tokenizer, output_dir: exportDir }, dir);
+    // A LoRA run delivers the merged model (what later stages use) and the adapter alone.
     const model = await deps.store.putFile(path.join(exportDir, 'model.tar'), 'model', 'model.tar');
-    await recordArtifacts(deps.db, runId, 'validate', [model]);
+    const adapter = exported.finished.adapter_tar ? await deps.store.putFile(String(exported.finished.adapter_tar), 'adapter', 'adapter.tar') : undefined;
+    await recordArtifacts(deps.db, runId, 'validate', adapter ? [model, adapter] : [model]);
     await recordLineage(deps.db, runId, [
       { parent: node.artifact(input.checkpoints[bestIndex]), child: node.artifact(model), relation: 'exported-as' },
+      ...(adapter ? [{ parent: node.artifact(input.checkpoints[bestIndex]), child: node.artifact(adapter), relation: 'adapter-of' }] : []),
     ]);
     log('validated', { bestStep: best.step, valLoss: best.loss, initialValLoss: initial.loss });
     return { best: model, bestStep: best.step, valLoss: best.loss, perplexity: best.perplexity, initialValLoss: initial.loss };

@@ -119,6 +119,29 @@ describe('the demo pipeline end to end', () => {
     assert.ok(parents.includes(`artifact:${checkpoint.sha256}`) || up.length > 3, 'the chain reaches the training artifacts');
   });
 
+  test('the deployed model fine-tunes as a base model with a LoRA adapter', { timeout: 10 * 60_000 }, async () => {
+    const spec = demoSpec();
+    spec.name = 'demo-reverse-lora';
+    spec.data.sources = [{ uri: path.join(cfg.dataDir, 'uploads', 'e2e', 'train.jsonl'), encoding: 'utf-8' }];
+    spec.model.base = { uri: detail.modelVersion.model_uri };
+    spec.train = { ...spec.train, steps: 40, checkpointEvery: 20, lora: { r: 4 } };
+    spec.rlhf = { ...spec.rlhf, method: 'none' };
+    const started = await apiCall('POST', '/api/runs', 'operator', { spec });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const lora = await waitFor('the LoRA run at its gate', 10 * 60_000, async () => {
+      const d = (await apiCall('GET', `/api/runs/${started.body.runId}`, 'operator')).body;
+      if (d.run.status === 'failed') throw new Error(`run failed: ${d.run.error}`);
+      return d.run.status === 'waiting-approval' ? d : undefined;
+    }, 2000);
+    const kinds = lora.artifacts.filter((a: any) => a.stage === 'validate').map((a: any) => a.kind).sort();
+    assert.deepEqual(kinds, ['adapter', 'model'], 'the adapter alone and the merged model');
+    const tokenizers = [detail, lora].map((d) => d.artifacts.find((a: any) => a.kind === 'tokenizer').sha256);
+    assert.equal(tokenizers[0], tokenizers[1], "the base model's tokenizer, not a new one");
+    const t = lora.stages.find((s: any) => s.name === 'test').summary;
+    assert.ok(t.exactMatch >= 0.9, `the fine-tuned base still solves the task: ${t.exactMatch}`);
+    await apiCall('POST', `/api/runs/${started.body.runId}/approval`, 'approver', { decision: 'reject', comment: 'e2e' });
+  });
+
   test('the real run replays deterministically against the current workflow code', async () => {
     const { client, close } = await temporalClient();
     try {

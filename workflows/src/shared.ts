@@ -31,6 +31,7 @@ export type ArtifactKind =
   | 'model'
   | 'preferences'
   | 'reward-model'
+  | 'adapter'
   | 'report';
 
 /** A reference to an immutable, content-addressed object in the artifact store. */

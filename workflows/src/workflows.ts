@@ -120,7 +120,7 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
   async function stagesAndGate(): Promise<PipelineOutcome> {
     const ingested = await stage('ingest', () => data.ingest({ runId, spec, specDir: input.specDir }), (r) => ({ ...r.counts, datasetVersionId: r.datasetVersionId }));
     const cleaned = await stage('clean', () => data.clean({ runId, spec, dataset: ingested.dataset }), (r) => r.counts);
-    const tokenized = await stage('tokenize', () => data.tokenize({ runId, spec, cleaned: cleaned.cleaned }), (r) => r.counts);
+    const tokenized = await stage('tokenize', () => data.tokenize({ runId, spec, specDir: input.specDir, cleaned: cleaned.cleaned }), (r) => r.counts);
     const splits = await stage('split', () => data.split({ runId, spec, encoded: tokenized.encoded }), (r) => r.counts);
     // One training candidate, or one per learning rate of a sweep, trained in parallel.
     const sweep = spec.train.sweep?.learningRates;
@@ -132,7 +132,7 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
       'train',
       () =>
         Promise.all(
-          candidates.map((c) => train.train({ runId, spec, trainShard: splits.train, tokenizer: tokenized.tokenizer, learningRate: c.learningRate, candidate: c.label })),
+          candidates.map((c) => train.train({ runId, spec, specDir: input.specDir, trainShard: splits.train, tokenizer: tokenized.tokenizer, learningRate: c.learningRate, candidate: c.label })),
         ),
       (rs) =>
         rs.length === 1

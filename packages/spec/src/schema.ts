@@ -74,6 +74,13 @@ export const pipelineSpecSchema = z
       .prefault({}),
     model: z
       .object({
+        base: z
+          .object({ uri: z.string().min(1) })
+          .strict()
+          .optional()
+          .describe(
+            'fine-tune this base model instead of training a tiny one from scratch: a Hugging Face model (config.json, model.safetensors, tokenizer.json) as a model.tar or directory, by s3:// URI or local path; its architecture and tokenizer replace the settings below and the tokenizer stage',
+          ),
         nLayer: z.number().int().min(1).max(48).default(2),
         nHead: z.number().int().min(1).max(64).default(4),
         nEmbd: z.number().int().min(8).max(8192).default(128),
@@ -91,6 +98,16 @@ export const pipelineSpecSchema = z
         weightDecay: z.number().min(0).default(0.01),
         checkpointEvery: z.number().int().positive().default(100),
         seed: z.number().int().min(0).default(0),
+        lora: z
+          .object({
+            r: z.number().int().positive(),
+            alpha: z.number().positive().optional().describe('defaults to r'),
+            dropout: z.number().min(0).lt(1).optional(),
+            targetModules: z.array(z.string().min(1)).min(1).optional().describe('defaults to GPT-2\'s c_attn and c_proj'),
+          })
+          .strict()
+          .optional()
+          .describe('train a LoRA adapter only (base weights frozen); the model is delivered merged, the adapter alongside'),
         heartbeatTimeout: duration
           .default('2m')
           .describe('a trainer silent this long is taken for hung: killed, and the attempt retried from its last checkpoint'),
@@ -132,6 +149,7 @@ export const pipelineSpecSchema = z
           .describe('the reward model trained from the preference pairs before RL'),
         numGenerations: z.number().int().min(2).max(64).default(4).describe('rl: samples per prompt, compared with each other'),
         maxNewTokens: z.number().int().positive().max(512).default(16).describe('rl: longest sampled response'),
+        temperature: z.number().positive().max(5).default(1).describe('rl: sampling temperature of the rollouts; lower suits a weak starting model'),
       })
       .strict()
       .refine((r) => r.method === 'none' || r.preferences !== undefined, {

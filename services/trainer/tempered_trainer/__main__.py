@@ -17,6 +17,9 @@ COMMANDS = {
     "eval": "eval",
     "export": "export",
     "dpo": "dpo",
+    "reward": "reward",
+    "rl": "rl",
+    "compare": "compare",
     "serve": "serve",
 }
 

@@ -13,7 +13,8 @@ import torch
 
 from .config import check_device, from_dict, require
 from .events import ConfigError, emit, json_safe, log
-from .model import autocast, count_params, generate, load_checkpoint_model, load_pretrained, load_tokenizer, resolve_device, setup_threads
+from .model import (autocast, checkpoint_tokenizer, context_length, generate, load_checkpoint_model, load_pretrained, load_tokenizer,
+                    resolve_device, setup_threads)
 from .sft import make_batch, response_loss
 from .shard import read_shard
 
@@ -26,7 +27,8 @@ class EvalConfig:
     model: Optional[str] = None
     # Several to score in one call, each a `.pt` checkpoint, a model directory or a `model.tar`.
     checkpoints: Optional[list] = None
-    tokenizer: Optional[str] = None  # may be left out with `model`, whose directory has tokenizer.json
+    # May be left out with `model` (its directory has tokenizer.json) and with checkpoints that carry their tokenizer.
+    tokenizer: Optional[str] = None
     batch_size: int = 32
     device: str = "auto"
     generate: bool = False
@@ -38,8 +40,6 @@ class EvalConfig:
         require(self.checkpoints is None or (isinstance(self.checkpoints, list) and len(self.checkpoints) > 0
                                              and all(isinstance(c, str) for c in self.checkpoints)),
                 "eval", "checkpoints", "must be a non-empty list of paths")
-        require(self.tokenizer is not None or not any(p.endswith(".pt") for p in self.targets()),
-                "eval", "tokenizer", "is required with a '.pt' checkpoint")
         require(self.batch_size >= 1, "eval", "batch_size", f"must be at least 1, got {self.batch_size}")
         require(self.max_new_tokens >= 1, "eval", "max_new_tokens", f"must be at least 1, got {self.max_new_tokens}")
         check_device("eval", self.device)
@@ -55,7 +55,7 @@ def load_for_eval(cfg: EvalConfig, path: str, device):
     step is the checkpoint's training step, None for an exported model."""
     if path.endswith(".pt"):
         model, ckpt = load_checkpoint_model(path, device)
-        return model, load_tokenizer(cfg.tokenizer), int(ckpt["step"])
+        return model, checkpoint_tokenizer(ckpt, cfg.tokenizer, path), int(ckpt["step"])
     model, tokenizer = load_pretrained(path, device)
     return model, (load_tokenizer(cfg.tokenizer) if cfg.tokenizer else tokenizer), None
 
@@ -66,7 +66,7 @@ def shard_loss(model, shard, batch_size: int, pad_id: int) -> float:
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for s in range(0, len(shard), batch_size):
-        ids, labels, _ = make_batch(shard, range(s, min(s + batch_size, len(shard))), model.config.n_positions, pad_id)
+        ids, labels, _ = make_batch(shard, range(s, min(s + batch_size, len(shard))), context_length(model.config), pad_id)
         with autocast(device):
             logits = model(input_ids=ids.to(device)).logits
         t, c = response_loss(logits, labels.to(device), reduction="sum")

@@ -24,7 +24,7 @@ class ConfigError(Exception):
 
 
 class RetryableError(Exception):
-    """A failure that another attempt (or another worker) may not hit, e.g. no GPU visible."""
+    """A failure that another attempt (or another worker) may not hit, e.g. a device lost mid-run."""
 
 
 def json_safe(value):

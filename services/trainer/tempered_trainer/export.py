@@ -1,33 +1,47 @@
-"""`export`: an sft checkpoint -> a Hugging Face model directory plus a byte-reproducible model.tar."""
+"""`export`: an sft checkpoint -> a Hugging Face model directory plus a byte-reproducible model.tar.
+
+A LoRA checkpoint gives two deliverables: the adapter alone (`adapter/` + `adapter.tar`, PEFT's format, which
+needs the base it was trained on) and the base with the adapter merged in (`model/` + `model.tar`, a plain model
+like any other export).
+"""
 
 import dataclasses
 import os
+from typing import Optional
 
 import torch
 
 from .config import from_dict, require
 from .events import emit
-from .model import load_checkpoint_model, load_tokenizer, save_model_dir, write_model_tar
+from .model import checkpoint_tokenizer, count_params, load_checkpoint_model, save_adapter_dir, save_model_dir, write_model_tar
 
 
 @dataclasses.dataclass
 class ExportConfig:
     checkpoint: str
-    tokenizer: str
     output_dir: str
+    tokenizer: Optional[str] = None  # defaults to the tokenizer the checkpoint carries (sft stores it)
 
     def __post_init__(self):
-        for field in ("checkpoint", "tokenizer", "output_dir"):
+        for field in ("checkpoint", "output_dir"):
             require(bool(getattr(self, field)), "export", field, "must be a non-empty path")
 
 
 def run(raw: dict) -> None:
     cfg = from_dict(ExportConfig, raw, "export")
-    model, ckpt = load_checkpoint_model(cfg.checkpoint, torch.device("cpu"))
-    tokenizer = load_tokenizer(cfg.tokenizer)  # fails early on a tokenizer without <|endoftext|>
-    if len(tokenizer) != ckpt["model_args"]["vocab_size"]:
-        require(False, "export", "tokenizer", f"has {len(tokenizer)} tokens but the checkpoint's model expects {ckpt['model_args']['vocab_size']}")
-    emit("started", command="export", device="cpu", step=int(ckpt["step"]), total_steps=int(ckpt["step"]), params=sum(p.numel() for p in model.parameters()))
-    model_dir = save_model_dir(model, cfg.tokenizer, os.path.join(cfg.output_dir, "model"))
+    model, ckpt = load_checkpoint_model(cfg.checkpoint, torch.device("cpu"), merge=False)
+    tokenizer = checkpoint_tokenizer(ckpt, cfg.tokenizer, cfg.checkpoint)  # fails early on a tokenizer without <|endoftext|>
+    expected = ckpt["model_args"]["vocab_size"]
+    # A from-scratch model's vocabulary is exactly its tokenizer's; a base model's may be padded beyond it.
+    fits = len(tokenizer) <= expected if "config" in ckpt["model_args"] else len(tokenizer) == expected
+    require(fits, "export", "tokenizer", f"has {len(tokenizer)} tokens but the checkpoint's model expects {expected}")
+    emit("started", command="export", device="cpu", step=int(ckpt["step"]), total_steps=int(ckpt["step"]), params=count_params(model))
+    outputs = {}
+    if ckpt.get("lora"):
+        outputs["adapter_dir"] = save_adapter_dir(model, os.path.join(cfg.output_dir, "adapter"))
+        outputs["adapter_tar"] = write_model_tar(outputs["adapter_dir"], os.path.join(cfg.output_dir, "adapter.tar"))
+        model = model.merge_and_unload()
+    tokenizer_json = None if cfg.tokenizer else ckpt["tokenizer_json"]
+    model_dir = save_model_dir(model, cfg.tokenizer, os.path.join(cfg.output_dir, "model"), tokenizer_json=tokenizer_json)
     model_tar = write_model_tar(model_dir, os.path.join(cfg.output_dir, "model.tar"))
-    emit("finished", command="export", model_dir=model_dir, model_tar=model_tar)
+    emit("finished", command="export", model_dir=model_dir, model_tar=model_tar, **outputs)

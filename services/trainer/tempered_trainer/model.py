@@ -1,5 +1,6 @@
-"""The model side shared by every command: the prompt template, the tiny GPT-2, tokenizer loading, saving a
-Hugging Face model directory plus a reproducible tar, loading either back, device choice and greedy decoding.
+"""The model side shared by every command: the prompt template, the tiny GPT-2 (or a base model's architecture),
+LoRA adapters, tokenizer loading, saving a Hugging Face model directory plus a reproducible tar, loading either
+back, device choice and greedy decoding.
 
 Nothing here may reach a model hub: models are built from configs and tokenizers from local files.
 """
@@ -24,7 +25,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast  # noqa: E402
 
-from .events import ConfigError, RetryableError, log  # noqa: E402
+from .events import ConfigError, log  # noqa: E402
 from .template import EOS, format_prompt  # noqa: E402,F401 - format_prompt re-exported for callers
 
 transformers.utils.logging.set_verbosity_error()
@@ -47,8 +48,10 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        # Another worker may have a GPU, so this is worth retrying elsewhere.
-        raise RetryableError("device 'cuda' requested but no CUDA device is visible")
+        # Not retryable: GPU work is routed to GPU workers, so a worker without one that got it would fail the
+        # same way on every attempt; the activity must surface the mismatch rather than burn retries on it.
+        raise ConfigError("field 'device' is \"cuda\" but no CUDA device is visible to this worker "
+                          "(torch.cuda.is_available() is false); use \"auto\" or \"cpu\", or run on a GPU worker")
     return torch.device(name)
 
 
@@ -64,13 +67,30 @@ def autocast(device: torch.device):
 
 def load_tokenizer(path: str) -> PreTrainedTokenizerFast:
     """A transformers tokenizer over tokenizer.json, with `<|endoftext|>` as both eos and pad (CONTRACT.md)."""
+    return tokenizer_from_json(read_tokenizer_json(path), path)
+
+
+def read_tokenizer_json(path: str) -> str:
+    """The text of tokenizer.json (`path` is the file or a directory holding it)."""
     if os.path.isdir(path):
         path = os.path.join(path, "tokenizer.json")
     if not os.path.isfile(path):
         raise ConfigError(f"tokenizer file not found: {path}")
-    tok = PreTrainedTokenizerFast(tokenizer_file=path, eos_token=EOS, pad_token=EOS)
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def tokenizer_from_json(text: str, where: str = "tokenizer") -> PreTrainedTokenizerFast:
+    """Like load_tokenizer, from tokenizer.json's text (sft checkpoints carry it, so they need no separate file)."""
+    from tokenizers import Tokenizer
+
+    try:
+        backend = Tokenizer.from_str(text)
+    except Exception as e:  # noqa: BLE001 - any parse failure is a bad input
+        raise ConfigError(f"{where} is not a valid tokenizer.json: {e}") from e
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=EOS, pad_token=EOS)
     if tok.convert_tokens_to_ids(EOS) is None or tok.convert_tokens_to_ids(EOS) == tok.unk_token_id:
-        raise ConfigError(f"tokenizer {path} has no {EOS} token")
+        raise ConfigError(f"{where} has no {EOS} token")
     return tok
 
 
@@ -81,9 +101,27 @@ def model_args_from(n_layer: int, n_head: int, n_embd: int, context_length: int,
     return dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, context_length=context_length, vocab_size=vocab_size, eos_id=eos_id)
 
 
-def build_model(args: dict) -> GPT2LMHeadModel:
-    """A fresh GPT-2 from `model_args` (the dict stored in every checkpoint)."""
-    config = GPT2Config(
+def model_args_from_config(config, vocab_size: int, eos_id: int) -> dict:
+    """`model_args` of a base model: its whole config (so a checkpoint rebuilds the architecture without the base
+    directory) plus the keys the sft loop reads. Path-like and version keys are dropped: they differ between two
+    stagings of the same base, and resume compares model_args."""
+    cfg = {k: v for k, v in config.to_dict().items() if not k.startswith("_") and k not in ("transformers_version", "dtype", "torch_dtype")}
+    return dict(config=cfg, context_length=context_length(config), vocab_size=vocab_size, eos_id=eos_id)
+
+
+def context_length(config) -> int:
+    """The longest sequence the model takes: GPT-2 calls it n_positions, most other architectures max_position_embeddings."""
+    n = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if not n:
+        raise ConfigError(f"model config ({config.model_type}) states no context length (n_positions / max_position_embeddings)")
+    return int(n)
+
+
+def build_config(args: dict):
+    """The transformers config for `model_args` (the dict stored in every checkpoint)."""
+    if "config" in args:  # a base model's architecture, as it was given
+        return transformers.AutoConfig.for_model(**args["config"])
+    return GPT2Config(
         vocab_size=args["vocab_size"],
         n_positions=args["context_length"],
         n_embd=args["n_embd"],
@@ -97,16 +135,97 @@ def build_model(args: dict) -> GPT2LMHeadModel:
         eos_token_id=args["eos_id"],
         pad_token_id=args["eos_id"],
     )
+
+
+def build_model(args: dict):
+    """A fresh causal LM from `model_args`: the tiny GPT-2, or a base model's architecture with fresh weights."""
+    config = build_config(args)
+    if "config" in args:
+        return AutoModelForCausalLM.from_config(config)
     return GPT2LMHeadModel(config)
 
 
-def count_params(model) -> int:
+def count_params(model, trainable: bool = False) -> int:
     # Tied embeddings are one tensor, so parameters() already counts them once.
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
 
-def save_model_dir(model, tokenizer_path: str, out_dir: str) -> str:
-    """Write exactly MODEL_FILES into out_dir, loadable with `from_pretrained(out_dir)` and no network."""
+# --- LoRA -----------------------------------------------------------------------------------------------------
+
+LORA_DEFAULTS = {"alpha": None, "dropout": 0.0, "target_modules": ["c_attn", "c_proj"]}  # alpha None: same as r
+
+
+def lora_settings(lora: dict) -> dict:
+    """The config's `lora` object with its defaults filled in (validated by the command's config)."""
+    out = {**LORA_DEFAULTS, **lora}
+    if out["alpha"] is None:
+        out["alpha"] = out["r"]
+    out["target_modules"] = list(out["target_modules"])
+    return out
+
+
+def apply_lora(model, lora: dict):
+    """Wrap `model` in a PEFT LoRA model: base weights frozen, only the adapter (lora_A, lora_B) trains.
+
+    lora_A is drawn from torch's RNG, so the caller seeds first (resume replays the same draws, then restores
+    the checkpoint's RNG state).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    s = lora_settings(lora)
+    config = LoraConfig(r=s["r"], lora_alpha=s["alpha"], lora_dropout=s["dropout"], target_modules=s["target_modules"], bias="none")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as e:  # no module matched target_modules: a config mistake, so say which names exist
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and not list(m.children())})
+        raise ConfigError(f"field 'lora.target_modules' {s['target_modules']} matches no module of the model "
+                          f"(leaf modules: {', '.join(names)}): {e}") from e
+
+
+def adapter_state(peft_model) -> dict:
+    """The adapter's weights only (PEFT's own key names, as in adapter_model.safetensors)."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+
+
+def load_adapter_state(peft_model, state: dict) -> None:
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(peft_model, state)
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise ConfigError(f"adapter weights do not fit the model: unexpected {unexpected[:3]}")
+
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def save_adapter_dir(peft_model, out_dir: str) -> str:
+    """Write exactly ADAPTER_FILES (PEFT's format): load with `PeftModel.from_pretrained(base, out_dir)`."""
+    os.makedirs(out_dir, exist_ok=True)
+    peft_model.save_pretrained(out_dir, safe_serialization=True)
+    for name in os.listdir(out_dir):  # PEFT adds a README model card
+        if name not in ADAPTER_FILES:
+            path = os.path.join(out_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    # PEFT records the base's path, here a staging directory that means nothing elsewhere and would make the
+    # same adapter give different bytes; the base is whatever the run started from (CONTRACT.md).
+    config_path = os.path.join(out_dir, "adapter_config.json")
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    config["base_model_name_or_path"] = None
+    with open(config_path, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
+    return out_dir
+
+
+def save_model_dir(model, tokenizer_path, out_dir: str, tokenizer_json: str = None) -> str:
+    """Write exactly MODEL_FILES into out_dir, loadable with `from_pretrained(out_dir)` and no network.
+
+    The tokenizer comes from `tokenizer_path` (file or directory) or, when that is None, from `tokenizer_json`.
+    """
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     # save_pretrained adds generation_config.json; the contract's model directory is exactly MODEL_FILES.
@@ -114,15 +233,19 @@ def save_model_dir(model, tokenizer_path: str, out_dir: str) -> str:
         if name not in MODEL_FILES:
             path = os.path.join(out_dir, name)
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    if os.path.isdir(tokenizer_path):
-        tokenizer_path = os.path.join(tokenizer_path, "tokenizer.json")
-    shutil.copyfile(tokenizer_path, os.path.join(out_dir, "tokenizer.json"))
+    if tokenizer_path is None:
+        with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+            f.write(tokenizer_json)
+    else:
+        if os.path.isdir(tokenizer_path):
+            tokenizer_path = os.path.join(tokenizer_path, "tokenizer.json")
+        shutil.copyfile(tokenizer_path, os.path.join(out_dir, "tokenizer.json"))
     tok_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "eos_token": EOS,
         "pad_token": EOS,
         "bos_token": EOS,
-        "model_max_length": model.config.n_positions,
+        "model_max_length": context_length(model.config),
         "clean_up_tokenization_spaces": False,
     }
     with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
@@ -132,7 +255,7 @@ def save_model_dir(model, tokenizer_path: str, out_dir: str) -> str:
 
 
 def write_model_tar(model_dir: str, tar_path: str) -> str:
-    """An uncompressed tar of the model files with sorted names, zero mtimes and root ownership, so the same
+    """An uncompressed tar of the model (or adapter) files with sorted names, zero mtimes and root ownership, so the same
     model always gives the same bytes (and digest). Written to a temp name, then renamed."""
     tmp = f"{tar_path}.tmp-{os.getpid()}"
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -183,12 +306,30 @@ def load_pretrained(path: str, device: torch.device):
     return model.to(device).eval(), tokenizer
 
 
-def load_checkpoint_model(path: str, device: torch.device):
-    """(model, checkpoint dict) from an sft checkpoint file."""
+def load_checkpoint_model(path: str, device: torch.device, merge: bool = True):
+    """(model, checkpoint dict) from an sft checkpoint file.
+
+    A LoRA checkpoint holds the frozen base weights (`model`) and the adapter (`adapter`); with `merge` the
+    adapter is folded into the base and a plain model comes back, otherwise the PEFT model.
+    """
     ckpt = load_checkpoint(path)
     model = build_model(ckpt["model_args"])
     model.load_state_dict(ckpt["model"])
+    if ckpt.get("lora"):
+        model = apply_lora(model, ckpt["lora"])
+        load_adapter_state(model, ckpt["adapter"])
+        if merge:
+            model = model.merge_and_unload()
     return model.to(device).eval(), ckpt
+
+
+def checkpoint_tokenizer(ckpt: dict, tokenizer_path, where: str):
+    """The tokenizer for a checkpoint: the given file, else the one the checkpoint carries (sft stores it)."""
+    if tokenizer_path:
+        return load_tokenizer(tokenizer_path)
+    if ckpt.get("tokenizer_json"):
+        return tokenizer_from_json(ckpt["tokenizer_json"], f"the tokenizer stored in {where}")
+    raise ConfigError(f"field 'tokenizer' is required: checkpoint {where} carries no tokenizer")
 
 
 def load_checkpoint(path: str) -> dict:
@@ -212,7 +353,7 @@ def generate(model, prompts, max_new_tokens: int, eos_id: int, temperature: floa
     and a batched answer is exactly the answer the prompt would get alone.
     """
     device = next(model.parameters()).device
-    ctx = model.config.n_positions
+    ctx = context_length(model.config)
     results = [None] * len(prompts)
     by_len = {}
     for i, p in enumerate(prompts):

@@ -1,11 +1,16 @@
-"""`sft`: supervised fine-tuning of a tiny GPT-2 on an encoded shard, with exact checkpoint/resume.
+"""`sft`: supervised fine-tuning on an encoded shard, with exact checkpoint/resume.
+
+The model is a tiny GPT-2 built from `model`, or the model in `base_model` (a Hugging Face directory or
+model.tar, which also brings its tokenizer). With `lora` only a LoRA adapter trains and the base stays frozen.
 
 The loop in brief (nanoGPT-style): batches of records drawn from a seeded per-epoch permutation, right-padded
 to the longest record (at most context_length), loss only on response tokens, AdamW with linear warmup and
 cosine decay, a checkpoint at step 0, every `checkpoint_every` steps and at the end.
 
 A checkpoint holds everything the rest of the run depends on (weights, optimizer and scheduler state, RNG
-states, the position in the data order), so resuming from it on CPU gives bit-identical results.
+states, the position in the data order), so resuming from it on CPU gives bit-identical results. With LoRA,
+`model` holds the frozen base weights and `adapter` the trained ones; every checkpoint also carries the
+tokenizer, so eval and export need nothing else.
 """
 
 import math
@@ -19,7 +24,10 @@ import torch.nn.functional as F
 
 from .config import as_dict, from_dict
 from .events import ConfigError, emit, log
-from .model import autocast, build_model, count_params, load_checkpoint, load_tokenizer, model_args_from, resolve_device, setup_threads
+from .model import (adapter_state, apply_lora, autocast, build_model, count_params, load_adapter_state, load_checkpoint,
+                    load_pretrained, lora_settings, model_args_from, model_args_from_config, read_tokenizer_json,
+                    resolve_device, save_adapter_dir, save_model_dir, setup_threads, tokenizer_from_json, unpacked_model,
+                    write_model_tar)
 from .sft_config import MODEL_FIELDS, SFTConfig
 from .shard import Shard, read_shard
 
@@ -94,9 +102,11 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def make_optimizer(model, cfg: SFTConfig):
-    # As in nanoGPT: decay matrices, not biases, LayerNorm gains or position tables of rank 1.
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    # As in nanoGPT: decay matrices, not biases, LayerNorm gains or position tables of rank 1. Frozen weights
+    # (a LoRA run's base) are left out, so the optimizer state is the adapter's alone.
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.95), eps=1e-8)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps))
@@ -120,6 +130,10 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# Config fields that name files of one attempt's scratch directory.
+LOCAL_PATHS = ("train_shard", "tokenizer", "output_dir", "resume_from", "base_model")
+
+
 def save_checkpoint(path: str, state: dict) -> None:
     """torch.save to a temp name, fsync, rename: a crash leaves the old file or the new one, never half."""
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -135,6 +149,26 @@ def save_checkpoint(path: str, state: dict) -> None:
         raise
 
 
+def load_model(cfg: SFTConfig):
+    """(model, tokenizer.json text, model_args) before any LoRA: built from `model` or loaded from `base_model`."""
+    if cfg.base_model is None:
+        tokenizer_json = read_tokenizer_json(cfg.tokenizer)
+        tokenizer = tokenizer_from_json(tokenizer_json, f"tokenizer {cfg.tokenizer}")
+        model_args = model_args_from(**{k: cfg.model[k] for k in MODEL_FIELDS}, vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
+        return build_model(model_args), tokenizer_json, model_args
+    with unpacked_model(cfg.base_model) as src:
+        model, tokenizer = load_pretrained(src, torch.device("cpu"))
+        tokenizer_json = read_tokenizer_json(src)
+    if cfg.tokenizer:
+        # The base was trained with its own tokenizer; a shard encoded with any other would be gibberish to it.
+        given = tokenizer_from_json(read_tokenizer_json(cfg.tokenizer), f"tokenizer {cfg.tokenizer}")
+        if given.get_vocab() != tokenizer.get_vocab():
+            raise ConfigError(f"sft config: field 'tokenizer' ({cfg.tokenizer}) differs from base_model's own tokenizer.json; leave it out or pass the same one")
+    if len(tokenizer) > model.config.vocab_size:
+        raise ConfigError(f"sft: base_model's tokenizer has {len(tokenizer)} tokens, more than its model's vocab_size ({model.config.vocab_size})")
+    return model, tokenizer_json, model_args_from_config(model.config, model.config.vocab_size, tokenizer.eos_token_id)
+
+
 def run(raw: dict) -> None:
     cfg = from_dict(SFTConfig, raw, "sft")
     setup_threads()
@@ -142,32 +176,46 @@ def run(raw: dict) -> None:
     shard = read_shard(cfg.train_shard)
     if len(shard) == 0:
         raise ConfigError(f"sft: train_shard {cfg.train_shard} has no records")
-    tokenizer = load_tokenizer(cfg.tokenizer)
+
+    torch.manual_seed(cfg.seed)
+    model, tokenizer_json, model_args = load_model(cfg)
+    tokenizer = tokenizer_from_json(tokenizer_json)
     vocab_size, eos_id = len(tokenizer), tokenizer.eos_token_id
     if shard.vocab_size > vocab_size or int(shard.tokens.max(initial=0)) >= vocab_size:
         raise ConfigError(f"sft: train_shard was encoded with a larger vocabulary ({shard.vocab_size}) than tokenizer ({vocab_size})")
-    model_args = model_args_from(**{k: cfg.model[k] for k in MODEL_FIELDS}, vocab_size=vocab_size, eos_id=eos_id)
+    lora = lora_settings(cfg.lora) if cfg.lora else None
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(model_args).to(device)
+    ckpt = load_checkpoint(cfg.resume_from) if cfg.resume_from else None
+    if ckpt is not None:
+        if ckpt["model_args"] != model_args:
+            raise ConfigError(f"sft: resume_from {cfg.resume_from} has model {ckpt['model_args']}, config gives {model_args}")
+        if ckpt.get("lora") != lora:
+            raise ConfigError(f"sft: resume_from {cfg.resume_from} has lora {ckpt.get('lora')}, config gives {lora}")
+        model.load_state_dict(ckpt["model"])
+    # With LoRA the checkpoints keep the frozen base weights under their plain names (so anything that builds the
+    # model can load them) and the adapter apart; these tensors never change, so one reference serves every save.
+    base_state = model.state_dict() if lora else None
+    if lora:
+        model = apply_lora(model, lora)
+        if ckpt is not None:
+            load_adapter_state(model, ckpt["adapter"])
+    model = model.to(device)
     opt, sched = make_optimizer(model, cfg)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     sampler = Sampler(len(shard), cfg.seed)
     step, initial_loss, loss_value = 0, None, None
 
-    if cfg.resume_from:
-        ckpt = load_checkpoint(cfg.resume_from)
-        if ckpt["model_args"] != model_args:
-            raise ConfigError(f"sft: resume_from {cfg.resume_from} has model {ckpt['model_args']}, config gives {model_args}")
+    if ckpt is not None:
         step = int(ckpt["step"])
         if step > cfg.steps:
             raise ConfigError(f"sft: field 'steps' ({cfg.steps}) is below the step of resume_from ({step})")
-        model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
         sampler = Sampler(len(shard), cfg.seed, ckpt["data_position"]["epoch"], ckpt["data_position"]["index"])
         initial_loss, loss_value = ckpt.get("initial_loss"), ckpt.get("loss")
         log.info("resumed from %s at step %d", cfg.resume_from, step)
+        del ckpt
 
     ckpt_dir = os.path.join(cfg.output_dir, "checkpoints")
     os.makedirs(ckpt_dir, exist_ok=True)
@@ -176,21 +224,27 @@ def run(raw: dict) -> None:
     def checkpoint(at: int) -> None:
         path = os.path.join(ckpt_dir, f"step-{at:08d}.pt")
         save_checkpoint(path, {
-            "model": model.state_dict(),
+            "model": base_state if lora else model.state_dict(),
+            "adapter": adapter_state(model) if lora else None,
+            "lora": lora,
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
             "step": at,
             "rng": rng_state(),
             "data_position": sampler.position(),
             "model_args": model_args,
-            "config": as_dict(cfg),
+            "tokenizer_json": tokenizer_json,
+            # Without this attempt's local paths: a resumed attempt rewrites a step's checkpoint byte for byte,
+            # so its content-addressed artifact is the same object, never a second one.
+            "config": {k: v for k, v in as_dict(cfg).items() if k not in LOCAL_PATHS},
             "initial_loss": initial_loss,
             "loss": loss_value,
         })
         written.append(path)
         emit("checkpoint", step=at, path=path)
 
-    emit("started", command="sft", device=device.type, step=step, total_steps=cfg.steps, params=count_params(model))
+    emit("started", command="sft", device=device.type, step=step, total_steps=cfg.steps, params=count_params(model),
+         trainable_params=count_params(model, trainable=True))
     if step == 0:
         checkpoint(0)  # the untrained baseline
 
@@ -205,7 +259,7 @@ def run(raw: dict) -> None:
         loss = response_loss(logits, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         sched.step()
         step += 1
@@ -220,4 +274,13 @@ def run(raw: dict) -> None:
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             checkpoint(step)
 
-    emit("finished", command="sft", step=step, final_loss=loss_value, initial_loss=initial_loss, checkpoints=written)
+    outputs = {}
+    if lora:
+        # A LoRA run ends with both deliverables, as `export` would write them from the last checkpoint: the
+        # adapter alone (small; needs its base) and the base with the adapter merged in (a plain model).
+        model = model.to("cpu").eval()
+        outputs["adapter_dir"] = save_adapter_dir(model, os.path.join(cfg.output_dir, "adapter"))
+        outputs["adapter_tar"] = write_model_tar(outputs["adapter_dir"], os.path.join(cfg.output_dir, "adapter.tar"))
+        outputs["model_dir"] = save_model_dir(model.merge_and_unload(), None, os.path.join(cfg.output_dir, "model"), tokenizer_json=tokenizer_json)
+        outputs["model_tar"] = write_model_tar(outputs["model_dir"], os.path.join(cfg.output_dir, "model.tar"))
+    emit("finished", command="sft", step=step, final_loss=loss_value, initial_loss=initial_loss, checkpoints=written, **outputs)

@@ -6,14 +6,33 @@ from typing import Optional
 from .config import check_device, require
 
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "context_length")
+LORA_FIELDS = ("r", "alpha", "dropout", "target_modules")
+
+
+def check_lora(command: str, lora: dict) -> None:
+    """The `lora` object: r (required), alpha (default r), dropout (default 0), target_modules (default GPT-2's
+    c_attn and c_proj)."""
+    need = lambda ok, field, msg: require(ok, command, field, msg)  # noqa: E731
+    for key in lora:
+        need(key in LORA_FIELDS, f"lora.{key}", f"is unknown (expected {', '.join(LORA_FIELDS)})")
+    r = lora.get("r")
+    need(isinstance(r, int) and not isinstance(r, bool) and r >= 1, "lora.r", f"must be a positive integer, got {r!r}")
+    alpha = lora.get("alpha")
+    need(alpha is None or (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha > 0),
+         "lora.alpha", f"must be a positive number, got {alpha!r}")
+    dropout = lora.get("dropout", 0.0)
+    need(isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1,
+         "lora.dropout", f"must be a number in [0, 1), got {dropout!r}")
+    if "target_modules" in lora:
+        targets = lora["target_modules"]
+        need(isinstance(targets, list) and len(targets) > 0 and all(isinstance(t, str) and t for t in targets),
+             "lora.target_modules", f"must be a non-empty list of module names, got {targets!r}")
 
 
 @dataclasses.dataclass
 class SFTConfig:
     train_shard: str
-    tokenizer: str
     output_dir: str
-    model: dict  # n_layer, n_head, n_embd, context_length
     steps: int
     batch_size: int
     learning_rate: float
@@ -21,19 +40,31 @@ class SFTConfig:
     weight_decay: float
     checkpoint_every: int
     seed: int
+    # Exactly one of `model` (a tiny GPT-2 built from scratch) and `base_model` (a model directory or model.tar).
+    model: Optional[dict] = None  # n_layer, n_head, n_embd, context_length
+    base_model: Optional[str] = None
+    tokenizer: Optional[str] = None  # required with `model`; with `base_model` optional and must match its own
+    lora: Optional[dict] = None  # r, alpha, dropout, target_modules: train a LoRA adapter instead of all weights
     device: str = "auto"
     resume_from: Optional[str] = None
     log_every: int = 1
 
     def __post_init__(self):
         need = lambda ok, field, msg: require(ok, "sft", field, msg)  # noqa: E731
-        for key in self.model:
-            need(key in MODEL_FIELDS, f"model.{key}", f"is unknown (expected {', '.join(MODEL_FIELDS)})")
-        for key in MODEL_FIELDS:
-            v = self.model.get(key)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"model.{key}", f"must be a positive integer, got {v!r}")
-        need(self.model["n_embd"] % self.model["n_head"] == 0, "model.n_embd", f"({self.model['n_embd']}) must be a multiple of model.n_head ({self.model['n_head']})")
-        need(self.model["context_length"] >= 2, "model.context_length", "must be at least 2")
+        need((self.model is None) != (self.base_model is None), "model", "or 'base_model' must be given, exactly one of them")
+        if self.model is not None:
+            for key in self.model:
+                need(key in MODEL_FIELDS, f"model.{key}", f"is unknown (expected {', '.join(MODEL_FIELDS)})")
+            for key in MODEL_FIELDS:
+                v = self.model.get(key)
+                need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"model.{key}", f"must be a positive integer, got {v!r}")
+            need(self.model["n_embd"] % self.model["n_head"] == 0, "model.n_embd", f"({self.model['n_embd']}) must be a multiple of model.n_head ({self.model['n_head']})")
+            need(self.model["context_length"] >= 2, "model.context_length", "must be at least 2")
+            need(bool(self.tokenizer), "tokenizer", "is required with 'model' (a model built from scratch has no tokenizer of its own)")
+        else:
+            need(bool(self.base_model), "base_model", "must be a non-empty path")
+        if self.lora is not None:
+            check_lora("sft", self.lora)
         need(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
         need(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
         need(0 < self.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {self.learning_rate}")
@@ -42,6 +73,6 @@ class SFTConfig:
         need(self.checkpoint_every >= 1, "checkpoint_every", f"must be at least 1, got {self.checkpoint_every}")
         need(self.seed >= 0, "seed", f"must be at least 0, got {self.seed}")
         need(self.log_every >= 1, "log_every", f"must be at least 1, got {self.log_every}")
-        for field in ("train_shard", "tokenizer", "output_dir"):
+        for field in ("train_shard", "output_dir"):
             need(bool(getattr(self, field)), field, "must be a non-empty path")
         check_device("sft", self.device)

@@ -1,4 +1,5 @@
-"""`tokenize`: train a byte-level BPE tokenizer on the cleaned records and encode them into a shard.
+"""`tokenize`: train a byte-level BPE tokenizer on the cleaned records, or take a base model's, and encode the
+records into a shard.
 
 A record becomes encode(format_prompt(prompt)) with loss mask 0, then encode(response) + [eos] with loss mask 1.
 Only the `tokenizers` library is needed here, so this command starts fast and never imports torch.
@@ -7,6 +8,8 @@ Only the `tokenizers` library is needed here, so this command starts fast and ne
 import dataclasses
 import json
 import os
+import tarfile
+from typing import Optional
 
 from tokenizers import Tokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
@@ -19,9 +22,12 @@ from .template import EOS, SPECIAL_TOKENS, format_prompt
 @dataclasses.dataclass
 class TokenizeConfig:
     input: str
-    vocab_size: int
-    min_frequency: int
     output_dir: str
+    vocab_size: int = 512
+    min_frequency: int = 2
+    # A base model's tokenizer to encode with instead of training one: a tokenizer.json, a model directory or
+    # a model.tar. Fine-tuning a base model needs its own vocabulary.
+    tokenizer: Optional[str] = None
 
     def __post_init__(self):
         # 256 byte symbols plus the two special tokens are always present.
@@ -67,6 +73,26 @@ def train_tokenizer(texts, vocab_size: int, min_frequency: int) -> Tokenizer:
     return tok
 
 
+def load_base_tokenizer(path: str) -> Tokenizer:
+    """tokenizer.json from a file, a model directory or an uncompressed model.tar; it must know <|endoftext|>."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "tokenizer.json")
+    if not os.path.isfile(path):
+        raise ConfigError(f"tokenize: tokenizer {path} not found")
+    if tarfile.is_tarfile(path):
+        with tarfile.open(path) as tar:
+            try:
+                text = tar.extractfile("tokenizer.json").read().decode("utf-8")
+            except KeyError as e:
+                raise ConfigError(f"tokenize: model archive {path} has no tokenizer.json") from e
+        tok = Tokenizer.from_str(text)
+    else:
+        tok = Tokenizer.from_file(path)
+    if tok.token_to_id(EOS) is None:
+        raise ConfigError(f"tokenize: tokenizer {path} has no {EOS} token, which ends every response")
+    return tok
+
+
 def encode_records(tok: Tokenizer, records):
     """(token lists, mask lists) in the contract's layout."""
     eos = tok.token_to_id(EOS)
@@ -83,8 +109,11 @@ def run(raw: dict) -> None:
     cfg = from_dict(TokenizeConfig, raw, "tokenize")
     records = read_records(cfg.input)
     emit("started", command="tokenize", device="cpu", step=0, total_steps=0, params=0)
-    texts = [t for r in records for t in (format_prompt(r["prompt"]), r["response"])]
-    tok = train_tokenizer(texts, cfg.vocab_size, cfg.min_frequency)
+    if cfg.tokenizer:
+        tok = load_base_tokenizer(cfg.tokenizer)
+    else:
+        texts = [t for r in records for t in (format_prompt(r["prompt"]), r["response"])]
+        tok = train_tokenizer(texts, cfg.vocab_size, cfg.min_frequency)
     tokens, masks = encode_records(tok, records)
     os.makedirs(cfg.output_dir, exist_ok=True)
     tok_path = os.path.join(cfg.output_dir, "tokenizer.json")

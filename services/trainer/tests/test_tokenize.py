@@ -31,3 +31,12 @@ def test_bad_config_is_non_retryable(tmp_path, demo):
     assert rc == 2 and "'extra'" in events[-1]["reason"]
     rc, events = run_command("tokenize", {"input": str(tmp_path / "missing.jsonl"), "vocab_size": 512, "min_frequency": 2, "output_dir": str(tmp_path)}, tmp_path)
     assert rc == 2 and events[-1]["event"] == "error"
+
+
+def test_a_base_models_tokenizer_encodes_instead_of_a_trained_one(tmp_path, demo, exported):
+    """Fine-tuning a base model: its own tokenizer, taken from the model.tar, encodes the records the same way."""
+    rc, events = run_command("tokenize", {"input": str(demo["dir"] / "records.jsonl"), "tokenizer": exported["model_tar"], "output_dir": str(tmp_path / "out")}, tmp_path)
+    assert rc == 0, events[-1]
+    assert open(tmp_path / "out" / "encoded.shard", "rb").read() == open(demo["encoded"], "rb").read()
+    rc, events = run_command("tokenize", {"input": str(demo["dir"] / "records.jsonl"), "tokenizer": str(tmp_path / "none.json"), "output_dir": str(tmp_path / "o2")}, tmp_path)
+    assert rc == 2 and "tokenizer" in events[-1]["reason"]

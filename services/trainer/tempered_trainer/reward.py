@@ -1,0 +1,86 @@
+"""`reward`: a reward model trained on preference pairs with TRL's RewardTrainer (Bradley-Terry loss).
+
+The reward model is a sequence classifier with one output (AutoModelForSequenceClassification, num_labels=1):
+the transformer of `base_model` (typically the sft model) or of a tiny GPT-2 built from `model`, plus a fresh
+linear `score` head. It reads the text `prompt + "\n" + response` (the tokenize template) and scores it at the
+last token that is not `<|endoftext|>`; `rl` scores its samples the same way. Training pushes
+score(chosen) - score(rejected) up through -log sigmoid of it. The result is written like `export` does
+(model/ + model.tar) and loads back with AutoModelForSequenceClassification.
+"""
+
+import os
+
+import torch
+
+from .config import from_dict
+from .dpo import read_preferences
+from .events import ConfigError, emit, log, stdout_to_stderr
+from .model import (build_config, context_length, count_params, model_args_from, read_tokenizer_json, resolve_device, save_model_dir,
+                    setup_threads, tokenizer_from_json, unpacked_model, write_model_tar)
+from .reward_config import RewardConfig
+from .sft_config import MODEL_FIELDS
+from .trl_common import common_args, quiet_libraries, scratch_dir, step_events
+
+
+def build_reward_model(cfg: RewardConfig):
+    """(model, tokenizer, tokenizer.json text): a transformer with a fresh scalar head, seeded by cfg.seed."""
+    from transformers import AutoModelForSequenceClassification, GPT2ForSequenceClassification
+
+    torch.manual_seed(cfg.seed)  # the new score head is drawn from torch's RNG
+    if cfg.model is not None:
+        tokenizer_json = read_tokenizer_json(cfg.tokenizer)
+        tokenizer = tokenizer_from_json(tokenizer_json, f"tokenizer {cfg.tokenizer}")
+        args = model_args_from(**{k: cfg.model[k] for k in MODEL_FIELDS}, vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
+        config = build_config(args)
+        config.num_labels = 1
+        return GPT2ForSequenceClassification(config), tokenizer, tokenizer_json
+    with unpacked_model(cfg.base_model) as src:
+        missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not os.path.isfile(os.path.join(src, f))]
+        if missing:
+            raise ConfigError(f"reward: base_model {cfg.base_model} lacks {', '.join(missing)}")
+        tokenizer_json = read_tokenizer_json(src)
+        # A causal LM's transformer weights load into the classifier; its lm_head is dropped, `score` is new.
+        model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1, local_files_only=True, dtype=torch.float32)
+    return model, tokenizer_from_json(tokenizer_json, f"{cfg.base_model} tokenizer.json"), tokenizer_json
+
+
+def run(raw: dict) -> None:
+    cfg = from_dict(RewardConfig, raw, "reward")
+    setup_threads()
+    device = resolve_device(cfg.device)
+    rows = read_preferences(cfg.preferences)
+
+    import datasets
+    import trl
+
+    quiet_libraries()
+    with scratch_dir(cfg.output_dir) as scratch, stdout_to_stderr():
+        model, tokenizer, tokenizer_json = build_reward_model(cfg)
+        # The score is read at the last token that is not the pad token; padding is <|endoftext|>, so the score
+        # sits on the response's last real token, with or without the eos the response ends with.
+        model.config.pad_token_id = tokenizer.eos_token_id
+        model.train()
+        dataset = datasets.Dataset.from_list(rows)
+        args = trl.RewardConfig(
+            **common_args(device, scratch, cfg.steps, cfg.batch_size, cfg.learning_rate, cfg.seed),
+            per_device_eval_batch_size=max(cfg.batch_size, 32),
+            # Pairs longer than the context are dropped (TRL filters them); none may be silently truncated.
+            max_length=context_length(model.config),
+        )
+        trainer = trl.RewardTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset, processing_class=tokenizer)
+        if len(trainer.train_dataset) == 0:
+            raise ConfigError(f"reward: no preference pair of {cfg.preferences} fits the model's context length ({args.max_length} tokens)")
+        steps = step_events(trainer, {"accuracy": "accuracy", "margin": "margin"})
+        emit("started", command="reward", device=device.type, step=0, total_steps=cfg.steps, params=count_params(model))
+        before = trainer.evaluate()
+        trainer.train()
+        after = trainer.evaluate()
+        log.info("reward model on the preference pairs: before %s, after %s", before, after)
+
+        tuned = trainer.accelerator.unwrap_model(trainer.model).to("cpu").float().eval()
+        model_dir = save_model_dir(tuned, None, os.path.join(cfg.output_dir, "model"), tokenizer_json=tokenizer_json)
+    model_tar = write_model_tar(model_dir, os.path.join(cfg.output_dir, "model.tar"))
+    emit("finished", command="reward", step=int(trainer.state.global_step), final_loss=steps.logs[-1]["loss"] if steps.logs else None,
+         reward_accuracy=after.get("eval_accuracy"), reward_loss=after.get("eval_loss"),
+         initial_reward_accuracy=before.get("eval_accuracy"), initial_reward_loss=before.get("eval_loss"),
+         pairs=len(trainer.train_dataset), model_dir=model_dir, model_tar=model_tar)
