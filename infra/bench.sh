@@ -14,3 +14,8 @@ for bench in tests/bench/*.bench.ts; do
   say "$bench"
   tsx "$bench"
 done
+venv="$TEMPERED_CACHE_DIR/venv/$(sha256sum services/trainer/requirements.txt | cut -c1-12)"
+for bench in tests/bench/*.py; do
+  say "$bench"
+  "$venv/bin/python" "$bench"
+done
