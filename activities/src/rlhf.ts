@@ -1,41 +1,45 @@
 /**
- * rlhf: aligns the validated model with human preferences by DPO (TRL's DPOTrainer) on preference pairs
- * from the spec's source. Malformed pairs are dropped and counted, not fed to the trainer.
+ * rlhf: aligns the validated model with human preferences from the spec's preference pairs, either by DPO
+ * (one activity) or by RL: a reward model trained on the pairs, then GRPO against it with a KL penalty to the
+ * validated model (two activities). Malformed pairs are dropped and counted, not fed to the trainer.
  */
-import { createWriteStream } from 'node:fs';
 import path from 'node:path';
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, RewardModelResult, RlhfResult } from '@tempered/workflows';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { type Deps, badInput, log, withScratch } from './context';
 import { MetricBuffer } from './metrics';
+import { JsonlWriter, readLines } from './records';
 import { stageSource } from './sources';
 import { runTrainer } from './trainer';
 
-/** Keeps well-formed `{prompt, chosen, rejected}` lines; returns how many were kept and dropped. */
+/** Keeps well-formed `{prompt, chosen, rejected}` lines, NFKC-normalised like the data; counts the rest. */
 async function filterPreferences(source: string, out: string): Promise<{ kept: number; dropped: number }> {
-  const sink = createWriteStream(out);
-  let kept = 0;
+  const sink = new JsonlWriter(out);
   let dropped = 0;
-  for await (const line of createInterface({ input: createReadStream(source, 'utf8'), crlfDelay: Infinity })) {
-    if (!line.trim()) continue;
-    try {
-      const p = JSON.parse(line);
-      const ok = ['prompt', 'chosen', 'rejected'].every((k) => typeof p[k] === 'string' && p[k].length > 0) && p.chosen !== p.rejected;
-      if (!ok) throw new Error('bad pair');
-      if (!sink.write(`${JSON.stringify({ prompt: p.prompt.normalize('NFKC'), chosen: p.chosen.normalize('NFKC'), rejected: p.rejected.normalize('NFKC') })}\n`)) {
-        await new Promise<void>((r) => sink.once('drain', () => r()));
+  try {
+    for await (const { text } of readLines(source)) {
+      if (!text.trim()) continue;
+      let p: Record<string, unknown>;
+      try {
+        p = JSON.parse(text);
+      } catch {
+        p = {};
       }
-      kept++;
-    } catch {
-      dropped++;
+      const [prompt, chosen, rejected] = [p?.prompt, p?.chosen, p?.rejected];
+      if (typeof prompt !== 'string' || typeof chosen !== 'string' || typeof rejected !== 'string' || !prompt || !chosen || chosen === rejected) {
+        dropped++;
+        continue;
+      }
+      await sink.write({ prompt: prompt.normalize('NFKC'), chosen: chosen.normalize('NFKC'), rejected: rejected.normalize('NFKC') });
     }
+  } catch (err) {
+    sink.abort();
+    throw err;
   }
-  await new Promise<void>((resolve, reject) => sink.end((err?: Error | null) => (err ? reject(err) : resolve())));
-  return { kept, dropped };
+  await sink.close();
+  return { kept: sink.lines, dropped };
 }
 
 /** Stages the spec's preference source, keeps the well-formed pairs, and stores them as an artifact. */

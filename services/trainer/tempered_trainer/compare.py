@@ -15,11 +15,10 @@ import json
 import os
 from typing import Optional
 
-from .config import check_device, from_dict, require
+from .config import check_device, from_dict, read_jsonl, require
 from .events import ConfigError, emit, json_safe, log
 from .model import context_length, generate, load_pretrained, resolve_device, setup_threads
 from .template import format_prompt
-from .trl_common import read_jsonl
 
 RULES = ("exact-reversal",)
 

@@ -10,12 +10,12 @@ import os
 
 import torch
 
-from .config import from_dict
+from .config import from_dict, read_jsonl
 from .dpo_config import DPOConfig
 from .events import emit, log, stdout_to_stderr
 from .model import context_length, count_params, load_pretrained, resolve_device, save_model_dir, setup_threads, unpacked_model, write_model_tar
 from .template import EOS, format_prompt
-from .trl_common import common_args, quiet_libraries, read_jsonl, scratch_dir, step_events
+from .trl_common import common_args, quiet_libraries, scratch_dir, step_events
 
 
 def read_preferences(path: str) -> list:

@@ -12,13 +12,13 @@ import os
 
 import torch
 
-from .config import from_dict
+from .config import from_dict, read_jsonl
 from .events import ConfigError, emit, log, stdout_to_stderr
 from .model import (context_length, count_params, load_pretrained, load_tokenizer, resolve_device, save_model_dir, setup_threads,
                     unpacked_model, write_model_tar)
 from .rl_config import RLConfig
 from .template import format_prompt
-from .trl_common import common_args, quiet_libraries, read_jsonl, scratch_dir, step_events
+from .trl_common import common_args, quiet_libraries, scratch_dir, step_events
 
 
 def positions_from_attention_mask(model) -> None:

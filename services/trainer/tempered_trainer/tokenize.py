@@ -6,7 +6,6 @@ Only the `tokenizers` library is needed here, so this command starts fast and ne
 """
 
 import dataclasses
-import json
 import os
 import tarfile
 from typing import Optional
@@ -14,7 +13,7 @@ from typing import Optional
 from tokenizers import Tokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from .config import from_dict, require
+from .config import from_dict, read_jsonl, require
 from .events import ConfigError, emit, log
 from .shard import from_records, write_shard
 from .template import EOS, SPECIAL_TOKENS, format_prompt
@@ -39,22 +38,7 @@ class TokenizeConfig:
 
 def read_records(path: str) -> list:
     """The {key, prompt, response} records of a JSONL file; a malformed line is a ConfigError naming it."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{path} line {n}: not JSON ({e})") from e
-            for field in ("key", "prompt", "response"):
-                if not isinstance(r, dict) or not isinstance(r.get(field), str):
-                    raise ConfigError(f"{path} line {n}: field '{field}' must be a string")
-            records.append(r)
-    if not records:
-        raise ConfigError(f"{path} has no records")
-    return records
+    return read_jsonl(path, ("key", "prompt", "response"))
 
 
 def train_tokenizer(texts, vocab_size: int, min_frequency: int) -> Tokenizer:

@@ -4,33 +4,12 @@ events through a callback.
 """
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
 import time
 
 from .events import ConfigError, emit
-
-
-def read_jsonl(path: str, fields) -> list:
-    """The rows of a JSONL file, each a JSON object with a string in every one of `fields` (others are kept)."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{path} line {n}: not JSON ({e})") from e
-            for field in fields:
-                if not isinstance(r, dict) or not isinstance(r.get(field), str):
-                    raise ConfigError(f"{path} line {n}: field '{field}' must be a string")
-            rows.append(r)
-    if not rows:
-        raise ConfigError(f"{path} has no rows")
-    return rows
 
 
 def quiet_libraries() -> None:
