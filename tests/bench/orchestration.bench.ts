@@ -27,7 +27,7 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     const a = activities as any;
     for (const name of ['recordRun', 'recordStage', 'ingest', 'recordStage', 'clean', 'recordStage', 'tokenize', 'recordStage', 'split', 'recordStage', 'train', 'recordStage', 'validate', 'recordStage', 'rlhf', 'recordStage', 'test', 'recordStage', 'recordApproval', 'deploy', 'recordRun']) {
-      await a[name]({ runId: 'bench', spec, stage: 'ingest', status: 'running', decision: 'approve' });
+      await a[name]({ runId: 'bench', spec, stage: 'ingest', status: 'running', decision: 'approve', model: { uri: 's3://stub/model/0' } });
     }
     direct.push(performance.now() - t0);
   }
