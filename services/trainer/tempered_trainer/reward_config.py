@@ -7,7 +7,7 @@ import dataclasses
 from typing import Optional
 
 from .config import check_device, require
-from .sft_config import MODEL_FIELDS
+from .sft_config import check_model_source
 
 
 @dataclasses.dataclass
@@ -27,17 +27,8 @@ class RewardConfig:
 
     def __post_init__(self):
         need = lambda ok, field, msg: require(ok, "reward", field, msg)  # noqa: E731
-        need((self.model is None) != (self.base_model is None), "base_model", "or 'model' must be given, exactly one of them")
-        if self.model is not None:
-            for key in self.model:
-                need(key in MODEL_FIELDS, f"model.{key}", f"is unknown (expected {', '.join(MODEL_FIELDS)})")
-            for key in MODEL_FIELDS:
-                v = self.model.get(key)
-                need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"model.{key}", f"must be a positive integer, got {v!r}")
-            need(self.model["n_embd"] % self.model["n_head"] == 0, "model.n_embd", f"({self.model['n_embd']}) must be a multiple of model.n_head ({self.model['n_head']})")
-            need(bool(self.tokenizer), "tokenizer", "is required with 'model'")
-        else:
-            need(bool(self.base_model), "base_model", "must be a non-empty path")
+        check_model_source("reward", self.model, self.base_model, self.tokenizer)
+        if self.base_model is not None:
             need(self.tokenizer is None, "tokenizer", "must be left out with 'base_model' (the model's own tokenizer is used)")
         for field in ("preferences", "output_dir"):
             need(bool(getattr(self, field)), field, "must be a non-empty path")

@@ -6,6 +6,24 @@ from typing import Optional
 from .config import check_device, require
 
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "context_length")
+
+
+def check_model_source(command: str, model, base_model, tokenizer) -> None:
+    """Exactly one of `model` (a tiny GPT-2 built from scratch, which needs `tokenizer`) and `base_model` (a model
+    directory or model.tar); shared by every command that starts from either. Errors name the field."""
+    need = lambda ok, field, msg: require(ok, command, field, msg)  # noqa: E731
+    need((model is None) != (base_model is None), "model", "or 'base_model' must be given, exactly one of them")
+    if model is None:
+        need(bool(base_model), "base_model", "must be a non-empty path")
+        return
+    for key in model:
+        need(key in MODEL_FIELDS, f"model.{key}", f"is unknown (expected {', '.join(MODEL_FIELDS)})")
+    for key in MODEL_FIELDS:
+        v = model.get(key)
+        need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"model.{key}", f"must be a positive integer, got {v!r}")
+    need(model["n_embd"] % model["n_head"] == 0, "model.n_embd", f"({model['n_embd']}) must be a multiple of model.n_head ({model['n_head']})")
+    need(model["context_length"] >= 2, "model.context_length", "must be at least 2")
+    need(bool(tokenizer), "tokenizer", "is required with 'model' (a model built from scratch has no tokenizer of its own)")
 LORA_FIELDS = ("r", "alpha", "dropout", "target_modules")
 
 
@@ -51,18 +69,7 @@ class SFTConfig:
 
     def __post_init__(self):
         need = lambda ok, field, msg: require(ok, "sft", field, msg)  # noqa: E731
-        need((self.model is None) != (self.base_model is None), "model", "or 'base_model' must be given, exactly one of them")
-        if self.model is not None:
-            for key in self.model:
-                need(key in MODEL_FIELDS, f"model.{key}", f"is unknown (expected {', '.join(MODEL_FIELDS)})")
-            for key in MODEL_FIELDS:
-                v = self.model.get(key)
-                need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"model.{key}", f"must be a positive integer, got {v!r}")
-            need(self.model["n_embd"] % self.model["n_head"] == 0, "model.n_embd", f"({self.model['n_embd']}) must be a multiple of model.n_head ({self.model['n_head']})")
-            need(self.model["context_length"] >= 2, "model.context_length", "must be at least 2")
-            need(bool(self.tokenizer), "tokenizer", "is required with 'model' (a model built from scratch has no tokenizer of its own)")
-        else:
-            need(bool(self.base_model), "base_model", "must be a non-empty path")
+        check_model_source("sft", self.model, self.base_model, self.tokenizer)
         if self.lora is not None:
             check_lora("sft", self.lora)
         need(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
