@@ -53,16 +53,22 @@ async function preparePreferences(deps: Deps, spec: PipelineSpec, specDir: strin
   return { path: path_, ref, kept, dropped };
 }
 
+/** What DPO and the reward model both start from: the pairs, the validated model, a metric buffer, an output dir. */
+async function alignmentInputs(deps: Deps, input: { runId: string; spec: PipelineSpec; specDir?: string; model: ArtifactRef }, dir: string) {
+  return {
+    prefs: await preparePreferences(deps, input.spec, input.specDir, dir),
+    modelTar: await deps.store.download(input.model, path.join(dir, 'model.tar')),
+    metrics: new MetricBuffer(deps.db, input.runId, 'rlhf'),
+    outDir: path.join(dir, 'out'),
+  };
+}
+
 /** DPO: the model learns straight from the preference pairs. */
 export async function rlhf(deps: Deps, input: { runId: string; spec: PipelineSpec; specDir?: string; model: ArtifactRef }): Promise<RlhfResult> {
   const { runId, spec } = input;
   const ctx = Context.current();
   return withScratch(deps, async (dir) => {
-    const prefs = await preparePreferences(deps, spec, input.specDir, dir);
-    const modelTar = await deps.store.download(input.model, path.join(dir, 'model.tar'));
-
-    const metrics = new MetricBuffer(deps.db, runId, 'rlhf');
-    const outDir = path.join(dir, 'out');
+    const { prefs, modelTar, metrics, outDir } = await alignmentInputs(deps, input, dir);
     const { finished } = await runTrainer(
       deps,
       'dpo',
@@ -108,10 +114,7 @@ export async function rewardModel(
   return withScratch(
     deps,
     async (dir) => {
-      const prefs = await preparePreferences(deps, spec, input.specDir, dir);
-      const modelTar = await deps.store.download(input.model, path.join(dir, 'model.tar'));
-      const metrics = new MetricBuffer(deps.db, runId, 'rlhf');
-      const outDir = path.join(dir, 'out');
+      const { prefs, modelTar, metrics, outDir } = await alignmentInputs(deps, input, dir);
       const { finished } = await runTrainer(
         deps,
         'reward',

@@ -21,7 +21,7 @@ from tempered_trainer.shard import read_shard, write_shard  # noqa: E402
 
 
 def cli(command: str, config: dict, work: str) -> dict:
-    """Run one command; return its `finished` event (raise with the `error` event otherwise)."""
+    """Run one command as the activity would; its `finished` event plus wall_s (whole process) and run_s (the work)."""
     path = os.path.join(work, f"{command}-{time.time_ns()}.json")
     with open(path, "w") as f:
         json.dump(config, f)

@@ -21,7 +21,6 @@ preference pairs or RL prompts.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -31,6 +30,7 @@ sys.path.insert(0, HERE)
 from tempered_trainer.compare import exact_reversal  # noqa: E402
 from tempered_trainer.demo import make_task, write_jsonl  # noqa: E402
 from tempered_trainer.shard import read_shard, write_shard  # noqa: E402
+from demo_pipeline import cli  # noqa: E402  (one subprocess runner for the scripts; this directory is on sys.path)
 
 
 def labelled_pairs(model_path: str, prefs: list, samples: int, temperature: float, seed: int) -> tuple:
@@ -55,23 +55,6 @@ def labelled_pairs(model_path: str, prefs: list, samples: int, temperature: floa
         pairs.append(p)
     random.Random(seed).shuffle(pairs)
     return pairs, right / (len(prefs) * samples)
-
-
-def cli(command: str, config: dict, work: str) -> dict:
-    """Run one command as the activity would; its `finished` event plus wall_s (whole process) and run_s."""
-    path = os.path.join(work, f"{command}-{time.time_ns()}.json")
-    with open(path, "w") as f:
-        json.dump(config, f)
-    t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "tempered_trainer", command, "--config", path], cwd=HERE, capture_output=True, text=True)
-    events = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
-    if p.returncode != 0:
-        raise SystemExit(f"{command} failed ({p.returncode}): {events[-1] if events else p.stderr[-2000:]}")
-    out = dict(events[-1])
-    out["wall_s"] = round(time.perf_counter() - t0, 1)
-    out["run_s"] = round(out["time"] - events[0]["time"], 1)  # from `started` to `finished`: the work itself
-    out["events"] = events
-    return out
 
 
 def show(stage: str, r: dict, keys) -> None:
