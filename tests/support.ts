@@ -39,17 +39,24 @@ export function demoSpec(): PipelineSpec {
   return parseSpec(readFileSync(path.join(repoRoot, 'examples', 'demo', 'pipeline.yaml'), 'utf8'));
 }
 
-/** Tokens of the stack's users, written by the API at its first start. */
-export function tokenOf(user: 'operator' | 'approver' | 'admin'): string {
-  const creds = JSON.parse(readFileSync(path.join(cfg.dataDir, 'credentials.json'), 'utf8'));
-  return creds[user].token;
+export type StackUser = 'operator' | 'approver' | 'admin';
+
+/** The stack's first users (role, token, password), written by the API at its first start. */
+export function credentialsOf(user: StackUser): { role: string; token: string; password: string } {
+  return JSON.parse(readFileSync(path.join(cfg.dataDir, 'credentials.json'), 'utf8'))[user];
 }
 
-export async function apiCall(method: string, route: string, user?: 'operator' | 'approver' | 'admin', body?: unknown) {
+export function tokenOf(user: StackUser): string {
+  return credentialsOf(user).token;
+}
+
+/** A request as a stack user (by name), as the holder of a given bearer token (`{token}`), or anonymous. */
+export async function apiCall(method: string, route: string, user?: StackUser | { token: string }, body?: unknown) {
+  const token = typeof user === 'string' ? tokenOf(user) : user?.token;
   const res = await fetch(`${cfg.api.url}${route}`, {
     method,
     headers: {
-      ...(user ? { authorization: `Bearer ${tokenOf(user)}` } : {}),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
       ...(body !== undefined ? { 'content-type': typeof body === 'string' ? 'application/yaml' : 'application/json' } : {}),
     },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),

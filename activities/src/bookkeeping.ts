@@ -4,7 +4,7 @@
  */
 import type { PipelineSpec } from '@tempered/spec';
 import type { StageName, StageStatus } from '@tempered/workflows';
-import { sql } from '@tempered/db';
+import { notifyChange, sql } from '@tempered/db';
 import type { Deps } from './context';
 
 export async function recordRun(
@@ -24,13 +24,14 @@ export async function recordRun(
       })
       .onConflict((oc) => oc.column('id').doUpdateSet({ status: input.status, updated_at: sql`now()` }))
       .execute();
-    return;
+  } else {
+    await db
+      .updateTable('runs')
+      .set({ status: input.status, updated_at: sql`now()`, ...(input.error !== undefined ? { error: input.error } : {}) })
+      .where('id', '=', input.runId)
+      .execute();
   }
-  await db
-    .updateTable('runs')
-    .set({ status: input.status, updated_at: sql`now()`, ...(input.error !== undefined ? { error: input.error } : {}) })
-    .where('id', '=', input.runId)
-    .execute();
+  await notifyChange(db, input.runId, 'run');
 }
 
 export async function recordStage(
@@ -62,6 +63,7 @@ export async function recordStage(
       }),
     )
     .execute();
+  await notifyChange(deps.db, input.runId, 'stage');
 }
 
 export async function recordApproval(
@@ -72,4 +74,5 @@ export async function recordApproval(
     .insertInto('approvals')
     .values({ run_id: input.runId, decision: input.decision, approver: input.approver ?? null, comment: input.comment ?? null })
     .execute();
+  await notifyChange(deps.db, input.runId, 'approval');
 }

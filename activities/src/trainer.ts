@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Deps } from './context';
+import { RunLog } from './run-log';
 
 export type TrainerEvent = { event: string; time?: number } & Record<string, any>;
 
@@ -84,8 +85,11 @@ async function spawnTrainer(
       }, Math.min(1000, silenceLimitMs / 4))
     : undefined;
 
+  const runId = ctx.info.workflowExecution?.workflowId;
+  const log = runId ? new RunLog(deps.db, runId, ctx.info.activityType, command) : undefined;
   const stderr: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (line) => {
+    log?.line(line);
     stderr.push(line);
     if (stderr.length > STDERR_TAIL) stderr.shift();
   });
@@ -106,6 +110,7 @@ async function spawnTrainer(
       }
       if (event.event === 'finished') finished = event;
       else if (event.event === 'error') failure = event;
+      log?.event(event);
       await onEvent(event);
     }
     const code = await exited;
@@ -126,6 +131,7 @@ async function spawnTrainer(
       details: [{ stderr: stderr.slice(-10) }],
     });
   } finally {
+    await log?.flush();
     if (watchdog) clearInterval(watchdog);
     ctx.cancellationSignal.removeEventListener('abort', onCancel);
     if (child.exitCode === null) kill('SIGKILL');

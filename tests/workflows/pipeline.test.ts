@@ -12,6 +12,7 @@ import { WorkflowFailedError, WorkflowUpdateFailedError, type Client } from '@te
 import { NativeConnection, Worker } from '@temporalio/worker';
 import {
   approveDeploymentUpdate,
+  labelsChangedSignal,
   type PipelineInput,
   type PipelineOutcome,
   progressQuery,
@@ -127,6 +128,32 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
     assert.deepEqual(calls, ['validate', 'rewardModel', 'rl', 'test']);
     assert.equal(progress.stages.rlhf.summary?.method, 'rl');
     assert.equal(progress.stages.rlhf.summary?.rewardAccuracy, 0.9);
+    await handle.cancel();
+  });
+
+  test('rlhf source labels waits durably for the labels, then continues; repeated counts never overcount', async () => {
+    const spec = demoSpec();
+    spec.rlhf = { ...spec.rlhf, source: 'labels', labels: { ...spec.rlhf.labels, required: 3, pairs: 5 } };
+    spec.pools = { data: pool, train: pool, rlhf: pool, eval: pool };
+    const handle = await client.workflow.start(WORKFLOW_TYPE, { taskQueue, workflowId: uniqueId('wf'), args: [{ spec, requestedBy: 'alice' }] });
+    const waiting = await waitFor('the label wait', 30_000, async () => {
+      const p = await handle.query(progressQuery);
+      return p.labels ? p : undefined;
+    });
+    assert.deepEqual(waiting.labels, { required: 3, labeled: 0, pairs: 5 });
+    assert.equal(waiting.stages.rlhf.status, 'running');
+    await waitFor('the waiting-labels status', 10_000, async () => (stub.log.runs.includes('waiting-labels') ? true : undefined));
+    await handle.signal(labelsChangedSignal, { labeled: 2 });
+    await handle.signal(labelsChangedSignal, { labeled: 2 });
+    await handle.signal(labelsChangedSignal, { labeled: 1 }); // late and out of order: ignored
+    await new Promise((r) => setTimeout(r, 1000));
+    const still = await handle.query(progressQuery);
+    assert.equal(still.labels?.labeled, 2);
+    assert.equal(still.gate.status, 'not-reached', 'two labels of three do not let the run go on');
+    await handle.signal(labelsChangedSignal, { labeled: 3 });
+    const gate = await atGate(handle);
+    assert.equal(gate.stages.rlhf.status, 'completed');
+    assert.deepEqual(stub.log.calls.slice(-4), ['validate', 'proposePairs', 'rlhf', 'test']);
     await handle.cancel();
   });
 

@@ -5,7 +5,7 @@
  *
  * This module is imported by workflow code, so it must stay deterministic and free of Node APIs.
  */
-import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 export const WORKFLOW_TYPE = 'lifecyclePipeline';
 
@@ -119,9 +119,17 @@ export type GateState =
   | { status: 'approved' | 'rejected'; approver: string; comment: string; decidedAt: string }
   | { status: 'expired'; expiredAt: string };
 
+/** Preference labels a run with `rlhf.source: labels` waits for. */
+export interface LabelProgress {
+  required: number;
+  labeled: number;
+  pairs: number;
+}
+
 export interface PipelineProgress {
   stages: Record<StageName, StageState>;
   gate: GateState;
+  labels?: LabelProgress;
 }
 
 export interface ApprovalDecision {
@@ -152,3 +160,5 @@ export interface PipelineOutcome {
 
 export const approveDeploymentUpdate = defineUpdate<ApprovalReceipt, [ApprovalDecision]>('approveDeployment');
 export const progressQuery = defineQuery<PipelineProgress>('progress');
+/** Sent by the API after each label with the run's count of labeled pairs (a count, not a delta: idempotent). */
+export const labelsChangedSignal = defineSignal<[{ labeled: number }]>('labelsChanged');

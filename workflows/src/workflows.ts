@@ -21,6 +21,7 @@ import type { Activities } from '@tempered/activities';
 import {
   type ApprovalDecision,
   approveDeploymentUpdate,
+  labelsChangedSignal,
   type PipelineInput,
   type PipelineOutcome,
   type PipelineProgress,
@@ -60,6 +61,13 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
     gate: { status: 'not-reached' },
   };
   setHandler(progressQuery, () => progress);
+  // Counts, not deltas: a repeated or reordered signal never overcounts. Kept even before the pairs are
+  // announced, since a person may label the first pair before the proposing activity's result arrives.
+  let labeledCount = 0;
+  setHandler(labelsChangedSignal, ({ labeled }) => {
+    if (Number.isFinite(labeled)) labeledCount = Math.max(labeledCount, labeled);
+    if (progress.labels) progress.labels.labeled = labeledCount;
+  });
 
   let decision: (ApprovalDecision & { decidedAt: string }) | undefined;
   setHandler(
@@ -169,6 +177,7 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
       const aligned = await stage(
         'rlhf',
         async () => {
+          if (spec.rlhf.source === 'labels') await waitForLabels(model);
           if (spec.rlhf.method !== 'rl') return rlhf.rlhf({ runId, spec, specDir: input.specDir, model });
           // Two activities, so a crash during RL does not retrain the reward model.
           const reward = await rlhf.rewardModel({ runId, spec, specDir: input.specDir, model });
@@ -179,6 +188,21 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
       );
       model = aligned.model;
     }
+    /**
+     * Pairs sampled from the model go to people; the run waits (durably: days are fine) until enough are
+     * labeled, then RLHF reads the labels from the database.
+     */
+    async function waitForLabels(from: typeof model): Promise<void> {
+      const proposed = await rlhf.proposePairs({ runId, spec, model: from, cleaned: cleaned.cleaned });
+      progress.labels = { required: proposed.required, labeled: labeledCount, pairs: proposed.pairs };
+      progress.stages.rlhf = { ...progress.stages.rlhf, summary: { waitingForLabels: proposed.required, pairs: proposed.pairs } };
+      await book.recordRun({ runId, status: 'waiting-labels' });
+      const labels = progress.labels;
+      await condition(() => labels.labeled >= labels.required);
+      progress.stages.rlhf = { ...progress.stages.rlhf, summary: { labeled: labels.labeled } };
+      await book.recordRun({ runId, status: 'running' });
+    }
+
     const tested = await stage(
       'test',
       () => evaluate.test({ runId, spec, model, baseline: trained.checkpoints[0], testShard: splits.test, tokenizer: tokenized.tokenizer }),

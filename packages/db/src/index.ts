@@ -10,6 +10,7 @@ import type { Database } from './schema';
 import { migrations } from './migrations';
 
 export * from './schema';
+export * from './gateway';
 export { sql };
 
 // bigint columns (artifact sizes) fit in a JS number for any artifact we will ever store.
@@ -73,6 +74,23 @@ export async function recordMetrics(
     .values(finite.map((p) => ({ run_id: runId, stage, ...p })))
     .onConflict((oc) => oc.columns(['run_id', 'stage', 'name', 'step']).doUpdateSet((eb) => ({ value: eb.ref('excluded.value') })))
     .execute();
+  await notifyChange(db, runId, 'metrics');
+}
+
+/** The Postgres channel on which writers announce changes to a run; the API turns them into server-sent events. */
+export const CHANGES_CHANNEL = 'tempered_changes';
+export type ChangeKind = 'run' | 'stage' | 'metrics' | 'logs' | 'labels' | 'approval';
+
+/** Tells listeners (the API's live views) that something of a run changed; they read what from the tables. */
+export async function notifyChange(db: Db, runId: string, kind: ChangeKind): Promise<void> {
+  await sql`select pg_notify(${CHANGES_CHANNEL}, ${JSON.stringify({ runId, kind })})`.execute(db);
+}
+
+/** Appends lines to a run's log (trainer output, shown as the dashboard's log tail). */
+export async function recordLogs(db: Db, runId: string, stage: string, lines: string[]): Promise<void> {
+  if (lines.length === 0) return;
+  await db.insertInto('run_logs').values(lines.map((line) => ({ run_id: runId, stage, line: line.slice(0, 2000) }))).execute();
+  await notifyChange(db, runId, 'logs');
 }
 
 /** All ancestors of a lineage node, nearest first (a recursive walk up the edges). */

@@ -113,4 +113,133 @@ export const migrations: Record<string, Migration> = {
       }
     },
   },
+  '0002_people_and_labels': {
+    // Users, tokens and the audit log move from files into Postgres; preference pairs for labeling and the
+    // run log tail shown by the dashboard.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('users')
+        .addColumn('username', 'text', (c) => c.primaryKey())
+        .addColumn('password_hash', 'text')
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('disabled_at', 'timestamptz')
+        .execute();
+      await db.schema
+        .createTable('api_tokens')
+        .addColumn('id', 'bigserial', (c) => c.primaryKey())
+        .addColumn('username', 'text', (c) => c.notNull().references('users.username').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull()) // api | session
+        .addColumn('sha256', 'text', (c) => c.notNull().unique())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('expires_at', 'timestamptz')
+        .addColumn('last_used_at', 'timestamptz')
+        .addColumn('revoked_at', 'timestamptz')
+        .execute();
+      await db.schema
+        .createTable('audit_log')
+        .addColumn('id', 'bigserial', (c) => c.primaryKey())
+        .addColumn('at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('target', 'text', (c) => c.notNull())
+        .addColumn('comment', 'text')
+        .addColumn('details', 'jsonb')
+        .execute();
+      await db.schema.createIndex('audit_log_target').on('audit_log').column('target').execute();
+      await db.schema
+        .createTable('preference_pairs')
+        .addColumn('id', 'bigserial', (c) => c.primaryKey())
+        .addColumn('run_id', 'text', (c) => c.notNull().references('runs.id').onDelete('cascade'))
+        .addColumn('idx', 'integer', (c) => c.notNull())
+        .addColumn('prompt', 'text', (c) => c.notNull())
+        .addColumn('response_a', 'text', (c) => c.notNull())
+        .addColumn('response_b', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull()) // model samples, or production feedback
+        .addColumn('label', 'text') // a | b | tie
+        .addColumn('labeled_by', 'text')
+        .addColumn('labeled_at', 'timestamptz')
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addUniqueConstraint('preference_pairs_run_idx', ['run_id', 'idx'])
+        .execute();
+      await db.schema
+        .createTable('run_logs')
+        .addColumn('id', 'bigserial', (c) => c.primaryKey())
+        .addColumn('run_id', 'text', (c) => c.notNull().references('runs.id').onDelete('cascade'))
+        .addColumn('stage', 'text', (c) => c.notNull())
+        .addColumn('at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('line', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('run_logs_run').on('run_logs').columns(['run_id', 'id']).execute();
+    },
+    async down(db: Kysely<any>) {
+      for (const t of ['run_logs', 'preference_pairs', 'audit_log', 'api_tokens', 'users']) await db.schema.dropTable(t).ifExists().execute();
+    },
+  },
+  '0003_gateway': {
+    // The inference gateway: weighted routes from a model name to the versions serving it, a record of every
+    // request it served, and what people said about the answers (thumbs, and pairwise preferences).
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('routes')
+        .addColumn('model_name', 'text', (c) => c.notNull())
+        .addColumn('model_version_id', 'text', (c) => c.notNull().references('model_versions.id').onDelete('cascade'))
+        .addColumn('endpoint', 'text', (c) => c.notNull())
+        .addColumn('weight', 'double precision', (c) => c.notNull())
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint('routes_pk', ['model_name', 'model_version_id'])
+        .addCheckConstraint('routes_weight_nonnegative', sql`weight >= 0`)
+        .execute();
+      await db.schema
+        .createTable('gateway_requests')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('model_name', 'text', (c) => c.notNull())
+        .addColumn('model_version_id', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull()) // completion | chat
+        .addColumn('prompt', 'text', (c) => c.notNull())
+        .addColumn('response', 'text')
+        .addColumn('status', 'integer', (c) => c.notNull())
+        .addColumn('latency_ms', 'double precision', (c) => c.notNull())
+        .addColumn('flagged', 'boolean', (c) => c.notNull().defaultTo(false))
+        .addColumn('error', 'text')
+        .execute();
+      await db.schema.createIndex('gateway_requests_version_at').on('gateway_requests').columns(['model_version_id', 'at']).execute();
+      await db.schema.createIndex('gateway_requests_model_at').on('gateway_requests').columns(['model_name', 'at']).execute();
+      await db.schema
+        .createTable('feedback_ratings')
+        .addColumn('id', 'bigserial', (c) => c.primaryKey())
+        .addColumn('request_id', 'text', (c) => c.notNull().references('gateway_requests.id').onDelete('cascade'))
+        .addColumn('model_name', 'text', (c) => c.notNull())
+        .addColumn('model_version_id', 'text', (c) => c.notNull())
+        .addColumn('rating', 'text', (c) => c.notNull())
+        .addColumn('comment', 'text')
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addCheckConstraint('feedback_ratings_rating', sql`rating in ('up', 'down')`)
+        .execute();
+      await db.schema.createIndex('feedback_ratings_request').on('feedback_ratings').column('request_id').execute();
+      await db.schema.createIndex('feedback_ratings_model_at').on('feedback_ratings').columns(['model_name', 'created_at']).execute();
+      await db.schema
+        .createTable('feedback_pairwise')
+        .addColumn('id', 'bigserial', (c) => c.primaryKey())
+        .addColumn('model_name', 'text')
+        .addColumn('prompt', 'text', (c) => c.notNull())
+        .addColumn('response_a', 'text', (c) => c.notNull())
+        .addColumn('response_b', 'text', (c) => c.notNull())
+        .addColumn('preferred', 'text', (c) => c.notNull())
+        .addColumn('request_id_a', 'text')
+        .addColumn('request_id_b', 'text')
+        .addColumn('model_version_a', 'text')
+        .addColumn('model_version_b', 'text')
+        .addColumn('comment', 'text')
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addCheckConstraint('feedback_pairwise_preferred', sql`preferred in ('a', 'b', 'tie')`)
+        .execute();
+      await db.schema.createIndex('feedback_pairwise_model_at').on('feedback_pairwise').columns(['model_name', 'created_at']).execute();
+    },
+    async down(db: Kysely<any>) {
+      for (const t of ['feedback_pairwise', 'feedback_ratings', 'gateway_requests', 'routes']) await db.schema.dropTable(t).ifExists().execute();
+    },
+  },
 };

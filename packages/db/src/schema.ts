@@ -101,6 +101,115 @@ export interface DeploymentsTable {
   created_at: CreatedAt;
 }
 
+export interface UsersTable {
+  username: string;
+  /** scrypt$<N>$<r>$<p>$<salt b64>$<hash b64>; null for a user who signs in with tokens only. */
+  password_hash: string | null;
+  role: string; // viewer | operator | approver | admin
+  created_at: CreatedAt;
+  disabled_at: Date | null;
+}
+
+export interface ApiTokensTable {
+  id: Generated<number>;
+  username: string;
+  name: string;
+  kind: string; // api (long-lived, for scripts) | session (a dashboard sign-in, expires)
+  sha256: string; // only the digest is stored
+  created_at: CreatedAt;
+  expires_at: Date | null;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+}
+
+/** Every decision and privileged change: who, when, on what, and why. */
+export interface AuditLogTable {
+  id: Generated<number>;
+  at: CreatedAt;
+  actor: string;
+  action: string; // run.start | gate.approve | gate.reject | label | user.create | token.create | …
+  target: string; // run:<id>, user:<name>, …
+  comment: string | null;
+  details: Json | null;
+}
+
+/** A prompt with two responses for a person to compare; the label says which one is better. */
+export interface PreferencePairsTable {
+  id: Generated<number>;
+  run_id: string;
+  idx: number;
+  prompt: string;
+  response_a: string;
+  response_b: string;
+  source: string; // model-samples | feedback
+  label: string | null; // a | b | tie
+  labeled_by: string | null;
+  labeled_at: Date | null;
+  created_at: CreatedAt;
+}
+
+/** The tail of what a run's processes printed (the trainer's log), for the dashboard. */
+export interface RunLogsTable {
+  id: Generated<number>;
+  run_id: string;
+  stage: string;
+  at: CreatedAt;
+  line: string;
+}
+
+/** Where the gateway sends a model name's traffic: one row per version, split by weight (weights need not sum to 100). */
+export interface RoutesTable {
+  model_name: string;
+  model_version_id: string;
+  /** Base URL of an OpenAI-compatible server that serves the version under its id as the model name. */
+  endpoint: string;
+  weight: number;
+  updated_at: CreatedAt;
+}
+
+/** One request the gateway sent to a model server: what was asked (normalized), what came back, how it went. */
+export interface GatewayRequestsTable {
+  id: string; // the request id the client got (x-request-id, body `id`)
+  at: CreatedAt;
+  model_name: string;
+  model_version_id: string;
+  kind: string; // completion | chat
+  prompt: string;
+  /** The text the client received (after the blocklist); null when the request failed. */
+  response: string | null;
+  status: number;
+  latency_ms: number;
+  flagged: boolean; // the blocklist replaced something in the response
+  error: string | null;
+}
+
+/** Thumbs up or down on one served response. */
+export interface FeedbackRatingsTable {
+  id: Generated<number>;
+  request_id: string;
+  model_name: string;
+  model_version_id: string;
+  rating: string; // up | down
+  comment: string | null;
+  created_at: CreatedAt;
+}
+
+/** A person's choice between two responses to one prompt (from the gateway's clients, e.g. a side-by-side UI). */
+export interface FeedbackPairwiseTable {
+  id: Generated<number>;
+  model_name: string | null;
+  prompt: string;
+  response_a: string;
+  response_b: string;
+  preferred: string; // a | b | tie
+  request_id_a: string | null;
+  request_id_b: string | null;
+  model_version_a: string | null;
+  model_version_b: string | null;
+  comment: string | null;
+  created_at: CreatedAt;
+}
+
 export interface Database {
   runs: RunsTable;
   stages: StagesTable;
@@ -111,6 +220,15 @@ export interface Database {
   approvals: ApprovalsTable;
   model_versions: ModelVersionsTable;
   deployments: DeploymentsTable;
+  users: UsersTable;
+  api_tokens: ApiTokensTable;
+  audit_log: AuditLogTable;
+  preference_pairs: PreferencePairsTable;
+  run_logs: RunLogsTable;
+  routes: RoutesTable;
+  gateway_requests: GatewayRequestsTable;
+  feedback_ratings: FeedbackRatingsTable;
+  feedback_pairwise: FeedbackPairwiseTable;
 }
 
 export type Run = Selectable<RunsTable>;

@@ -134,7 +134,21 @@ export const pipelineSpecSchema = z
           .enum(['dpo', 'rl', 'none'])
           .default('dpo')
           .describe('dpo: direct preference optimisation; rl: a reward model from the pairs, then online RL (GRPO) against it'),
+        source: z
+          .enum(['dataset', 'labels'])
+          .default('dataset')
+          .describe('dataset: the pairs in `preferences`; labels: pairs people label in the dashboard, sampled from the trained model (the run waits for them)'),
         preferences: dataSourceSchema.optional().describe('JSONL with prompt, chosen and rejected'),
+        labels: z
+          .object({
+            required: z.number().int().positive().max(10_000).default(20).describe('labels the run waits for before RLHF continues'),
+            pairs: z.number().int().positive().max(10_000).optional().describe('pairs offered for labeling (default: 1.5 × required)'),
+            temperature: z.number().positive().max(5).default(1).describe('sampling temperature of the two responses'),
+            maxNewTokens: z.number().int().positive().max(512).default(24),
+          })
+          .strict()
+          .prefault({})
+          .describe('with source: labels'),
         steps: z.number().int().positive().default(60),
         batchSize: z.number().int().positive().default(16),
         learningRate: z.number().positive().max(1).default(5e-4),
@@ -152,8 +166,8 @@ export const pipelineSpecSchema = z
         temperature: z.number().positive().max(5).default(1).describe('rl: sampling temperature of the rollouts; lower suits a weak starting model'),
       })
       .strict()
-      .refine((r) => r.method === 'none' || r.preferences !== undefined, {
-        message: 'required when method is not "none"',
+      .refine((r) => r.method === 'none' || r.source === 'labels' || r.preferences !== undefined, {
+        message: 'required when method is not "none" and source is "dataset"',
         path: ['preferences'],
       })
       .prefault({}),

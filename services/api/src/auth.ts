@@ -1,71 +1,176 @@
 /**
- * API credentials for the embedded stack: bearer tokens mapped to a user and a role. Only token digests are
- * kept in `api-tokens.json`; the plain tokens are written once, at setup, to `credentials.json` (mode 600)
- * for the local CLI and printed once.
+ * People and credentials, kept in Postgres: users with scrypt-hashed passwords and a role, API tokens (for
+ * scripts and the CLI) and dashboard sessions (a token in an HttpOnly cookie, expiring), of which only
+ * SHA-256 digests are stored. Every decision and privileged change goes to the audit log (`audit`).
  *
- * Roles: `operator` starts runs; `approver` decides deployment gates; `admin` does both. Nobody approves a
- * run they started (the workflow's Update validator enforces that too).
+ * At the first start of a stack, `ensureFirstUsers` creates admin, operator and approver with random
+ * passwords and tokens, writes them once to `credentials.json` (mode 600) in the data directory for the
+ * local CLI, and prints the admin's password once.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
+import type http from 'node:http';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import { CSRF_HEADER, ROLES, type Role, SESSION_COOKIE } from '@tempered/api-contract';
+import { type Db, sql } from '@tempered/db';
 
-export type Role = 'operator' | 'approver' | 'admin';
+const scrypt = promisify(scryptCb) as (password: string, salt: Buffer, keylen: number, options: object) => Promise<Buffer>;
+
 export interface Principal {
   user: string;
   role: Role;
-}
-interface StoredToken extends Principal {
-  sha256: string;
+  /** How the caller authenticated: a cookie-borne session must also carry the CSRF header to change things. */
+  via: 'token' | 'session';
 }
 
-const digest = (token: string) => createHash('sha256').update(token).digest();
+const SCRYPT = { N: 16384, r: 8, p: 1 };
+export const SESSION_HOURS = 12;
+
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const hash = await scrypt(password, salt, 32, SCRYPT);
+  return `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${salt.toString('base64')}$${hash.toString('base64')}`;
+}
+
+export async function verifyPassword(password: string, stored: string | null): Promise<boolean> {
+  const parts = stored?.split('$');
+  if (!parts || parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  const [, N, r, p, salt, hash] = parts;
+  const expected = Buffer.from(hash, 'base64');
+  const given = await scrypt(password, Buffer.from(salt, 'base64'), expected.length, { N: Number(N), r: Number(r), p: Number(p) });
+  return timingSafeEqual(given, expected);
+}
+
+const digest = (token: string) => createHash('sha256').update(token).digest('hex');
+const newToken = (kind: 'api' | 'session') => `${kind === 'api' ? 'tmp' : 'tms'}_${randomBytes(24).toString('base64url')}`;
 
 export const credentialsPath = (dataDir: string) => path.join(dataDir, 'credentials.json');
-const tokensPath = (dataDir: string) => path.join(dataDir, 'api-tokens.json');
 
-/** Creates the first users' tokens if there are none yet; returns the plain tokens only when it created them. */
-export async function ensureTokens(dataDir: string): Promise<Record<string, { token: string; role: Role }> | undefined> {
-  if (existsSync(tokensPath(dataDir))) return undefined;
-  const users: Principal[] = [
-    { user: 'operator', role: 'operator' },
-    { user: 'approver', role: 'approver' },
-    { user: 'admin', role: 'admin' },
-  ];
-  const plain: Record<string, { token: string; role: Role }> = {};
-  const stored: StoredToken[] = users.map((u) => {
-    const token = `tmp_${randomBytes(24).toString('base64url')}`;
-    plain[u.user] = { token, role: u.role };
-    return { ...u, sha256: digest(token).toString('hex') };
-  });
+export async function audit(
+  db: Db,
+  entry: { actor: string; action: string; target: string; comment?: string; details?: Record<string, unknown> },
+): Promise<void> {
+  await db
+    .insertInto('audit_log')
+    .values({ ...entry, comment: entry.comment ?? null, details: entry.details ? JSON.stringify(entry.details) : null })
+    .execute();
+}
+
+export async function createUser(db: Db, username: string, role: Role, password: string | null): Promise<void> {
+  await db
+    .insertInto('users')
+    .values({ username, role, password_hash: password === null ? null : await hashPassword(password) })
+    .execute();
+}
+
+export async function issueToken(db: Db, username: string, name: string, kind: 'api' | 'session'): Promise<{ token: string; expiresAt: Date | null }> {
+  const token = newToken(kind);
+  const expiresAt = kind === 'session' ? new Date(Date.now() + SESSION_HOURS * 3_600_000) : null;
+  await db.insertInto('api_tokens').values({ username, name, kind, sha256: digest(token), expires_at: expiresAt }).execute();
+  return { token, expiresAt };
+}
+
+/** Creates the first users when there are none; returns their plain credentials only then. */
+export async function ensureFirstUsers(db: Db, dataDir: string): Promise<Record<string, { role: Role; token: string; password: string }> | undefined> {
+  const existing = await db.selectFrom('users').select('username').limit(1).execute();
+  if (existing.length > 0) return undefined;
+  const plain: Record<string, { role: Role; token: string; password: string }> = {};
+  for (const [user, role] of [['admin', 'admin'], ['operator', 'operator'], ['approver', 'approver']] as const) {
+    const password = randomBytes(12).toString('base64url');
+    await createUser(db, user, role, password);
+    const { token } = await issueToken(db, user, 'local CLI', 'api');
+    plain[user] = { role, token, password };
+    await audit(db, { actor: 'setup', action: 'user.create', target: `user:${user}`, details: { role } });
+  }
   await mkdir(dataDir, { recursive: true });
   await writeFile(credentialsPath(dataDir), JSON.stringify(plain, null, 2), { mode: 0o600 });
-  await writeFile(tokensPath(dataDir), JSON.stringify(stored, null, 2), { mode: 0o600 });
   return plain;
 }
 
-export class TokenStore {
-  private readonly tokens: StoredToken[];
+function cookieOf(req: http.IncomingMessage, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === name) return v.join('=');
+  }
+  return undefined;
+}
 
-  constructor(dataDir: string, extraToken?: string) {
-    this.tokens = existsSync(tokensPath(dataDir)) ? JSON.parse(readFileSync(tokensPath(dataDir), 'utf8')) : [];
-    // TEMPERED_API_TOKEN, when set on the API, is an extra admin credential (for production secrets managers).
-    if (extraToken) this.tokens.push({ user: 'admin', role: 'admin', sha256: digest(extraToken).toString('hex') });
+export function sessionCookie(token: string, expiresAt: Date | null): string {
+  const expires = expiresAt ? `; Expires=${expiresAt.toUTCString()}` : '';
+  return `${SESSION_COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/${expires}`;
+}
+export const clearedSessionCookie = `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`;
+
+/**
+ * Resolves the caller of a request from its bearer token or session cookie. Lookups are cached for a few
+ * seconds, so a busy dashboard costs no database round trip per request; a revoked token dies within that.
+ */
+export class Authenticator {
+  private readonly cache = new Map<string, { principal: Principal | undefined; until: number }>();
+  private readonly failures = new Map<string, { count: number; since: number }>();
+
+  constructor(
+    private readonly db: Db,
+    /** TEMPERED_API_TOKEN, when set, is an extra admin credential (for production secrets managers). */
+    private readonly extraToken?: string,
+  ) {}
+
+  async authenticate(req: http.IncomingMessage): Promise<Principal | undefined> {
+    const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const token = bearer ?? cookieOf(req, SESSION_COOKIE);
+    if (!token) return undefined;
+    const via: Principal['via'] = bearer ? 'token' : 'session';
+    if (this.extraToken && bearer && timingSafeEqual(Buffer.from(digest(bearer), 'hex'), Buffer.from(digest(this.extraToken), 'hex'))) {
+      return { user: 'admin', role: 'admin', via };
+    }
+    const key = digest(token);
+    const hit = this.cache.get(key);
+    if (hit && hit.until > Date.now()) return hit.principal && { ...hit.principal, via };
+    const row = await this.db
+      .selectFrom('api_tokens')
+      .innerJoin('users', 'users.username', 'api_tokens.username')
+      .select(['users.username', 'users.role', 'api_tokens.id'])
+      .where('api_tokens.sha256', '=', key)
+      .where('api_tokens.revoked_at', 'is', null)
+      .where('users.disabled_at', 'is', null)
+      .where((eb) => eb.or([eb('api_tokens.expires_at', 'is', null), eb('api_tokens.expires_at', '>', sql<Date>`now()`)]))
+      .executeTakeFirst();
+    const principal = row ? { user: row.username, role: row.role as Role, via } : undefined;
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(key, { principal, until: Date.now() + 5000 });
+    if (row) void this.db.updateTable('api_tokens').set({ last_used_at: sql`now()` }).where('id', '=', row.id).execute().catch(() => {});
+    return principal;
   }
 
-  /** The principal of an `Authorization: Bearer …` header, compared in constant time. */
-  authenticate(header: string | undefined): Principal | undefined {
-    const m = /^Bearer\s+(\S+)$/i.exec(header ?? '');
-    if (!m) return undefined;
-    const given = digest(m[1]);
-    const found = this.tokens.find((t) => timingSafeEqual(Buffer.from(t.sha256, 'hex'), given));
-    return found ? { user: found.user, role: found.role } : undefined;
+  /** Password sign-in; five failures for one user within 5 minutes lock it for the rest of that window. */
+  async login(username: string, password: string): Promise<{ token: string; expiresAt: Date; role: Role } | 'locked' | undefined> {
+    const f = this.failures.get(username);
+    if (f && Date.now() - f.since < 300_000 && f.count >= 5) return 'locked';
+    const user = await this.db.selectFrom('users').selectAll().where('username', '=', username).where('disabled_at', 'is', null).executeTakeFirst();
+    if (!user || !(await verifyPassword(password, user.password_hash))) {
+      const fresh = !f || Date.now() - f.since >= 300_000;
+      this.failures.set(username, { count: fresh ? 1 : f.count + 1, since: fresh ? Date.now() : f.since });
+      return undefined;
+    }
+    this.failures.delete(username);
+    const { token, expiresAt } = await issueToken(this.db, username, 'dashboard session', 'session');
+    return { token, expiresAt: expiresAt!, role: user.role as Role };
+  }
+
+  async logout(req: http.IncomingMessage): Promise<void> {
+    const token = cookieOf(req, SESSION_COOKIE);
+    if (!token) return;
+    await this.db.updateTable('api_tokens').set({ revoked_at: sql`now()` }).where('sha256', '=', digest(token)).execute();
+    this.cache.delete(digest(token));
   }
 }
 
-export function can(principal: Principal, action: 'start' | 'approve' | 'read'): boolean {
-  if (action === 'read') return true;
-  if (principal.role === 'admin') return true;
-  return action === 'start' ? principal.role === 'operator' : principal.role === 'approver';
+/** A cookie-authenticated request that changes something must carry the CSRF header. */
+export function csrfOk(req: http.IncomingMessage, who: Principal): boolean {
+  return who.via === 'token' || req.method === 'GET' || req.headers[CSRF_HEADER] === '1';
+}
+
+export function isRole(value: unknown): value is Role {
+  return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
 }

@@ -1,24 +1,36 @@
 /**
- * The API process: connects to Postgres (migrating it) and Temporal, creates the first credentials if there
- * are none, and serves HTTP on TEMPERED_API_PORT.
+ * The API process: connects to Postgres (migrating it) and Temporal, creates the first users if there are
+ * none, listens for changes to stream to dashboards, and serves HTTP on TEMPERED_API_PORT.
  */
 import { Client, Connection } from '@temporalio/client';
+import { ArtifactStore } from '@tempered/artifacts';
 import { describe, loadConfig } from '@tempered/config';
 import { createDb, migrateToLatest } from '@tempered/db';
-import { credentialsPath, ensureTokens } from './auth';
+import { Authenticator, credentialsPath, ensureFirstUsers } from './auth';
+import { EventHub } from './events';
 import { createServer } from './server';
 
 async function main(): Promise<void> {
   const cfg = loadConfig();
-  const db = createDb(cfg.databaseUrl);
+  const db = createDb(cfg.databaseUrl, 10);
   await migrateToLatest(db);
-  const created = await ensureTokens(cfg.dataDir);
-  if (created) console.log(`created API users ${Object.keys(created).join(', ')}; their tokens are in ${credentialsPath(cfg.dataDir)} (mode 600)`);
+  const created = await ensureFirstUsers(db, cfg.dataDir);
+  if (created) {
+    // Printed once, at setup; afterwards only the mode-600 file has them.
+    console.log(`created users ${Object.keys(created).join(', ')}; passwords and tokens are in ${credentialsPath(cfg.dataDir)} (mode 600)`);
+    console.log(`first admin: username admin, password ${created.admin.password}`);
+  }
   const connection = await Connection.connect({ address: cfg.temporal.address });
   const temporal = new Client({ connection, namespace: cfg.temporal.namespace });
-  const server = createServer({ cfg, db, temporal });
-  server.listen(cfg.api.port, '127.0.0.1', () => console.log(`api listening on ${cfg.api.url}; ${JSON.stringify(describe(cfg))}`));
-  const stop = () => server.close(() => void Promise.all([db.destroy(), connection.close()]).then(() => process.exit(0)));
+  const hub = new EventHub({ db, temporal }, cfg.databaseUrl);
+  await hub.start();
+  const server = createServer({ cfg, db, temporal, store: new ArtifactStore(cfg.s3), auth: new Authenticator(db, cfg.api.token), hub });
+  server.listen(cfg.api.port, '127.0.0.1', () => console.log(`api listening on ${cfg.api.url}; dashboard at ${cfg.api.url}/; ${JSON.stringify(describe(cfg))}`));
+  const stop = () => {
+    void hub.stop();
+    server.closeAllConnections();
+    server.close(() => void Promise.all([db.destroy(), connection.close()]).then(() => process.exit(0)));
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }

@@ -1,0 +1,284 @@
+/**
+ * The HTTP API's contract, shared by the API (which validates requests with these schemas and publishes them
+ * in its OpenAPI description), the dashboard and the CLI (which use the response types). No Node APIs here:
+ * the dashboard bundles this module.
+ *
+ * Authentication: `Authorization: Bearer <token>` (API tokens, for scripts and the CLI) or the `tempered_session`
+ * cookie set by `POST /api/login` (the dashboard; a cookie-authenticated POST must also send `x-tempered: 1`).
+ * Roles: viewer (reads), operator (starts runs, labels), approver (decides gates), admin (all, and users).
+ * Nobody approves the deployment of a run they started.
+ */
+import { z } from 'zod';
+
+export const ROLES = ['viewer', 'operator', 'approver', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+export type Action = 'read' | 'start' | 'label' | 'approve' | 'admin';
+
+/** What each role may do; the API enforces it and the dashboard hides what a role cannot use. */
+export function can(role: Role, action: Action): boolean {
+  if (action === 'read' || role === 'admin') return true;
+  if (action === 'start' || action === 'label') return role === 'operator';
+  if (action === 'approve') return role === 'approver';
+  return false;
+}
+
+export const SESSION_COOKIE = 'tempered_session';
+/** Header a cookie-authenticated request that changes something must carry (a cross-site form cannot send it). */
+export const CSRF_HEADER = 'x-tempered';
+
+// ---- requests -------------------------------------------------------------------------------------------
+
+export const loginRequest = z.object({ username: z.string().min(1).max(64), password: z.string().min(1).max(256) }).strict();
+export const createUserRequest = z
+  .object({
+    username: z.string().regex(/^[a-z][a-z0-9._-]{1,31}$/, 'lowercase letters, digits, ".", "_" or "-", 2–32 characters, starting with a letter'),
+    password: z.string().min(10, 'at least 10 characters').max(256),
+    role: z.enum(ROLES),
+  })
+  .strict();
+export const createTokenRequest = z.object({ name: z.string().min(1).max(64) }).strict();
+/** `POST /api/runs` with JSON: a spec (YAML text or an object), or the path of an example under examples/. */
+export const startRunRequest = z
+  .object({
+    spec: z.union([z.string(), z.record(z.string(), z.unknown())]).optional(),
+    example: z.string().regex(/^[A-Za-z0-9._/-]+\.ya?ml$/, 'a .yaml file under examples/').optional(),
+    specDir: z.string().optional(),
+  })
+  .strict()
+  .refine((b) => (b.spec === undefined) !== (b.example === undefined), { message: 'give exactly one of spec and example', path: ['spec'] });
+export const decisionRequest = z
+  .object({
+    decision: z.enum(['approve', 'reject']),
+    comment: z.string().max(2000).default(''),
+  })
+  .strict();
+export const labelRequest = z.object({ label: z.enum(['a', 'b', 'tie']) }).strict();
+
+export type LoginRequest = z.infer<typeof loginRequest>;
+export type CreateUserRequest = z.infer<typeof createUserRequest>;
+export type StartRunRequest = z.input<typeof startRunRequest>;
+export type DecisionRequest = z.input<typeof decisionRequest>;
+export type LabelRequest = z.infer<typeof labelRequest>;
+
+// ---- responses ------------------------------------------------------------------------------------------
+
+/** Every 4xx/5xx body. `issues` name the offending fields of a request or spec (`train.steps`, `decision`). */
+export interface ApiError {
+  error: string;
+  issues?: Array<{ path: string; message: string }>;
+}
+
+export interface Me {
+  username: string;
+  role: Role;
+  can: Record<Action, boolean>;
+}
+export interface LoginResponse {
+  token: string;
+  expiresAt: string;
+  user: Me;
+}
+
+export type RunStatus =
+  | 'queued' | 'running' | 'waiting-labels' | 'waiting-approval' | 'deployed' | 'rejected' | 'expired' | 'failed' | 'cancelled';
+export type StageStatus = 'pending' | 'running' | 'completed' | 'failed' | 'skipped' | 'cancelled';
+
+export interface RunSummary {
+  id: string;
+  name: string;
+  status: RunStatus;
+  requested_by: string;
+  created_at: string;
+  updated_at: string;
+  error: string | null;
+}
+export interface StageRow {
+  run_id: string;
+  name: string;
+  status: StageStatus;
+  attempts: number;
+  started_at: string | null;
+  finished_at: string | null;
+  error: string | null;
+  summary: Record<string, unknown> | null;
+}
+export interface ArtifactInfo {
+  id: number;
+  stage: string;
+  uri: string;
+  sha256: string;
+  bytes: number;
+  kind: string;
+  /** `GET` it (authenticated) to download the bytes. */
+  download: string;
+}
+export interface ApprovalRow {
+  id: number;
+  run_id: string;
+  decision: 'approve' | 'reject' | 'expired';
+  approver: string | null;
+  comment: string | null;
+  decided_at: string;
+}
+export interface LabelProgress {
+  required: number;
+  labeled: number;
+  pairs: number;
+}
+export interface MetricPoint {
+  stage: string;
+  name: string;
+  step: number;
+  value: number;
+}
+export interface LogLine {
+  id: number;
+  stage: string;
+  at: string;
+  line: string;
+}
+export type GateState =
+  | { status: 'not-reached' }
+  | { status: 'waiting'; deadline: string }
+  | { status: 'approved' | 'rejected'; approver: string; comment: string; decidedAt: string }
+  | { status: 'expired'; expiredAt: string };
+
+export interface ModelVersion {
+  id: string;
+  name: string;
+  version: number;
+  run_id: string;
+  model_uri: string;
+  sha256: string;
+  metrics: Record<string, unknown>;
+  created_at: string;
+}
+export interface Deployment {
+  id: string;
+  model_version_id: string;
+  run_id: string;
+  endpoint: string;
+  status: string;
+  created_at: string;
+}
+export interface DatasetVersion {
+  id: string;
+  name: string;
+  run_id: string;
+  snapshot_uri: string;
+  sha256: string;
+  input_count: number;
+  kept_count: number;
+  quarantined_count: number;
+  quarantine_uri: string;
+  created_at: string;
+}
+
+/** `GET /api/runs/:id`, and the `snapshot` event of its event stream. */
+export interface RunDetail {
+  run: RunSummary & { spec: Record<string, unknown> };
+  stages: StageRow[];
+  gate?: GateState;
+  /** Live stage states from the workflow (summaries, waiting states); absent when the run is gone from Temporal. */
+  progress?: Record<string, { status: StageStatus; startedAt?: string; finishedAt?: string; error?: string; summary?: Record<string, unknown> }>;
+  artifacts: ArtifactInfo[];
+  approvals: ApprovalRow[];
+  /** Series keyed `<stage>.<name>` (`train.loss`, `validate.val_loss`), points `[step, value]` by step. */
+  metrics: Record<string, Array<[number, number]>>;
+  labels?: LabelProgress;
+  datasetVersion?: DatasetVersion;
+  modelVersion?: ModelVersion;
+  deployment?: Deployment;
+}
+
+/**
+ * Server-sent events of `GET /api/runs/:id/events`: first `snapshot` (a RunDetail), then as things change
+ * `run` (run, stages, gate, progress), `metrics` (new points), `logs` (new lines), `labels`, `approvals`.
+ * `GET /api/events` sends `runs` ({run: RunSummary}) whenever any run changes.
+ */
+export interface RunEvents {
+  snapshot: RunDetail;
+  run: Pick<RunDetail, 'run' | 'stages' | 'gate' | 'progress'>;
+  metrics: { points: MetricPoint[] };
+  logs: { lines: LogLine[] };
+  labels: LabelProgress;
+  approvals: { approvals: ApprovalRow[] };
+}
+
+export interface PendingApproval {
+  runId: string;
+  name: string;
+  requestedBy: string;
+  deadline: string | null;
+  test: Record<string, unknown> | null;
+  /** The model serving now, to compare with (null before the first deployment). */
+  production: (ModelVersion & { deploymentId: string }) | null;
+  /** False when the caller may not decide it (wrong role, or they started the run); `reason` says why. */
+  canDecide: boolean;
+  reason?: string;
+}
+export interface ApprovalsResponse {
+  pending: PendingApproval[];
+  recent: Array<ApprovalRow & { name: string }>;
+}
+
+export interface PreferencePair {
+  id: number;
+  runId: string;
+  prompt: string;
+  responseA: string;
+  responseB: string;
+}
+export interface LabelingQueue {
+  runs: Array<{ runId: string; name: string } & LabelProgress>;
+}
+export interface NextPair {
+  pair: PreferencePair | null;
+  progress: LabelProgress;
+}
+
+export interface ModelEntry extends ModelVersion {
+  datasetVersionId: string | null;
+  deployments: Deployment[];
+  /** True for the version behind the newest serving deployment. */
+  serving: boolean;
+}
+export interface ModelsResponse {
+  models: ModelEntry[];
+}
+export interface LineageResponse {
+  /** Edges between nodes named `<type>:<id>` (dataset_version:…, artifact:…, model_version:…, deployment:…). */
+  edges: Array<{ parent: string; child: string; relation: string }>;
+}
+
+export interface DatasetEntry extends DatasetVersion {
+  /** The clean stage's counts for the run that made this version, when it ran. */
+  clean: Record<string, unknown> | null;
+}
+export interface DatasetsResponse {
+  datasets: DatasetEntry[];
+}
+export interface DatasetDetail {
+  dataset: DatasetEntry;
+  /** The first quarantined records with their reasons. */
+  quarantine: Array<Record<string, unknown>>;
+  /** The clean stage's report (what each rule removed or changed). */
+  cleanReport: Record<string, unknown> | null;
+  artifacts: ArtifactInfo[];
+}
+
+export interface AuditEntry {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  target: string;
+  comment: string | null;
+  details: Record<string, unknown> | null;
+}
+export interface ExampleSpec {
+  /** Path under examples/, the value of `example` in `POST /api/runs`. */
+  path: string;
+  name: string;
+  yaml: string;
+}

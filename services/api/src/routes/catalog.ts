@@ -1,0 +1,158 @@
+/**
+ * What runs produced: the approvals inbox, model versions with lineage and deployments, dataset versions
+ * with their quarantine and cleaning reports, and artifact downloads. Downloads go only through rows of the
+ * artifacts table, so a client can name an artifact but never a path or key of its own.
+ */
+import type { ApprovalsResponse, DatasetDetail, ModelEntry, PendingApproval } from '@tempered/api-contract';
+import { can } from '@tempered/api-contract';
+import { ancestors, type Db, node } from '@tempered/db';
+import type { ApiDeps } from '../deps';
+import { HttpError, ID, ok, type Route } from '../http';
+import { downloadUrl } from '../views';
+
+const PREVIEW_BYTES = 256 * 1024;
+
+/** The model version behind the newest serving deployment, if any. */
+async function production(db: Db) {
+  return db
+    .selectFrom('deployments')
+    .innerJoin('model_versions', 'model_versions.id', 'deployments.model_version_id')
+    .selectAll('model_versions')
+    .select('deployments.id as deploymentId')
+    .where('deployments.status', '=', 'serving')
+    .orderBy('deployments.created_at', 'desc')
+    .executeTakeFirst();
+}
+
+const summaryOf = (rows: Array<{ name: string; summary: unknown }>, stage: string) =>
+  (rows.find((r) => r.name === stage)?.summary ?? null) as Record<string, unknown> | null;
+
+export function catalogRoutes({ db, store }: ApiDeps): Route[] {
+  return [
+    {
+      method: 'GET', path: /^\/api\/approvals$/, action: 'read', summary: 'Pending deployment gates with test metrics beside production; recent decisions', response: 'ApprovalsResponse',
+      async handler({ who }) {
+        const [waiting, prod, recent] = await Promise.all([
+          db.selectFrom('runs').select(['id', 'name', 'requested_by']).where('status', '=', 'waiting-approval').orderBy('created_at').execute(),
+          production(db),
+          db.selectFrom('approvals').innerJoin('runs', 'runs.id', 'approvals.run_id').selectAll('approvals').select('runs.name').orderBy('approvals.id', 'desc').limit(20).execute(),
+        ]);
+        const stages = waiting.length
+          ? await db.selectFrom('stages').select(['run_id', 'name', 'summary']).where('run_id', 'in', waiting.map((w) => w.id)).where('name', 'in', ['test', 'deploy']).execute()
+          : [];
+        const pending: PendingApproval[] = waiting.map((r) => {
+          const mine = stages.filter((s) => s.run_id === r.id);
+          const reason = !can(who.role, 'approve')
+            ? `${who.role}s cannot decide gates; an approver or admin can`
+            : r.requested_by === who.user
+              ? 'you started this run; another approver must decide'
+              : undefined;
+          return {
+            runId: r.id,
+            name: r.name,
+            requestedBy: r.requested_by,
+            deadline: (summaryOf(mine, 'deploy')?.deadline as string | undefined) ?? null,
+            test: summaryOf(mine, 'test'),
+            production: prod ? (JSON.parse(JSON.stringify(prod)) as PendingApproval['production']) : null,
+            canDecide: reason === undefined,
+            ...(reason ? { reason } : {}),
+          };
+        });
+        const body: ApprovalsResponse = { pending, recent: JSON.parse(JSON.stringify(recent)) };
+        return ok(body);
+      },
+    },
+    {
+      method: 'GET', path: /^\/api\/models$/, action: 'read', summary: 'Model versions with metrics, dataset version and deployments', response: 'ModelsResponse',
+      async handler() {
+        const [models, deployments, ingests, prod] = await Promise.all([
+          db.selectFrom('model_versions').selectAll().orderBy('created_at', 'desc').limit(200).execute(),
+          db.selectFrom('deployments').select(['id', 'model_version_id', 'run_id', 'endpoint', 'status', 'created_at']).orderBy('created_at', 'desc').execute(),
+          db.selectFrom('stages').select(['run_id', 'summary']).where('name', '=', 'ingest').execute(),
+          production(db),
+        ]);
+        const entries: ModelEntry[] = models.map((m) => ({
+          ...(JSON.parse(JSON.stringify(m)) as ModelEntry),
+          datasetVersionId: ((ingests.find((i) => i.run_id === m.run_id)?.summary as { datasetVersionId?: string } | null)?.datasetVersionId) ?? null,
+          deployments: JSON.parse(JSON.stringify(deployments.filter((d) => d.model_version_id === m.id))),
+          serving: prod?.id === m.id,
+        }));
+        return ok({ models: entries });
+      },
+    },
+    {
+      method: 'GET', path: new RegExp(`^/api/models/${ID}/lineage$`), action: 'read', summary: "A model version's lineage: its ancestors (artifacts, dataset version) and its deployments", response: 'LineageResponse',
+      async handler({ params }) {
+        const self = node.modelVersion(params[0]);
+        const [up, down] = await Promise.all([
+          ancestors(db, self),
+          db.selectFrom('lineage_edges').select(['parent', 'child', 'relation']).where('parent', '=', self).execute(),
+        ]);
+        if (up.length === 0 && down.length === 0) throw new HttpError(404, `no lineage for model version ${params[0]}`);
+        return ok({ edges: [...up, ...down] });
+      },
+    },
+    {
+      method: 'GET', path: /^\/api\/datasets$/, action: 'read', summary: 'Dataset versions with counts', response: 'DatasetsResponse',
+      async handler() {
+        const rows = await db.selectFrom('dataset_versions').selectAll().orderBy('created_at', 'desc').limit(200).execute();
+        const cleans = rows.length
+          ? await db.selectFrom('stages').select(['run_id', 'summary']).where('name', '=', 'clean').where('run_id', 'in', rows.map((r) => r.run_id)).execute()
+          : [];
+        return ok({
+          datasets: rows.map((r) => ({ ...JSON.parse(JSON.stringify(r)), clean: (cleans.find((c) => c.run_id === r.run_id)?.summary as Record<string, unknown>) ?? null })),
+        });
+      },
+    },
+    {
+      method: 'GET', path: new RegExp(`^/api/datasets/${ID}$`), action: 'read', summary: 'A dataset version: quarantined records with reasons, the cleaning report, artifacts', response: 'DatasetDetail',
+      async handler({ params }) {
+        const ds = await db.selectFrom('dataset_versions').selectAll().where('id', '=', params[0]).executeTakeFirst();
+        if (!ds) throw new HttpError(404, `no dataset version ${params[0]}`);
+        const [clean, artifacts] = await Promise.all([
+          db.selectFrom('stages').select('summary').where('run_id', '=', ds.run_id).where('name', '=', 'clean').executeTakeFirst(),
+          db.selectFrom('artifacts').select(['id', 'stage', 'uri', 'sha256', 'bytes', 'kind']).where('run_id', '=', ds.run_id).where('stage', 'in', ['ingest', 'clean']).orderBy('id').execute(),
+        ]);
+        const quarantineText = (await store.getBytes(ds.quarantine_uri)).subarray(0, PREVIEW_BYTES).toString('utf8');
+        const quarantine = quarantineText
+          .split('\n')
+          .slice(0, 200)
+          .filter((l) => l.trim())
+          .flatMap((l) => {
+            try {
+              return [JSON.parse(l) as Record<string, unknown>];
+            } catch {
+              return []; // the preview cut a line short
+            }
+          });
+        const reportRow = artifacts.find((a) => a.kind === 'clean-report');
+        const cleanReport = reportRow ? (JSON.parse((await store.getBytes(reportRow.uri)).toString('utf8')) as Record<string, unknown>) : null;
+        const body: DatasetDetail = {
+          dataset: { ...JSON.parse(JSON.stringify(ds)), clean: (clean?.summary as Record<string, unknown>) ?? null },
+          quarantine,
+          cleanReport,
+          artifacts: artifacts.map((a) => ({ ...a, download: downloadUrl(a.id) })),
+        };
+        return ok(body);
+      },
+    },
+    {
+      method: 'GET', path: /^\/api\/artifacts\/(\d{1,18})$/, action: 'read', summary: "Download an artifact's bytes (verified against its digest by the store on upload)", response: 'application/octet-stream',
+      async handler({ params, res }) {
+        const row = await db.selectFrom('artifacts').select(['uri', 'bytes', 'sha256']).where('id', '=', Number(params[0])).executeTakeFirst();
+        if (!row) throw new HttpError(404, `no artifact ${params[0]}`);
+        const body = await store.open(row.uri); // keyOf refuses any URI outside the bucket and prefix
+        const name = row.uri.split('/').pop()!.replace(/[^A-Za-z0-9._-]/g, '_');
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          'content-length': String(row.bytes),
+          'content-disposition': `attachment; filename="${name}"`,
+          etag: `"${row.sha256}"`,
+        });
+        body.pipe(res);
+        await new Promise((resolve) => res.on('close', resolve));
+        return undefined;
+      },
+    },
+  ];
+}
