@@ -11,15 +11,17 @@ import { split } from './split';
 import { train } from './train';
 import { validate } from './validate';
 import { rewardModel, rl, rlhf } from './rlhf';
+import { proposePairs } from './labels';
 import { test } from './test';
 import { deploy } from './deploy';
 
 export type { Deps } from './context';
 export { GpuSlots } from './gpus';
+export type { ProposePairsResult } from './labels';
 
 type Bound<F> = F extends (deps: Deps, ...args: infer A) => infer R ? (...args: A) => R : never;
 
-const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, split, train, validate, rlhf, rewardModel, rl, test, deploy };
+const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, split, train, validate, proposePairs, rlhf, rewardModel, rl, test, deploy };
 
 export type Activities = { [K in keyof typeof stages]: Bound<(typeof stages)[K]> };
 

@@ -1,5 +1,6 @@
 /**
- * rlhf: aligns the validated model with human preferences from the spec's preference pairs, either by DPO
+ * rlhf: aligns the validated model with human preferences from the spec's preference pairs (or, with
+ * `rlhf.source: labels`, the run's pairs labeled in the dashboard, see labels.ts), either by DPO
  * (one activity) or by RL: a reward model trained on the pairs, then GRPO against it with a KL penalty to the
  * validated model (two activities). Malformed pairs are dropped and counted, not fed to the trainer.
  */
@@ -9,6 +10,7 @@ import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, RewardModelResult, RlhfResult } from '@tempered/workflows';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { type Deps, badInput, log, withScratch } from './context';
+import { labeledPreferences } from './labels';
 import { MetricBuffer } from './metrics';
 import { JsonlWriter, readLines } from './records';
 import { stageSource } from './sources';
@@ -56,7 +58,8 @@ async function preparePreferences(deps: Deps, spec: PipelineSpec, specDir: strin
 /** What DPO and the reward model both start from: the pairs, the validated model, a metric buffer, an output dir. */
 async function alignmentInputs(deps: Deps, input: { runId: string; spec: PipelineSpec; specDir?: string; model: ArtifactRef }, dir: string) {
   return {
-    prefs: await preparePreferences(deps, input.spec, input.specDir, dir),
+    // rlhf.source "labels": the pairs people labeled in the dashboard instead of a dataset.
+    prefs: input.spec.rlhf.source === 'labels' ? await labeledPreferences(deps, input.runId, dir) : await preparePreferences(deps, input.spec, input.specDir, dir),
     modelTar: await deps.store.download(input.model, path.join(dir, 'model.tar')),
     metrics: new MetricBuffer(deps.db, input.runId, 'rlhf'),
     outDir: path.join(dir, 'out'),

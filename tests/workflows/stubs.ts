@@ -60,6 +60,12 @@ export function stubActivities(opts: { failTrain?: string } = {}): { activities:
       const best = i.candidate === 'lr=0.001';
       return { best: ref('model', best ? 20 : 12), bestStep: 10, valLoss: best ? 0.5 : 1.1, perplexity: 3, initialValLoss: 5 };
     },
+    async proposePairs(i) {
+      call('proposePairs');
+      const { required, pairs } = i.spec.rlhf.labels;
+      const offered = pairs ?? Math.ceil(1.5 * required);
+      return { pairs: offered, required: Math.min(required, offered) };
+    },
     async rlhf(i) {
       call('rlhf');
       log.rlhfModel = i.model.uri;

@@ -20,6 +20,7 @@ COMMANDS = {
     "reward": "reward",
     "rl": "rl",
     "compare": "compare",
+    "sample": "sample",
     "serve": "serve",
 }
 
