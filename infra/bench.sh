@@ -9,7 +9,7 @@ export TEMPERED_DATA_DIR="${TEMPERED_BENCH_DATA_DIR:-$TEMPERED_ROOT/.tempered/be
 export TEMPERED_PORT_OFFSET="${TEMPERED_PORT_OFFSET:-200}"
 say "Starting the bench stack in $TEMPERED_DATA_DIR (ports +$TEMPERED_PORT_OFFSET)"
 trap 'tsx infra/src/stack.ts down >/dev/null || true' EXIT
-tsx infra/src/stack.ts up --core
+tsx infra/src/stack.ts up
 for bench in tests/bench/*.bench.ts; do
   say "$bench"
   tsx "$bench"

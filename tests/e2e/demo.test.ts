@@ -77,6 +77,13 @@ describe('the demo pipeline end to end', () => {
     const bad = await apiCall('POST', `/api/runs/${runId}/approval`, 'approver', { decision: 'yes' });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.issues[0].path, 'decision');
+    // The approvals inbox says the same before anyone clicks: who may decide, and why not.
+    const asRequester = (await apiCall('GET', '/api/approvals', 'operator')).body.pending.find((p: any) => p.runId === runId);
+    assert.equal(asRequester.canDecide, false);
+    assert.match(asRequester.reason, /cannot decide|started this run/);
+    const asApprover = (await apiCall('GET', '/api/approvals', 'approver')).body.pending.find((p: any) => p.runId === runId);
+    assert.equal(asApprover.canDecide, true);
+    assert.ok(asApprover.test.exactMatch > asApprover.test.baselineExactMatch);
   });
 
   test('approval through the Update deploys a model that answers', { timeout: 5 * 60_000 }, async () => {
@@ -89,6 +96,11 @@ describe('the demo pipeline end to end', () => {
     }, 1000);
     assert.equal(detail.deployment.status, 'serving');
     assert.equal(detail.approvals[0].approver, 'approver');
+    const audit = (await apiCall('GET', `/api/audit?target=run:${runId}`, 'operator')).body.entries;
+    assert.deepEqual(
+      audit.map((e: any) => [e.actor, e.action, e.comment]).reverse(),
+      [['operator', 'run.start', null], ['approver', 'gate.approve', 'e2e']],
+    );
     const res = await fetch(`${detail.deployment.endpoint}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

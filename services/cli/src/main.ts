@@ -128,11 +128,12 @@ function printGateHelp(runId: string, detail: Json): void {
   const t = detail.stages.find((s: Json) => s.name === 'test')?.summary;
   console.log(`\nRun ${runId} is waiting at the deployment gate${detail.gate?.deadline ? ` (expires ${detail.gate.deadline})` : ''}.`);
   if (t) console.log(`  test exact match ${Number(t.exactMatch).toFixed(3)} (untrained: ${Number(t.baselineExactMatch).toFixed(3)}), test loss ${Number(t.loss).toFixed(4)}`);
-  console.log(`Approve it as an approver (not the user who started it):`);
+  console.log(`Approve it in the dashboard, ${url}/approvals, signed in as approver (not the user who started it),`);
+  console.log(`or with the CLI:`);
   console.log(`  npm run tempered -- approve ${runId} --user approver --comment "looks good"`);
   console.log(`or through the API:`);
   console.log(`  curl -X POST ${url}/api/runs/${runId}/approval -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"decision":"approve","comment":"looks good"}'`);
-  console.log(`  (the approver's token is in ${path.join(loadConfig().dataDir, 'credentials.json')})`);
+  console.log(`  (the approver's password and token are in ${path.join(loadConfig().dataDir, 'credentials.json')})`);
 }
 
 async function main(argv: string[]): Promise<void> {
