@@ -68,7 +68,7 @@ export async function recordStage(
 
 export async function recordApproval(
   deps: Deps,
-  input: { runId: string; decision: 'approve' | 'reject' | 'expired'; approver?: string; comment?: string },
+  input: { runId: string; decision: 'approve' | 'reject' | 'override' | 'expired'; approver?: string; comment?: string },
 ): Promise<void> {
   await deps.db
     .insertInto('approvals')

@@ -1,14 +1,16 @@
 /**
  * rlhf: aligns the validated model with human preferences from the spec's preference pairs (or, with
- * `rlhf.source: labels`, the run's pairs labeled in the dashboard, see labels.ts), either by DPO
+ * `rlhf.source: labels`, the run's pairs labeled in the dashboard, see labels.ts; with `feedback`, the pairs
+ * production feedback through the gateway amounts to), either by DPO
  * (one activity) or by RL: a reward model trained on the pairs, then GRPO against it with a KL penalty to the
  * validated model (two activities). Malformed pairs are dropped and counted, not fed to the trainer.
  */
+import { appendFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, RewardModelResult, RlhfResult } from '@tempered/workflows';
-import { node, recordArtifacts, recordLineage } from '@tempered/db';
+import { feedbackPreferencePairs, node, recordArtifacts, recordLineage } from '@tempered/db';
 import { type Deps, badInput, log, withScratch } from './context';
 import { labeledPreferences } from './labels';
 import { MetricBuffer } from './metrics';
@@ -55,11 +57,38 @@ async function preparePreferences(deps: Deps, spec: PipelineSpec, specDir: strin
   return { path: path_, ref, kept, dropped };
 }
 
+/**
+ * `rlhf.source: feedback`: the pairs people's feedback on this model name's served answers amounts to (see
+ * feedbackPreferencePairs), after the spec's own pairs when it names some, as one preferences artifact.
+ */
+async function feedbackPreferences(deps: Deps, spec: PipelineSpec, specDir: string | undefined, dir: string) {
+  const fromFeedback = await feedbackPreferencePairs(deps.db, { modelName: spec.name });
+  const path_ = path.join(dir, 'preferences.jsonl');
+  let base = { kept: 0, dropped: 0 };
+  if (spec.rlhf.preferences) base = await filterPreferences(await stageSource(deps, spec.rlhf.preferences.uri, specDir, dir, 0), path_);
+  if (fromFeedback.length + base.kept === 0) {
+    throw badInput(`rlhf.source is "feedback" but there is no feedback on ${spec.name} yet that makes a pair (thumbs up and down on one prompt, or a pairwise choice)`);
+  }
+  const feedbackFile = path.join(dir, 'feedback-pairs.jsonl');
+  const sink = new JsonlWriter(feedbackFile);
+  for (const p of fromFeedback) await sink.write(p);
+  await sink.close();
+  await appendFile(path_, await readFile(feedbackFile));
+  const ref = await deps.store.putFile(path_, 'preferences', 'preferences.jsonl');
+  log('preferences from feedback', { feedbackPairs: fromFeedback.length, datasetPairs: base.kept });
+  return { path: path_, ref, kept: base.kept + fromFeedback.length, dropped: base.dropped };
+}
+
 /** What DPO and the reward model both start from: the pairs, the validated model, a metric buffer, an output dir. */
 async function alignmentInputs(deps: Deps, input: { runId: string; spec: PipelineSpec; specDir?: string; model: ArtifactRef }, dir: string) {
   return {
     // rlhf.source "labels": the pairs people labeled in the dashboard instead of a dataset.
-    prefs: input.spec.rlhf.source === 'labels' ? await labeledPreferences(deps, input.runId, dir) : await preparePreferences(deps, input.spec, input.specDir, dir),
+    prefs:
+      input.spec.rlhf.source === 'labels'
+        ? await labeledPreferences(deps, input.runId, dir)
+        : input.spec.rlhf.source === 'feedback'
+          ? await feedbackPreferences(deps, input.spec, input.specDir, dir)
+          : await preparePreferences(deps, input.spec, input.specDir, dir),
     modelTar: await deps.store.download(input.model, path.join(dir, 'model.tar')),
     metrics: new MetricBuffer(deps.db, input.runId, 'rlhf'),
     outDir: path.join(dir, 'out'),

@@ -1,19 +1,35 @@
 /**
  * test: held-out metrics of the model about to be deployed, on the test split: loss, perplexity and the
  * task's exact match by greedy generation, next to the same figures for the untrained (step 0) model, then
- * the spec's gates.
+ * the spec's gates. When a model of the same name is serving, the challenger and that champion answer the
+ * same held-out records (each with its own tokenizer, compared as text) and the result says whether the
+ * challenger wins by `test.championMargin`; the deployment gate then needs an override if it does not.
  */
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, TestResult } from '@tempered/workflows';
+import type { ArtifactRef, ChampionComparison, TestResult } from '@tempered/workflows';
 import { recordMetrics } from '@tempered/db';
 import { type Deps, gateFailed, log, withScratch } from './context';
+import { JsonlWriter, readRecords } from './records';
+import { assignSplit } from './split-core';
 import { runTrainer } from './trainer';
+
+/** Held-out records the champion comparison uses at most (greedy generation by two models on CPU). */
+const MAX_COMPARE_RECORDS = 500;
 
 export async function test(
   deps: Deps,
-  input: { runId: string; spec: PipelineSpec; model: ArtifactRef; baseline: ArtifactRef; testShard: ArtifactRef; tokenizer: ArtifactRef },
+  input: {
+    runId: string;
+    spec: PipelineSpec;
+    model: ArtifactRef;
+    baseline: ArtifactRef;
+    testShard: ArtifactRef;
+    tokenizer: ArtifactRef;
+    /** The cleaned records, whose test-split members the champion comparison uses (absent in older runs). */
+    cleaned?: ArtifactRef;
+  },
 ): Promise<TestResult> {
   const { runId, spec } = input;
   const ctx = Context.current();
@@ -43,18 +59,26 @@ export async function test(
       },
     );
     const [before, after] = finished.results as Array<{ loss: number; perplexity: number; exact_match: number; examples: number }>;
+    const champion = input.cleaned ? await compareWithChampion(deps, { ...input, cleaned: input.cleaned, modelTar: model }, dir) : undefined;
     const result: TestResult = {
       loss: after.loss,
       perplexity: after.perplexity,
       exactMatch: after.exact_match,
       baselineExactMatch: before.exact_match,
       examples: after.examples,
+      ...(champion ? { champion } : {}),
     };
     await recordMetrics(deps.db, runId, 'test', [
       { name: 'test_loss', step: 0, value: result.loss },
       { name: 'test_perplexity', step: 0, value: result.perplexity },
       { name: 'test_exact_match', step: 0, value: result.exactMatch },
       { name: 'baseline_exact_match', step: 0, value: result.baselineExactMatch },
+      ...(champion
+        ? [
+            { name: 'champion_exact_match', step: 0, value: champion.championExactMatch },
+            { name: 'challenger_exact_match', step: 0, value: champion.challengerExactMatch },
+          ]
+        : []),
     ]);
     log('tested', { ...result });
     const { minExactMatch, maxLoss } = spec.test;
@@ -66,4 +90,61 @@ export async function test(
     }
     return result;
   });
+}
+
+/**
+ * The serving model of the same name (the champion) against this run's model on the same held-out records:
+ * the cleaned records the split puts in `test`, each answered greedily and compared with its reference.
+ */
+async function compareWithChampion(
+  deps: Deps,
+  input: { runId: string; spec: PipelineSpec; cleaned: ArtifactRef; modelTar: string },
+  dir: string,
+): Promise<ChampionComparison | undefined> {
+  const { spec } = input;
+  const champion = await deps.db
+    .selectFrom('deployments')
+    .innerJoin('model_versions', 'model_versions.id', 'deployments.model_version_id')
+    .select(['model_versions.id', 'model_versions.version', 'model_versions.model_uri', 'model_versions.sha256'])
+    .where('deployments.status', '=', 'serving')
+    .where('model_versions.name', '=', spec.name)
+    .where('deployments.run_id', '!=', input.runId)
+    .orderBy('deployments.created_at', 'desc')
+    .executeTakeFirst();
+  if (!champion) return undefined;
+
+  const cleaned = await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'));
+  const prompts = path.join(dir, 'champion-prompts.jsonl');
+  const sink = new JsonlWriter(prompts);
+  let n = 0;
+  for await (const r of readRecords(cleaned)) {
+    if (assignSplit(r.key, spec.split) !== 'test') continue;
+    await sink.write({ prompt: r.prompt, reference: r.response });
+    if (++n >= MAX_COMPARE_RECORDS) break;
+  }
+  await sink.close();
+  if (n === 0) return undefined;
+
+  const championTar = await deps.store.download({ uri: champion.model_uri, sha256: champion.sha256, bytes: 0, kind: 'model' }, path.join(dir, 'champion.tar'));
+  const ctx = Context.current();
+  const { finished } = await runTrainer(
+    deps,
+    'compare',
+    { model_a: input.modelTar, model_b: championTar, prompts, rule: 'reference', max_new_tokens: spec.test.maxNewTokens, device: 'auto' },
+    dir,
+    () => ctx.heartbeat({ comparing: champion.id }),
+  );
+  const challengerExactMatch = Number(finished.exact_match_a);
+  const championExactMatch = Number(finished.exact_match_b);
+  const margin = spec.test.championMargin ?? 0;
+  return {
+    modelVersionId: champion.id,
+    version: champion.version,
+    championExactMatch,
+    challengerExactMatch,
+    winRate: Number(finished.win_rate_a),
+    margin,
+    examples: n,
+    challengerWins: challengerExactMatch - championExactMatch >= margin - 1e-9,
+  };
 }

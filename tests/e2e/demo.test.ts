@@ -154,6 +154,39 @@ describe('the demo pipeline end to end', () => {
     await apiCall('POST', `/api/runs/${started.body.runId}/approval`, 'approver', { decision: 'reject', comment: 'e2e' });
   });
 
+  test('a challenger worse than the serving model is not deployed without an override, which is recorded', { timeout: 10 * 60_000 }, async () => {
+    const spec = demoSpec();
+    spec.data.sources = [{ uri: path.join(cfg.dataDir, 'uploads', 'e2e', 'train.jsonl'), encoding: 'utf-8' }];
+    spec.train = { ...spec.train, steps: 8, checkpointEvery: 8 };
+    spec.rlhf = { ...spec.rlhf, method: 'none' };
+    spec.test = { ...spec.test, minExactMatch: undefined };
+    const started = await apiCall('POST', '/api/runs', 'operator', { spec });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const weak = await waitFor('the weak run at its gate', 10 * 60_000, async () => {
+      const d = (await apiCall('GET', `/api/runs/${started.body.runId}`, 'operator')).body;
+      if (d.run.status === 'failed') throw new Error(`run failed: ${d.run.error}`);
+      return d.run.status === 'waiting-approval' ? d : undefined;
+    }, 2000);
+    const champion = weak.stages.find((s: any) => s.name === 'test').summary.champion;
+    assert.equal(champion.modelVersionId, detail.modelVersion.id, 'compared with the serving model of the same name');
+    assert.equal(champion.challengerWins, false, JSON.stringify(champion));
+    assert.ok(champion.championExactMatch > champion.challengerExactMatch + 0.5, JSON.stringify(champion));
+    const plain = await apiCall('POST', `/api/runs/${started.body.runId}/approval`, 'approver', { decision: 'approve', comment: 'ship it' });
+    assert.equal(plain.status, 409);
+    assert.match(plain.body.error, /override/);
+    const forced = await apiCall('POST', `/api/runs/${started.body.runId}/approval`, 'approver', { decision: 'approve', comment: 'known regression, hotfix', override: true });
+    assert.equal(forced.status, 200, JSON.stringify(forced.body));
+    assert.equal(forced.body.override, true);
+    const done = await waitFor('the override deployment', 5 * 60_000, async () => {
+      const d = (await apiCall('GET', `/api/runs/${started.body.runId}`, 'operator')).body;
+      if (['failed', 'rejected', 'expired'].includes(d.run.status)) throw new Error(`run ended ${d.run.status}: ${d.run.error}`);
+      return d.run.status === 'deployed' ? d : undefined;
+    }, 1000);
+    assert.deepEqual(done.approvals.map((a: any) => [a.decision, a.approver, a.comment]), [['override', 'approver', 'known regression, hotfix']]);
+    const audit = (await apiCall('GET', `/api/audit?target=run:${started.body.runId}`, 'operator')).body.entries;
+    assert.ok(audit.some((e: any) => e.action === 'gate.override' && e.actor === 'approver'), JSON.stringify(audit));
+  });
+
   test('the real run replays deterministically against the current workflow code', async () => {
     const { client, close } = await temporalClient();
     try {

@@ -91,12 +91,27 @@ export interface RewardModelResult {
   rewardAccuracy: number;
   initialRewardAccuracy: number;
 }
+/** The challenger (this run's model) against the serving model of the same name, on the same test records. */
+export interface ChampionComparison {
+  modelVersionId: string;
+  version: number;
+  championExactMatch: number;
+  challengerExactMatch: number;
+  /** Wins / (wins + losses) of the challenger, prompt by prompt. */
+  winRate: number;
+  margin: number;
+  examples: number;
+  /** challenger − champion exact match ≥ margin; when false, deploying needs an approver's override. */
+  challengerWins: boolean;
+}
+
 export interface TestResult {
   loss: number;
   perplexity: number;
   exactMatch: number;
   baselineExactMatch: number;
   examples: number;
+  champion?: ChampionComparison;
 }
 export interface DeployResult {
   modelVersionId: string;
@@ -116,7 +131,7 @@ export interface StageState {
 export type GateState =
   | { status: 'not-reached' }
   | { status: 'waiting'; deadline: string }
-  | { status: 'approved' | 'rejected'; approver: string; comment: string; decidedAt: string }
+  | { status: 'approved' | 'rejected'; approver: string; comment: string; decidedAt: string; override?: boolean }
   | { status: 'expired'; expiredAt: string };
 
 /** Preference labels a run with `rlhf.source: labels` waits for. */
@@ -136,11 +151,14 @@ export interface ApprovalDecision {
   decision: 'approve' | 'reject';
   approver: string;
   comment?: string;
+  /** Deploy although the challenger does not beat the serving model by the spec's margin (recorded as such). */
+  override?: boolean;
 }
 export interface ApprovalReceipt {
   decision: 'approve' | 'reject';
   approver: string;
   decidedAt: string;
+  override?: boolean;
 }
 
 export interface PipelineInput {

@@ -70,11 +70,14 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
   });
 
   let decision: (ApprovalDecision & { decidedAt: string }) | undefined;
+  /** Set at the gate: whether the challenger lost to the serving model, so approving needs an override. */
+  let championBeatsChallenger: { championExactMatch: number; challengerExactMatch: number; margin: number } | undefined;
   setHandler(
     approveDeploymentUpdate,
     (d) => {
       decision = { ...d, decidedAt: new Date().toISOString() };
-      return { decision: d.decision, approver: d.approver, decidedAt: decision.decidedAt };
+      const override = d.decision === 'approve' && championBeatsChallenger !== undefined;
+      return { decision: d.decision, approver: d.approver, decidedAt: decision.decidedAt, ...(override ? { override } : {}) };
     },
     {
       validator: (d) => {
@@ -85,6 +88,12 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
         if (typeof d.approver !== 'string' || d.approver.trim() === '') throw new Error('approver is required');
         if (d.approver === input.requestedBy) {
           throw new Error(`${d.approver} started this run and cannot approve its deployment; ask another approver`);
+        }
+        const lost = championBeatsChallenger;
+        if (d.decision === 'approve' && lost && d.override !== true) {
+          throw new Error(
+            `the challenger's exact match ${lost.challengerExactMatch.toFixed(3)} does not beat the serving model's ${lost.championExactMatch.toFixed(3)} by test.championMargin ${lost.margin}; approve with override to deploy it anyway`,
+          );
         }
       },
     },
@@ -205,9 +214,11 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
 
     const tested = await stage(
       'test',
-      () => evaluate.test({ runId, spec, model, baseline: trained.checkpoints[0], testShard: splits.test, tokenizer: tokenized.tokenizer }),
+      () => evaluate.test({ runId, spec, model, baseline: trained.checkpoints[0], testShard: splits.test, tokenizer: tokenized.tokenizer, cleaned: cleaned.cleaned }),
       (r) => ({ ...r }),
     );
+
+    if (tested.champion && !tested.champion.challengerWins) championBeatsChallenger = tested.champion;
 
     // The deployment gate: a person decides, or the timer records the expiry.
     const deadline = new Date(Date.now() + msOf(spec.deploy.approvalTimeout)).toISOString();
@@ -228,8 +239,10 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
     }
 
     const { approver, comment = '', decidedAt } = decision;
-    progress.gate = { status: decision.decision === 'approve' ? 'approved' : 'rejected', approver, comment, decidedAt };
-    await book.recordApproval({ runId, decision: decision.decision, approver, comment });
+    // An approval the champion rule alone would have refused is recorded as an override.
+    const override = decision.decision === 'approve' && championBeatsChallenger !== undefined;
+    progress.gate = { status: decision.decision === 'approve' ? 'approved' : 'rejected', approver, comment, decidedAt, ...(override ? { override } : {}) };
+    await book.recordApproval({ runId, decision: override ? 'override' : decision.decision, approver, comment });
     if (decision.decision === 'reject') {
       progress.stages.deploy = { status: 'skipped', finishedAt: new Date().toISOString(), summary: { gate: 'rejected', approver } };
       await book.recordStage({ runId, stage: 'deploy', status: 'skipped', summary: { gate: 'rejected', approver, comment } });

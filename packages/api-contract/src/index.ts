@@ -50,6 +50,8 @@ export const decisionRequest = z
   .object({
     decision: z.enum(['approve', 'reject']),
     comment: z.string().max(2000).default(''),
+    /** Approve although the challenger does not beat the serving model by the spec's margin. */
+    override: z.boolean().default(false),
   })
   .strict();
 export const labelRequest = z.object({ label: z.enum(['a', 'b', 'tie']) }).strict();
@@ -115,7 +117,8 @@ export interface ArtifactInfo {
 export interface ApprovalRow {
   id: number;
   run_id: string;
-  decision: 'approve' | 'reject' | 'expired';
+  /** `override`: approved although the challenger did not beat the serving model. */
+  decision: 'approve' | 'reject' | 'override' | 'expired';
   approver: string | null;
   comment: string | null;
   decided_at: string;
@@ -140,7 +143,7 @@ export interface LogLine {
 export type GateState =
   | { status: 'not-reached' }
   | { status: 'waiting'; deadline: string }
-  | { status: 'approved' | 'rejected'; approver: string; comment: string; decidedAt: string }
+  | { status: 'approved' | 'rejected'; approver: string; comment: string; decidedAt: string; override?: boolean }
   | { status: 'expired'; expiredAt: string };
 
 export interface ModelVersion {

@@ -135,9 +135,9 @@ export const pipelineSpecSchema = z
           .default('dpo')
           .describe('dpo: direct preference optimisation; rl: a reward model from the pairs, then online RL (GRPO) against it'),
         source: z
-          .enum(['dataset', 'labels'])
+          .enum(['dataset', 'labels', 'feedback'])
           .default('dataset')
-          .describe('dataset: the pairs in `preferences`; labels: pairs people label in the dashboard, sampled from the trained model (the run waits for them)'),
+          .describe('dataset: the pairs in `preferences`; labels: pairs people label in the dashboard, sampled from the trained model (the run waits for them); feedback: pairs from the feedback people gave the serving model of this name through the gateway (plus `preferences`, when given)'),
         preferences: dataSourceSchema.optional().describe('JSONL with prompt, chosen and rejected'),
         labels: z
           .object({
@@ -175,6 +175,12 @@ export const pipelineSpecSchema = z
       .object({
         maxNewTokens: z.number().int().positive().max(512).default(24),
         minExactMatch: z.number().min(0).max(1).optional().describe('fail the run when test exact-match is below this'),
+        championMargin: z
+          .number()
+          .min(-1)
+          .max(1)
+          .default(0)
+          .describe("when a model of this name is serving, the challenger's exact match must beat it by at least this on the same test records (0: not worse), or an approver overrides at the gate"),
         maxLoss: z.number().positive().optional(),
       })
       .strict()

@@ -145,6 +145,14 @@ async function main(argv: string[]): Promise<void> {
       json: { type: 'boolean' },
       follow: { type: 'boolean' },
       comment: { type: 'string' },
+      override: { type: 'boolean' },
+      cron: { type: 'string' },
+      every: { type: 'string' },
+      mode: { type: 'string' },
+      overlap: { type: 'string' },
+      paused: { type: 'boolean' },
+      from: { type: 'string' },
+      to: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -205,9 +213,9 @@ async function main(argv: string[]): Promise<void> {
     case 'reject': {
       const runId = need('a run id');
       const auth = token(values.user, 'approver');
-      const receipt = await api('POST', `/api/runs/${runId}/approval`, auth, { decision: command, comment: values.comment ?? '' });
+      const receipt = await api('POST', `/api/runs/${runId}/approval`, auth, { decision: command, comment: values.comment ?? '', ...(values.override ? { override: true } : {}) });
       if (values.json && command === 'reject') return void console.log(JSON.stringify(receipt));
-      console.log(`${command === 'approve' ? 'approved' : 'rejected'} by ${receipt.approver} at ${receipt.decidedAt}`);
+      console.log(`${command === 'approve' ? (receipt.override ? 'approved by override' : 'approved') : 'rejected'} by ${receipt.approver} at ${receipt.decidedAt}`);
       if (command === 'reject') return;
       console.log('deploying…');
       const detail = await follow(runId, auth, 'end');

@@ -155,3 +155,23 @@ def test_left_padded_samples_are_scored_at_their_sampled_positions():
         assert not torch.allclose(model(input_ids=padded, attention_mask=mask).logits[:, 2:], want, atol=1e-4)
         positions_from_attention_mask(model)
         assert torch.allclose(model(input_ids=padded, attention_mask=mask).logits[:, 2:], want, atol=1e-5)
+
+
+def test_compare_by_reference_scores_against_each_rows_own_answer(exported, tmp_path):
+    # A reference rule knows nothing of the task: the untrained-looking answer "x" is right only where the row says so.
+    rows = [{"prompt": "reverse 1 2 3", "reference": "3 2 1"}, {"prompt": "reverse 4 5 6", "reference": "6 5 4"}]
+    prompts = tmp_path / "ref.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = {"model_a": exported["model_tar"], "model_b": exported["model_tar"], "prompts": str(prompts), "rule": "reference",
+           "max_new_tokens": 8, "device": "cpu", "output_dir": str(tmp_path / "out")}
+    rc, events = run_command("compare", cfg, tmp_path)
+    assert rc == 0, events[-1]
+    done = finished(events)
+    report = json.load(open(tmp_path / "out" / "compare.json"))
+    expected = sum(p["answer_a"] == p["reference"] for p in report["predictions"]) / 2
+    assert done["rule"] == "reference" and done["exact_match_a"] == done["exact_match_b"] == expected
+    assert [p["reference"] for p in report["predictions"]] == ["3 2 1", "6 5 4"]
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text(json.dumps({"prompt": "reverse 1 2"}) + "\n")
+    rc, events = run_command("compare", {**cfg, "prompts": str(missing)}, tmp_path)
+    assert rc == 2 and "reference" in events[-1]["reason"]

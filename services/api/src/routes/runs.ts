@@ -166,15 +166,16 @@ export function runRoutes({ db, temporal, hub }: ApiDeps): Route[] {
     },
     {
       method: 'POST', path: new RegExp(`^/api/runs/${ID}/approval$`), action: 'approve',
-      summary: "Decide a run's deployment gate (an approver who did not start the run)", request: decisionRequest, response: 'ApprovalReceipt',
+      summary: "Decide a run's deployment gate (an approver who did not start the run; override: true to deploy a challenger that lost to the serving model)", request: decisionRequest, response: 'ApprovalReceipt',
       async handler({ req, params, who }) {
         const body = await bodyOf(req, decisionRequest);
         const runId = params[0];
         try {
           const receipt = await temporal.workflow
             .getHandle(runId)
-            .executeUpdate(approveDeploymentUpdate, { args: [{ decision: body.decision, approver: who.user, comment: body.comment }] });
-          await audit(db, { actor: who.user, action: `gate.${body.decision}`, target: `run:${runId}`, comment: body.comment });
+            .executeUpdate(approveDeploymentUpdate, { args: [{ decision: body.decision, approver: who.user, comment: body.comment, override: body.override }] });
+          const action = receipt.override ? 'gate.override' : `gate.${body.decision}`;
+          await audit(db, { actor: who.user, action, target: `run:${runId}`, comment: body.comment });
           return ok(receipt);
         } catch (err) {
           if (err instanceof WorkflowNotFoundError) throw new HttpError(404, `no running run ${runId}`);
