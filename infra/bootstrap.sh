@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything Tempered needs on this machine, and only what is missing: npm packages, the Temporal
-# CLI and the S3 server (built from their Go modules), and the Python ML runtime (a venv keyed by
-# services/trainer/requirements.txt). Caches live outside the repo (TEMPERED_CACHE_DIR, Go's and pip's own
-# caches), so a fresh clone on a machine that has run this before takes seconds.
+# CLI and the S3 server (built from their Go modules), the Python ML runtime (a venv keyed by
+# services/trainer/requirements.txt), and Chromium for the browser tests (Debian's, with apt-get). Caches
+# live outside the repo (TEMPERED_CACHE_DIR, Go's and pip's own caches), so a fresh clone on a machine that
+# has run this before takes seconds.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$TEMPERED_ROOT"
@@ -58,5 +59,17 @@ if [ ! -f "$venv/.complete" ]; then
   ok "ready ($(elapsed))"
 else
   ok "$venv ready"
+fi
+
+say "Chromium (browser tests)"
+if [ -x /usr/bin/chromium ]; then
+  ok "$(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+else
+  command -v apt-get >/dev/null || die "/usr/bin/chromium is missing and there is no apt-get to install it" "install Chromium so that /usr/bin/chromium exists"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  ok "installing Debian's chromium (first time only)…"
+  apt_install() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+  apt_install || { $sudo apt-get update -q >/dev/null && apt_install; } || die "apt-get install chromium failed" "sudo apt-get update && sudo apt-get install chromium"
+  ok "chromium installed ($(elapsed))"
 fi
 say "Bootstrap done in $(elapsed)"

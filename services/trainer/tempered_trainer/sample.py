@@ -58,7 +58,9 @@ def run(raw: dict) -> None:
     # Each prompt repeated `samples` times in a row: the copies share a batch and each draws its own tokens.
     outs = generate(model, [x for x in ids for _ in range(cfg.samples)], cfg.max_new_tokens, tokenizer.eos_token_id,
                     temperature=cfg.temperature, batch_size=cfg.batch_size)
-    texts = [tokenizer.decode(new, skip_special_tokens=True).strip() for new, _ in outs]
+    # A sampled byte-level token can be half of a multi-byte character, which decodes to U+FFFD: drop those
+    # rather than show people a replacement character they cannot judge.
+    texts = [tokenizer.decode(new, skip_special_tokens=True).replace("\ufffd", "").strip() for new, _ in outs]
 
     os.makedirs(cfg.output_dir, exist_ok=True)
     out = os.path.join(cfg.output_dir, "samples.jsonl")

@@ -1,0 +1,107 @@
+/**
+ * Deciding a deployment gate: the comment and the two buttons, for a person who may decide; otherwise the
+ * reason they may not. Also the live countdown to a gate's expiry.
+ */
+import { decisionRequest, type GateState } from '@tempered/api-contract';
+import { useId, useState } from 'react';
+import { ApiFailure, post } from '../api';
+import { formatDate, formatDuration, useNow } from '../format';
+
+export function Countdown({ deadline }: { deadline: string }) {
+  const now = useNow(1000);
+  const left = Date.parse(deadline) - now;
+  const urgent = left < 60 * 60 * 1000;
+  return (
+    <span className={`countdown${urgent ? ' urgent' : ''}`} data-testid="countdown" title={`expires ${formatDate(deadline)}`}>
+      {left > 0 ? `${formatDuration(left)} left` : 'expiring now'}
+    </span>
+  );
+}
+
+export function DecisionForm({ runId, onDecided }: { runId: string; onDecided?: (decision: 'approve' | 'reject') => void }) {
+  const [comment, setComment] = useState('');
+  const [busy, setBusy] = useState<'approve' | 'reject' | null>(null);
+  const [error, setError] = useState<string>();
+  const [done, setDone] = useState<'approve' | 'reject'>();
+  const id = useId();
+
+  const decide = async (decision: 'approve' | 'reject') => {
+    const body = decisionRequest.safeParse({ decision, comment: comment.trim() });
+    if (!body.success) {
+      setError(body.error.issues.map((i) => i.message).join('; '));
+      return;
+    }
+    setBusy(decision);
+    setError(undefined);
+    try {
+      await post(`/api/runs/${encodeURIComponent(runId)}/approval`, body.data);
+      setDone(decision);
+      onDecided?.(decision);
+    } catch (err) {
+      setError(err instanceof ApiFailure ? err.message : String(err));
+    } finally {
+      setBusy(null);
+    }
+  };
+
+  if (done) {
+    return (
+      <p className="callout ok" role="status" data-testid="decision-done">
+        {done === 'approve' ? 'Approved: the model is being deployed.' : 'Rejected: the run stops here.'}
+      </p>
+    );
+  }
+  return (
+    <form className="decision" onSubmit={(e) => e.preventDefault()} aria-label={`Decide the deployment of ${runId}`}>
+      <label htmlFor={`${id}-comment`}>Comment (recorded with your decision)</label>
+      <textarea
+        id={`${id}-comment`}
+        data-testid="decision-comment"
+        value={comment}
+        maxLength={2000}
+        rows={2}
+        placeholder="What you checked, or why you reject it"
+        onChange={(e) => setComment(e.target.value)}
+      />
+      <div className="buttons">
+        <button type="button" className="primary approve" data-testid="approve" disabled={busy !== null} onClick={() => decide('approve')}>
+          {busy === 'approve' ? 'Approving…' : 'Approve deployment'}
+        </button>
+        <button type="button" className="danger" data-testid="reject" disabled={busy !== null} onClick={() => decide('reject')}>
+          {busy === 'reject' ? 'Rejecting…' : 'Reject'}
+        </button>
+      </div>
+      {error && (
+        <p className="callout error" role="alert">
+          {error}
+        </p>
+      )}
+    </form>
+  );
+}
+
+export function GateSummary({ gate, ended = false }: { gate: GateState | undefined; ended?: boolean }) {
+  if (!gate || gate.status === 'not-reached')
+    return <p className="muted">{ended ? 'The run ended before its deployment gate.' : 'The deployment gate opens once the test stage has passed.'}</p>;
+  if (gate.status === 'waiting')
+    return (
+      <p>
+        <span className="badge run-waiting-approval">waiting for a decision</span> <Countdown deadline={gate.deadline} />
+      </p>
+    );
+  if (gate.status === 'expired')
+    return (
+      <p>
+        <span className="badge run-expired">expired</span> Nobody decided before {formatDate(gate.expiredAt)}; the model was not deployed.
+      </p>
+    );
+  return (
+    <div data-testid="gate-decision">
+      <p>
+        <span className={`badge ${gate.status === 'approved' ? 'run-deployed' : 'run-rejected'}`}>{gate.status}</span> by <strong>{gate.approver}</strong>,{' '}
+        {formatDate(gate.decidedAt)}
+      </p>
+      {gate.comment && <blockquote className="comment">{gate.comment}</blockquote>}
+    </div>
+  );
+}

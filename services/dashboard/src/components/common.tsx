@@ -1,0 +1,163 @@
+/** Small shared pieces: status badges, copy buttons, key/value tables, designed loading and error states. */
+import type { RunStatus, StageStatus } from '@tempered/api-contract';
+import { useState, type ReactNode } from 'react';
+import { ApiFailure } from '../api';
+import { formatNumber, humanize } from '../format';
+
+const RUN_STATUS_TEXT: Record<RunStatus, string> = {
+  queued: 'queued',
+  running: 'running',
+  'waiting-labels': 'waiting for labels',
+  'waiting-approval': 'waiting for approval',
+  deployed: 'deployed',
+  rejected: 'rejected',
+  expired: 'expired',
+  failed: 'failed',
+  cancelled: 'cancelled',
+};
+export const RUN_STATUSES = Object.keys(RUN_STATUS_TEXT) as RunStatus[];
+export const runStatusText = (s: RunStatus) => RUN_STATUS_TEXT[s] ?? s;
+/** Statuses after which nothing more happens to a run. */
+export const isFinished = (s: RunStatus) => s === 'deployed' || s === 'rejected' || s === 'expired' || s === 'failed' || s === 'cancelled';
+
+export function RunStatusBadge({ status }: { status: RunStatus }) {
+  return (
+    <span className={`badge run-${status}`} data-testid="run-status" data-status={status}>
+      {runStatusText(status)}
+    </span>
+  );
+}
+
+export function StageStatusBadge({ status }: { status: StageStatus }) {
+  return <span className={`badge stage-${status}`}>{status}</span>;
+}
+
+export function CopyButton({ text, label = 'Copy' }: { text: string; label?: string }) {
+  const [copied, setCopied] = useState(false);
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch {
+      // Clipboard access needs a secure context; fall back to a hidden textarea.
+      const area = document.createElement('textarea');
+      area.value = text;
+      document.body.append(area);
+      area.select();
+      document.execCommand('copy');
+      area.remove();
+    }
+    setCopied(true);
+    setTimeout(() => setCopied(false), 1200);
+  };
+  return (
+    <button type="button" className="icon-button" onClick={copy} aria-label={`${label}: ${text}`} title={copied ? 'Copied' : `${label} ${text}`}>
+      {copied ? (
+        '✓'
+      ) : (
+        <svg width="12" height="12" viewBox="0 0 16 16" aria-hidden="true" fill="none" stroke="currentColor" strokeWidth="1.5">
+          <rect x="5.5" y="5.5" width="8" height="8" rx="1.5" />
+          <path d="M10.5 3.5v-1a1 1 0 0 0-1-1h-6a1 1 0 0 0-1 1v6a1 1 0 0 0 1 1h1" />
+        </svg>
+      )}
+    </button>
+  );
+}
+
+export function Loading({ what }: { what: string }) {
+  return (
+    <p className="muted loading" role="status">
+      Loading {what}…
+    </p>
+  );
+}
+
+export function ErrorBox({ error, retry }: { error: unknown; retry?: () => void }) {
+  const message = error instanceof Error ? error.message : String(error);
+  const status = error instanceof ApiFailure ? error.status : undefined;
+  return (
+    <div className="callout error" role="alert">
+      <strong>{status === 404 ? 'Not found' : status === 403 ? 'Not allowed' : 'Something went wrong'}</strong>
+      <span>{message}</span>
+      {error instanceof ApiFailure && error.issues.length > 0 && (
+        <ul>
+          {error.issues.map((i) => (
+            <li key={`${i.path}:${i.message}`}>
+              <code>{i.path || '(root)'}</code>: {i.message}
+            </li>
+          ))}
+        </ul>
+      )}
+      {retry && (
+        <button type="button" onClick={retry}>
+          Try again
+        </button>
+      )}
+    </div>
+  );
+}
+
+/** A flat or nested record as a definition list; nested objects indent, arrays of scalars join. */
+export function KeyValues({ value, empty = 'Nothing recorded.' }: { value: Record<string, unknown> | null | undefined; empty?: string }) {
+  const entries = Object.entries(value ?? {});
+  if (entries.length === 0) return <p className="muted">{empty}</p>;
+  return (
+    <dl className="kv">
+      {entries.map(([k, v]) => (
+        <div key={k} className="kv-row">
+          <dt title={k}>{humanize(k)}</dt>
+          <dd>
+            {v !== null && typeof v === 'object' && !Array.isArray(v) ? (
+              <KeyValues value={v as Record<string, unknown>} empty="—" />
+            ) : Array.isArray(v) ? (
+              v.every((x) => x === null || typeof x !== 'object') ? (
+                v.map(formatNumber).join(', ') || '—'
+              ) : (
+                <code className="json">{JSON.stringify(v)}</code>
+              )
+            ) : (
+              formatNumber(v)
+            )}
+          </dd>
+        </div>
+      ))}
+    </dl>
+  );
+}
+
+export function ProgressBar({ value, max, label, testId }: { value: number; max: number; label: string; testId?: string }) {
+  const pct = max > 0 ? Math.min(100, (value / max) * 100) : 0;
+  return (
+    <div className="progress" data-testid={testId}>
+      <div
+        className="progress-track"
+        role="progressbar"
+        aria-label={label}
+        aria-valuemin={0}
+        aria-valuemax={max}
+        aria-valuenow={value}
+        aria-valuetext={`${value} of ${max}`}
+      >
+        <div className="progress-fill" style={{ width: `${pct}%` }} />
+      </div>
+      <span className="progress-text">
+        {value} / {max}
+      </span>
+    </div>
+  );
+}
+
+export function Section({ title, actions, children, id, testId }: { title: ReactNode; actions?: ReactNode; children: ReactNode; id?: string; testId?: string }) {
+  return (
+    <section className="card" aria-labelledby={id ? `${id}-title` : undefined} data-testid={testId}>
+      <header className="card-head">
+        <h2 id={id ? `${id}-title` : undefined}>{title}</h2>
+        {actions && <div className="card-actions">{actions}</div>}
+      </header>
+      {children}
+    </section>
+  );
+}
+
+export function Kbd({ children }: { children: ReactNode }) {
+  return <kbd>{children}</kbd>;
+}

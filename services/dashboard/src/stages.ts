@@ -1,0 +1,17 @@
+/**
+ * The pipeline's stages in order, for the pipeline strip. The API reports stages by name; a stage it reports
+ * that is not listed here is shown after these.
+ */
+export const STAGES = ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test', 'deploy'] as const;
+
+export const STAGE_TITLES: Record<string, string> = {
+  ingest: 'Ingest',
+  clean: 'Clean',
+  tokenize: 'Tokenize',
+  split: 'Split',
+  train: 'Train',
+  validate: 'Validate',
+  rlhf: 'RLHF',
+  test: 'Test',
+  deploy: 'Deploy',
+};
