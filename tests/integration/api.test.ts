@@ -106,6 +106,13 @@ describe('bad input never reaches a path or SQL of the client', () => {
     assert.equal(res.body.issues[0].path, 'example');
   });
 
+  test('a spec sent as text with relative data paths is refused at the field, not at ingest minutes later', async () => {
+    const res = await apiCall('POST', '/api/runs', 'operator', { spec: demoSpec() });
+    assert.equal(res.status, 400);
+    assert.deepEqual(res.body.issues.map((i: any) => i.path), ['data.sources.0.uri', 'data.sources.1.uri', 'rlhf.preferences.uri']);
+    assert.match(res.body.issues[0].message, /relative/);
+  });
+
   test('search text is data, not SQL', async () => {
     const before = (await database.selectFrom('runs').select(database.fn.countAll().as('n')).executeTakeFirstOrThrow()).n;
     const res = await apiCall('GET', `/api/runs?q=${encodeURIComponent("x'; drop table runs; --")}`, 'operator');

@@ -10,6 +10,9 @@
  */
 import { z } from 'zod';
 
+/** The life cycle's stages in order (the workflow's own list, repeated here so the dashboard needs no workflow code). */
+export const STAGES = ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test', 'deploy'] as const;
+
 export const ROLES = ['viewer', 'operator', 'approver', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
 export type Action = 'read' | 'start' | 'label' | 'approve' | 'admin';

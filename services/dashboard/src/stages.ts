@@ -2,7 +2,7 @@
  * The pipeline's stages in order, for the pipeline strip. The API reports stages by name; a stage it reports
  * that is not listed here is shown after these.
  */
-export const STAGES = ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test', 'deploy'] as const;
+export { STAGES } from '@tempered/api-contract';
 
 export const STAGE_TITLES: Record<string, string> = {
   ingest: 'Ingest',

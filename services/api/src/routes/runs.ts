@@ -46,6 +46,21 @@ async function listExamples(): Promise<ExampleSpec[]> {
   return out.sort((a, b) => a.path.localeCompare(b.path));
 }
 
+/**
+ * A spec sent as text has no directory of its own, so a relative data path would resolve against the
+ * worker's working directory and fail at ingest minutes later: refuse it now, at the field.
+ */
+function refuseRelativePaths(spec: PipelineSpec): void {
+  const uris = [
+    ...spec.data.sources.map((s, i) => ({ path: `data.sources.${i}.uri`, uri: s.uri })),
+    ...(spec.rlhf.preferences ? [{ path: 'rlhf.preferences.uri', uri: spec.rlhf.preferences.uri }] : []),
+  ];
+  const issues = uris
+    .filter(({ uri }) => !/^(s3|file):\/\//.test(uri) && !path.isAbsolute(uri))
+    .map(({ path: p, uri }) => ({ path: p, message: `"${uri}" is relative, and a spec sent as text has no folder to resolve it against: use an absolute path, an s3:// URI, or start the example that contains it` }));
+  if (issues.length > 0) throw new HttpError(400, issues.map((i) => `${i.path}: ${i.message}`).join('; '), { issues });
+}
+
 function specFailure(err: unknown): never {
   if (err instanceof SpecError) throw new HttpError(400, err.message, { issues: err.issues });
   throw err;
@@ -112,6 +127,7 @@ export function runRoutes({ db, temporal, hub }: ApiDeps): Route[] {
         } catch (err) {
           specFailure(err);
         }
+        if (specDir === undefined) refuseRelativePaths(spec);
         const runId = newRunId(spec.name);
         const input: PipelineInput = { spec, specDir, requestedBy: who.user };
         await db.insertInto('runs').values({ id: runId, name: spec.name, spec: JSON.stringify(spec), status: 'queued', requested_by: who.user }).execute();
