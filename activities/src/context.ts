@@ -19,6 +19,11 @@ export interface Deps {
   store: ArtifactStore;
   /** This worker's GPUs; empty on a CPU worker. */
   gpus: GpuSlots;
+  /**
+   * Whether deterministic stages reuse cached results (./cache.ts). Unset: on, unless the environment says
+   * TEMPERED_STAGE_CACHE=off.
+   */
+  stageCache?: boolean;
 }
 
 /**

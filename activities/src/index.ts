@@ -18,6 +18,7 @@ import { deploy } from './deploy';
 export type { Deps } from './context';
 export { GpuSlots } from './gpus';
 export type { ProposePairsResult } from './labels';
+export { STAGE_CODE_VERSIONS, type CacheMark } from './cache';
 
 type Bound<F> = F extends (deps: Deps, ...args: infer A) => infer R ? (...args: A) => R : never;
 

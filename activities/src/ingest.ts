@@ -8,14 +8,16 @@ import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
 import type { IngestResult } from '@tempered/workflows';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
+import { sha256File } from '@tempered/artifacts';
 import { type Deps, badInput, log, withScratch } from './context';
-import { formatOf, ingestFiles } from './ingest-core';
+import { cachedStage, marked } from './cache';
+import { formatOf, ingestFiles, type IngestSource } from './ingest-core';
 import { stageSource } from './sources';
 
 export async function ingest(deps: Deps, input: { runId: string; spec: PipelineSpec; specDir?: string }): Promise<IngestResult> {
   const { runId, spec } = input;
   return withScratch(deps, async (dir) => {
-    const sources = [];
+    const sources: IngestSource[] = [];
     for (const [i, source] of spec.data.sources.entries()) {
       let format: 'jsonl' | 'csv';
       try {
@@ -25,42 +27,64 @@ export async function ingest(deps: Deps, input: { runId: string; spec: PipelineS
       }
       sources.push({ path: await stageSource(deps, source.uri, input.specDir, dir, i), label: source.uri, format, encoding: source.encoding });
     }
-    Context.current().heartbeat({ phase: 'parsing' });
-    const out = { datasetPath: path.join(dir, 'dataset.jsonl'), quarantinePath: path.join(dir, 'quarantine.jsonl') };
-    const counts = await ingestFiles(sources, spec.data.fields, out);
-    if (counts.kept === 0) {
-      throw badInput(`no usable records in ${spec.data.sources.length} source(s): all ${counts.input} were quarantined (see the quarantine artifact reasons)`);
-    }
-    const dataset = await deps.store.putFile(out.datasetPath, 'dataset', 'dataset.jsonl');
-    const quarantine = await deps.store.putFile(out.quarantinePath, 'quarantine', 'quarantine.jsonl');
-    const datasetVersionId = `ds-${dataset.sha256.slice(0, 12)}`;
+    const digests = await Promise.all(sources.map(async (s) => (await sha256File(s.path)).sha256));
 
-    await deps.db
-      .insertInto('dataset_versions')
-      .values({
-        id: datasetVersionId,
-        name: spec.name,
-        run_id: runId,
-        snapshot_uri: dataset.uri,
-        sha256: dataset.sha256,
-        input_count: counts.input,
-        kept_count: counts.kept,
-        quarantined_count: counts.quarantined,
-        quarantine_uri: quarantine.uri,
-      })
-      .onConflict((oc) => oc.column('id').doNothing())
-      .execute();
-    await recordArtifacts(deps.db, runId, 'ingest', [dataset, quarantine]);
-    await recordLineage(deps.db, runId, [
-      { parent: node.artifact(dataset), child: node.datasetVersion(datasetVersionId), relation: 'snapshot-of' },
-      { parent: node.datasetVersion(datasetVersionId), child: node.artifact(quarantine), relation: 'quarantined' },
-    ]);
-    log('ingested', { datasetVersionId, ...counts });
-    return {
-      datasetVersionId,
-      dataset,
-      quarantine,
-      counts: { input: counts.input, kept: counts.kept, quarantined: counts.quarantined },
-    };
+    const outcome = await cachedStage(
+      deps,
+      {
+        runId,
+        stage: 'ingest',
+        spec,
+        // Cache key: each source's raw bytes (digest), how they are read (format, encoding) and the label the
+        // quarantine entries name it by (the URI as written in the spec), in spec order; and the field
+        // mapping. Not the spec's name: it only names the dataset version row, which is keyed by content.
+        config: { sources: sources.map((s) => ({ label: s.label, format: s.format, encoding: s.encoding })), fields: spec.data.fields },
+        inputs: { sources: digests },
+      },
+      async (): Promise<IngestResult> => {
+        Context.current().heartbeat({ phase: 'parsing' });
+        const out = { datasetPath: path.join(dir, 'dataset.jsonl'), quarantinePath: path.join(dir, 'quarantine.jsonl') };
+        const counts = await ingestFiles(sources, spec.data.fields, out);
+        if (counts.kept === 0) {
+          throw badInput(`no usable records in ${spec.data.sources.length} source(s): all ${counts.input} were quarantined (see the quarantine artifact reasons)`);
+        }
+        const dataset = await deps.store.putFile(out.datasetPath, 'dataset', 'dataset.jsonl');
+        const quarantine = await deps.store.putFile(out.quarantinePath, 'quarantine', 'quarantine.jsonl');
+        log('ingested', { datasetVersionId: `ds-${dataset.sha256.slice(0, 12)}`, ...counts });
+        return {
+          datasetVersionId: `ds-${dataset.sha256.slice(0, 12)}`,
+          dataset,
+          quarantine,
+          counts: { input: counts.input, kept: counts.kept, quarantined: counts.quarantined },
+        };
+      },
+      {
+        artifacts: (r) => [r.dataset, r.quarantine],
+        // The run's dataset version, artifacts and lineage, whether computed now or reused.
+        record: async (r) => {
+          await deps.db
+            .insertInto('dataset_versions')
+            .values({
+              id: r.datasetVersionId,
+              name: spec.name,
+              run_id: runId,
+              snapshot_uri: r.dataset.uri,
+              sha256: r.dataset.sha256,
+              input_count: r.counts.input,
+              kept_count: r.counts.kept,
+              quarantined_count: r.counts.quarantined,
+              quarantine_uri: r.quarantine.uri,
+            })
+            .onConflict((oc) => oc.column('id').doNothing())
+            .execute();
+          await recordArtifacts(deps.db, runId, 'ingest', [r.dataset, r.quarantine]);
+          await recordLineage(deps.db, runId, [
+            { parent: node.artifact(r.dataset), child: node.datasetVersion(r.datasetVersionId), relation: 'snapshot-of' },
+            { parent: node.datasetVersion(r.datasetVersionId), child: node.artifact(r.quarantine), relation: 'quarantined' },
+          ]);
+        },
+      },
+    );
+    return marked(outcome.value, outcome);
   });
 }

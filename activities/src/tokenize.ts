@@ -8,6 +8,7 @@ import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, TokenizeResult } from '@tempered/workflows';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { type Deps, log, withScratch } from './context';
+import { cachedStage, digestPath, marked } from './cache';
 import { stageSource } from './sources';
 import { runTrainer } from './trainer';
 
@@ -17,27 +18,48 @@ export async function tokenize(
 ): Promise<TokenizeResult> {
   const { runId, spec } = input;
   return withScratch(deps, async (dir) => {
-    const cleanedPath = await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'));
-    const outDir = path.join(dir, 'out');
     // Fine-tuning a base model: encode with its own tokenizer instead of training one.
     const base = spec.model.base ? await stageSource(deps, spec.model.base.uri, input.specDir, dir, 0) : undefined;
-    const { finished } = await runTrainer(
+    const outcome = await cachedStage(
       deps,
-      'tokenize',
-      base
-        ? { input: cleanedPath, tokenizer: base, output_dir: outDir }
-        : { input: cleanedPath, vocab_size: spec.tokenizer.vocabSize, min_frequency: spec.tokenizer.minFrequency, output_dir: outDir },
-      dir,
+      {
+        runId,
+        stage: 'tokenize',
+        spec,
+        // Cache key: the cleaned records' digest; with a base model, the base's digest (its tokenizer is used
+        // and `tokenizer` settings are ignored), otherwise `tokenizer.vocabSize` and `minFrequency`, which are
+        // all the trainer's tokenize command receives. The trainer's code digest is added by the cache.
+        config: base ? { mode: 'base-model' } : { mode: 'train-bpe', vocabSize: spec.tokenizer.vocabSize, minFrequency: spec.tokenizer.minFrequency },
+        inputs: { cleaned: input.cleaned.sha256, ...(base ? { baseModel: await digestPath(base) } : {}) },
+      },
+      async (): Promise<TokenizeResult> => {
+        const cleanedPath = await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'));
+        const outDir = path.join(dir, 'out');
+        const { finished } = await runTrainer(
+          deps,
+          'tokenize',
+          base
+            ? { input: cleanedPath, tokenizer: base, output_dir: outDir }
+            : { input: cleanedPath, vocab_size: spec.tokenizer.vocabSize, min_frequency: spec.tokenizer.minFrequency, output_dir: outDir },
+          dir,
+        );
+        const tokenizer = await deps.store.putFile(path.join(outDir, 'tokenizer.json'), 'tokenizer', 'tokenizer.json');
+        const encoded = await deps.store.putFile(path.join(outDir, 'encoded.shard'), 'shard', 'encoded.shard');
+        log('tokenized', { records: finished.records, tokens: finished.tokens });
+        return { tokenizer, encoded, counts: { records: Number(finished.records), tokens: Number(finished.tokens) } };
+      },
+      {
+        artifacts: (r) => [r.tokenizer, r.encoded],
+        record: async (r) => {
+          await recordArtifacts(deps.db, runId, 'tokenize', [r.tokenizer, r.encoded]);
+          await recordLineage(deps.db, runId, [
+            { parent: node.artifact(input.cleaned), child: node.artifact(r.tokenizer), relation: 'trained' },
+            { parent: node.artifact(input.cleaned), child: node.artifact(r.encoded), relation: 'encoded-into' },
+            { parent: node.artifact(r.tokenizer), child: node.artifact(r.encoded), relation: 'encoded-with' },
+          ]);
+        },
+      },
     );
-    const tokenizer = await deps.store.putFile(path.join(outDir, 'tokenizer.json'), 'tokenizer', 'tokenizer.json');
-    const encoded = await deps.store.putFile(path.join(outDir, 'encoded.shard'), 'shard', 'encoded.shard');
-    await recordArtifacts(deps.db, runId, 'tokenize', [tokenizer, encoded]);
-    await recordLineage(deps.db, runId, [
-      { parent: node.artifact(input.cleaned), child: node.artifact(tokenizer), relation: 'trained' },
-      { parent: node.artifact(input.cleaned), child: node.artifact(encoded), relation: 'encoded-into' },
-      { parent: node.artifact(tokenizer), child: node.artifact(encoded), relation: 'encoded-with' },
-    ]);
-    log('tokenized', { records: finished.records, tokens: finished.tokens });
-    return { tokenizer, encoded, counts: { records: Number(finished.records), tokens: Number(finished.tokens) } };
+    return marked(outcome.value, outcome);
   });
 }

@@ -9,9 +9,10 @@ import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, TrainResult } from '@tempered/workflows';
-import { node, recordArtifacts, recordLineage, recordMetrics } from '@tempered/db';
+import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { sha256File } from '@tempered/artifacts';
 import { type Deps, log, withScratch } from './context';
+import { cachedStage, digestPath, marked } from './cache';
 import { stageSource } from './sources';
 import { MetricBuffer } from './metrics';
 import { runTrainer } from './trainer';
@@ -75,75 +76,113 @@ export async function train(
   progress.checkpoints = [...known].sort(([a], [b]) => a - b).map(([step, ref]) => ({ step, ref }));
 
   return withScratch(deps, async (dir) => {
-    const trainShard = await deps.store.download(input.trainShard, path.join(dir, 'train.shard'));
-    const tokenizer = await deps.store.download(input.tokenizer, path.join(dir, 'tokenizer.json'));
-    const latest = progress.checkpoints.at(-1);
-    const resumeFrom = latest ? await deps.store.download(latest.ref, path.join(dir, 'resume', 'checkpoint.pt')) : undefined;
-    if (latest) log('resuming training from checkpoint', { step: latest.step, attempt: ctx.info.attempt });
-
     const base = spec.model.base ? await stageSource(deps, spec.model.base.uri, input.specDir, dir, 0) : undefined;
-    const lora = spec.train.lora;
     // A base given as a directory has no single digest; a model.tar does, and links the lineage.
     const baseRef = base ? await sha256File(base).catch(() => undefined) : undefined;
-    const metrics = new MetricBuffer(deps.db, runId, 'train', input.candidate);
-    let lastLoss = NaN;
-    const config = {
-      train_shard: trainShard,
-      tokenizer,
-      output_dir: path.join(dir, 'out'),
-      ...(base
-        ? { base_model: base }
-        : { model: { n_layer: spec.model.nLayer, n_head: spec.model.nHead, n_embd: spec.model.nEmbd, context_length: spec.model.contextLength } }),
-      ...(lora ? { lora: { r: lora.r, alpha: lora.alpha ?? lora.r, dropout: lora.dropout ?? 0, ...(lora.targetModules ? { target_modules: lora.targetModules } : {}) } } : {}),
+    const lora = spec.train.lora;
+    const learningRate = input.learningRate ?? spec.train.learningRate;
+    const modelConfig = { n_layer: spec.model.nLayer, n_head: spec.model.nHead, n_embd: spec.model.nEmbd, context_length: spec.model.contextLength };
+    const loraConfig = lora ? { r: lora.r, alpha: lora.alpha ?? lora.r, dropout: lora.dropout ?? 0, ...(lora.targetModules ? { target_modules: lora.targetModules } : {}) } : undefined;
+    const hyper = {
       steps: spec.train.steps,
       batch_size: spec.train.batchSize,
-      learning_rate: input.learningRate ?? spec.train.learningRate,
+      learning_rate: learningRate,
       warmup_steps: spec.train.warmupSteps,
       weight_decay: spec.train.weightDecay,
       checkpoint_every: spec.train.checkpointEvery,
       seed: spec.train.seed,
-      device: 'auto',
-      ...(resumeFrom ? { resume_from: resumeFrom } : {}),
     };
-    const { finished } = await runTrainer(deps, 'sft', config, dir, async (e) => {
-      if (e.event === 'started') {
-        // Where this attempt began: > 0 after a resume. Keyed by attempt, so every retry is visible.
-        metrics.add('start_step', ctx.info.attempt, Number(e.step));
+
+    const outcome = await cachedStage(
+      deps,
+      {
+        runId,
+        stage: 'train',
+        spec,
+        // Cache key: everything the trainer receives except paths and the device: the architecture (or, with
+        // a base model, the base's digest, which replaces it), LoRA, steps, batch size, this candidate's
+        // learning rate, warmup, weight decay, checkpoint interval (which checkpoints exist) and seed; the
+        // candidate's label (it names the checkpoints and metric series); the digests of the train shard and
+        // the tokenizer; and (added by the cache) the trainer's code digest. Not `heartbeatTimeout` nor the
+        // sweep's other learning rates, which do not change this candidate's result.
+        config: { ...(base ? {} : { model: modelConfig }), lora: loraConfig, ...hyper, candidate: input.candidate ?? null },
+        inputs: { trainShard: input.trainShard.sha256, tokenizer: input.tokenizer.sha256, ...(base ? { baseModel: baseRef?.sha256 ?? (await digestPath(base)) } : {}) },
+        metrics: { series: input.candidate },
+      },
+      async (): Promise<TrainResult> => {
+        const trainShard = await deps.store.download(input.trainShard, path.join(dir, 'train.shard'));
+        const tokenizer = await deps.store.download(input.tokenizer, path.join(dir, 'tokenizer.json'));
+        const latest = progress.checkpoints.at(-1);
+        const resumeFrom = latest ? await deps.store.download(latest.ref, path.join(dir, 'resume', 'checkpoint.pt')) : undefined;
+        if (latest) log('resuming training from checkpoint', { step: latest.step, attempt: ctx.info.attempt });
+
+        const metrics = new MetricBuffer(deps.db, runId, 'train', input.candidate);
+        let lastLoss = NaN;
+        const config = {
+          train_shard: trainShard,
+          tokenizer,
+          output_dir: path.join(dir, 'out'),
+          ...(base ? { base_model: base } : { model: modelConfig }),
+          ...(loraConfig ? { lora: loraConfig } : {}),
+          ...hyper,
+          device: 'auto',
+          ...(resumeFrom ? { resume_from: resumeFrom } : {}),
+        };
+        const { finished } = await runTrainer(deps, 'sft', config, dir, async (e) => {
+          if (e.event === 'started') {
+            // Where this attempt began: > 0 after a resume. Keyed by attempt, so every retry is visible.
+            metrics.add('start_step', ctx.info.attempt, Number(e.step));
+            await metrics.flush();
+          } else if (e.event === 'step') {
+            lastLoss = Number(e.loss);
+            progress.step = Number(e.step);
+            progress.loss = lastLoss;
+            progress.initialLoss ??= lastLoss;
+            metrics.add('loss', progress.step, lastLoss);
+            metrics.add('lr', progress.step, Number(e.lr));
+            metrics.add('tokens_per_sec', progress.step, Number(e.tokens_per_sec));
+            ctx.heartbeat(progress);
+            await metrics.maybeFlush();
+          } else if (e.event === 'checkpoint') {
+            const step = Number(e.step);
+            if (known.has(step)) return; // an earlier attempt stored this step; the resumed run reproduces it
+            const ref = await deps.store.putFile(String(e.path), 'checkpoint', checkpointName(step, input.candidate));
+            known.set(step, ref);
+            progress.checkpoints.push({ step, ref });
+            await recordArtifacts(deps.db, runId, 'train', [ref]);
+            await recordLineage(deps.db, runId, lineageOf(ref));
+            ctx.heartbeat(progress);
+            log('checkpoint uploaded', { step, sha256: ref.sha256.slice(0, 12) });
+          }
+        });
         await metrics.flush();
-      } else if (e.event === 'step') {
-        lastLoss = Number(e.loss);
-        progress.step = Number(e.step);
-        progress.loss = lastLoss;
-        progress.initialLoss ??= lastLoss;
-        metrics.add('loss', progress.step, lastLoss);
-        metrics.add('lr', progress.step, Number(e.lr));
-        metrics.add('tokens_per_sec', progress.step, Number(e.tokens_per_sec));
-        ctx.heartbeat(progress);
-        await metrics.maybeFlush();
-      } else if (e.event === 'checkpoint') {
-        const step = Number(e.step);
-        if (known.has(step)) return; // an earlier attempt stored this step; the resumed run reproduces it
-        const ref = await deps.store.putFile(String(e.path), 'checkpoint', checkpointName(step, input.candidate));
-        known.set(step, ref);
-        progress.checkpoints.push({ step, ref });
-        await recordArtifacts(deps.db, runId, 'train', [ref]);
-        await recordLineage(deps.db, runId, [
-          { parent: node.artifact(input.trainShard), child: node.artifact(ref), relation: 'trained-on' },
-          { parent: node.artifact(input.tokenizer), child: node.artifact(ref), relation: 'tokenized-by' },
-          ...(baseRef ? [{ parent: node.artifact(baseRef), child: node.artifact(ref), relation: 'fine-tuned-from' }] : []),
-        ]);
-        ctx.heartbeat(progress);
-        log('checkpoint uploaded', { step, sha256: ref.sha256.slice(0, 12) });
-      }
-    });
-    await metrics.flush();
-    const checkpoints = progress.checkpoints.sort((a, b) => a.step - b.step);
-    return {
-      model: checkpoints.at(-1)!.ref,
-      checkpoints: checkpoints.map((c) => c.ref),
-      steps: Number(finished.step),
-      initialLoss: Number(finished.initial_loss ?? progress.initialLoss),
-      finalLoss: Number(finished.final_loss ?? lastLoss),
-    };
+        const checkpoints = progress.checkpoints.sort((a, b) => a.step - b.step);
+        return {
+          model: checkpoints.at(-1)!.ref,
+          checkpoints: checkpoints.map((c) => c.ref),
+          steps: Number(finished.step),
+          initialLoss: Number(finished.initial_loss ?? progress.initialLoss),
+          finalLoss: Number(finished.final_loss ?? lastLoss),
+        };
+      },
+      {
+        artifacts: (r) => r.checkpoints,
+        // Already done checkpoint by checkpoint when computed (repeating it is a no-op); a reused result gets
+        // every checkpoint and its lineage here.
+        record: async (r) => {
+          await recordArtifacts(deps.db, runId, 'train', r.checkpoints);
+          await recordLineage(deps.db, runId, r.checkpoints.flatMap(lineageOf));
+        },
+      },
+    );
+    return marked(outcome.value, outcome);
+
+    function lineageOf(ref: ArtifactRef) {
+      return [
+        { parent: node.artifact(input.trainShard), child: node.artifact(ref), relation: 'trained-on' },
+        { parent: node.artifact(input.tokenizer), child: node.artifact(ref), relation: 'tokenized-by' },
+        ...(baseRef ? [{ parent: node.artifact(baseRef), child: node.artifact(ref), relation: 'fine-tuned-from' }] : []),
+      ];
+    }
   });
 }

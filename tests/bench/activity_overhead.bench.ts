@@ -67,7 +67,8 @@ async function run(): Promise<void> {
     artifacts.putFile(sft.train_shard, 'shard', 'train.shard'),
     artifacts.putFile(sft.tokenizer, 'tokenizer', 'tokenizer.json'),
   ]);
-  const activities = createActivities({ cfg, db: database, store: artifacts, gpus: new GpuSlots([]) });
+  // Without the stage cache: every repeat must train, or the second would reuse the first's result.
+  const activities = createActivities({ cfg, db: database, store: artifacts, gpus: new GpuSlots([]), stageCache: false });
 
   const bare: number[] = [];
   const activity: number[] = [];

@@ -13,6 +13,10 @@ import { generateDemoData } from '@tempered/examples';
 import { CONTROL_TASK_QUEUE, type PipelineInput, WORKFLOW_TYPE } from '@tempered/workflows';
 import { cfg, db, demoSpec, repoRoot, temporalClient, uniqueId, waitFor } from '../support';
 
+// The train workers this test starts run without the stage cache: the three runs train the same spec on the
+// same data, and each must really train (and be killed) rather than reuse the first one's result.
+process.env.TEMPERED_STAGE_CACHE = 'off';
+
 const STEPS = 1500;
 const EVERY = 150;
 const database = db();

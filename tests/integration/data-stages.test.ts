@@ -17,7 +17,8 @@ import { cfg, db, demoSpec, store, uniqueId } from '../support';
 
 describe('data stages on the real stack', () => {
   const database = db();
-  const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]) });
+  // Without the stage cache: these tests check what the stages compute (a second ingest must recompute).
+  const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), stageCache: false });
   const env = new MockActivityEnvironment();
   const runId = uniqueId('int');
   const dataDir = path.join(cfg.dataDir, 'uploads', 'integration');

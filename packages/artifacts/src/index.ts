@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import {
   CreateBucketCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -174,5 +175,13 @@ export class ArtifactStore {
 
   async exists(uri: string): Promise<boolean> {
     return (await this.headBytes(this.keyOf(uri))) !== undefined;
+  }
+
+  /**
+   * Deletes an object (garbage collection, tests of a lost artifact). Content-addressed objects may be shared
+   * by several runs and stage-cache entries: a cached result whose artifact is gone is recomputed.
+   */
+  async remove(uri: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(uri) }));
   }
 }

@@ -242,4 +242,57 @@ export const migrations: Record<string, Migration> = {
       for (const t of ['feedback_pairwise', 'feedback_ratings', 'gateway_requests', 'routes']) await db.schema.dropTable(t).ifExists().execute();
     },
   },
+  '0004_stage_cache': {
+    // The stage cache (activities/src/cache.ts): a deterministic stage's result by the digest of its stage,
+    // config, input digests and code version, and which runs reused which stored result.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('stage_cache')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('stage', 'text', (c) => c.notNull())
+        .addColumn('result', 'jsonb', (c) => c.notNull())
+        .addColumn('material', 'jsonb') // what the key is the digest of, to explain a miss
+        .addColumn('run_id', 'text', (c) => c.notNull()) // the run that computed it (no foreign key: the result outlives it)
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('hits', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .createTable('stage_cache_uses')
+        .addColumn('run_id', 'text', (c) => c.notNull().references('runs.id').onDelete('cascade'))
+        .addColumn('stage', 'text', (c) => c.notNull())
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('source_run_id', 'text', (c) => c.notNull())
+        .addColumn('used_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint('stage_cache_uses_pk', ['run_id', 'stage', 'key'])
+        .execute();
+    },
+    async down(db: Kysely<any>) {
+      for (const t of ['stage_cache_uses', 'stage_cache']) await db.schema.dropTable(t).ifExists().execute();
+    },
+  },
+  '0005_triggers': {
+    // Retrain triggers (workflows/src/retrain.ts): what a trigger last acted on (the watched prefix's listing,
+    // the newest feedback ids), so a check counts only what is new since the last retrain it started.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('retrain_triggers')
+        .addColumn('id', 'text', (c) => c.primaryKey()) // the schedule id
+        .addColumn('pipeline', 'text', (c) => c.notNull())
+        .addColumn('last_listing_digest', 'text') // sha256 of the sorted key/etag/size lines; null before a prefix is watched
+        .addColumn('last_listing', 'jsonb') // {key: "etag:size"} of the watched prefix at the last retrain (or the baseline)
+        .addColumn('last_feedback_id', 'bigint', (c) => c.notNull().defaultTo(0)) // newest feedback_ratings.id counted
+        .addColumn('last_pairwise_id', 'bigint', (c) => c.notNull().defaultTo(0)) // newest feedback_pairwise.id counted
+        .addColumn('last_run_id', 'text') // the newest retrain it started (no foreign key: the trigger outlives runs)
+        .addColumn('last_reason', 'text')
+        .addColumn('generation', 'integer', (c) => c.notNull().defaultTo(0)) // bumped by every change of the state above
+        .addColumn('last_checked_at', 'timestamptz')
+        .addColumn('last_check', 'text') // what the newest check decided, for people
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('retrain_triggers').ifExists().execute();
+    },
+  },
 };

@@ -210,6 +210,51 @@ export interface FeedbackPairwiseTable {
   created_at: CreatedAt;
 }
 
+/** A deterministic stage's stored result, by the digest of its stage, config, input digests and code version. */
+export interface StageCacheTable {
+  key: string;
+  stage: string;
+  result: Json;
+  /** What the key is the digest of (stage, code version, config, input digests). */
+  material: Json | null;
+  /** The run that computed the result. */
+  run_id: string;
+  /** When the result was stored; a recomputed result that replaces a stale one sets it anew. */
+  created_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  hits: number;
+}
+
+/** A run's stage that reused a stored result instead of computing it. */
+export interface StageCacheUsesTable {
+  run_id: string;
+  stage: string;
+  key: string;
+  /** The run that computed the reused result. */
+  source_run_id: string;
+  used_at: CreatedAt;
+}
+
+/**
+ * A retrain trigger's memory: what it last acted on, so each check counts only the objects and feedback that
+ * are new since the last retrain it started (or since it was set up: the first check records a baseline).
+ */
+export interface RetrainTriggersTable {
+  id: string; // the schedule id
+  pipeline: string;
+  last_listing_digest: string | null;
+  /** `{key: "etag:size"}` of the watched prefix at the last retrain or baseline. */
+  last_listing: Json | null;
+  last_feedback_id: ColumnType<number, number | undefined, number>;
+  last_pairwise_id: ColumnType<number, number | undefined, number>;
+  last_run_id: string | null;
+  last_reason: string | null;
+  generation: ColumnType<number, number | undefined, number>;
+  last_checked_at: Date | null;
+  last_check: string | null;
+  created_at: CreatedAt;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
 export interface Database {
   runs: RunsTable;
   stages: StagesTable;
@@ -229,6 +274,9 @@ export interface Database {
   gateway_requests: GatewayRequestsTable;
   feedback_ratings: FeedbackRatingsTable;
   feedback_pairwise: FeedbackPairwiseTable;
+  stage_cache: StageCacheTable;
+  stage_cache_uses: StageCacheUsesTable;
+  retrain_triggers: RetrainTriggersTable;
 }
 
 export type Run = Selectable<RunsTable>;

@@ -37,6 +37,10 @@ export const pipelineSpecSchema = z
     apiVersion: z.literal('tempered/v1'),
     name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes, at most 63 characters'),
     description: z.string().optional(),
+    cache: z
+      .boolean()
+      .optional()
+      .describe('false: recompute every stage; by default a stage whose config, inputs and code are unchanged reuses its earlier result (stage cache)'),
     data: z
       .object({
         sources: z.array(dataSourceSchema).min(1, 'at least one data source is required'),
