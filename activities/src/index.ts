@@ -14,6 +14,8 @@ import { rewardModel, rl, rlhf } from './rlhf';
 import { proposePairs } from './labels';
 import { test } from './test';
 import { deploy } from './deploy';
+import { canaryHealth, finishCanary, setCanaryWeight } from './canary';
+import { retrainCheck } from './triggers';
 
 export type { Deps } from './context';
 export { GpuSlots } from './gpus';
@@ -22,7 +24,7 @@ export { STAGE_CODE_VERSIONS, type CacheMark } from './cache';
 
 type Bound<F> = F extends (deps: Deps, ...args: infer A) => infer R ? (...args: A) => R : never;
 
-const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, split, train, validate, proposePairs, rlhf, rewardModel, rl, test, deploy };
+const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, split, train, validate, proposePairs, rlhf, rewardModel, rl, test, deploy, setCanaryWeight, canaryHealth, finishCanary, retrainCheck };
 
 export type Activities = { [K in keyof typeof stages]: Bound<(typeof stages)[K]> };
 

@@ -17,10 +17,13 @@ export interface StubLog {
   stages: Array<{ stage: string; status: string; error?: string }>;
   runs: string[];
   approvals: string[];
+  /** The canary's weights as set, step by step, and how it ended. */
+  canaryWeights: number[];
+  canaryOutcome?: import('@tempered/workflows').CanaryOutcome;
 }
 
-export function stubActivities(opts: { failTrain?: string } = {}): { activities: Activities; log: StubLog } {
-  const log: StubLog = { calls: [], learningRates: [], stages: [], runs: [], approvals: [] };
+export function stubActivities(opts: { failTrain?: string; canaryBreaks?: number } = {}): { activities: Activities; log: StubLog } {
+  const log: StubLog = { calls: [], learningRates: [], stages: [], runs: [], approvals: [], canaryWeights: [] };
   const call = (name: string) => log.calls.push(name);
   const activities: Activities = {
     async recordRun(i) {
@@ -84,9 +87,26 @@ export function stubActivities(opts: { failTrain?: string } = {}): { activities:
       call('test');
       return { loss: 1.2, perplexity: 3.3, exactMatch: 0.9, baselineExactMatch: 0, examples: 1 };
     },
-    async deploy() {
+    async deploy(i) {
       call('deploy');
-      return { modelVersionId: 'stub-v1', deploymentId: 'dep-stub', endpoint: 'http://127.0.0.1:1' };
+      const deployed = { modelVersionId: 'stub-v2', deploymentId: 'dep-stub', endpoint: 'http://127.0.0.1:2' };
+      // With a canary in the spec, the stand-in pretends version 1 is serving.
+      return i.spec.deploy.canary ? { ...deployed, previous: { modelVersionId: 'stub-v1', deploymentId: 'dep-old', endpoint: 'http://127.0.0.1:1' } } : deployed;
+    },
+    async setCanaryWeight(i) {
+      log.canaryWeights.push(i.weight);
+    },
+    async canaryHealth() {
+      const broken = opts.canaryBreaks !== undefined && log.canaryWeights.length >= opts.canaryBreaks;
+      return { requests: 50, errors: broken ? 20 : 0, errorRate: broken ? 0.4 : 0, p95LatencyMs: 12, rated: 0, negative: 0, negativeRate: 0, ...(broken ? { breach: 'error rate 40.0% (20 of 50 requests) is above 5.0%' } : {}) };
+    },
+    async finishCanary(i) {
+      log.canaryOutcome = i.outcome;
+    },
+    // The retrain trigger's check is real in tests/workflows/retrain.test.ts; nothing here calls it.
+    async retrainCheck() {
+      call('retrainCheck');
+      return { decision: 'unchanged' as const, reason: 'stand-in' };
     },
   };
   return { activities, log };

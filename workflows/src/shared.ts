@@ -117,6 +117,58 @@ export interface DeployResult {
   modelVersionId: string;
   deploymentId: string;
   endpoint: string;
+  /** Set when the spec asks for a canary and another version of the model is serving: it keeps serving for now. */
+  previous?: ServingVersion;
+  /** How the canary ended, when there was one. */
+  canary?: CanaryOutcome;
+}
+
+/** A deployed version behind the gateway. */
+export interface ServingVersion {
+  deploymentId: string;
+  modelVersionId: string;
+  endpoint: string;
+}
+
+/** The new version's behaviour in the current canary step, from the gateway's request log and feedback. */
+export interface CanaryHealth {
+  requests: number;
+  errors: number;
+  errorRate: number;
+  p95LatencyMs: number;
+  rated: number;
+  negative: number;
+  negativeRate: number;
+  /** Why the step fails, when it does. */
+  breach?: string;
+}
+
+export interface CanaryState {
+  status: 'running' | 'promoted' | 'rolled-back';
+  /** The new version's share of traffic now, in percent. */
+  weight: number;
+  step: number;
+  stepStartedAt?: string;
+  health?: CanaryHealth;
+  reason?: string;
+  decidedBy?: string;
+}
+
+export interface CanaryInput {
+  runId: string;
+  /** The pool whose workers run the canary's bookkeeping activities (the spec's data pool). */
+  pool: string;
+  modelName: string;
+  canary: import('@tempered/spec').CanarySpec;
+  candidate: ServingVersion;
+  previous: ServingVersion;
+}
+
+export interface CanaryOutcome {
+  status: 'promoted' | 'rolled-back';
+  reason: string;
+  decidedBy: string;
+  steps: Array<{ weight: number; health?: CanaryHealth }>;
 }
 
 /** Stage outputs kept by the workflow and exposed by the `progress` query. */
@@ -171,12 +223,19 @@ export interface PipelineInput {
 }
 
 export interface PipelineOutcome {
-  status: 'deployed' | 'rejected' | 'expired';
+  status: 'deployed' | 'rolled-back' | 'rejected' | 'expired';
   deploy?: DeployResult;
   test: TestResult;
 }
 
 export const approveDeploymentUpdate = defineUpdate<ApprovalReceipt, [ApprovalDecision]>('approveDeployment');
 export const progressQuery = defineQuery<PipelineProgress>('progress');
+export const canaryQuery = defineQuery<CanaryState>('canary');
+/** A person ends a canary early: promote sends all traffic to the new version, abort rolls back. */
+export const promoteCanarySignal = defineSignal<[{ by: string; comment?: string }]>('promoteCanary');
+export const abortCanarySignal = defineSignal<[{ by: string; comment?: string }]>('abortCanary');
+export const CANARY_WORKFLOW_TYPE = 'canaryRollout';
+export const canaryWorkflowId = (runId: string) => `canary-${runId}`;
+
 /** Sent by the API after each label with the run's count of labeled pairs (a count, not a delta: idempotent). */
 export const labelsChangedSignal = defineSignal<[{ labeled: number }]>('labelsChanged');

@@ -12,15 +12,18 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  executeChild,
   isCancellation,
   proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '@tempered/activities';
+import { canaryRollout } from './canary';
 import {
   type ApprovalDecision,
   approveDeploymentUpdate,
+  canaryWorkflowId,
   labelsChangedSignal,
   type PipelineInput,
   type PipelineOutcome,
@@ -252,11 +255,23 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
 
     const deployed = await stage(
       'deploy',
-      () => deploy.deploy({ runId, spec, model, datasetVersionId: ingested.datasetVersionId, metrics: tested, approver }),
+      async () => {
+        const d = await deploy.deploy({ runId, spec, model, datasetVersionId: ingested.datasetVersionId, metrics: tested, approver });
+        if (!d.previous || !spec.deploy.canary) return d;
+        // Another version serves: move the traffic in steps, watched, in a child workflow of its own.
+        progress.stages.deploy = { ...progress.stages.deploy, summary: { canary: 'running', previous: d.previous.modelVersionId } };
+        await book.recordRun({ runId, status: 'canary' });
+        const canary = await executeChild(canaryRollout, {
+          workflowId: canaryWorkflowId(runId),
+          args: [{ runId, pool: spec.pools.data, modelName: spec.name, canary: spec.deploy.canary, candidate: d, previous: d.previous }],
+        });
+        return { ...d, canary };
+      },
       (r) => ({ ...r, gate: 'approved', approver }),
     );
-    await book.recordRun({ runId, status: 'deployed' });
-    return { status: 'deployed', deploy: deployed, test: tested };
+    const rolledBack = deployed.canary?.status === 'rolled-back';
+    await book.recordRun({ runId, status: rolledBack ? 'rolled-back' : 'deployed', ...(rolledBack ? { error: `canary rolled back: ${deployed.canary!.reason}` } : {}) });
+    return { status: rolledBack ? 'rolled-back' : 'deployed', deploy: deployed, test: tested };
   }
 }
 
@@ -279,3 +294,5 @@ function msOf(duration: string): number {
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms'];
   return Number(m[1]) * unit;
 }
+export { retrainTrigger } from './retrain';
+export { canaryRollout } from './canary';

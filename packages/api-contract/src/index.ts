@@ -85,7 +85,7 @@ export interface LoginResponse {
 }
 
 export type RunStatus =
-  | 'queued' | 'running' | 'waiting-labels' | 'waiting-approval' | 'deployed' | 'rejected' | 'expired' | 'failed' | 'cancelled';
+  | 'queued' | 'running' | 'waiting-labels' | 'waiting-approval' | 'canary' | 'deployed' | 'rolled-back' | 'rejected' | 'expired' | 'failed' | 'cancelled';
 export type StageStatus = 'pending' | 'running' | 'completed' | 'failed' | 'skipped' | 'cancelled';
 
 export interface RunSummary {
@@ -287,4 +287,147 @@ export interface ExampleSpec {
   path: string;
   name: string;
   yaml: string;
+}
+
+// ---- schedules and triggered retrains -----------------------------------------------------------------------
+
+/**
+ * Temporal's overlap policies: what happens when a schedule's time comes while its previous run is still in
+ * progress. SKIP (the default) starts nothing; BUFFER_ONE / BUFFER_ALL start it after; CANCEL_OTHER /
+ * TERMINATE_OTHER stop the old one; ALLOW_ALL runs both.
+ */
+export const SCHEDULE_OVERLAPS = ['SKIP', 'BUFFER_ONE', 'BUFFER_ALL', 'CANCEL_OTHER', 'TERMINATE_OTHER', 'ALLOW_ALL'] as const;
+export type ScheduleOverlap = (typeof SCHEDULE_OVERLAPS)[number];
+/** run: every action starts a run of the pipeline; trigger: every action checks the spec's `retrain.watch` / `retrain.feedback`. */
+export const SCHEDULE_MODES = ['run', 'trigger'] as const;
+export type ScheduleMode = (typeof SCHEDULE_MODES)[number];
+
+/** The same rules as `retrain.schedule` in the spec (@tempered/spec); Temporal checks a cron expression in full. */
+const scheduleEvery = z.string().regex(/^[1-9]\d*(s|m|h|d)$/, 'expected an interval such as "30s", "15m", "6h" or "1d"');
+const scheduleCron = z
+  .string()
+  .max(200)
+  .regex(
+    /^((CRON_)?TZ=\S+\s+)?(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4,6}\S+)(\s*#.*)?$/,
+    'expected a cron expression such as "0 3 * * *" (minute hour day-of-month month day-of-week) or "@daily"',
+  );
+const scheduleComment = z.string().max(2000).optional();
+
+/**
+ * `POST /api/schedules`: a pipeline (a spec, or an example under examples/) on a clock. Without `cron` or
+ * `every` the spec's `retrain` section gives the timing: `retrain.schedule` in run mode, `retrain.checkEvery`
+ * in trigger mode. `mode` defaults to trigger when the spec has `retrain.watch` or `retrain.feedback`.
+ */
+export const createScheduleRequest = z
+  .object({
+    id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes, at most 63 characters'),
+    spec: z.union([z.string(), z.record(z.string(), z.unknown())]).optional(),
+    example: z.string().regex(/^[A-Za-z0-9._/-]+\.ya?ml$/, 'a .yaml file under examples/').optional(),
+    specDir: z.string().optional(),
+    mode: z.enum(SCHEDULE_MODES).optional(),
+    cron: scheduleCron.optional(),
+    every: scheduleEvery.optional(),
+    overlap: z.enum(SCHEDULE_OVERLAPS).default('SKIP'),
+    paused: z.boolean().default(false),
+    comment: scheduleComment,
+  })
+  .strict()
+  .refine((b) => (b.spec === undefined) !== (b.example === undefined), { message: 'give exactly one of spec and example', path: ['spec'] })
+  .refine((b) => b.cron === undefined || b.every === undefined, { message: 'give cron or every, not both', path: ['every'] });
+/** `POST /api/schedules/:id/pause` and `/resume`. */
+export const scheduleCommentRequest = z.object({ comment: scheduleComment }).strict();
+/** `POST /api/schedules/:id/trigger`: one action now; by default even if one is running (ALLOW_ALL). */
+export const triggerScheduleRequest = z.object({ comment: scheduleComment, overlap: z.enum(SCHEDULE_OVERLAPS).default('ALLOW_ALL') }).strict();
+/**
+ * `POST /api/schedules/:id/backfill`: take the actions the schedule would have taken between `from` and `to`
+ * (ISO 8601), now. By default every one of them starts at once (ALLOW_ALL); SKIP would start only the first.
+ */
+export const backfillScheduleRequest = z
+  .object({
+    from: z.iso.datetime({ offset: true }),
+    to: z.iso.datetime({ offset: true }),
+    overlap: z.enum(SCHEDULE_OVERLAPS).default('ALLOW_ALL'),
+    comment: scheduleComment,
+  })
+  .strict()
+  .refine((b) => !(Date.parse(b.from) >= Date.parse(b.to)), { message: 'from must be before to', path: ['to'] })
+  .refine((b) => !(Date.parse(b.to) - Date.parse(b.from) > 366 * 86_400_000), { message: 'a backfill covers at most 366 days', path: ['to'] });
+
+export type CreateScheduleRequest = z.input<typeof createScheduleRequest>;
+export type BackfillScheduleRequest = z.input<typeof backfillScheduleRequest>;
+
+/** One action a schedule took: the workflow it started (a run in run mode, a check in trigger mode). */
+export interface ScheduleAction {
+  scheduledAt: string;
+  takenAt: string;
+  workflowId: string;
+}
+
+/** `GET /api/schedules` (each) and the head of `GET /api/schedules/:id`. */
+export interface ScheduleInfo {
+  id: string;
+  /** The pipeline's name (the spec's `name`). */
+  pipeline: string;
+  mode: ScheduleMode;
+  cron: string | null;
+  every: string | null;
+  overlap: ScheduleOverlap;
+  paused: boolean;
+  /** Why it is paused or resumed, and by whom; Temporal may write its own (pause on failure). */
+  note: string | null;
+  createdBy: string | null;
+  comment: string | null;
+  nextActionTimes: string[];
+  recentActions: ScheduleAction[];
+}
+
+/** What a trigger-mode schedule last saw and did (from `retrain_triggers`). */
+export interface TriggerState {
+  lastCheckedAt: string | null;
+  lastCheck: string | null;
+  lastRunId: string | null;
+  lastReason: string | null;
+  /** When the state it compares against was recorded (the baseline or the last retrain). */
+  since: string;
+  watchedObjects: number | null;
+}
+
+export interface ScheduleDetail extends ScheduleInfo {
+  /** The spec every action runs (or checks), as validated at creation. */
+  spec: Record<string, unknown>;
+  actionsTaken: number;
+  skippedOverlap: number;
+  missedCatchupWindow: number;
+  /** Workflows of this schedule running now. */
+  running: string[];
+  createdAt: string;
+  updatedAt: string | null;
+  trigger?: TriggerState;
+}
+
+export interface SchedulesResponse {
+  schedules: ScheduleInfo[];
+}
+
+// ---- deployments and canaries ----------------------------------------------------------------------------
+
+/** `POST /api/runs/:id/canary`: end a running canary by hand (an approver's decision, audited). */
+export const canaryActionRequest = z
+  .object({
+    action: z.enum(['promote', 'abort']),
+    comment: z.string().max(2000).default(''),
+  })
+  .strict();
+export type CanaryActionRequest = z.input<typeof canaryActionRequest>;
+
+export interface DeploymentEntry extends Deployment {
+  model_name: string;
+  version: number;
+  /** This version's share of its model's gateway traffic now, in percent (0 when it has no route). */
+  weight: number;
+  /** Live canary state while the deployment is a canary. */
+  canary?: { status: string; weight: number; step: number; stepStartedAt?: string; health?: Record<string, unknown>; reason?: string };
+}
+export interface DeploymentsResponse {
+  deployments: DeploymentEntry[];
 }

@@ -32,6 +32,84 @@ export const fieldsSchema = z
   })
   .strict();
 
+/** A Temporal Schedule interval: whole seconds, minutes, hours or days ("30s", "15m", "6h", "1d"). */
+export const scheduleInterval = z
+  .string()
+  .regex(/^[1-9]\d*(s|m|h|d)$/, 'expected an interval such as "30s", "15m", "6h" or "1d"');
+/** A cron expression as Temporal Schedules read it (5 to 7 fields, or @daily and the like); the server checks the rest. */
+export const cronExpression = z
+  .string()
+  .max(200)
+  .regex(
+    /^((CRON_)?TZ=\S+\s+)?(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4,6}\S+)(\s*#.*)?$/,
+    'expected a cron expression such as "0 3 * * *" (minute hour day-of-month month day-of-week) or "@daily"',
+  );
+
+/**
+ * Retrains: a schedule on a clock, and triggers on new data or new feedback. `tempered schedules create`
+ * reads this section for its defaults; a schedule in trigger mode checks `watch` and `feedback` every
+ * `checkEvery` and starts a run when either passes its threshold.
+ */
+/**
+ * A canary rollout through the gateway: the new version gets each step's share of the traffic (percent) for
+ * `hold`, while its error rate, p95 latency and share of thumbs-down are checked every `checkEvery` (once it
+ * has served `minRequests` in the step); a breach rolls back to the previous version, the last step promotes.
+ */
+export const canarySchema = z
+  .object({
+    steps: z
+      .array(z.number().int().min(1).max(100))
+      .min(1)
+      .default([10, 50, 100])
+      .refine((s) => s.every((w, i) => i === 0 || w > s[i - 1]) && s[s.length - 1] === 100, { message: 'rising percentages ending at 100, e.g. [10, 50, 100]' }),
+    hold: duration.default('1m').describe('how long each step is watched'),
+    checkEvery: duration.default('5s'),
+    minRequests: z.number().int().min(1).default(20).describe('requests the new version must serve in a step before its rates are judged'),
+    maxErrorRate: z.number().min(0).max(1).default(0.05),
+    maxP95LatencyMs: z.number().positive().default(5000),
+    maxNegativeFeedbackRate: z.number().min(0).max(1).default(0.5).describe('thumbs-down share of its rated answers'),
+  })
+  .strict();
+export type CanarySpec = z.output<typeof canarySchema>;
+
+export const retrainSchema = z
+  .object({
+    schedule: z
+      .object({
+        cron: cronExpression.optional(),
+        every: scheduleInterval.optional(),
+      })
+      .strict()
+      .refine((s) => (s.cron === undefined) !== (s.every === undefined), { message: 'give exactly one of cron and every', path: ['cron'] })
+      .optional()
+      .describe('retrain on a clock, whatever changed (in UTC): the timing of a schedule in run mode'),
+    watch: z
+      .object({
+        prefix: z
+          .string()
+          .regex(/^s3:\/\/[^/]+\/\S+$/, 'expected an s3://bucket/prefix/ URI')
+          .describe('an s3:// prefix under the artifact prefix (not its artifacts/ area); new or changed objects under it count as new data'),
+        minNewObjects: z.number().int().positive().default(1).describe('retrain once this many objects under the prefix are new or changed since the last retrain'),
+        sources: z
+          .enum(['append', 'none'])
+          .default('append')
+          .describe('append: every .jsonl and .csv object under the prefix becomes a data source of the retrain, after the spec\'s own; none: the retrain reads the spec\'s sources as they are'),
+      })
+      .strict()
+      .optional()
+      .describe('retrain when new data arrives under an S3 prefix'),
+    feedback: z
+      .object({
+        minNew: z.number().int().positive().default(50).describe('retrain once this many ratings and pairwise preferences arrived since the last retrain'),
+        model: z.string().min(1).optional().describe('the served model name the feedback is about (default: this pipeline\'s name)'),
+      })
+      .strict()
+      .optional()
+      .describe('retrain when people\'s feedback on the served model (thumbs, pairwise preferences) passes a threshold'),
+    checkEvery: scheduleInterval.default('5m').describe('how often a trigger schedule checks watch and feedback'),
+  })
+  .strict();
+
 export const pipelineSpecSchema = z
   .object({
     apiVersion: z.literal('tempered/v1'),
@@ -193,6 +271,7 @@ export const pipelineSpecSchema = z
       .object({
         approvalTimeout: duration.default('24h'),
         smokePrompt: z.string().min(1).default('Hello').describe('sent to the served model after deployment; it must answer with text'),
+        canary: canarySchema.optional().describe('when a version of this model is serving, shift traffic to the new one in steps, watching it, instead of all at once'),
       })
       .strict()
       .prefault({}),
@@ -205,6 +284,9 @@ export const pipelineSpecSchema = z
       })
       .strict()
       .prefault({}),
+    retrain: retrainSchema
+      .optional()
+      .describe('when this pipeline retrains by itself: on a clock, or when new data or feedback arrives (used by `tempered schedules create`)'),
   })
   .strict();
 
@@ -213,3 +295,4 @@ export type PipelineSpecInput = z.input<typeof pipelineSpecSchema>;
 /** A validated spec with every default filled in: what a run receives. */
 export type PipelineSpec = z.output<typeof pipelineSpecSchema>;
 export type DataSource = z.output<typeof dataSourceSchema>;
+export type RetrainSpec = z.output<typeof retrainSchema>;

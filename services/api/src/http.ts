@@ -77,4 +77,4 @@ export interface Route {
 export const ok = (body: unknown, status = 200): Reply => ({ status, body });
 
 /** A path segment that names a run, a model or a dataset version. */
-export const ID = '([A-Za-z0-9._-]{1,128})';
+export const ID = '([A-Za-z0-9._:-]{1,128})';

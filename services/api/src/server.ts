@@ -1,5 +1,6 @@
 /**
- * The HTTP API and the dashboard's host. Routes live in ./routes (runs, people, labels, catalog); this
+ * The HTTP API and the dashboard's host. Routes live in ./routes (runs, people, labels, catalog, deployments,
+ * schedules); this
  * module authenticates each request (bearer token or session cookie), checks the caller's role against the
  * route's action and the CSRF header for cookie-borne changes, and turns errors into 4xx bodies that name
  * the field and the reason. `GET /api/openapi.json` describes every route; `/` serves the dashboard.
@@ -12,9 +13,11 @@ import type { ApiDeps } from './deps';
 import { HttpError, ok, type Reply, type Route } from './http';
 import { openApi } from './openapi';
 import { catalogRoutes } from './routes/catalog';
+import { deploymentRoutes } from './routes/deployments';
 import { labelRoutes } from './routes/labels';
 import { peopleRoutes, publicRoutes } from './routes/people';
 import { runRoutes } from './routes/runs';
+import { scheduleRoutes } from './routes/schedules';
 import { SECURITY_HEADERS, serveDashboard } from './static';
 
 export { newRunId } from './routes/runs';
@@ -30,6 +33,8 @@ export function createServer(deps: ApiDeps): http.Server {
     ...peopleRoutes(deps),
     ...labelRoutes(deps),
     ...catalogRoutes(deps),
+    ...deploymentRoutes(deps),
+    ...scheduleRoutes(deps),
   ];
   const description = openApi(routes, open);
 

@@ -17,8 +17,12 @@ Commands:
   runs                            list runs, newest first
   show RUN                        a run's stages, metrics, artifacts, approvals and deployment
   follow RUN                      show a run's progress live until it waits at the gate or ends
-  approve RUN [--comment TEXT]    approve the deployment gate (as an approver who did not start the run)
+  approve RUN [--comment TEXT] [--override]
+                                  approve the deployment gate (as an approver who did not start the run);
+                                  --override deploys a challenger that lost to the serving model
   reject RUN [--comment TEXT]     reject it: the run ends undeployed
+  schedules SUBCOMMAND            pipelines on a clock and triggered retrains: create, list, show, pause,
+                                  resume, trigger, backfill, delete (tempered schedules --help)
 
 Options:
   --user NAME    act as this user of the local stack (operator, approver, admin; from credentials.json
@@ -30,7 +34,72 @@ Environment: TEMPERED_API_URL (default http://127.0.0.1:8080), TEMPERED_API_TOKE
 
 Examples:
   tempered run examples/demo/pipeline.yaml --follow
-  tempered approve demo-reverse-m1abc-123456 --user approver --comment "metrics look right"`;
+  tempered approve demo-reverse-m1abc-123456 --user approver --comment "metrics look right"
+  tempered schedules create nightly examples/demo/pipeline.yaml --cron "0 3 * * *"`;
+
+const SCHEDULES_HELP: Record<string, string> = {
+  '': `tempered schedules: pipelines on a clock (Temporal Schedules), and retrains triggered by new data or feedback
+
+Usage: tempered schedules <subcommand> [options]      (tempered schedules <subcommand> --help for each)
+
+Subcommands:
+  create ID SPEC.yaml [--cron EXPR | --every INTERVAL] [--mode run|trigger] [--overlap POLICY] [--paused]
+  list                        every schedule: timing, paused or not, next action
+  show ID                     one schedule: next times, recent actions, paused note, trigger state
+  pause ID                    take no action until resumed
+  resume ID                   take actions again (missed times are not taken: backfill them)
+  trigger ID                  take one action now, paused or not
+  backfill ID --from ISO --to ISO [--overlap POLICY]
+                              take now the actions of a past window
+  delete ID                   delete it (runs it started go on)
+
+Every change takes --comment TEXT, recorded in the audit log with who did it. Managing schedules needs an
+operator or admin (--user, default operator); anyone may list and show. --json prints what the API returns.`,
+  create: `Usage: tempered schedules create ID SPEC.yaml [options]
+
+Creates schedule ID for the pipeline in SPEC.yaml (validated now; every action uses this spec as it is now).
+ID: lower-case letters, digits and dashes.
+
+  --cron EXPR         when, as cron in UTC: "0 3 * * *" (03:00 every day), "@hourly", "*/15 * * * *"
+  --every INTERVAL    or every INTERVAL: 30s, 15m, 6h, 1d
+                      (neither: the spec's retrain.schedule in run mode, retrain.checkEvery in trigger mode)
+  --mode run          every action starts a run, requested by schedule:ID
+  --mode trigger      every action checks the spec's retrain.watch (new objects under an S3 prefix) and
+                      retrain.feedback (new ratings and preferences) and starts a run, requested by
+                      trigger:ID, only when a threshold passes (default when the spec has either)
+  --overlap POLICY    when a time comes while the previous run is still going: SKIP (default), BUFFER_ONE,
+                      BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER, ALLOW_ALL
+  --paused            create it paused
+  --comment TEXT      why (audit log)
+
+Example:
+  tempered schedules create nightly examples/demo/pipeline.yaml --cron "0 3 * * *" --comment "nightly retrain"`,
+  list: `Usage: tempered schedules list [--json]
+
+Every schedule with its pipeline, mode, timing, paused state and next action time.`,
+  show: `Usage: tempered schedules show ID [--json]
+
+One schedule: timing and overlap policy, paused state and its note, the next action times, recent actions
+(the runs or checks they started), actions taken and skipped, and for a trigger what it last checked.`,
+  pause: `Usage: tempered schedules pause ID [--comment TEXT]
+
+Pauses the schedule: it takes no action (a manual trigger still does) until resumed.`,
+  resume: `Usage: tempered schedules resume ID [--comment TEXT]
+
+Resumes a paused schedule. Times missed while paused are not taken; backfill them if they should be.`,
+  trigger: `Usage: tempered schedules trigger ID [--comment TEXT] [--overlap POLICY]
+
+Takes one action now, paused or not: a run (run mode) or a check (trigger mode). By default it starts even
+while another is running (--overlap ALLOW_ALL).`,
+  backfill: `Usage: tempered schedules backfill ID --from ISO --to ISO [--overlap POLICY] [--comment TEXT]
+
+Takes now every action the schedule would have taken between --from and --to (ISO 8601, e.g.
+2030-01-01T00:00:00Z). By default all of them start at once (--overlap ALLOW_ALL; SKIP would start only the
+first while it runs, BUFFER_ALL one after another).`,
+  delete: `Usage: tempered schedules delete ID [--comment TEXT]
+
+Deletes the schedule. Runs it started go on; a trigger forgets what it last saw.`,
+};
 
 type Json = any;
 
@@ -136,6 +205,93 @@ function printGateHelp(runId: string, detail: Json): void {
   console.log(`  (the approver's password and token are in ${path.join(loadConfig().dataDir, 'credentials.json')})`);
 }
 
+/** `tempered schedules …`: a thin shell over /api/schedules. */
+async function schedules(args: string[], values: Record<string, string | boolean | undefined>): Promise<void> {
+  const [sub, id, file] = args;
+  if (!sub || values.help || !(sub in SCHEDULES_HELP)) {
+    if (sub && !(sub in SCHEDULES_HELP)) throw new CliError(`unknown subcommand "schedules ${sub}"; see tempered schedules --help`);
+    return void console.log(SCHEDULES_HELP[sub ?? ''] ?? SCHEDULES_HELP['']);
+  }
+  const user = values.user as string | undefined;
+  const comment = values.comment as string | undefined;
+  const out = (value: Json, human: () => void) => (values.json ? console.log(JSON.stringify(value, null, 2)) : human());
+  const needId = () => {
+    if (!id) throw new CliError(`schedules ${sub} needs a schedule id; see tempered schedules ${sub} --help`);
+    return encodeURIComponent(id);
+  };
+  const timing = (s: Json) => (s.cron ? `cron ${s.cron}` : `every ${s.every}`);
+  const showOne = (d: Json) => {
+    console.log(`${d.id}  ${d.paused ? 'PAUSED' : 'active'}  ${d.mode} ${d.pipeline}  ${timing(d)}  overlap ${d.overlap}`);
+    if (d.note) console.log(`  note: ${d.note}`);
+    console.log(`  created by ${d.createdBy ?? '?'} at ${d.createdAt}${d.comment ? `: ${d.comment}` : ''}`);
+    console.log(`  actions taken ${d.actionsTaken}, skipped for overlap ${d.skippedOverlap}, missed ${d.missedCatchupWindow}`);
+    if (d.nextActionTimes.length) console.log(`  next: ${d.paused ? '(paused) ' : ''}${d.nextActionTimes.slice(0, 3).join(', ')}`);
+    for (const a of d.recentActions.slice(-10)) console.log(`  took ${a.scheduledAt}: ${a.workflowId}${d.running.includes(a.workflowId) ? ' (running)' : ''}`);
+    if (d.trigger) {
+      console.log(`  trigger: last checked ${d.trigger.lastCheckedAt ?? 'never'}: ${d.trigger.lastCheck ?? ''}`);
+      if (d.trigger.lastRunId) console.log(`  last retrain: ${d.trigger.lastRunId}`);
+    }
+  };
+  const auth = () => token(user, 'operator');
+
+  switch (sub) {
+    case 'create': {
+      if (!id || !file) throw new CliError('schedules create needs an id and a spec file; see tempered schedules create --help');
+      const specFile = path.resolve(file);
+      if (!existsSync(specFile)) throw new CliError(`spec file ${specFile} not found`);
+      const body = {
+        id,
+        spec: readFileSync(specFile, 'utf8'),
+        specDir: path.dirname(specFile),
+        ...(values.cron !== undefined ? { cron: values.cron } : {}),
+        ...(values.every !== undefined ? { every: values.every } : {}),
+        ...(values.mode !== undefined ? { mode: values.mode } : {}),
+        ...(values.overlap !== undefined ? { overlap: values.overlap } : {}),
+        ...(values.paused ? { paused: true } : {}),
+        ...(comment !== undefined ? { comment } : {}),
+      };
+      const d = await api('POST', '/api/schedules', auth(), body);
+      return out(d, () => {
+        console.log(`created schedule ${d.id}`);
+        showOne(d);
+      });
+    }
+    case 'list': {
+      const { schedules: list } = await api('GET', '/api/schedules', auth());
+      return out(list, () => {
+        for (const s of list) {
+          console.log(`${s.id.padEnd(24)} ${(s.paused ? 'paused' : 'active').padEnd(7)} ${s.mode.padEnd(8)} ${s.pipeline.padEnd(20)} ${timing(s).padEnd(22)} next ${s.paused ? '-' : (s.nextActionTimes[0] ?? '-')}`);
+        }
+        if (list.length === 0) console.log('no schedules yet: tempered schedules create --help');
+      });
+    }
+    case 'show': {
+      const d = await api('GET', `/api/schedules/${needId()}`, auth());
+      return out(d, () => showOne(d));
+    }
+    case 'pause':
+    case 'resume': {
+      const d = await api('POST', `/api/schedules/${needId()}/${sub}`, auth(), comment !== undefined ? { comment } : {});
+      return out(d, () => console.log(`${sub === 'pause' ? 'paused' : 'resumed'} ${d.id}${d.paused || sub === 'pause' ? '' : `; next: ${d.nextActionTimes[0] ?? '-'}`}`));
+    }
+    case 'trigger': {
+      const r = await api('POST', `/api/schedules/${needId()}/trigger`, auth(), { ...(comment !== undefined ? { comment } : {}), ...(values.overlap ? { overlap: values.overlap } : {}) });
+      return out(r, () => console.log(`triggered ${id}: one action starts now (tempered schedules show ${id})`));
+    }
+    case 'backfill': {
+      if (!values.from || !values.to) throw new CliError('schedules backfill needs --from and --to (ISO 8601); see tempered schedules backfill --help');
+      const r = await api('POST', `/api/schedules/${needId()}/backfill`, auth(), {
+        from: values.from, to: values.to, ...(values.overlap ? { overlap: values.overlap } : {}), ...(comment !== undefined ? { comment } : {}),
+      });
+      return out(r, () => console.log(`backfilling ${id} from ${r.from} to ${r.to} (overlap ${r.overlap})`));
+    }
+    case 'delete': {
+      const r = await api('DELETE', `/api/schedules/${needId()}${comment ? `?comment=${encodeURIComponent(comment)}` : ''}`, auth());
+      return out(r, () => console.log(`deleted schedule ${id}`));
+    }
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -157,6 +313,7 @@ async function main(argv: string[]): Promise<void> {
     },
   });
   const [command, arg] = positionals;
+  if (command === 'schedules') return schedules(positionals.slice(1), values);
   if (values.help || !command) return void console.log(HELP);
   const out = (value: Json, human: () => void) => (values.json ? console.log(JSON.stringify(value, null, 2)) : human());
   const need = (what: string) => {

@@ -17,7 +17,7 @@ import { bodyOf, HttpError, ID, ok, parseJson, readBody, type Route } from '../h
 import { logsAfter, runDetail } from '../views';
 
 const examplesRoot = path.join(repoRoot, 'examples');
-const RUN_STATUSES = ['queued', 'running', 'waiting-labels', 'waiting-approval', 'deployed', 'rejected', 'expired', 'failed', 'cancelled'];
+const RUN_STATUSES = ['queued', 'running', 'waiting-labels', 'waiting-approval', 'canary', 'deployed', 'rolled-back', 'rejected', 'expired', 'failed', 'cancelled'];
 
 export function newRunId(name: string): string {
   return `${name}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;

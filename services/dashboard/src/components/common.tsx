@@ -9,7 +9,9 @@ const RUN_STATUS_TEXT: Record<RunStatus, string> = {
   running: 'running',
   'waiting-labels': 'waiting for labels',
   'waiting-approval': 'waiting for approval',
+  canary: 'canary rollout',
   deployed: 'deployed',
+  'rolled-back': 'rolled back',
   rejected: 'rejected',
   expired: 'expired',
   failed: 'failed',
@@ -18,7 +20,8 @@ const RUN_STATUS_TEXT: Record<RunStatus, string> = {
 export const RUN_STATUSES = Object.keys(RUN_STATUS_TEXT) as RunStatus[];
 export const runStatusText = (s: RunStatus) => RUN_STATUS_TEXT[s] ?? s;
 /** Statuses after which nothing more happens to a run. */
-export const isFinished = (s: RunStatus) => s === 'deployed' || s === 'rejected' || s === 'expired' || s === 'failed' || s === 'cancelled';
+export const isFinished = (s: RunStatus) =>
+  s === 'deployed' || s === 'rolled-back' || s === 'rejected' || s === 'expired' || s === 'failed' || s === 'cancelled';
 
 export function RunStatusBadge({ status }: { status: RunStatus }) {
   return (

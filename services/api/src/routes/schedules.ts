@@ -1,0 +1,352 @@
+/**
+ * Schedules: a pipeline on a clock, as a Temporal Schedule per pipeline. In run mode every action starts a
+ * `lifecyclePipeline` run (requested by `schedule:<id>`; the run's row appears with its first bookkeeping
+ * call); in trigger mode every action starts a `retrainTrigger` check, which starts a run only when the spec's
+ * `retrain.watch` or `retrain.feedback` threshold passes (requested by `trigger:<id>`).
+ *
+ * Temporal holds the schedules (timing, paused state, recent and next actions); the memo keeps what Temporal
+ * does not echo back as written (the cron text, the interval, who created it and why). Operators and admins
+ * manage them; everyone reads. Every change goes to the audit log with the caller's comment.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  type Client,
+  ScheduleAlreadyRunning,
+  type ScheduleDescription,
+  type ScheduleExecutionResult,
+  ScheduleNotFoundError,
+  type ScheduleOptions,
+} from '@temporalio/client';
+import {
+  backfillScheduleRequest,
+  createScheduleRequest,
+  type ScheduleDetail,
+  type ScheduleInfo,
+  type ScheduleMode,
+  type ScheduleOverlap,
+  scheduleCommentRequest,
+  type TriggerState,
+  triggerScheduleRequest,
+} from '@tempered/api-contract';
+import type { ArtifactStore } from '@tempered/artifacts';
+import { repoRoot } from '@tempered/config';
+import type { Db } from '@tempered/db';
+import { parseSpec, type PipelineSpec, SpecError, validateSpec } from '@tempered/spec';
+import { CONTROL_TASK_QUEUE, type PipelineInput, WORKFLOW_TYPE } from '@tempered/workflows';
+import { RETRAIN_WORKFLOW_TYPE, type RetrainTriggerInput } from '@tempered/workflows/src/retrain';
+import type { z } from 'zod';
+import { audit } from '../auth';
+import type { ApiDeps } from '../deps';
+import { HttpError, ID, ok, parseJson, readBody, type Route } from '../http';
+
+const examplesRoot = path.join(repoRoot, 'examples');
+
+/** What Tempered keeps in a schedule's memo; its presence marks a schedule as one of ours. */
+interface ScheduleMemo {
+  pipeline: string;
+  mode: ScheduleMode;
+  cron: string | null;
+  every: string | null;
+  overlap: ScheduleOverlap;
+  createdBy: string;
+  comment: string | null;
+}
+
+function badRequest(field: string, message: string): HttpError {
+  return new HttpError(400, `${field}: ${message}`, { issues: [{ path: field, message }] });
+}
+
+/** A body checked against a contract schema, where an empty body means `{}` (pause, resume and trigger take none). */
+async function optionalBodyOf<S extends z.ZodType>(req: Parameters<Route['handler']>[0]['req'], schema: S): Promise<z.output<S>> {
+  const text = (await readBody(req)).trim();
+  const result = schema.safeParse(text ? parseJson(text) : {});
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((i) => ({
+    path: i.path.map(String).join('.'),
+    message: i.code === 'unrecognized_keys' ? `unknown field(s): ${i.keys.join(', ')}` : i.message,
+  }));
+  throw new HttpError(400, issues.map((i) => `${i.path || '(body)'}: ${i.message}`).join('; '), { issues });
+}
+
+/** The pipeline a schedule runs: an inline spec (YAML text or an object), or an example under examples/. */
+async function specOf(body: { spec?: string | Record<string, unknown>; example?: string; specDir?: string }): Promise<{ spec: PipelineSpec; specDir?: string; example?: string }> {
+  try {
+    if (body.example === undefined) {
+      const spec = typeof body.spec === 'string' ? parseSpec(body.spec) : validateSpec(body.spec);
+      return { spec, specDir: body.specDir };
+    }
+    const file = path.resolve(examplesRoot, body.example);
+    if (!file.startsWith(examplesRoot + path.sep)) throw badRequest('example', 'must be a path under examples/');
+    const yaml = await readFile(file, 'utf8').catch(() => {
+      throw badRequest('example', `no example ${body.example}; GET /api/examples lists them`);
+    });
+    return { spec: parseSpec(yaml), specDir: path.dirname(file), example: body.example };
+  } catch (err) {
+    // Spec issues name fields of the spec: prefix them so they point into the request body.
+    if (err instanceof SpecError) {
+      const issues = err.issues.map((i) => ({ path: i.path ? `spec.${i.path}` : 'spec', message: i.message }));
+      throw new HttpError(400, err.message, { issues });
+    }
+    throw err;
+  }
+}
+
+/** The same rule as the trigger's activity: under the artifact prefix, outside the platform's own artifacts/. */
+function checkWatchedPrefix(store: ArtifactStore, uri: string): void {
+  let key: string;
+  try {
+    key = store.keyOf(uri);
+  } catch (err) {
+    throw badRequest('spec.retrain.watch.prefix', (err as Error).message);
+  }
+  if (uri.endsWith('/') && !key.endsWith('/')) key += '/';
+  const own = `${store.prefix}artifacts/`;
+  if (own.startsWith(key) || key.startsWith(own)) {
+    throw badRequest('spec.retrain.watch.prefix', `covers the platform's own artifacts (${store.uriOf(own)}), which every run writes; watch a folder of inputs instead`);
+  }
+}
+
+const iso = (d: Date | undefined | null) => (d ? d.toISOString() : null);
+
+function actionOf(a: ScheduleExecutionResult) {
+  return { scheduledAt: a.scheduledAt.toISOString(), takenAt: a.takenAt.toISOString(), workflowId: a.action.workflow.workflowId };
+}
+
+function memoOf(d: { memo?: Record<string, unknown> }): ScheduleMemo | undefined {
+  const m = d.memo?.tempered as ScheduleMemo | undefined;
+  return m && typeof m === 'object' && typeof m.pipeline === 'string' ? m : undefined;
+}
+
+function infoOf(id: string, d: ScheduleDescription, memo: ScheduleMemo): ScheduleInfo {
+  return {
+    id,
+    pipeline: memo.pipeline,
+    mode: memo.mode,
+    cron: memo.cron,
+    every: memo.every,
+    overlap: memo.overlap,
+    paused: d.state.paused,
+    note: d.state.note || null,
+    createdBy: memo.createdBy,
+    comment: memo.comment,
+    nextActionTimes: d.info.nextActionTimes.map((t) => t.toISOString()),
+    recentActions: d.info.recentActions.map(actionOf),
+  };
+}
+
+async function triggerState(db: Db, id: string): Promise<TriggerState | undefined> {
+  const row = await db.selectFrom('retrain_triggers').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!row) return undefined;
+  return {
+    lastCheckedAt: iso(row.last_checked_at),
+    lastCheck: row.last_check,
+    lastRunId: row.last_run_id,
+    lastReason: row.last_reason,
+    since: row.updated_at.toISOString(),
+    watchedObjects: row.last_listing ? Object.keys(row.last_listing as object).length : null,
+  };
+}
+
+/** One of our schedules, described; 404 for an unknown id or a schedule Tempered did not create. */
+async function describeOurs(temporal: Client, id: string): Promise<{ d: ScheduleDescription; memo: ScheduleMemo }> {
+  let d: ScheduleDescription;
+  try {
+    d = await temporal.schedule.getHandle(id).describe();
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) throw new HttpError(404, `no schedule ${id}; GET /api/schedules lists them`);
+    throw err;
+  }
+  const memo = memoOf(d);
+  if (!memo) throw new HttpError(404, `no schedule ${id}; GET /api/schedules lists them`);
+  return { d, memo };
+}
+
+async function detailOf(deps: { temporal: Client; db: Db }, id: string): Promise<ScheduleDetail> {
+  const { d, memo } = await describeOurs(deps.temporal, id);
+  const args = (d.action.args ?? []) as Array<{ spec?: Record<string, unknown> }>;
+  const trigger = memo.mode === 'trigger' ? await triggerState(deps.db, id) : undefined;
+  return {
+    ...infoOf(id, d, memo),
+    spec: args[0]?.spec ?? {},
+    actionsTaken: d.info.numActionsTaken,
+    skippedOverlap: d.info.numActionsSkippedOverlap,
+    missedCatchupWindow: d.info.numActionsMissedCatchupWindow,
+    running: d.info.runningActions.map((a) => a.workflow.workflowId),
+    createdAt: d.info.createdAt.toISOString(),
+    updatedAt: iso(d.info.lastUpdatedAt),
+    ...(trigger ? { trigger } : {}),
+  };
+}
+
+/**
+ * Temporal refuses what it cannot schedule (a cron field out of range) with INVALID_ARGUMENT, which the SDK
+ * turns into a TypeError for a bad schedule spec and a ServiceError with the gRPC cause otherwise.
+ */
+function temporalRefusal(err: unknown, field: string): never {
+  if (err instanceof TypeError) throw badRequest(field, err.message);
+  const e = err as { message?: string; cause?: { code?: number; details?: string } };
+  if (e?.cause?.code === 3) throw badRequest(field, e.cause.details ?? e.message ?? 'refused by Temporal');
+  throw err;
+}
+
+const withComment = (what: string, who: string, comment: string | undefined) => `${what} by ${who}${comment ? `: ${comment}` : ''}`;
+
+export function scheduleRoutes({ db, temporal, store }: ApiDeps): Route[] {
+  const handleOf = (id: string) => temporal.schedule.getHandle(id);
+
+  return [
+    {
+      method: 'GET', path: /^\/api\/schedules$/, action: 'read', summary: 'List schedules (timing, paused state, next and recent actions)', response: 'SchedulesResponse',
+      async handler() {
+        // Temporal lists schedules from its visibility store (eventually consistent); describing each gives
+        // the current paused state and actions.
+        const ids: string[] = [];
+        for await (const s of temporal.schedule.list()) if (memoOf(s)) ids.push(s.scheduleId);
+        const described = await Promise.all(
+          ids.map((id) => describeOurs(temporal, id).then(({ d, memo }) => infoOf(id, d, memo), () => undefined)),
+        );
+        const schedules = described.filter((s): s is ScheduleInfo => s !== undefined).sort((a, b) => a.id.localeCompare(b.id));
+        return ok({ schedules });
+      },
+    },
+    {
+      method: 'POST', path: /^\/api\/schedules$/, action: 'start',
+      summary: 'Create a schedule ({id, spec | example, mode?, cron? | every?, overlap? (SKIP), paused?, comment?})',
+      request: createScheduleRequest, response: 'ScheduleDetail',
+      async handler({ req, who }) {
+        const body = await optionalBodyOf(req, createScheduleRequest);
+        const { spec, specDir, example } = await specOf(body);
+        const retrain = spec.retrain;
+        const mode: ScheduleMode = body.mode ?? (retrain?.watch || retrain?.feedback ? 'trigger' : 'run');
+        if (mode === 'trigger') {
+          if (!retrain?.watch && !retrain?.feedback) throw badRequest('mode', 'trigger mode needs retrain.watch or retrain.feedback in the spec');
+          if (retrain.watch) checkWatchedPrefix(store, retrain.watch.prefix);
+        }
+        const fromSpec = mode === 'run' ? { cron: retrain?.schedule?.cron, every: retrain?.schedule?.every } : { cron: undefined, every: retrain?.checkEvery };
+        const timing = body.cron !== undefined || body.every !== undefined ? { cron: body.cron, every: body.every } : fromSpec;
+        if (timing.cron === undefined && timing.every === undefined) {
+          throw badRequest('every', 'give cron or every (or retrain.schedule in the spec)');
+        }
+
+        const requestedBy = `${mode === 'run' ? 'schedule' : 'trigger'}:${body.id}`;
+        const memo: ScheduleMemo = {
+          pipeline: spec.name, mode, cron: timing.cron ?? null, every: timing.every ?? null, overlap: body.overlap, createdBy: who.user, comment: body.comment ?? null,
+        };
+        const scheduleSpec = timing.cron !== undefined ? { cronExpressions: [timing.cron] } : { intervals: [{ every: timing.every! }] };
+        const action: ScheduleOptions['action'] =
+          mode === 'run'
+            ? {
+                type: 'startWorkflow',
+                workflowType: WORKFLOW_TYPE,
+                taskQueue: CONTROL_TASK_QUEUE,
+                // Temporal appends the action's time: <id>-2030-01-01T03:00:00Z.
+                workflowId: body.id,
+                args: [{ spec, specDir, requestedBy } satisfies PipelineInput],
+              }
+            : {
+                type: 'startWorkflow',
+                workflowType: RETRAIN_WORKFLOW_TYPE,
+                taskQueue: CONTROL_TASK_QUEUE,
+                workflowId: `${body.id}-check`,
+                args: [{ triggerId: body.id, spec, specDir, requestedBy, overlap: body.overlap } satisfies RetrainTriggerInput],
+                // A check takes seconds; one stuck (its pool unserved) must not block the schedule for ever.
+                workflowExecutionTimeout: '1h',
+              };
+        try {
+          await temporal.schedule.create({
+            scheduleId: body.id,
+            spec: scheduleSpec,
+            action,
+            // Checks never overlap (the trigger applies the overlap policy to the runs it starts).
+            policies: { overlap: mode === 'run' ? body.overlap : 'SKIP', catchupWindow: '1d' },
+            memo: { tempered: memo },
+            state: {
+              paused: body.paused,
+              note: withComment(body.paused ? 'created paused' : 'created', who.user, body.comment),
+              // A trigger records its baseline at once, so data arriving before its first tick counts as new.
+              triggerImmediately: mode === 'trigger' && !body.paused,
+            },
+          });
+        } catch (err) {
+          if (err instanceof ScheduleAlreadyRunning) throw new HttpError(409, `schedule ${body.id} exists; delete it first or choose another id`, { issues: [{ path: 'id', message: 'already exists' }] });
+          temporalRefusal(err, timing.cron !== undefined ? 'cron' : 'every');
+        }
+        await audit(db, {
+          actor: who.user, action: 'schedule.create', target: `schedule:${body.id}`, comment: body.comment,
+          details: { pipeline: spec.name, mode, cron: memo.cron, every: memo.every, overlap: body.overlap, paused: body.paused, ...(example ? { example } : {}) },
+        });
+        return ok(await detailOf({ temporal, db }, body.id), 201);
+      },
+    },
+    {
+      method: 'GET', path: new RegExp(`^/api/schedules/${ID}$`), action: 'read',
+      summary: 'Describe a schedule (timing, paused state and note, next and recent actions, trigger state)', response: 'ScheduleDetail',
+      handler: async ({ params }) => ok(await detailOf({ temporal, db }, params[0])),
+    },
+    {
+      method: 'POST', path: new RegExp(`^/api/schedules/${ID}/pause$`), action: 'start', summary: 'Pause a schedule (no actions until resumed)',
+      request: scheduleCommentRequest, response: 'ScheduleDetail',
+      async handler({ req, params, who }) {
+        const body = await optionalBodyOf(req, scheduleCommentRequest);
+        await describeOurs(temporal, params[0]);
+        await handleOf(params[0]).pause(withComment('paused', who.user, body.comment));
+        await audit(db, { actor: who.user, action: 'schedule.pause', target: `schedule:${params[0]}`, comment: body.comment });
+        return ok(await detailOf({ temporal, db }, params[0]));
+      },
+    },
+    {
+      method: 'POST', path: new RegExp(`^/api/schedules/${ID}/resume$`), action: 'start', summary: 'Resume a schedule (missed times are not taken: backfill them)',
+      request: scheduleCommentRequest, response: 'ScheduleDetail',
+      async handler({ req, params, who }) {
+        const body = await optionalBodyOf(req, scheduleCommentRequest);
+        await describeOurs(temporal, params[0]);
+        await handleOf(params[0]).unpause(withComment('resumed', who.user, body.comment));
+        await audit(db, { actor: who.user, action: 'schedule.resume', target: `schedule:${params[0]}`, comment: body.comment });
+        return ok(await detailOf({ temporal, db }, params[0]));
+      },
+    },
+    {
+      method: 'POST', path: new RegExp(`^/api/schedules/${ID}/trigger$`), action: 'start',
+      summary: 'Trigger a schedule now, paused or not ({comment?, overlap? (ALLOW_ALL)})', request: triggerScheduleRequest, response: '{triggered: true}',
+      async handler({ req, params, who }) {
+        const body = await optionalBodyOf(req, triggerScheduleRequest);
+        await describeOurs(temporal, params[0]);
+        await handleOf(params[0]).trigger(body.overlap);
+        await audit(db, { actor: who.user, action: 'schedule.trigger', target: `schedule:${params[0]}`, comment: body.comment, details: { overlap: body.overlap } });
+        return ok({ triggered: true });
+      },
+    },
+    {
+      method: 'POST', path: new RegExp(`^/api/schedules/${ID}/backfill$`), action: 'start',
+      summary: 'Backfill a schedule: take now the actions of a past window ({from, to (ISO 8601), overlap? (ALLOW_ALL), comment?})', request: backfillScheduleRequest, response: '{backfilled: true, from, to, overlap}',
+      async handler({ req, params, who }) {
+        const body = await optionalBodyOf(req, backfillScheduleRequest);
+        await describeOurs(temporal, params[0]);
+        const window = { start: new Date(body.from), end: new Date(body.to), overlap: body.overlap };
+        try {
+          await handleOf(params[0]).backfill(window);
+        } catch (err) {
+          temporalRefusal(err, 'from');
+        }
+        await audit(db, {
+          actor: who.user, action: 'schedule.backfill', target: `schedule:${params[0]}`, comment: body.comment,
+          details: { from: window.start.toISOString(), to: window.end.toISOString(), overlap: body.overlap },
+        });
+        return ok({ backfilled: true, from: window.start.toISOString(), to: window.end.toISOString(), overlap: body.overlap });
+      },
+    },
+    {
+      method: 'DELETE', path: new RegExp(`^/api/schedules/${ID}$`), action: 'start', summary: 'Delete a schedule (runs it started go on; a trigger forgets its state); ?comment=',
+      response: '{deleted: true}',
+      async handler({ url, params, who }) {
+        await describeOurs(temporal, params[0]);
+        await handleOf(params[0]).delete();
+        await db.deleteFrom('retrain_triggers').where('id', '=', params[0]).execute();
+        const comment = url.searchParams.get('comment')?.slice(0, 2000) || undefined;
+        await audit(db, { actor: who.user, action: 'schedule.delete', target: `schedule:${params[0]}`, comment });
+        return ok({ deleted: true });
+      },
+    },
+  ];
+}
