@@ -2,9 +2,12 @@
  * Shared by the Node test suites: the test stack's configuration (infra/test.sh exports its data directory
  * and port offset), clients for it, and small helpers. The stack itself is real and already running.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { ArtifactStore } from '@tempered/artifacts';
@@ -72,4 +75,27 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+const execFileAsync = promisify(execFile);
+
+/** The environment of a trainer process started by a test: offline, on CPU. */
+export const trainerEnv = { ...process.env, PYTHONPATH: cfg.trainerDir, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', CUDA_VISIBLE_DEVICES: '' };
+
+/** Runs one trainer command to completion (config written to `dir`) and returns its `finished` event. */
+export async function trainerCommand(command: string, config: Record<string, unknown>, dir: string): Promise<any> {
+  const file = path.join(dir, `${command}-${randomBytes(4).toString('hex')}.json`);
+  writeFileSync(file, JSON.stringify(config));
+  const { stdout } = await execFileAsync(cfg.python, ['-m', 'tempered_trainer', command, '--config', file], { env: trainerEnv, maxBuffer: 64 << 20 });
+  return JSON.parse(stdout.trim().split('\n').at(-1)!);
+}
+
+/** A port nothing listens on (bound and released at once). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
 }

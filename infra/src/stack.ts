@@ -1,10 +1,10 @@
 /**
  * Lifecycle of the local stack: `up`, `down` and `status` for the Temporal dev server, PostgreSQL, the S3
- * server, the worker and the API. Each runs as a detached process with a pid file and a log file under the
- * data directory, so the stack outlives the command that started it and a second `up` finds it running
- * instead of starting it twice.
+ * server, the worker, the API and the inference gateway. Each runs as a detached process with a pid file and
+ * a log file under the data directory, so the stack outlives the command that started it and a second `up`
+ * finds it running instead of starting it twice.
  *
- *   tsx infra/src/stack.ts up [--core]     start what is not running (--core: no worker or API)
+ *   tsx infra/src/stack.ts up [--core]     start what is not running (--core: no worker, API or gateway)
  *   tsx infra/src/stack.ts down            stop everything, model servers included
  *   tsx infra/src/stack.ts status          one line per part
  */
@@ -29,6 +29,8 @@ interface Part {
   ready(cfg: Config, logFrom: number): Promise<void>;
   /** A command that fixes a missing binary. */
   hint: string;
+  /** Where clients reach it, shown by `status`. */
+  url?(cfg: Config): string;
 }
 
 const tsx = path.join(repoRoot, 'node_modules', '.bin', 'tsx');
@@ -143,11 +145,25 @@ const parts: Part[] = [
   {
     name: 'api',
     hint: 'npm ci',
+    url: (cfg) => cfg.api.url,
     command: () => ({ cmd: tsx, args: [path.join(repoRoot, 'services', 'api', 'src', 'main.ts')] }),
     async ready(cfg) {
       await until('API', 60_000, async () => {
         if (!alive(readPid(cfg, 'api'))) throw new Error(`api exited; see ${path.join(cfg.dataDir, 'logs', 'api.log')}`);
         const res = await fetch(`${cfg.api.url}/healthz`);
+        return res.ok ? true : undefined;
+      });
+    },
+  },
+  {
+    name: 'gateway',
+    hint: 'npm ci',
+    url: (cfg) => `${cfg.gateway.url}/v1`,
+    command: () => ({ cmd: tsx, args: [path.join(repoRoot, 'services', 'gateway', 'src', 'main.ts')] }),
+    async ready(cfg) {
+      await until('gateway', 60_000, async () => {
+        if (!alive(readPid(cfg, 'gateway'))) throw new Error(`gateway exited; see ${path.join(cfg.dataDir, 'logs', 'gateway.log')}`);
+        const res = await fetch(`http://127.0.0.1:${cfg.ports.gateway}/healthz`);
         return res.ok ? true : undefined;
       });
     },
@@ -186,7 +202,7 @@ async function startPart(cfg: Config, part: Part): Promise<string> {
   }
   if (!existsSync(spec.cmd)) throw new Error(`${part.name}: ${spec.cmd} is missing. Run: ${part.hint}`);
   for (const dir of ['logs', 'run', 'temporal', 's3/objects', 's3/sidecar']) await mkdir(path.join(cfg.dataDir, dir), { recursive: true });
-  const port = { temporal: cfg.ports.temporal, postgres: cfg.ports.postgres, s3: cfg.ports.s3, api: cfg.ports.api }[
+  const port = { temporal: cfg.ports.temporal, postgres: cfg.ports.postgres, s3: cfg.ports.s3, api: cfg.ports.api, gateway: cfg.ports.gateway }[
     part.name as 'temporal'
   ];
   if (port !== undefined && (await portOpen(port))) {
@@ -231,7 +247,7 @@ async function stopPid(name: string, pid: number | undefined): Promise<string> {
 }
 
 export async function up(cfg: Config, opts: { core?: boolean } = {}): Promise<void> {
-  const wanted = opts.core ? parts.filter((p) => !['worker', 'api'].includes(p.name)) : parts;
+  const wanted = opts.core ? parts.filter((p) => !['worker', 'api', 'gateway'].includes(p.name)) : parts;
   for (const part of wanted) {
     const t0 = Date.now();
     process.stdout.write(`  ${part.name.padEnd(9)} … `);
@@ -243,8 +259,8 @@ export async function up(cfg: Config, opts: { core?: boolean } = {}): Promise<vo
 export async function down(cfg: Config): Promise<void> {
   const runDir = path.join(cfg.dataDir, 'run');
   const names = existsSync(runDir) ? (await readdir(runDir)).filter((f) => f.endsWith('.pid')).map((f) => f.slice(0, -4)) : [];
-  // Stop in reverse start order: API and worker before the services they use; model servers first.
-  const order = ['api', 'worker', 's3', 'postgres', 'temporal'];
+  // Stop in reverse start order: gateway, API and worker before the services they use; model servers first.
+  const order = ['gateway', 'api', 'worker', 's3', 'postgres', 'temporal'];
   names.sort((a, b) => order.indexOf(a) - order.indexOf(b));
   for (const name of names) {
     console.log(`  ${name.padEnd(9)} … ${await stopPid(name, readPid(cfg, name))}`);
@@ -258,7 +274,8 @@ export async function status(cfg: Config): Promise<boolean> {
     const external = part.command(cfg) === undefined;
     const running = external || alive(readPid(cfg, part.name));
     allUp &&= running;
-    console.log(`  ${part.name.padEnd(9)} ${external ? 'external' : running ? `running (pid ${readPid(cfg, part.name)})` : 'stopped'}`);
+    const where = running && part.url ? ` ${part.url(cfg)}` : '';
+    console.log(`  ${part.name.padEnd(9)} ${external ? 'external' : running ? `running (pid ${readPid(cfg, part.name)})` : 'stopped'}${where}`);
   }
   return allUp;
 }

@@ -22,6 +22,7 @@ export const defaultPorts = {
   s3: 7070,
   api: 8080,
   model: 8090,
+  gateway: 8070,
 } as const;
 
 export interface Config {
@@ -45,6 +46,19 @@ export interface Config {
   /** Directory of the Python trainer package, put on PYTHONPATH. */
   trainerDir: string;
   api: { url: string; port: number; token: string | undefined };
+  /** The inference gateway (services/gateway): OpenAI-compatible routing, use-stage processing, feedback. */
+  gateway: {
+    url: string;
+    port: number;
+    /** When set, every gateway route but /healthz requires `Authorization: Bearer <key>`. */
+    key: string | undefined;
+    /** Words replaced in model output (TEMPERED_BLOCKLIST, comma-separated), added to those of `blocklistFile`. */
+    blocklist: string[];
+    /** A file with one blocked word or phrase per line (`#` starts a comment): TEMPERED_BLOCKLIST_FILE. */
+    blocklistFile: string | undefined;
+    /** How long an upstream model server may take to answer one request. */
+    upstreamTimeoutMs: number;
+  };
   /** Worker scratch space for staged inputs and trainer output. */
   workDir: string;
   /**
@@ -87,6 +101,8 @@ export function loadConfig(env: Env = process.env): Config {
   ) as { -readonly [K in keyof Config['ports']]: number };
   const apiPort = intFrom(env, 'TEMPERED_API_PORT', ports.api);
   ports.api = apiPort;
+  const gatewayPort = intFrom(env, 'TEMPERED_GATEWAY_PORT', ports.gateway);
+  ports.gateway = gatewayPort;
   return {
     dataDir,
     cacheDir,
@@ -112,6 +128,14 @@ export function loadConfig(env: Env = process.env): Config {
       port: apiPort,
       token: env.TEMPERED_API_TOKEN || undefined,
     },
+    gateway: {
+      url: env.TEMPERED_GATEWAY_URL || `http://127.0.0.1:${gatewayPort}`,
+      port: gatewayPort,
+      key: env.TEMPERED_GATEWAY_KEY || undefined,
+      blocklist: (env.TEMPERED_BLOCKLIST ?? '').split(',').map((w) => w.trim()).filter(Boolean),
+      blocklistFile: env.TEMPERED_BLOCKLIST_FILE ? path.resolve(env.TEMPERED_BLOCKLIST_FILE) : undefined,
+      upstreamTimeoutMs: intFrom(env, 'TEMPERED_GATEWAY_UPSTREAM_TIMEOUT_MS', 60_000),
+    },
     workDir: path.resolve(env.TEMPERED_WORK_DIR || path.join(dataDir, 'work')),
     localDataRoots: [path.join(repoRoot, 'examples'), path.join(dataDir, 'uploads'), ...(env.TEMPERED_LOCAL_DATA_ROOTS ?? '').split(':').filter(Boolean).map((p) => path.resolve(p))],
   };
@@ -124,6 +148,7 @@ export function describe(cfg: Config): Record<string, string> {
     postgres: cfg.databaseUrl.replace(/\/\/([^:@/]+):[^@]*@/, '//$1:***@'),
     s3: `${cfg.s3.endpoint ?? 'aws'} bucket ${cfg.s3.bucket}/${cfg.s3.prefix}`,
     api: cfg.api.url,
+    gateway: `${cfg.gateway.url}/v1 (OpenAI-compatible${cfg.gateway.key ? ', bearer key required' : ''})`,
     dataDir: cfg.dataDir,
   };
 }

@@ -80,20 +80,6 @@ export async function setRoutes(db: Db, modelName: string, routes: RouteInput[])
   });
 }
 
-/**
- * Removes the routes of other models that point at `endpoint`: the embedded stack has one serving slot, so
- * deploying a model there ends whatever served before.
- */
-export async function removeRoutesTo(db: Db, endpoint: string, exceptModel: string): Promise<void> {
-  const removed = await db
-    .deleteFrom('routes')
-    .where('endpoint', '=', endpoint.replace(/\/+$/, ''))
-    .where('model_name', '!=', exceptModel)
-    .returning('model_name')
-    .execute();
-  for (const name of new Set(removed.map((r) => r.model_name))) await sql`select pg_notify(${ROUTES_CHANNEL}, ${name})`.execute(db);
-}
-
 /** Every route (or one model's), by model name, then version number: newer versions come last. */
 export async function listRoutes(db: Db, modelName?: string): Promise<Route[]> {
   let q = db

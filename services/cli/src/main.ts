@@ -16,7 +16,13 @@ Commands:
   run SPEC.yaml [--follow]        start a run of a pipeline spec; --follow shows its progress live
   runs                            list runs, newest first
   show RUN                        a run's stages, metrics, artifacts, approvals and deployment
-  follow RUN                      show a run's progress live until it waits at the gate or ends
+  follow RUN | status RUN         show a run's progress live until it waits at the gate or ends
+  logs RUN [--follow]             the run's log (trainer output, canary decisions); --follow streams it
+  models                          model versions, their metrics and which one serves
+  deployments                     what serves each model, its traffic share, live canary state
+  deployments promote RUN | abort RUN [--comment TEXT]
+                                  end a running canary by hand (an approver): all traffic to the new
+                                  version, or back to the previous one
   approve RUN [--comment TEXT] [--override]
                                   approve the deployment gate (as an approver who did not start the run);
                                   --override deploys a challenger that lost to the serving model
@@ -292,6 +298,29 @@ async function schedules(args: string[], values: Record<string, string | boolean
   }
 }
 
+function printLogLine(l: Json): void {
+  console.log(`${String(l.at).slice(11, 19)} ${String(l.stage).padEnd(8)} ${l.line}`);
+}
+
+/** Server-sent events of an API stream, parsed: `{type, data}` per event. */
+async function* streamEvents(route: string, auth: string): AsyncGenerator<{ type: string; data: Json }> {
+  const res = await fetch(`${loadConfig().api.url}${route}`, { headers: { authorization: `Bearer ${auth}` } });
+  if (!res.ok || !res.body) throw new CliError(`${route}: HTTP ${res.status}`);
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const type = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (type && data) yield { type, data: JSON.parse(data) };
+    }
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -360,6 +389,47 @@ async function main(argv: string[]): Promise<void> {
         if (d.deployment) console.log(`deployment: ${d.deployment.id} ${d.deployment.status} at ${d.deployment.endpoint}/v1/completions`);
       });
     }
+    case 'logs': {
+      const runId = need('a run id');
+      const auth = token(values.user, 'operator');
+      const { lines } = await api('GET', `/api/runs/${runId}/logs?limit=200`, auth);
+      if (!values.follow) return out(lines, () => lines.forEach(printLogLine));
+      lines.forEach(printLogLine);
+      // Then live: the run's event stream, printing each batch of new lines as it arrives.
+      for await (const event of streamEvents(`/api/runs/${runId}/events`, auth)) {
+        if (event.type === 'logs') (event.data.lines as Json[]).forEach(printLogLine);
+        if (event.type === 'run' && ['deployed', 'rolled-back', 'rejected', 'expired', 'failed', 'cancelled'].includes(event.data.run.status)) return;
+      }
+      return;
+    }
+    case 'models': {
+      const { models } = await api('GET', '/api/models', token(values.user, 'operator'));
+      return out(models, () => {
+        for (const m of models) {
+          const em = (m.metrics as Json)?.exactMatch;
+          console.log(`${m.id.padEnd(32)} ${m.serving ? 'serving ' : '        '} exact match ${em === undefined ? '   -' : Number(em).toFixed(3)}  run ${m.run_id}  ${m.created_at}`);
+        }
+        if (models.length === 0) console.log('no model versions yet: approve a run at its gate');
+      });
+    }
+    case 'deployments': {
+      if (arg === 'promote' || arg === 'abort') {
+        const runId = positionals[2];
+        if (!runId) throw new CliError(`deployments ${arg} needs a run id; see tempered --help`);
+        const sent = await api('POST', `/api/runs/${runId}/canary`, token(values.user, 'approver'), { action: arg, comment: values.comment ?? '' });
+        return out(sent, () => console.log(`${arg === 'promote' ? 'promotion' : 'abort'} sent to the canary of ${runId}`));
+      }
+      if (arg) throw new CliError(`unknown deployments subcommand "${arg}": promote RUN or abort RUN`);
+      const { deployments } = await api('GET', '/api/deployments', token(values.user, 'operator'));
+      return out(deployments, () => {
+        for (const d of deployments) {
+          const canary = d.canary ? `  canary step ${d.canary.step} at ${d.canary.weight}%${d.canary.health ? `, ${d.canary.health.requests} requests, ${d.canary.health.errors} errors` : ''}` : '';
+          console.log(`${`${d.model_name} v${d.version}`.padEnd(28)} ${d.status.padEnd(11)} ${String(d.weight).padStart(3)}% of traffic  ${d.endpoint}${canary}`);
+        }
+        if (deployments.length === 0) console.log('nothing deployed yet');
+      });
+    }
+    case 'status':
     case 'follow': {
       const auth = token(values.user, 'operator');
       const detail = await follow(need('a run id'), auth, 'gate');
@@ -378,9 +448,9 @@ async function main(argv: string[]): Promise<void> {
       const detail = await follow(runId, auth, 'end');
       if (values.json) return void console.log(JSON.stringify(detail, null, 2));
       if (detail.deployment) {
-        const endpoint = detail.deployment.endpoint;
-        console.log(`\nModel ${detail.modelVersion.id} is serving at ${endpoint}/v1/completions. Try:`);
-        console.log(`  curl -s ${endpoint}/v1/completions -H 'content-type: application/json' -d '{"prompt":"reverse 1 2 3 4","max_tokens":12}'`);
+        const gateway = loadConfig().gateway.url;
+        console.log(`\nModel ${detail.modelVersion.id} is serving (its server: ${detail.deployment.endpoint}). Ask it through the gateway:`);
+        console.log(`  curl -s ${gateway}/v1/completions -H 'content-type: application/json' -d '{"model":"${detail.modelVersion.name}","prompt":"reverse 1 2 3 4","max_tokens":12}'`);
       } else {
         console.log(`run ended ${detail.run.status}${detail.run.error ? `: ${detail.run.error}` : ''}`);
         process.exitCode = 1;

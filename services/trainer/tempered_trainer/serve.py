@@ -97,6 +97,9 @@ def make_handler(completer: Completer):
     class Handler(BaseHTTPRequestHandler):
         server_version = "tempered-serve"
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle's algorithm the second waits ~40 ms for the
+        # client's delayed ACK on every kept-alive request.
+        disable_nagle_algorithm = True
 
         def _send(self, status: int, payload: dict) -> None:
             data = json.dumps(payload).encode("utf-8")

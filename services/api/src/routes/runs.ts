@@ -53,7 +53,8 @@ async function listExamples(): Promise<ExampleSpec[]> {
 function refuseRelativePaths(spec: PipelineSpec): void {
   const uris = [
     ...spec.data.sources.map((s, i) => ({ path: `data.sources.${i}.uri`, uri: s.uri })),
-    ...(spec.rlhf.preferences ? [{ path: 'rlhf.preferences.uri', uri: spec.rlhf.preferences.uri }] : []),
+    // Preferences are read only when RLHF runs on a dataset (or feedback plus a dataset).
+    ...(spec.rlhf.preferences && spec.rlhf.method !== 'none' && spec.rlhf.source !== 'labels' ? [{ path: 'rlhf.preferences.uri', uri: spec.rlhf.preferences.uri }] : []),
   ];
   const issues = uris
     .filter(({ uri }) => !/^(s3|file):\/\//.test(uri) && !path.isAbsolute(uri))

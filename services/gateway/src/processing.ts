@@ -1,0 +1,104 @@
+/**
+ * Use-stage processing: what the gateway does to text on the way in and on the way out.
+ *
+ * In: the prompt goes through the clean stage's own rules (NFKC, control characters, whitespace), imported
+ * from its core so that serving and training can never disagree on what a prompt looks like. PII masking is
+ * a training-data rule and is not applied to live prompts.
+ *
+ * Out: words and phrases on the blocklist are replaced by "[BLOCKED]" (case-insensitive, whole words only, so
+ * "ass" does not hit "class"), and the answer is flagged.
+ */
+import { readFileSync } from 'node:fs';
+import { cleanText, type CleanOptions } from '@tempered/activities/src/clean-core';
+
+const NORMALIZE: CleanOptions = {
+  nfkc: true,
+  stripControl: true,
+  collapseWhitespace: true,
+  maskPii: false,
+  dedupe: 'none',
+  minChars: 0,
+  maxChars: Number.MAX_SAFE_INTEGER,
+};
+
+/** The prompt as the model saw its training prompts. */
+export function normalizePrompt(text: string): string {
+  return cleanText(text, NORMALIZE).text;
+}
+
+export const BLOCKED = '[BLOCKED]';
+
+export class Blocklist {
+  private readonly pattern: RegExp | undefined;
+  readonly size: number;
+
+  constructor(words: string[]) {
+    // Entries are matched as the model would write them: NFKC-normalized, case-insensitively.
+    const entries = [...new Set(words.map((w) => normalizePrompt(w)).filter(Boolean))];
+    this.size = entries.length;
+    // Longest first, so that a phrase wins over a word it contains.
+    entries.sort((a, b) => b.length - a.length);
+    const escaped = entries.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/ /g, '\\s+'));
+    this.pattern = entries.length ? new RegExp(`(?<![\\p{L}\\p{N}_])(?:${escaped.join('|')})(?![\\p{L}\\p{N}_])`, 'giu') : undefined;
+  }
+
+  /** Entries from the config (TEMPERED_BLOCKLIST) and from a file of one entry per line (`#` comments). */
+  static load(words: string[], file: string | undefined): Blocklist {
+    const fromFile = file
+      ? readFileSync(file, 'utf8')
+          .split('\n')
+          .map((l) => l.replace(/#.*/, '').trim())
+          .filter(Boolean)
+      : [];
+    return new Blocklist([...words, ...fromFile]);
+  }
+
+  /** The text with blocked words replaced, and whether anything was. */
+  filter(text: string): { text: string; flagged: boolean } {
+    if (!this.pattern) return { text, flagged: false };
+    let flagged = false;
+    const out = text.replace(this.pattern, () => ((flagged = true), BLOCKED));
+    return { text: out, flagged };
+  }
+}
+
+/** A validation failure that names the offending field (OpenAI's `param`). */
+export class FieldError extends Error {
+  constructor(
+    readonly param: string,
+    message: string,
+  ) {
+    super(`${param}: ${message}`);
+  }
+}
+
+type ChatContent = string | Array<{ type?: unknown; text?: unknown }>;
+
+function contentText(content: ChatContent, where: string): string {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content
+      .map((part, i) => {
+        if (part?.type !== 'text') return '';
+        if (typeof part.text !== 'string') throw new FieldError(`${where}[${i}].text`, 'must be a string');
+        return part.text;
+      })
+      .join('');
+  }
+  throw new FieldError(where, 'must be a string or an array of content parts');
+}
+
+/**
+ * The prompt for a completions-only model server, from a chat request: the last user message's text. Our
+ * models are trained on single-turn prompt → response pairs, so system messages and earlier turns are
+ * dropped; a multi-turn template belongs to the day a served model is trained with one.
+ */
+export function promptFromMessages(messages: unknown): string {
+  if (!Array.isArray(messages) || messages.length === 0) throw new FieldError('messages', 'must be a non-empty array of {role, content}');
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i] as { role?: unknown; content?: unknown } | null;
+    if (typeof m !== 'object' || m === null || typeof m.role !== 'string') throw new FieldError(`messages[${i}].role`, 'must be a string');
+    if (m.role === 'user') return contentText(m.content as ChatContent, `messages[${i}].content`);
+  }
+  throw new FieldError('messages', 'must contain a message with role "user"');
+}

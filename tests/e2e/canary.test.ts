@@ -1,0 +1,147 @@
+/**
+ * Canary rollouts on the real stack: real model servers behind the real gateway, real traffic. A first
+ * version is deployed; a healthy second one takes 50% and then all of the traffic and is promoted, with the
+ * observed split near the weight; a third whose model server dies mid-canary is rolled back automatically
+ * and the traffic returns to the second. Prints the time from the failing canary's first error to rollback.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { generateDemoData } from '@tempered/examples';
+import type { PipelineSpec } from '@tempered/spec';
+import { apiCall, cfg, db, demoSpec, waitFor } from '../support';
+
+const database = db();
+const NAME = `canary-demo-${randomBytes(2).toString('hex')}`;
+
+/** Sends completions through the gateway with fresh client keys until stopped; counts outcomes per version. */
+function traffic() {
+  let stop = false;
+  const served: Array<{ version: string; status: number; at: number }> = [];
+  const loop = async () => {
+    while (!stop) {
+      const res = await fetch(`${cfg.gateway.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-client-key': randomBytes(6).toString('hex') },
+        body: JSON.stringify({ model: NAME, prompt: 'reverse 1 2 3', max_tokens: 8 }),
+      }).catch(() => undefined);
+      if (!res) continue;
+      const body: any = await res.json().catch(() => ({}));
+      served.push({ version: body.model ?? res.headers.get('x-model-version') ?? '?', status: res.status, at: Date.now() });
+    }
+  };
+  const loops = [loop(), loop()];
+  return { served, stop: async () => ((stop = true), await Promise.all(loops)) };
+}
+
+async function runToGate(spec: PipelineSpec): Promise<string> {
+  const started = await apiCall('POST', '/api/runs', 'operator', { spec });
+  assert.equal(started.status, 201, JSON.stringify(started.body));
+  const runId = started.body.runId;
+  await waitFor(`${runId} at its gate`, 10 * 60_000, async () => {
+    const d = (await apiCall('GET', `/api/runs/${runId}`, 'operator')).body;
+    if (['failed', 'cancelled'].includes(d.run.status)) throw new Error(`run ${d.run.status}: ${d.run.error}`);
+    return d.run.status === 'waiting-approval' ? true : undefined;
+  }, 2000);
+  const approved = await apiCall('POST', `/api/runs/${runId}/approval`, 'approver', { decision: 'approve', comment: 'canary e2e' });
+  assert.equal(approved.status, 200, JSON.stringify(approved.body));
+  return runId;
+}
+
+async function finalStatus(runId: string): Promise<any> {
+  return waitFor(`${runId} to finish`, 5 * 60_000, async () => {
+    const d = (await apiCall('GET', `/api/runs/${runId}`, 'operator')).body;
+    return ['deployed', 'rolled-back', 'failed'].includes(d.run.status) ? d : undefined;
+  }, 1000);
+}
+
+describe('canary rollouts through the gateway', () => {
+  let spec: PipelineSpec;
+  let second: any;
+
+  before(async () => {
+    const dataDir = path.join(cfg.dataDir, 'uploads', 'canary');
+    generateDemoData(dataDir, { records: 1000 });
+    spec = demoSpec();
+    spec.name = NAME;
+    spec.data.sources = [{ uri: path.join(dataDir, 'train.jsonl'), encoding: 'utf-8' }];
+    spec.train = { ...spec.train, steps: 120, checkpointEvery: 60 };
+    spec.rlhf = { ...spec.rlhf, method: 'none' };
+    spec.test = { ...spec.test, minExactMatch: undefined, championMargin: -1 };
+    const first = await finalStatus(await runToGate(spec));
+    assert.equal(first.run.status, 'deployed');
+  });
+
+  after(() => database.destroy());
+
+  test('a healthy canary gets its share of the traffic, then all of it, and is promoted', { timeout: 10 * 60_000 }, async () => {
+    spec.deploy = { ...spec.deploy, canary: { steps: [50, 100], hold: '20s', checkEvery: '2s', minRequests: 10, maxErrorRate: 0.1, maxP95LatencyMs: 5000, maxNegativeFeedbackRate: 0.5 } };
+    const load = traffic();
+    try {
+      const runId = await runToGate(spec);
+      const canary = await waitFor('the canary at 50%', 5 * 60_000, async () => {
+        const deps = (await apiCall('GET', '/api/deployments', 'operator')).body.deployments;
+        return deps.find((d: any) => d.run_id === runId && d.canary?.weight === 50);
+      }, 500);
+      const from = Date.now();
+      await waitFor('the canary at 100%', 60_000, async () => {
+        const deps = (await apiCall('GET', '/api/deployments', 'operator')).body.deployments;
+        const d = deps.find((x: any) => x.run_id === runId);
+        return d?.canary?.weight === 100 || d?.status === 'serving' ? true : undefined;
+      }, 500);
+      const during = load.served.filter((s) => s.at >= from + 2000 && s.at < Date.now() - 2000);
+      const share = during.filter((s) => s.version === canary.model_version_id).length / during.length;
+      console.log(`# canary at 50%: ${during.length} requests, ${(share * 100).toFixed(1)}% to the new version`);
+      assert.ok(during.length >= 20, `${during.length} requests`);
+      assert.ok(Math.abs(share - 0.5) <= 0.15, `observed share ${share} for weight 0.5`);
+      second = await finalStatus(runId);
+      assert.equal(second.run.status, 'deployed');
+      assert.equal(second.deployment.status, 'serving');
+      const stage = second.stages.find((s: any) => s.name === 'deploy').summary;
+      assert.equal(stage.canary.status, 'promoted');
+    } finally {
+      await load.stop();
+    }
+    const routes = await database.selectFrom('routes').selectAll().where('model_name', '=', NAME).execute();
+    assert.deepEqual(routes.map((r) => [r.model_version_id, r.weight]), [[second.modelVersion.id, 100]]);
+  });
+
+  test('a canary whose server fails is rolled back automatically and the traffic returns', { timeout: 10 * 60_000 }, async () => {
+    spec.deploy = { ...spec.deploy, canary: { steps: [50, 100], hold: '60s', checkEvery: '1s', minRequests: 10, maxErrorRate: 0.1, maxP95LatencyMs: 5000, maxNegativeFeedbackRate: 0.5 } };
+    const load = traffic();
+    let runId = '';
+    try {
+      runId = await runToGate(spec);
+      const canary = await waitFor('the canary at 50%', 5 * 60_000, async () => {
+        const deps = (await apiCall('GET', '/api/deployments', 'operator')).body.deployments;
+        return deps.find((d: any) => d.run_id === runId && d.canary?.weight === 50);
+      }, 500);
+      const row = await database.selectFrom('deployments').select('pid').where('id', '=', canary.id).executeTakeFirstOrThrow();
+      process.kill(-row.pid!, 'SIGKILL'); // the new version's server dies: the gateway answers 502 for it
+      const done = await finalStatus(runId);
+      assert.equal(done.run.status, 'rolled-back');
+      assert.match(done.run.error, /error rate/);
+      const firstError = await database
+        .selectFrom('gateway_requests')
+        .select((eb) => eb.fn.min('at').as('at'))
+        .where('model_version_id', '=', canary.model_version_id)
+        .where('status', '>=', 500)
+        .executeTakeFirstOrThrow();
+      const rollback = await database.selectFrom('audit_log').select('at').where('target', '=', `run:${runId}`).where('action', '=', 'deployment.rollback').executeTakeFirstOrThrow();
+      const seconds = (new Date(rollback.at).getTime() - new Date(firstError.at as Date).getTime()) / 1000;
+      console.log(`# first canary error to rollback: ${seconds.toFixed(2)} s`);
+      assert.ok(seconds > 0 && seconds < 30, `${seconds} s`);
+      const rolledBackAt = Date.now();
+      await new Promise((r) => setTimeout(r, 3000));
+      const after = load.served.filter((s) => s.at > rolledBackAt + 1500);
+      assert.ok(after.length > 0 && after.every((s) => s.status === 200 && s.version === second.modelVersion.id), JSON.stringify(after.slice(0, 5)));
+    } finally {
+      await load.stop();
+    }
+    const routes = await database.selectFrom('routes').selectAll().where('model_name', '=', NAME).execute();
+    assert.deepEqual(routes.map((r) => [r.model_version_id, r.weight]), [[second.modelVersion.id, 100]]);
+    const dep = await database.selectFrom('deployments').select('status').where('run_id', '=', runId).executeTakeFirstOrThrow();
+    assert.equal(dep.status, 'rolled-back');
+  });
+});

@@ -1,0 +1,460 @@
+/**
+ * The inference gateway on the real stack, in front of real model servers: a tiny model is trained and
+ * exported by the Python trainer; its trained export is deployed by the deploy activity (which must route the
+ * model's traffic to it), its untrained export is served as a second version. Then, through the stack's
+ * gateway: the weighted, sticky split; NFKC normalization as the upstream sees it; request ids; metrics per
+ * version; feedback and the preference pairs it makes; and the 400/404/502 errors. A second gateway process,
+ * started here with a key and a blocklist, covers auth, output filtering and what the log may contain.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities, GpuSlots } from '@tempered/activities';
+import { feedbackPreferencePairs, listRoutes, setRoutes } from '@tempered/db';
+import type { DeployResult } from '@tempered/workflows';
+import { cfg, db, demoSpec, freePort, repoRoot, store, trainerCommand, trainerEnv, uniqueId, waitFor } from '../support';
+
+
+/** `python -m tempered_trainer serve` on a free port; resolves with its URL once it listens. */
+function serve(modelTar: string, modelName: string, dir: string): Promise<{ proc: ChildProcess; url: string; stdout: () => string }> {
+  const config = path.join(dir, `serve-${modelName}.json`);
+  writeFileSync(config, JSON.stringify({ model: modelTar, host: '127.0.0.1', port: 0, model_name: modelName, device: 'cpu' }));
+  const proc = spawn(cfg.python, ['-m', 'tempered_trainer', 'serve', '--config', config], { env: trainerEnv, stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const started = out.split('\n').find((l) => l.includes('"started"'));
+      if (started) resolve({ proc, url: `http://127.0.0.1:${JSON.parse(started).port}`, stdout: () => out });
+    });
+    proc.once('exit', (code) => reject(new Error(`serve ${modelName} exited with ${code}: ${out}`)));
+  });
+}
+
+interface Answer {
+  status: number;
+  body: any;
+  requestId: string | null;
+  version: string | null;
+}
+
+async function call(base: string, route: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+  const res = await fetch(`${base}${route}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: any = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    /* /metrics is text */
+  }
+  return { status: res.status, body: parsed, requestId: res.headers.get('x-request-id'), version: res.headers.get('x-model-version') };
+}
+
+/** The value of one series in Prometheus text, 0 when absent. */
+function metric(text: string, name: string, labels: Record<string, string>): number {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)\{(.*)\} (\S+)$/.exec(line);
+    if (m && m[1] === name && want.every((w) => m[2].split(',').includes(w)) && m[2].split(',').length === want.length) return Number(m[3]);
+  }
+  return 0;
+}
+
+describe('gateway in front of real model servers', () => {
+  const database = db();
+  const gw = cfg.gateway.url;
+  const name = uniqueId('gw');
+  const v1 = `${name}-v1`;
+  const v2 = `${name}-v2`;
+  const downName = `${name}-down`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'tempered-gateway-'));
+  const children: ChildProcess[] = [];
+  let trainedTar: string;
+  let deployed: DeployResult;
+  let upstreamB: Awaited<ReturnType<typeof serve>>;
+  /** Every answer the stack's gateway gave for this model name, by version and status: checked against /metrics. */
+  const tally = new Map<string, number>();
+  const count = (a: Answer) => {
+    const k = `${a.version ?? 'none'}|${a.status}`;
+    tally.set(k, (tally.get(k) ?? 0) + 1);
+    return a;
+  };
+  const complete = async (body: Record<string, unknown>, headers: Record<string, string> = {}) => count(await call(gw, '/v1/completions', body, headers));
+
+  before(async () => {
+    // A tiny model of the demo task; its step-0 checkpoint exported as well is a second, different model.
+    const records = Array.from({ length: 300 }, (_, i) => {
+      const digits = Array.from({ length: 3 + (i % 4) }, (_, j) => String((i * 7 + j * 3) % 10));
+      return JSON.stringify({ key: `r${i}`, prompt: `reverse ${digits.join(' ')}`, response: [...digits].reverse().join(' ') });
+    });
+    writeFileSync(path.join(dir, 'records.jsonl'), `${records.join('\n')}\n`);
+    await trainerCommand('tokenize', { input: path.join(dir, 'records.jsonl'), output_dir: path.join(dir, 'tok'), vocab_size: 300 }, dir);
+    const sft = await trainerCommand(
+      'sft',
+      {
+        train_shard: path.join(dir, 'tok', 'encoded.shard'),
+        tokenizer: path.join(dir, 'tok', 'tokenizer.json'),
+        output_dir: path.join(dir, 'sft'),
+        model: { n_layer: 1, n_head: 2, n_embd: 32, context_length: 32 },
+        steps: 60, batch_size: 16, learning_rate: 0.01, warmup_steps: 2, weight_decay: 0, checkpoint_every: 60, seed: 0, device: 'cpu', log_every: 60,
+      },
+      dir,
+    );
+    const [trained, untrained] = await Promise.all([
+      trainerCommand('export', { checkpoint: sft.checkpoints.at(-1), output_dir: path.join(dir, 'trained') }, dir),
+      trainerCommand('export', { checkpoint: sft.checkpoints[0], output_dir: path.join(dir, 'untrained') }, dir),
+    ]);
+    trainedTar = trained.model_tar;
+
+    // v1 comes from the deploy activity (first test); v2 is served here and registered after v1.
+    await database
+      .insertInto('model_versions')
+      .values({ id: `${downName}-v1`, name: downName, version: 1, run_id: uniqueId('gw-run'), model_uri: 's3://test/none', sha256: 'none', metrics: '{}' })
+      .execute();
+    upstreamB = await serve(untrained.model_tar, v2, dir);
+    children.push(upstreamB.proc);
+  });
+
+  after(async () => {
+    await setRoutes(database, name, []).catch(() => {});
+    await setRoutes(database, downName, []).catch(() => {});
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    if (deployed) {
+      // The deployed model server is detached (it outlives a worker); stop it as `npm stop` would.
+      const pidFile = path.join(cfg.dataDir, 'run', 'model-server.pid');
+      try {
+        process.kill(-Number(readFileSync(pidFile, 'utf8')), 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+      await database.updateTable('deployments').set({ status: 'stopped' }).where('id', '=', deployed.deploymentId).execute();
+    }
+    await database.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the deploy activity routes the model name to the version it deployed, weight 100', { timeout: 180_000 }, async () => {
+    const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]) });
+    const spec = demoSpec();
+    spec.name = name;
+    const model = await store().putFile(trainedTar, 'model', 'model.tar');
+    const runId = uniqueId('gw-run');
+    deployed = await new MockActivityEnvironment({ heartbeatTimeoutMs: 120_000 }).run(activities.deploy, {
+      runId,
+      spec,
+      model,
+      datasetVersionId: 'ds-gateway-test',
+      metrics: { loss: 1, perplexity: 2.7, exactMatch: 0, baselineExactMatch: 0, examples: 0 },
+      approver: 'gateway-test',
+    });
+    assert.equal(deployed.modelVersionId, v1);
+    const routes = await listRoutes(database, name);
+    assert.deepEqual(routes.map((r) => [r.modelVersionId, r.endpoint, r.weight]), [[v1, deployed.endpoint, 100]]);
+
+    // The running gateway hears of it (NOTIFY) and serves the model by name, as the model server itself does.
+    await waitFor('the gateway to list the model', 15_000, async () => ((await call(gw, '/v1/models', undefined)).body.data.some((m: any) => m.id === name) ? true : undefined), 100);
+    const direct = await call(deployed.endpoint, '/v1/completions', { prompt: 'reverse 1 2 3', max_tokens: 8 });
+    const through = await complete({ model: name, prompt: 'reverse 1 2 3', max_tokens: 8 });
+    assert.equal(through.status, 200, JSON.stringify(through.body));
+    assert.equal(through.version, v1);
+    assert.equal(through.body.choices[0].text, direct.body.choices[0].text);
+    assert.ok(direct.body.choices[0].text.trim().length > 0, `the trained model answers with text: ${JSON.stringify(direct.body)}`);
+  });
+
+  test('a 70/30 split over 1500 client keys lands within 5 points of the weights, and every key sticks to its version', { timeout: 180_000 }, async () => {
+    await database
+      .insertInto('model_versions')
+      .values({ id: v2, name, version: 2, run_id: uniqueId('gw-run'), model_uri: 's3://test/untrained', sha256: 'untrained', metrics: '{}' })
+      .execute();
+    await setRoutes(database, name, [
+      { modelVersionId: v1, endpoint: deployed.endpoint, weight: 70 },
+      { modelVersionId: v2, endpoint: upstreamB.url, weight: 30 },
+    ]);
+    await waitFor('the gateway to load 70/30', 15_000, async () => {
+      const entry = (await call(gw, '/v1/models', undefined)).body.data.find((m: any) => m.id === name);
+      return entry?.versions?.length === 2 && entry.versions[0].weight === 70 ? true : undefined;
+    }, 100);
+
+    const keys = Array.from({ length: 1500 }, (_, i) => `client-${i}`);
+    const first = new Map<string, string>();
+    const send = async (key: string) => {
+      const a = await complete({ model: name, prompt: 'reverse 4 2', max_tokens: 1 }, { 'x-client-key': key });
+      assert.equal(a.status, 200, JSON.stringify(a.body));
+      return a.version!;
+    };
+    const pool = async <T>(items: T[], fn: (item: T) => Promise<void>, width = 8) => {
+      let next = 0;
+      await Promise.all(Array.from({ length: width }, async () => {
+        while (next < items.length) await fn(items[next++]);
+      }));
+    };
+    await pool(keys, async (key) => void first.set(key, await send(key)));
+    const onV1 = [...first.values()].filter((v) => v === v1).length;
+    const share = onV1 / keys.length;
+    console.log(`# traffic split over ${keys.length} client keys: ${v1} ${(share * 100).toFixed(1)}%, ${v2} ${((1 - share) * 100).toFixed(1)}% (weights 70/30)`);
+    assert.ok(Math.abs(share - 0.7) <= 0.05, `share on v1 ${share}`);
+    assert.equal(onV1 + [...first.values()].filter((v) => v === v2).length, keys.length);
+
+    // Stickiness: the same key, asked again (three more times for 100 keys), gets the same version.
+    const again = keys.slice(0, 100).flatMap((k) => [k, k, k]);
+    await pool(again, async (key) => assert.equal(await send(key), first.get(key), key));
+
+    // Without x-client-key, the body's `user` is the key; without either, the client's address.
+    const byUser = await Promise.all(Array.from({ length: 6 }, () => complete({ model: name, prompt: 'reverse 4 2', max_tokens: 1, user: 'alice' })));
+    assert.equal(new Set(byUser.map((a) => a.version)).size, 1);
+    const byAddress = await Promise.all(Array.from({ length: 6 }, () => complete({ model: name, prompt: 'reverse 4 2', max_tokens: 1 })));
+    assert.equal(new Set(byAddress.map((a) => a.version)).size, 1);
+  });
+
+  test('the prompt reaches the model server NFKC-normalized, without control characters, whitespace collapsed', async () => {
+    const messy = 'ｒｅｖｅｒｓｅ\u3000１　２\t\t３\u0007 ';
+    const clean = 'reverse 1 2 3';
+    const viaGateway = await complete({ model: v2, prompt: messy, max_tokens: 6 });
+    assert.equal(viaGateway.status, 200, JSON.stringify(viaGateway.body));
+    assert.equal(viaGateway.version, v2, 'a version id pins the request to that version');
+    const cleanDirect = await call(upstreamB.url, '/v1/completions', { model: v2, prompt: clean, max_tokens: 6 });
+    const messyDirect = await call(upstreamB.url, '/v1/completions', { model: v2, prompt: messy, max_tokens: 6 });
+    // The model server tokenized exactly the clean prompt: same token count and the same greedy answer.
+    assert.equal(viaGateway.body.usage.prompt_tokens, cleanDirect.body.usage.prompt_tokens);
+    assert.notEqual(messyDirect.body.usage.prompt_tokens, cleanDirect.body.usage.prompt_tokens, 'the raw text would have tokenized differently');
+    assert.equal(viaGateway.body.choices[0].text, cleanDirect.body.choices[0].text);
+
+    // Chat: the last user message is the prompt, normalized the same way.
+    const chat = count(await call(gw, '/v1/chat/completions', {
+      model: v2,
+      max_tokens: 6,
+      messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }, { role: 'user', content: [{ type: 'text', text: messy }] }],
+    }));
+    assert.equal(chat.status, 200, JSON.stringify(chat.body));
+    assert.equal(chat.body.object, 'chat.completion');
+    assert.equal(chat.body.choices[0].message.role, 'assistant');
+    assert.equal(chat.body.choices[0].message.content, cleanDirect.body.choices[0].text);
+
+    await waitFor('the request record', 15_000, async () => {
+      const row = await database.selectFrom('gateway_requests').selectAll().where('id', '=', viaGateway.requestId!).executeTakeFirst();
+      if (!row) return undefined;
+      assert.equal(row.prompt, clean);
+      assert.equal(row.model_version_id, v2);
+      assert.equal(row.response, viaGateway.body.choices[0].text);
+      assert.equal(row.status, 200);
+      assert.ok(row.latency_ms > 0);
+      return true;
+    }, 100);
+  });
+
+  test('every response carries a unique request id, also as the body id, errors included', async () => {
+    const answers = [
+      await complete({ model: name, prompt: 'reverse 5 6', max_tokens: 2 }),
+      await complete({ model: name, prompt: 'reverse 5 6', max_tokens: 2 }),
+      count(await call(gw, '/v1/completions', { model: 'no-such-model', prompt: 'x' })),
+      await call(gw, '/v1/models', undefined),
+    ];
+    for (const a of answers) assert.match(a.requestId ?? '', /^req-[0-9a-f-]{36}$/);
+    for (const a of answers.slice(0, 3)) assert.equal(a.body.id, a.requestId);
+    assert.equal(new Set(answers.map((a) => a.requestId)).size, answers.length);
+  });
+
+  test('bad requests get 400 naming the field, an unknown model 404 listing the available ones, a dead upstream 502', async () => {
+    const bad: Array<[unknown, string]> = [
+      [{ prompt: 'reverse 1' }, 'model'],
+      [{ model: name }, 'prompt'],
+      [{ model: name, prompt: 5 }, 'prompt'],
+      [{ model: name, prompt: ' \u0007 ' }, 'prompt'],
+      [{ model: name, prompt: 'reverse 1', stream: true }, 'stream'],
+    ];
+    for (const [body, param] of bad) {
+      const a = count(await call(gw, '/v1/completions', body));
+      assert.equal(a.status, 400, JSON.stringify(a.body));
+      assert.equal(a.body.error.param, param);
+      assert.match(a.body.error.message, new RegExp(`^${param}: `));
+    }
+    const noUser = await call(gw, '/v1/chat/completions', { model: name, messages: [{ role: 'system', content: 'x' }] });
+    assert.equal(noUser.status, 400);
+    assert.equal(noUser.body.error.param, 'messages');
+    const notJson = await call(gw, '/v1/completions', '{"model":');
+    assert.equal(notJson.status, 400);
+    assert.match(notJson.body.error.message, /not valid JSON/);
+    // The model server's own refusal (a bad max_tokens) is passed on with its status and message.
+    const refused = await complete({ model: name, prompt: 'reverse 1', max_tokens: -1 });
+    assert.equal(refused.status, 400);
+    assert.match(refused.body.error.message, /max_tokens/);
+
+    const unknown = await call(gw, '/v1/completions', { model: 'no-such-model', prompt: 'reverse 1' });
+    assert.equal(unknown.status, 404);
+    assert.ok(unknown.body.available_models.includes(name), JSON.stringify(unknown.body));
+    assert.match(unknown.body.error.message, new RegExp(`no route for model 'no-such-model': available models are .*${name}`));
+
+    await setRoutes(database, downName, [{ modelVersionId: `${downName}-v1`, endpoint: `http://127.0.0.1:${await freePort()}`, weight: 100 }]);
+    await waitFor('the gateway to load the dead route', 15_000, async () => ((await call(gw, '/v1/models', undefined)).body.data.some((m: any) => m.id === downName) ? true : undefined), 100);
+    const down = await call(gw, '/v1/completions', { model: downName, prompt: 'reverse 1' });
+    assert.equal(down.status, 502, JSON.stringify(down.body));
+    assert.equal(down.version, `${downName}-v1`);
+    assert.match(down.body.error.message, new RegExp(`the model server of ${downName}-v1 \\(http://127\\.0\\.0\\.1:\\d+\\) ECONNREFUSED`));
+    const metrics = (await call(gw, '/metrics', undefined)).body as string;
+    assert.equal(metrics.includes('# TYPE tempered_gateway_errors_total counter'), true);
+    assert.equal(metric(metrics, 'tempered_gateway_errors_total', { model: downName, version: `${downName}-v1`, reason: 'upstream_unreachable' }), 1);
+    assert.equal(metric(metrics, 'tempered_gateway_requests_total', { model: downName, version: `${downName}-v1`, status: '502' }), 1);
+  });
+
+  test('/metrics counts every request per version and status, with a latency histogram per version', async () => {
+    const text = (await call(gw, '/metrics', undefined)).body as string;
+    for (const version of [v1, v2]) {
+      let total = 0;
+      for (const [k, n] of tally) {
+        const [v, status] = k.split('|');
+        if (v !== version) continue;
+        total += n;
+        assert.equal(metric(text, 'tempered_gateway_requests_total', { model: name, version, status }), n, `${version} ${status}`);
+      }
+      assert.ok(total > 100, `${version} served ${total}`);
+      assert.equal(metric(text, 'tempered_gateway_request_duration_seconds_count', { model: name, version }), total);
+      assert.equal(metric(text, 'tempered_gateway_request_duration_seconds_bucket', { model: name, version, le: '+Inf' }), total);
+      assert.ok(metric(text, 'tempered_gateway_request_duration_seconds_sum', { model: name, version }) > 0);
+      assert.equal(metric(text, 'tempered_gateway_errors_total', { model: name, version, reason: 'upstream_unreachable' }), 0);
+    }
+    assert.equal(metric(text, 'tempered_gateway_route_weight', { model: name, version: v1 }), 70);
+  });
+
+  test('feedback is stored with the serving version and becomes preference pairs', async () => {
+    const since = new Date(Date.now() - 1000);
+    // The same prompt answered by each version (pinned): different models, different answers.
+    const prompt = 'reverse 7 3 9';
+    const good = await complete({ model: v1, prompt, max_tokens: 8 });
+    const poor = await complete({ model: v2, prompt: `  ${prompt}  `, max_tokens: 8 });
+    assert.notEqual(good.body.choices[0].text, poor.body.choices[0].text);
+    // Rated at once: the request records may still be waiting for their batch; the gateway writes them first.
+    const up = await call(gw, '/v1/feedback', { request_id: good.requestId, rating: 'up', comment: 'right' });
+    const down = await call(gw, '/v1/feedback', { request_id: poor.requestId, rating: 'down' });
+    assert.equal(up.status, 201, JSON.stringify(up.body));
+    assert.equal(down.status, 201, JSON.stringify(down.body));
+    assert.equal(up.body.model_version, v1);
+    assert.equal(down.body.model_version, v2);
+    const stored = await database.selectFrom('feedback_ratings').selectAll().where('model_name', '=', name).orderBy('id').execute();
+    assert.deepEqual(stored.map((f) => [f.request_id, f.model_version_id, f.rating, f.comment]), [
+      [good.requestId, v1, 'up', 'right'],
+      [poor.requestId, v2, 'down', null],
+    ]);
+
+    // Pairwise on two served answers (versions taken from the requests), and one tie, which makes no pair.
+    const a = await complete({ model: v2, prompt: 'reverse 1 8', max_tokens: 8 });
+    const b = await complete({ model: v1, prompt: 'reverse 1 8', max_tokens: 8 });
+    // Responses are kept as the client saw them (only prompts are normalized); a blank one would be refused.
+    const textOf = (x: Answer, fallback: string): string => (x.body.choices[0].text.trim() ? x.body.choices[0].text : fallback);
+    const pair = await call(gw, '/v1/feedback/pairwise', {
+      prompt: 'ｒｅｖｅｒｓｅ 1 8', response_a: textOf(a, 'a'), response_b: textOf(b, 'b'), preferred: 'b', request_ids: [a.requestId, b.requestId],
+    });
+    assert.equal(pair.status, 201, JSON.stringify(pair.body));
+    assert.equal(pair.body.model, name);
+    const row = await database.selectFrom('feedback_pairwise').selectAll().where('id', '=', pair.body.id).executeTakeFirstOrThrow();
+    assert.deepEqual([row.model_version_a, row.model_version_b, row.prompt], [v2, v1, 'reverse 1 8']);
+    const tie = await call(gw, '/v1/feedback/pairwise', { prompt: 'reverse 2', response_a: '2', response_b: '2 2', preferred: 'tie', model: name });
+    assert.equal(tie.status, 201);
+
+    const pairs = await feedbackPreferencePairs(database, { modelName: name });
+    assert.deepEqual(pairs, [
+      { prompt: 'reverse 1 8', chosen: textOf(b, 'b'), rejected: textOf(a, 'a') },
+      { prompt, chosen: good.body.choices[0].text, rejected: poor.body.choices[0].text },
+    ]);
+    assert.deepEqual(await feedbackPreferencePairs(database, { modelName: name, since: new Date(Date.now() + 60_000) }), []);
+    assert.equal((await feedbackPreferencePairs(database, { modelName: name, since })).length, 2);
+    // A later change of mind on the same request replaces the earlier rating: no pair is left for that prompt.
+    await call(gw, '/v1/feedback', { request_id: poor.requestId, rating: 'up' });
+    assert.equal((await feedbackPreferencePairs(database, { modelName: name })).length, 1);
+
+    const metrics = (await call(gw, '/metrics', undefined)).body as string;
+    assert.equal(metric(metrics, 'tempered_gateway_feedback_total', { model: name, version: v1, rating: 'up' }), 1);
+    assert.equal(metric(metrics, 'tempered_gateway_feedback_total', { model: name, version: v2, rating: 'down' }), 1);
+  });
+
+  test('bad feedback: 404 for an unknown request id, 400 naming the field', async () => {
+    const unknown = await call(gw, '/v1/feedback', { request_id: 'req-00000000-0000-0000-0000-000000000000', rating: 'up' });
+    assert.equal(unknown.status, 404);
+    assert.match(unknown.body.error.message, /request_id: no request req-0{8}-.* was served by this gateway/);
+    const cases: Array<[string, unknown, string]> = [
+      ['/v1/feedback', { request_id: 'x', rating: 'meh' }, 'rating'],
+      ['/v1/feedback', { rating: 'up' }, 'request_id'],
+      ['/v1/feedback', { request_id: 'x', rating: 'up', comment: 5 }, 'comment'],
+      ['/v1/feedback/pairwise', { response_a: 'a', response_b: 'b', preferred: 'a' }, 'prompt'],
+      ['/v1/feedback/pairwise', { prompt: 'p', response_a: 'a', response_b: 'b', preferred: 'c' }, 'preferred'],
+      ['/v1/feedback/pairwise', { prompt: 'p', response_a: 'a', preferred: 'a' }, 'response_b'],
+      ['/v1/feedback/pairwise', { prompt: 'p', response_a: 'a', response_b: 'b', preferred: 'a', request_ids: ['x'] }, 'request_ids'],
+    ];
+    for (const [route, body, param] of cases) {
+      const a = await call(gw, route, body);
+      assert.equal(a.status, 400, `${route} ${JSON.stringify(body)} → ${JSON.stringify(a.body)}`);
+      assert.equal(a.body.error.param, param);
+    }
+    const missing = await call(gw, '/v1/feedback/pairwise', { prompt: 'p', response_a: 'a', response_b: 'b', preferred: 'a', request_ids: ['req-nope', null] });
+    assert.equal(missing.status, 404);
+    assert.equal(missing.body.error.param, 'request_ids[0]');
+  });
+
+  test('with a key and a blocklist: no key 401, blocked words replaced and flagged, and the log holds no prompt or key', { timeout: 60_000 }, async () => {
+    // A word the model really says to this prompt, so the filter is tested on real output.
+    const prompt = 'reverse 1 2 3';
+    const said: string = (await call(deployed.endpoint, '/v1/completions', { prompt, max_tokens: 8 })).body.choices[0].text;
+    const word = said.split(/\s+/).find((w) => /^[\p{L}\p{N}]+$/u.test(w));
+    assert.ok(word, `the model's answer has a word: ${JSON.stringify(said)}`);
+    const key = `key-${uniqueId('k')}`;
+    const port = await freePort();
+    const proc = spawn(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), [path.join(repoRoot, 'services', 'gateway', 'src', 'main.ts')], {
+      env: { ...process.env, TEMPERED_GATEWAY_PORT: String(port), TEMPERED_GATEWAY_KEY: key, TEMPERED_BLOCKLIST: `zzfirst, ${word.toUpperCase()} ,zzlast` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(proc);
+    let log = '';
+    proc.stdout!.on('data', (c: Buffer) => (log += c.toString()));
+    proc.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+    const base = `http://127.0.0.1:${port}`;
+    await waitFor('the second gateway', 30_000, async () => ((await fetch(`${base}/healthz`).catch(() => undefined))?.ok ? true : undefined), 200);
+    const auth = { authorization: `Bearer ${key}` };
+
+    const noKey = await call(base, '/v1/completions', { model: v1, prompt });
+    assert.equal(noKey.status, 401);
+    assert.equal(noKey.body.error.type, 'authentication_error');
+    assert.equal((await call(base, '/v1/completions', { model: v1, prompt }, { authorization: 'Bearer wrong' })).status, 401);
+    assert.equal((await call(base, '/metrics', undefined)).status, 401);
+
+    const filtered = await call(base, '/v1/completions', { model: v1, prompt, max_tokens: 8 }, auth);
+    assert.equal(filtered.status, 200, JSON.stringify(filtered.body));
+    const expected = said.replace(new RegExp(`(?<![\\p{L}\\p{N}_])${word}(?![\\p{L}\\p{N}_])`, 'gu'), '[BLOCKED]');
+    assert.notEqual(expected, said);
+    assert.equal(filtered.body.choices[0].text, expected);
+    assert.equal(filtered.body.choices[0].finish_reason, 'content_filter');
+    assert.equal(filtered.body.tempered.flagged, true);
+    const metrics = (await call(base, '/metrics', undefined, auth)).body as string;
+    assert.equal(metric(metrics, 'tempered_gateway_flagged_total', { model: name, version: v1 }), 1);
+    // The stack's gateway has no blocklist: the same answer passes unchanged there.
+    const unfiltered = await complete({ model: v1, prompt, max_tokens: 8 });
+    assert.equal(unfiltered.body.choices[0].text, said);
+    assert.equal(unfiltered.body.tempered.flagged, false);
+
+    const stored = await waitFor('the flagged record', 15_000, async () =>
+      database.selectFrom('gateway_requests').select(['flagged', 'response']).where('id', '=', filtered.requestId!).executeTakeFirst(), 100);
+    assert.deepEqual(stored, { flagged: true, response: expected });
+
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.once('exit', r));
+    const lines = log.split('\n').filter((l) => l.startsWith('POST '));
+    assert.ok(lines.some((l) => l.includes(`POST /v1/completions 200 `) && l.includes(`version=${v1}`) && l.includes(`id=${filtered.requestId}`)), log);
+    assert.ok(!log.includes(prompt) && !log.includes(key), `the log must not hold prompts or keys:\n${log}`);
+  });
+
+  test('the second model server answered exactly the requests the gateway routed to it', { timeout: 30_000 }, async () => {
+    const routedToV2 = [...tally].filter(([k]) => k.startsWith(`${v2}|`)).reduce((n, [k, c]) => n + (k.endsWith('|400') ? 0 : c), 0);
+    upstreamB.proc.kill('SIGTERM');
+    await new Promise((r) => upstreamB.proc.once('exit', r));
+    const finished = JSON.parse(upstreamB.stdout().trim().split('\n').at(-1)!);
+    assert.equal(finished.event, 'finished');
+    // Plus the two direct calls of the normalization test.
+    assert.equal(finished.requests, routedToV2 + 2);
+  });
+});
