@@ -217,7 +217,7 @@ export interface PendingApproval {
   requestedBy: string;
   deadline: string | null;
   test: Record<string, unknown> | null;
-  /** The model serving now, to compare with (null before the first deployment). */
+  /** The serving version of the same model name, to compare with (null before its first deployment). */
   production: (ModelVersion & { deploymentId: string }) | null;
   /** False when the caller may not decide it (wrong role, or they started the run); `reason` says why. */
   canDecide: boolean;

@@ -12,16 +12,16 @@ import { downloadUrl } from '../views';
 
 const PREVIEW_BYTES = 256 * 1024;
 
-/** The model version behind the newest serving deployment, if any. */
-async function production(db: Db) {
-  return db
+/** The model version behind the newest serving deployment (of one model name, when given), if any. */
+async function production(db: Db, name?: string) {
+  let q = db
     .selectFrom('deployments')
     .innerJoin('model_versions', 'model_versions.id', 'deployments.model_version_id')
     .selectAll('model_versions')
     .select('deployments.id as deploymentId')
-    .where('deployments.status', '=', 'serving')
-    .orderBy('deployments.created_at', 'desc')
-    .executeTakeFirst();
+    .where('deployments.status', '=', 'serving');
+  if (name !== undefined) q = q.where('model_versions.name', '=', name);
+  return q.orderBy('deployments.created_at', 'desc').executeTakeFirst();
 }
 
 const summaryOf = (rows: Array<{ name: string; summary: unknown }>, stage: string) =>
@@ -32,15 +32,17 @@ export function catalogRoutes({ db, store }: ApiDeps): Route[] {
     {
       method: 'GET', path: /^\/api\/approvals$/, action: 'read', summary: 'Pending deployment gates with test metrics beside production; recent decisions', response: 'ApprovalsResponse',
       async handler({ who }) {
-        const [waiting, prod, recent] = await Promise.all([
+        const [waiting, recent] = await Promise.all([
           db.selectFrom('runs').select(['id', 'name', 'requested_by']).where('status', '=', 'waiting-approval').orderBy('created_at').execute(),
-          production(db),
           db.selectFrom('approvals').innerJoin('runs', 'runs.id', 'approvals.run_id').selectAll('approvals').select('runs.name').orderBy('approvals.id', 'desc').limit(20).execute(),
         ]);
         const stages = waiting.length
           ? await db.selectFrom('stages').select(['run_id', 'name', 'summary']).where('run_id', 'in', waiting.map((w) => w.id)).where('name', 'in', ['test', 'deploy']).execute()
           : [];
+        // Each gate is compared with the serving version of its own model name.
+        const servingByName = new Map(await Promise.all([...new Set(waiting.map((w) => w.name))].map(async (n) => [n, await production(db, n)] as const)));
         const pending: PendingApproval[] = waiting.map((r) => {
+          const prod = servingByName.get(r.name);
           const mine = stages.filter((s) => s.run_id === r.id);
           const reason = !can(who.role, 'approve')
             ? `${who.role}s cannot decide gates; an approver or admin can`

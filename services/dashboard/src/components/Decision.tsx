@@ -18,15 +18,38 @@ export function Countdown({ deadline }: { deadline: string }) {
   );
 }
 
-export function DecisionForm({ runId, onDecided }: { runId: string; onDecided?: (decision: 'approve' | 'reject') => void }) {
+/** The test stage's comparison with the serving model of the same name (its summary's `champion`). */
+export interface ChampionComparison {
+  version: number;
+  championExactMatch: number;
+  challengerExactMatch: number;
+  margin: number;
+  challengerWins: boolean;
+}
+
+/** The champion comparison of a run's test summary, when there was one. */
+export const championOf = (test: Record<string, unknown> | null | undefined) => (test?.champion as ChampionComparison | undefined) ?? undefined;
+
+export function DecisionForm({
+  runId,
+  champion,
+  onDecided,
+}: {
+  runId: string;
+  champion?: ChampionComparison;
+  onDecided?: (decision: 'approve' | 'reject') => void;
+}) {
   const [comment, setComment] = useState('');
+  // A challenger that lost to the serving model deploys only by an explicit, recorded override.
+  const needsOverride = champion !== undefined && !champion.challengerWins;
+  const [override, setOverride] = useState(false);
   const [busy, setBusy] = useState<'approve' | 'reject' | null>(null);
   const [error, setError] = useState<string>();
   const [done, setDone] = useState<'approve' | 'reject'>();
   const id = useId();
 
   const decide = async (decision: 'approve' | 'reject') => {
-    const body = decisionRequest.safeParse({ decision, comment: comment.trim() });
+    const body = decisionRequest.safeParse({ decision, comment: comment.trim(), override: decision === 'approve' && needsOverride && override });
     if (!body.success) {
       setError(body.error.issues.map((i) => i.message).join('; '));
       return;
@@ -63,9 +86,27 @@ export function DecisionForm({ runId, onDecided }: { runId: string; onDecided?: 
         placeholder="What you checked, or why you reject it"
         onChange={(e) => setComment(e.target.value)}
       />
+      {needsOverride && (
+        <div className="callout warn" data-testid="override-needed">
+          <p>
+            This model's exact match {champion.challengerExactMatch.toFixed(3)} does not beat the serving version v{champion.version} (
+            {champion.championExactMatch.toFixed(3)}) by the spec's margin {champion.margin}. Approving deploys it anyway, recorded as an override.
+          </p>
+          <label>
+            <input type="checkbox" data-testid="override" checked={override} onChange={(e) => setOverride(e.target.checked)} /> Override: deploy it although it
+            loses
+          </label>
+        </div>
+      )}
       <div className="buttons">
-        <button type="button" className="primary approve" data-testid="approve" disabled={busy !== null} onClick={() => decide('approve')}>
-          {busy === 'approve' ? 'Approving…' : 'Approve deployment'}
+        <button
+          type="button"
+          className="primary approve"
+          data-testid="approve"
+          disabled={busy !== null || (needsOverride && !override)}
+          onClick={() => decide('approve')}
+        >
+          {busy === 'approve' ? 'Approving…' : needsOverride ? 'Approve by override' : 'Approve deployment'}
         </button>
         <button type="button" className="danger" data-testid="reject" disabled={busy !== null} onClick={() => decide('reject')}>
           {busy === 'reject' ? 'Rejecting…' : 'Reject'}
@@ -98,7 +139,8 @@ export function GateSummary({ gate, ended = false }: { gate: GateState | undefin
   return (
     <div data-testid="gate-decision">
       <p>
-        <span className={`badge ${gate.status === 'approved' ? 'run-deployed' : 'run-rejected'}`}>{gate.status}</span> by <strong>{gate.approver}</strong>,{' '}
+        <span className={`badge ${gate.status === 'approved' ? 'run-deployed' : 'run-rejected'}`}>{gate.status}</span>
+        {gate.status === 'approved' && gate.override ? ' by override' : ''} by <strong>{gate.approver}</strong>,{' '}
         {formatDate(gate.decidedAt)}
       </p>
       {gate.comment && <blockquote className="comment">{gate.comment}</blockquote>}

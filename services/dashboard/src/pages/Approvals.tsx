@@ -7,7 +7,7 @@ import type { ApprovalsResponse, PendingApproval } from '@tempered/api-contract'
 import { useResource, useDebounced } from '../api';
 import { ErrorBox, Loading, Section } from '../components/common';
 import { MetricsCompare } from '../components/Compare';
-import { Countdown, DecisionForm } from '../components/Decision';
+import { championOf, Countdown, DecisionForm } from '../components/Decision';
 import { formatDate } from '../format';
 import { useRunChanges } from '../live';
 import { Link, runPath } from '../router';
@@ -109,9 +109,9 @@ function PendingCard({ item, onDecided }: { item: PendingApproval; onDecided: ()
         production={prod ? prod.metrics : null}
         productionLabel={prod ? `serving: ${prod.name} v${prod.version}` : 'serving'}
       />
-      {!prod && <p className="muted small">No model is serving yet: this would be the first deployment.</p>}
+      {!prod && <p className="muted small">No version of this model is serving yet: this would be its first deployment.</p>}
       {item.canDecide ? (
-        <DecisionForm runId={item.runId} onDecided={onDecided} />
+        <DecisionForm runId={item.runId} champion={championOf(item.test)} onDecided={onDecided} />
       ) : (
         <p className="muted" data-testid="cannot-decide">
           {item.reason ?? 'You may not decide this gate.'}
