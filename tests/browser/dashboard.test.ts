@@ -3,8 +3,10 @@
  * operator signs in, starts the labels demo from the browser and watches it live to the labeling step,
  * labels every pair with the keyboard, and watches the run reach its deployment gate; a viewer sees the gate
  * without buttons and the API refuses them; an approver approves from the inbox with a comment, and the
- * operator's open run page turns deployed. Any console error or uncaught exception on any page fails the
- * test. Screenshots of the main pages go to tests/browser/screenshots/.
+ * operator's open run page turns deployed. The operator then creates a paused schedule from the demo pipeline
+ * (so it never runs), sees it listed and deletes it, and sees the deployed model serving all the traffic. Any
+ * console error or uncaught exception on any page fails the test. Screenshots of the main pages go to
+ * tests/browser/screenshots/.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -125,7 +127,7 @@ describe('the dashboard in a browser', () => {
     await page.close();
     opPage = await signIn(operator, 'operator', 'operator', credentialsOf('operator').password);
     await opPage.getByRole('heading', { name: 'Runs' }).waitFor();
-    assert.equal(await opPage.getByRole('navigation', { name: 'Main' }).getByRole('link').count(), 5);
+    assert.equal(await opPage.getByRole('navigation', { name: 'Main' }).getByRole('link').count(), 7);
   });
 
   test('the spec editor shows each issue at its line and blocks submit until the spec is valid', async () => {
@@ -302,6 +304,67 @@ describe('the dashboard in a browser', () => {
     assert.ok(overflow <= 0, `the page is ${overflow}px wider than the window`);
     await shot(page, 'run-detail-narrow', 2000);
     await context.close();
+  });
+
+  test('schedules: the operator creates a paused schedule from the demo pipeline, sees it listed and deletes it', async () => {
+    const page = watch(await operator.newPage(), 'operator');
+    const id = uniqueId('dash-schedule').replace(/[^a-z0-9-]/g, '');
+    try {
+      await page.goto(`${base}/runs`);
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Schedules' }).click();
+      await page.getByRole('heading', { name: 'Schedules' }).waitFor();
+      await page.getByTestId('new-schedule').click();
+      const form = page.getByTestId('schedule-form');
+      // A bad interval is refused at its field, before anything is sent.
+      await form.getByTestId('schedule-every').fill('hourly');
+      await form.getByTestId('field-error').getByText(/expected an interval/).waitFor();
+      await form.getByTestId('schedule-id').fill(id);
+      await form.getByRole('radio', { name: /demo\/pipeline\.yaml/ }).check();
+      await form.getByTestId('spec-valid').waitFor();
+      await form.getByTestId('schedule-every').fill('1h');
+      // Paused, an hourly schedule never takes an action while the test runs.
+      await form.getByTestId('schedule-start-paused').check();
+      await form.getByTestId('schedule-create-comment').fill('browser test: created paused, deleted at once');
+      await form.getByTestId('create-schedule').click();
+      const row = page.locator(`tr[data-schedule-id="${id}"]`);
+      await row.waitFor();
+      assert.equal(await row.getAttribute('data-paused'), 'true');
+      assert.match((await row.textContent()) ?? '', /every 1h/);
+      const described = await apiCall('GET', `/api/schedules/${id}`, 'operator');
+      assert.equal(described.status, 200, JSON.stringify(described.body));
+      assert.equal(described.body.paused, true);
+      assert.equal(described.body.pipeline, 'demo-reverse');
+      assert.equal(described.body.mode, 'run');
+
+      await row.getByTestId('schedule-manage').click();
+      await page.getByTestId('schedule-panel').getByTestId('schedule-resume').waitFor();
+      await shot(page, 'schedules');
+      await page.getByTestId('schedule-comment').fill('done with it');
+      await page.getByTestId('schedule-delete').click();
+      await page.getByTestId('schedule-delete-confirm').click();
+      await row.waitFor({ state: 'detached' });
+      assert.match((await page.getByTestId('schedules-notice').textContent()) ?? '', new RegExp(`Deleted schedule ${id}`));
+      assert.equal((await apiCall('GET', `/api/schedules/${id}`, 'operator')).status, 404);
+    } finally {
+      // Whatever failed above, leave no schedule behind (404 when it is gone already).
+      await apiCall('DELETE', `/api/schedules/${id}`, 'operator').catch(() => {});
+      await page.close();
+    }
+  });
+
+  test('deployments: the approved model serves all of its traffic', async () => {
+    need(runId, 'run');
+    const page = watch(await operator.newPage(), 'operator');
+    await page.goto(`${base}/runs`);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Deployments' }).click();
+    const row = page.getByTestId('deployments-table').locator(`tr[data-run-id="${runId}"]`);
+    await row.waitFor();
+    assert.equal(await row.getAttribute('data-status'), 'serving');
+    assert.equal(await row.getByTestId('deployment-status').textContent(), 'serving');
+    assert.equal(await row.getByTestId('traffic').getAttribute('data-weight'), '100');
+    assert.match((await row.getByTestId('traffic').textContent()) ?? '', /100%/);
+    await shot(page, 'deployments');
+    await page.close();
   });
 
   test('no page logged an error or threw', () => {

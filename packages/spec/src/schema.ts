@@ -248,7 +248,7 @@ export const pipelineSpecSchema = z
         temperature: z.number().positive().max(5).default(1).describe('rl: sampling temperature of the rollouts; lower suits a weak starting model'),
       })
       .strict()
-      .refine((r) => r.method === 'none' || r.source === 'labels' || r.preferences !== undefined, {
+      .refine((r) => r.method === 'none' || r.source !== 'dataset' || r.preferences !== undefined, {
         message: 'required when method is not "none" and source is "dataset"',
         path: ['preferences'],
       })

@@ -9,11 +9,13 @@ import { ErrorBox, Loading } from './components/common';
 import { LiveProvider, useLive } from './live';
 import { ApprovalsPage } from './pages/Approvals';
 import { DatasetPage, DatasetsPage } from './pages/Datasets';
+import { DeploymentsPage } from './pages/Deployments';
 import { LabelingQueuePage, LabelPage } from './pages/Labeling';
 import { LoginPage } from './pages/Login';
 import { ModelsPage } from './pages/Models';
 import { RunPage } from './pages/Run';
 import { RunsPage } from './pages/Runs';
+import { SchedulesPage } from './pages/Schedules';
 import { StartRunPage } from './pages/StartRun';
 import { Link, navigate, useLocation } from './router';
 import { MeContext } from './session';
@@ -69,9 +71,11 @@ export function App() {
 
 const NAV = [
   { to: '/runs', label: 'Runs' },
+  { to: '/schedules', label: 'Schedules' },
   { to: '/approvals', label: 'Approvals' },
   { to: '/labeling', label: 'Labeling' },
   { to: '/models', label: 'Models' },
+  { to: '/deployments', label: 'Deployments' },
   { to: '/datasets', label: 'Datasets' },
 ];
 
@@ -128,6 +132,8 @@ const TITLES: Array<[RegExp, string]> = [
   [/^\/approvals/, 'Approvals'],
   [/^\/labeling/, 'Labeling'],
   [/^\/models/, 'Models'],
+  [/^\/schedules/, 'Schedules'],
+  [/^\/deployments/, 'Deployments'],
   [/^\/datasets/, 'Datasets'],
   [/^\//, 'Runs'],
 ];
@@ -157,6 +163,8 @@ function Routes() {
   else if (seg[0] === 'labeling' && seg.length === 1) page = <LabelingQueuePage />;
   else if (seg[0] === 'labeling' && seg.length === 2) page = <LabelPage key={seg[1]} runId={seg[1]} />;
   else if (seg[0] === 'models' && seg.length === 1) page = <ModelsPage />;
+  else if (seg[0] === 'schedules' && seg.length === 1) page = <SchedulesPage />;
+  else if (seg[0] === 'deployments' && seg.length === 1) page = <DeploymentsPage />;
   else if (seg[0] === 'datasets' && seg.length === 1) page = <DatasetsPage />;
   else if (seg[0] === 'datasets' && seg.length === 2) page = <DatasetPage key={seg[1]} id={seg[1]} />;
   else

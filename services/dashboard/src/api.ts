@@ -23,7 +23,7 @@ export function setUnauthorizedHandler(handler: () => void): void {
   onUnauthorized = handler;
 }
 
-export async function api<T>(path: string, init: { method?: 'GET' | 'POST'; body?: unknown; signal?: AbortSignal; quiet401?: boolean } = {}): Promise<T> {
+export async function api<T>(path: string, init: { method?: 'GET' | 'POST' | 'DELETE'; body?: unknown; signal?: AbortSignal; quiet401?: boolean } = {}): Promise<T> {
   const method = init.method ?? 'GET';
   let res: Response;
   try {
@@ -31,7 +31,12 @@ export async function api<T>(path: string, init: { method?: 'GET' | 'POST'; body
       method,
       credentials: 'same-origin',
       signal: init.signal,
-      headers: method === 'POST' ? { [CSRF_HEADER]: '1', 'content-type': 'application/json', accept: 'application/json' } : { accept: 'application/json' },
+      headers:
+        method === 'POST'
+          ? { [CSRF_HEADER]: '1', 'content-type': 'application/json', accept: 'application/json' }
+          : method === 'DELETE'
+            ? { [CSRF_HEADER]: '1', accept: 'application/json' }
+            : { accept: 'application/json' },
       body: method === 'POST' ? JSON.stringify(init.body ?? {}) : undefined,
     });
   } catch (err) {
@@ -56,6 +61,11 @@ export async function api<T>(path: string, init: { method?: 'GET' | 'POST'; body
 }
 
 export const post = <T>(path: string, body: unknown = {}) => api<T>(path, { method: 'POST', body });
+/** DELETE carries no body (its parameters are in the query) but changes something, so it sends the CSRF header too. */
+export const del = <T>(path: string) => api<T>(path, { method: 'DELETE' });
+
+/** Any thrown value as an ApiFailure, for the pages' error states. */
+export const asFailure = (err: unknown): ApiFailure => (err instanceof ApiFailure ? err : new ApiFailure(0, String(err)));
 
 export interface Resource<T> {
   data: T | undefined;
@@ -151,4 +161,16 @@ export function useDebounced(fn: () => void, ms: number): () => void {
     clearTimeout(timer.current);
     timer.current = setTimeout(() => latest.current(), ms);
   }, [ms]);
+}
+
+/**
+ * While `active`, calls `reload` `ms` after each fetch of a resource has finished (`loading` false): a poll
+ * that never overlaps itself, so a slow answer delays the next request instead of being aborted by it.
+ */
+export function usePollWhile(active: boolean, loading: boolean, reload: () => void, ms: number): void {
+  useEffect(() => {
+    if (!active || loading) return;
+    const t = setTimeout(reload, ms);
+    return () => clearTimeout(t);
+  }, [active, loading, reload, ms]);
 }

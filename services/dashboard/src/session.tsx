@@ -21,10 +21,13 @@ const ACTION_WORDS: Record<Action, string> = {
   admin: 'manage users',
 };
 
-/** Why `me` may not do `action`, naming the roles that may; undefined when they may. */
-export function whyNot(me: Me, action: Action): string | undefined {
+/**
+ * Why `me` may not do `action`, naming the roles that may; undefined when they may. `doing` names the thing
+ * in the page's words when it is not the action's usual one (managing schedules needs `start`).
+ */
+export function whyNot(me: Me, action: Action, doing: string = ACTION_WORDS[action]): string | undefined {
   if (me.can[action]) return undefined;
   const who = ROLES.filter((r) => r !== 'admin' && can(r, action));
   const roles = [...who, 'admin'].map((r) => `an ${r}`.replace(/^an ([^aeiou])/, 'a $1'));
-  return `Your role (${me.role}) cannot ${ACTION_WORDS[action]}; ${roles.join(' or ')} can.`;
+  return `Your role (${me.role}) cannot ${doing}; ${roles.join(' or ')} can.`;
 }

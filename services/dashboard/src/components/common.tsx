@@ -164,3 +164,45 @@ export function Section({ title, actions, children, id, testId }: { title: React
 export function Kbd({ children }: { children: ReactNode }) {
   return <kbd>{children}</kbd>;
 }
+
+const DEPLOYMENT_STATUS_CLASS: Record<string, string> = {
+  serving: 'run-deployed',
+  canary: 'run-canary',
+  'rolled-back': 'run-rolled-back',
+  stopped: '',
+};
+
+/** A deployment's status (serving, canary, stopped, rolled-back; anything else shown plain). */
+export function DeploymentStatusBadge({ status }: { status: string }) {
+  return (
+    <span className={`badge ${DEPLOYMENT_STATUS_CLASS[status] ?? ''}`} data-testid="deployment-status" data-status={status}>
+      {status === 'canary' ? 'canary rollout' : status === 'rolled-back' ? 'rolled back' : status}
+    </span>
+  );
+}
+
+/** A share in percent as a short bar with its number; the number is what assistive technology reads. */
+export function ShareBar({ percent, label, testId }: { percent: number; label: string; testId?: string }) {
+  const pct = Math.max(0, Math.min(100, percent));
+  return (
+    <span className="share" data-testid={testId} data-weight={percent} title={`${label}: ${percent}%`}>
+      <span className="share-track" aria-hidden="true">
+        <span className="share-fill" style={{ width: `${pct}%` }} />
+      </span>
+      <span className="share-text">
+        <span className="sr-only">{label}: </span>
+        {percent}%
+      </span>
+    </span>
+  );
+}
+
+/** The problems of one form field, under it; `id` is what the field's aria-describedby names. */
+export function FieldIssues({ id, messages }: { id: string; messages: string[] }) {
+  if (messages.length === 0) return null;
+  return (
+    <span className="field-error" id={id} data-testid="field-error">
+      {messages.join('; ')}
+    </span>
+  );
+}

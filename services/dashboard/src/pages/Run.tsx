@@ -9,6 +9,7 @@ import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { stringify } from 'yaml';
 import { api, ApiFailure, post, useDebounced, useEventStream, useResource } from '../api';
 import { ArtifactsTable } from '../components/Artifacts';
+import { hasCanaryOutcome, RunCanaryPanel } from '../components/Canary';
 import { CopyButton, ErrorBox, Loading, ProgressBar, RunStatusBadge, Section, isFinished } from '../components/common';
 import { MetricsCompare } from '../components/Compare';
 import { CleanReportView, DatasetCounts } from '../components/DataQuality';
@@ -149,6 +150,9 @@ export function RunPage({ id }: { id: string }) {
   const focused = stages.find((s) => s.name === focus);
   const duration = between(run.created_at, isFinished(run.status) ? run.updated_at : null, now);
   const testSummary = stages.find((s) => s.name === 'test')?.summary;
+  const deploySummary = stages.find((s) => s.name === 'deploy')?.summary;
+  // A rolled-back canary's reason is the run's error too: the canary panel says it once.
+  const showError = Boolean(run.error) && !(run.status === 'rolled-back' && hasCanaryOutcome(deploySummary));
   const decideWhyNot = whyNot(me, 'approve') ?? (run.requested_by === me.username ? 'You started this run, so another approver must decide its deployment.' : undefined);
 
   return (
@@ -206,7 +210,10 @@ export function RunPage({ id }: { id: string }) {
           </div>
         )}
       </dl>
-      {run.error && (
+      {(run.status === 'canary' || run.status === 'rolled-back' || hasCanaryOutcome(deploySummary)) && (
+        <RunCanaryPanel runId={run.id} status={run.status} deploySummary={deploySummary} />
+      )}
+      {showError && (
         <div className={run.status === 'cancelled' ? 'callout info' : 'callout error'} role="alert">
           <strong>{run.status === 'failed' ? 'Failed' : run.status === 'cancelled' ? 'Cancelled' : 'Error'}</strong> <span>{run.error}</span>
         </div>
@@ -256,7 +263,11 @@ export function RunPage({ id }: { id: string }) {
           )}
         </Section>
         <Section title="Dataset" id="dataset">
-          {detail.datasetVersion ? <DatasetCard id={detail.datasetVersion.id} fallback={detail.datasetVersion} /> : <p className="muted">Ingest has not produced a dataset version yet.</p>}
+          {detail.datasetVersion ? <DatasetCard
+              id={detail.datasetVersion.id}
+              fallback={detail.datasetVersion}
+              cleaned={detail.stages.some((st) => st.name === 'clean' && st.status === 'completed')}
+            /> : <p className="muted">Ingest has not produced a dataset version yet.</p>}
         </Section>
       </div>
 
@@ -339,8 +350,13 @@ export function RunPage({ id }: { id: string }) {
   );
 }
 
-function DatasetCard({ id, fallback }: { id: string; fallback: RunDetail['datasetVersion'] & object }) {
+function DatasetCard({ id, fallback, cleaned }: { id: string; fallback: RunDetail['datasetVersion'] & object; cleaned: boolean }) {
   const detail = useResource<DatasetDetail>(`/api/datasets/${encodeURIComponent(id)}`);
+  // The dataset appears after ingest, its cleaning report only once clean completes: fetch again then.
+  const { reload } = detail;
+  useEffect(() => {
+    if (cleaned) reload();
+  }, [cleaned, reload]);
   const dataset = detail.data?.dataset ?? fallback;
   const removed = typeof detail.data?.dataset.clean?.removed === 'number' ? (detail.data.dataset.clean.removed as number) : undefined;
   return (

@@ -7,6 +7,7 @@ import { startRunRequest, type ExampleSpec } from '@tempered/api-contract';
 import { useEffect, useMemo, useState, type ChangeEvent } from 'react';
 import { ApiFailure, post, useResource } from '../api';
 import { ErrorBox, Loading } from '../components/common';
+import { ExamplePicker } from '../components/ExamplePicker';
 import { SpecEditor } from '../components/SpecEditor';
 import { Link, navigate, runPath, setSearch, useLocation } from '../router';
 import { useMe, whyNot } from '../session';
@@ -110,21 +111,7 @@ export function StartRunPage() {
             <p className="muted">No example specs on the server; write one instead.</p>
           ) : (
             <>
-              <fieldset className="examples">
-                <legend>Example spec</legend>
-                {examples.data.examples.map((ex) => {
-                  const described = checkSpec(ex.yaml).spec?.description;
-                  return (
-                    <label key={ex.path} className={`example${ex.path === examplePath ? ' selected' : ''}`}>
-                      <input type="radio" name="example" value={ex.path} checked={ex.path === examplePath} onChange={() => setExamplePath(ex.path)} />
-                      <span>
-                        <strong>{ex.name}</strong> <code className="muted">{ex.path}</code>
-                        {described && <span className="muted small block">{described}</span>}
-                      </span>
-                    </label>
-                  );
-                })}
-              </fieldset>
+              <ExamplePicker examples={examples.data.examples} value={examplePath} onChange={setExamplePath} />
               {example && (
                 <>
                   <p className="muted small">

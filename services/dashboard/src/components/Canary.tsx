@@ -1,0 +1,196 @@
+/**
+ * Canary rollouts: the new version's health in the current step, an approver's promote or abort, and the
+ * short panel a run's page shows while its canary runs and after it ended.
+ */
+import { canaryActionRequest, type DeploymentEntry, type DeploymentsResponse, type RunStatus } from '@tempered/api-contract';
+import { useId, useState } from 'react';
+import { asFailure, post, usePollWhile, useResource, type ApiFailure } from '../api';
+import { formatAgo, formatDate, formatNumber, useNow } from '../format';
+import { Link } from '../router';
+import { ErrorBox, ShareBar } from './common';
+
+/** How often a page asks again while a canary runs (see `DeploymentsPage` for why it must ask at all). */
+export const CANARY_POLL_MS = 2000;
+
+const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+const percent = (v: number | undefined) => (v === undefined ? '—' : v.toLocaleString(undefined, { style: 'percent', maximumFractionDigits: 1 }));
+
+/** The canary's figures for the current step (requests, errors, p95 latency, thumbs-down) and a breach, if any. */
+export function CanaryHealthView({ health }: { health: Record<string, unknown> | undefined }) {
+  if (!health) return <p className="muted small">No health reading yet: the first comes with the step's first check.</p>;
+  const rated = num(health.rated);
+  const breach = typeof health.breach === 'string' ? health.breach : undefined;
+  return (
+    <>
+      <dl className="facts health" data-testid="canary-health">
+        <div>
+          <dt>requests</dt>
+          <dd>{formatNumber(num(health.requests))}</dd>
+        </div>
+        <div>
+          <dt>errors</dt>
+          <dd>
+            {formatNumber(num(health.errors))} <span className="muted">({percent(num(health.errorRate))})</span>
+          </dd>
+        </div>
+        <div>
+          <dt>p95 latency</dt>
+          <dd>{num(health.p95LatencyMs) !== undefined ? `${formatNumber(Math.round(num(health.p95LatencyMs)!))} ms` : '—'}</dd>
+        </div>
+        <div>
+          <dt>thumbs down</dt>
+          <dd>
+            {rated ? (
+              <>
+                {percent(num(health.negativeRate))} <span className="muted">of {formatNumber(rated)} rated</span>
+              </>
+            ) : (
+              <span className="muted">none rated</span>
+            )}
+          </dd>
+        </div>
+      </dl>
+      {breach && (
+        <p className="error-text small" data-testid="canary-breach">
+          Breach: {breach}
+        </p>
+      )}
+    </>
+  );
+}
+
+/** Promote or abort a running canary, with a comment; the request is a signal to the canary's workflow. */
+export function CanaryActions({ runId, version, onSent }: { runId: string; version: string; onSent: () => void }) {
+  const id = useId();
+  const [comment, setComment] = useState('');
+  const [busy, setBusy] = useState<'promote' | 'abort'>();
+  const [error, setError] = useState<ApiFailure>();
+  const [sent, setSent] = useState<'promote' | 'abort'>();
+
+  const send = async (action: 'promote' | 'abort') => {
+    const body = canaryActionRequest.safeParse({ action, comment: comment.trim() });
+    if (!body.success) return setError(asFailure(body.error.issues.map((i) => i.message).join('; ')));
+    setBusy(action);
+    setError(undefined);
+    try {
+      await post(`/api/runs/${encodeURIComponent(runId)}/canary`, body.data);
+      setSent(action);
+      onSent();
+    } catch (err) {
+      setError(asFailure(err));
+    } finally {
+      setBusy(undefined);
+    }
+  };
+
+  if (sent) {
+    return (
+      <p className="callout ok" role="status" data-testid="canary-sent">
+        {sent === 'promote' ? `Promote sent: all traffic moves to ${version} in a moment.` : `Abort sent: traffic goes back to the previous version in a moment.`}
+      </p>
+    );
+  }
+  return (
+    <form className="decision" onSubmit={(e) => e.preventDefault()} aria-label={`End the canary of ${version}`}>
+      <label htmlFor={`${id}-comment`}>Comment (recorded with your decision)</label>
+      <textarea
+        id={`${id}-comment`}
+        rows={2}
+        maxLength={2000}
+        value={comment}
+        onChange={(e) => setComment(e.target.value)}
+        placeholder="What you saw: the error rate, a complaint, a dashboard"
+        data-testid="canary-comment"
+      />
+      <div className="buttons">
+        <button type="button" className="primary approve" disabled={busy !== undefined} onClick={() => send('promote')} data-testid="canary-promote">
+          {busy === 'promote' ? 'Promoting…' : 'Promote now'}
+        </button>
+        <button type="button" className="danger" disabled={busy !== undefined} onClick={() => send('abort')} data-testid="canary-abort">
+          {busy === 'abort' ? 'Aborting…' : 'Abort and roll back'}
+        </button>
+      </div>
+      {error && <ErrorBox error={error} />}
+    </form>
+  );
+}
+
+/** The step, the share of traffic and when the step began. */
+export function CanaryStep({ canary, now }: { canary: NonNullable<DeploymentEntry['canary']>; now: number }) {
+  return (
+    <dl className="facts">
+      <div>
+        <dt>step</dt>
+        <dd data-testid="canary-step">{canary.step || '—'}</dd>
+      </div>
+      <div>
+        <dt>traffic</dt>
+        <dd>
+          <ShareBar percent={canary.weight} label="share of traffic" testId="canary-weight" />
+        </dd>
+      </div>
+      <div>
+        <dt>step started</dt>
+        <dd title={formatDate(canary.stepStartedAt)}>{canary.stepStartedAt ? formatAgo(canary.stepStartedAt, now) : '—'}</dd>
+      </div>
+    </dl>
+  );
+}
+
+interface CanaryOutcome {
+  status: string;
+  reason?: string;
+  decidedBy?: string;
+  steps?: Array<{ weight: number }>;
+}
+
+/** The deploy stage's summary names the canary's outcome once it ended (`canary: 'running'` while it runs). */
+function outcomeOf(summary: Record<string, unknown> | null | undefined): CanaryOutcome | undefined {
+  const c = summary?.canary;
+  return c && typeof c === 'object' && typeof (c as CanaryOutcome).status === 'string' ? (c as CanaryOutcome) : undefined;
+}
+export const hasCanaryOutcome = (summary: Record<string, unknown> | null | undefined) => outcomeOf(summary) !== undefined;
+
+/**
+ * A run's canary, kept small: while it runs, its step, weight and health from `GET /api/deployments`
+ * (asked again every 2 s, as on the Deployments page); once it ended, its outcome from the deploy stage.
+ */
+export function RunCanaryPanel({ runId, status, deploySummary }: { runId: string; status: RunStatus; deploySummary: Record<string, unknown> | null | undefined }) {
+  const live = status === 'canary';
+  const deployments = useResource<DeploymentsResponse>(live ? '/api/deployments' : null);
+  usePollWhile(live, deployments.loading, deployments.reload, CANARY_POLL_MS);
+  const now = useNow(5000, live);
+  const outcome = outcomeOf(deploySummary);
+
+  if (!live) {
+    if (!outcome) return null;
+    const promoted = outcome.status === 'promoted';
+    return (
+      <div className={`callout ${promoted ? 'ok' : 'error'}`} data-testid="canary-panel" data-outcome={outcome.status}>
+        <strong>Canary {promoted ? 'promoted' : 'rolled back'}</strong>
+        {outcome.reason && <span>{outcome.reason}</span>}
+        {outcome.decidedBy && <span className="small">decided by {outcome.decidedBy === 'canary' ? 'its health checks' : outcome.decidedBy}</span>}
+        {outcome.steps && outcome.steps.length > 0 && <span className="small">steps {outcome.steps.map((s) => `${s.weight}%`).join(' → ')}</span>}
+      </div>
+    );
+  }
+  const d = deployments.data?.deployments.find((x) => x.run_id === runId && x.status === 'canary');
+  return (
+    <div className="callout info canary-panel" data-testid="canary-panel" data-outcome="running">
+      <strong>Canary rollout</strong>
+      {d?.canary ? (
+        <>
+          <CanaryStep canary={d.canary} now={now} />
+          <CanaryHealthView health={d.canary.health} />
+        </>
+      ) : deployments.error ? (
+        <span className="small">Its live state is unavailable: {deployments.error.message}</span>
+      ) : (
+        <span className="small">{deployments.data ? 'Starting…' : 'Loading its state…'}</span>
+      )}
+      <Link to="/deployments" className="small">
+        Promote or abort on Deployments →
+      </Link>
+    </div>
+  );
+}
