@@ -3,6 +3,7 @@
  * version is deployed; a healthy second one takes 50% and then all of the traffic and is promoted, with the
  * observed split near the weight; a third whose model server dies mid-canary is rolled back automatically
  * and the traffic returns to the second. Prints the time from the failing canary's first error to rollback.
+ * Then people's feedback through the gateway becomes the preference pairs of the next run's RLHF stage.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -10,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateDemoData } from '@tempered/examples';
 import type { PipelineSpec } from '@tempered/spec';
-import { apiCall, cfg, db, demoSpec, waitFor } from '../support';
+import { apiCall, cfg, db, demoSpec, store, waitFor } from '../support';
 
 const database = db();
 const NAME = `canary-demo-${randomBytes(2).toString('hex')}`;
@@ -143,5 +144,44 @@ describe('canary rollouts through the gateway', () => {
     assert.deepEqual(routes.map((r) => [r.model_version_id, r.weight]), [[second.modelVersion.id, 100]]);
     const dep = await database.selectFrom('deployments').select('status').where('run_id', '=', runId).executeTakeFirstOrThrow();
     assert.equal(dep.status, 'rolled-back');
+  });
+
+  test("feedback sent through the gateway becomes the next run's RLHF preference pairs", { timeout: 10 * 60_000 }, async () => {
+    const ask = async (prompt: string, maxTokens: number) => {
+      const res = await fetch(`${cfg.gateway.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: NAME, prompt, max_tokens: maxTokens, temperature: 0 }),
+      });
+      assert.equal(res.status, 200);
+      return (await res.json()) as any;
+    };
+    const feedback = async (route: string, body: unknown) => {
+      const res = await fetch(`${cfg.gateway.url}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      assert.equal(res.status, 201, await res.text());
+    };
+    // Thumbs on two different answers to the same prompt (the second cut short by max_tokens), and a
+    // pairwise choice.
+    const good = await ask('reverse 7 1 5', 8);
+    await feedback('/v1/feedback', { request_id: good.id, rating: 'up', comment: 'right' });
+    const pairwise = { model: NAME, prompt: 'reverse 2 8 6', response_a: '6 8 2', response_b: '2 8 6', preferred: 'a' };
+    await feedback('/v1/feedback/pairwise', pairwise);
+    const bad = await ask('reverse 7 1 5', 1);
+    assert.notEqual(bad.choices[0].text, good.choices[0].text);
+    await feedback('/v1/feedback', { request_id: bad.id, rating: 'down' });
+
+    const next = { ...spec, deploy: { ...spec.deploy, canary: undefined }, rlhf: { ...spec.rlhf, method: 'dpo' as const, source: 'feedback' as const, preferences: undefined, steps: 4, batchSize: 2 } };
+    const started = await apiCall('POST', '/api/runs', 'operator', { spec: next });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const detail = await waitFor('the feedback run at its gate', 10 * 60_000, async () => {
+      const d = (await apiCall('GET', `/api/runs/${started.body.runId}`, 'operator')).body;
+      if (['failed', 'cancelled'].includes(d.run.status)) throw new Error(`run ${d.run.status}: ${d.run.error}`);
+      return d.run.status === 'waiting-approval' ? d : undefined;
+    }, 2000);
+    const prefs = detail.artifacts.find((a: any) => a.stage === 'rlhf' && a.kind === 'preferences');
+    const rows = (await store().getBytes(prefs.uri)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(rows.find((r) => r.prompt === 'reverse 2 8 6'), { prompt: 'reverse 2 8 6', chosen: '6 8 2', rejected: '2 8 6' });
+    assert.deepEqual(rows.find((r) => r.prompt === 'reverse 7 1 5'), { prompt: 'reverse 7 1 5', chosen: good.choices[0].text, rejected: bad.choices[0].text });
+    await apiCall('POST', `/api/runs/${started.body.runId}/approval`, 'approver', { decision: 'reject', comment: 'feedback plumbing test' });
   });
 });
