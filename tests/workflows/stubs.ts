@@ -89,9 +89,14 @@ export function stubActivities(opts: { failTrain?: string; canaryBreaks?: number
     },
     async deploy(i) {
       call('deploy');
-      const deployed = { modelVersionId: 'stub-v2', deploymentId: 'dep-stub', endpoint: 'http://127.0.0.1:2' };
-      // With a canary in the spec, the stand-in pretends version 1 is serving.
-      return i.spec.deploy.canary ? { ...deployed, previous: { modelVersionId: 'stub-v1', deploymentId: 'dep-old', endpoint: 'http://127.0.0.1:1' } } : deployed;
+      if (!i.spec.deploy.canary) return { modelVersionId: 'stub-v1', deploymentId: 'dep-stub', endpoint: 'http://127.0.0.1:1' };
+      // With a canary in the spec, the stand-in pretends version 1 is serving and deploys version 2 beside it.
+      return {
+        modelVersionId: 'stub-v2',
+        deploymentId: 'dep-stub-2',
+        endpoint: 'http://127.0.0.1:2',
+        previous: { modelVersionId: 'stub-v1', deploymentId: 'dep-stub', endpoint: 'http://127.0.0.1:1' },
+      };
     },
     async setCanaryWeight(i) {
       log.canaryWeights.push(i.weight);
