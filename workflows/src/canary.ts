@@ -15,6 +15,7 @@ import {
   type CanaryInput,
   type CanaryOutcome,
   canaryQuery,
+  msOf,
   type CanaryState,
   promoteCanarySignal,
   taskQueueFor,
@@ -58,10 +59,4 @@ export async function canaryRollout(input: CanaryInput): Promise<CanaryOutcome> 
     }
   }
   return finish('promoted', `healthy through every step (${canary.steps.join('% → ')}%)`, 'canary');
-}
-
-/** Milliseconds of a spec duration ("90s", "10m"); the spec schema guarantees the shape. */
-function msOf(duration: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(duration)!;
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms'];
 }

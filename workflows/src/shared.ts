@@ -5,7 +5,7 @@
  *
  * This module is imported by workflow code, so it must stay deterministic and free of Node APIs.
  */
-import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 export const WORKFLOW_TYPE = 'lifecyclePipeline';
 
@@ -239,3 +239,10 @@ export const canaryWorkflowId = (runId: string) => `canary-${runId}`;
 
 /** Sent by the API after each label with the run's count of labeled pairs (a count, not a delta: idempotent). */
 export const labelsChangedSignal = defineSignal<[{ labeled: number }]>('labelsChanged');
+
+/** Milliseconds of a spec duration ("90s", "10m", "24h", "2d"); the spec schema guarantees the shape. */
+export function msOf(duration: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(duration);
+  if (!m) throw ApplicationFailure.nonRetryable(`bad duration ${duration}`, 'BadInput');
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms'];
+}

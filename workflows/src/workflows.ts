@@ -9,7 +9,6 @@
  * timer turns silence into a recorded expiry.
  */
 import {
-  ApplicationFailure,
   CancellationScope,
   condition,
   executeChild,
@@ -25,6 +24,7 @@ import {
   approveDeploymentUpdate,
   canaryWorkflowId,
   labelsChangedSignal,
+  msOf,
   type PipelineInput,
   type PipelineOutcome,
   type PipelineProgress,
@@ -287,12 +287,5 @@ function failureMessage(err: unknown): string {
   return e?.message ?? String(err);
 }
 
-/** Milliseconds of a spec duration ("90s", "10m", "24h", "2d"); the spec schema guarantees the shape. */
-function msOf(duration: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(duration);
-  if (!m) throw ApplicationFailure.nonRetryable(`bad duration ${duration}`, 'BadInput');
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms'];
-  return Number(m[1]) * unit;
-}
 export { retrainTrigger } from './retrain';
 export { canaryRollout } from './canary';
