@@ -22,6 +22,7 @@ COMMANDS = {
     "compare": "compare",
     "sample": "sample",
     "serve": "serve",
+    "convert": "convert",
 }
 
 

@@ -20,7 +20,8 @@ from typing import Optional
 from .config import check_device, from_dict, read_jsonl, require
 from .events import ConfigError, emit, json_safe, log
 from .model import context_length, generate, load_pretrained, resolve_device, setup_threads
-from .template import format_prompt
+from .model import chat_format_of
+from .template import check_messages, encode_prompt
 
 RULES = ("exact-reversal", "reference")
 
@@ -29,7 +30,7 @@ RULES = ("exact-reversal", "reference")
 class CompareConfig:
     model_a: str  # model directory or model.tar
     model_b: str
-    prompts: str  # JSONL of {prompt, optional reference or chosen}
+    prompts: str  # JSONL of {prompt or messages, optional reference or chosen}
     rule: str = "exact-reversal"
     max_new_tokens: int = 32
     batch_size: int = 64
@@ -55,7 +56,16 @@ def read_prompts(path: str, rule: str = "exact-reversal") -> list:
     `exact-reversal`, a row's `reference` (or `chosen`) must agree with the rule, which guards against scoring
     a data set by a rule that did not generate it."""
     if rule == "reference":
-        return [(r["prompt"], str(r["reference"]).strip()) for r in read_jsonl(path, ("prompt", "reference"))]
+        # A prompt is a string (one user turn) or a conversation to answer (`messages`).
+        out = []
+        for n, r in enumerate(read_jsonl(path, ("reference",)), 1):
+            prompt = r.get("messages", r.get("prompt"))
+            why = check_messages(prompt, "messages", ending="prompt") if isinstance(prompt, list) else (
+                None if isinstance(prompt, str) else "field 'prompt' (a string) or 'messages' (a list) is required")
+            if why:
+                raise ConfigError(f"{path} row {n}: {why}")
+            out.append((prompt, str(r["reference"]).strip()))
+        return out
     out = []
     for n, r in enumerate(read_jsonl(path, ("prompt",)), 1):
         answer = exact_reversal(r["prompt"])
@@ -71,12 +81,13 @@ def read_prompts(path: str, rule: str = "exact-reversal") -> list:
 def answers(path: str, prompts: list, cfg: CompareConfig, device) -> list:
     """Greedy answers of one model, decoded and stripped."""
     model, tokenizer = load_pretrained(path, device)
-    ids = [tokenizer.encode(format_prompt(p.strip()), add_special_tokens=False) for p in prompts]
+    fmt = chat_format_of(tokenizer)
+    ids = [encode_prompt(tokenizer, fmt, p.strip() if isinstance(p, str) else p) for p in prompts]
     longest = max(len(x) for x in ids)
     if longest >= context_length(model.config):
         raise ConfigError(f"compare: a prompt of {longest} tokens does not fit {path}'s context length ({context_length(model.config)})")
     outs = generate(model, ids, cfg.max_new_tokens, tokenizer.eos_token_id, batch_size=cfg.batch_size)
-    return [tokenizer.decode(new).strip() for new, _ in outs]
+    return [tokenizer.decode(new, skip_special_tokens=True).strip() for new, _ in outs]
 
 
 def run(raw: dict) -> None:

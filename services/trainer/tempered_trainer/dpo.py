@@ -13,15 +13,17 @@ import torch
 from .config import from_dict, read_jsonl
 from .dpo_config import DPOConfig
 from .events import emit, log, stdout_to_stderr
-from .model import context_length, count_params, load_pretrained, resolve_device, save_model_dir, setup_threads, unpacked_model, write_model_tar
-from .template import EOS, format_prompt
+from .model import (chat_format_of, context_length, count_params, load_pretrained, resolve_device, save_model_dir, setup_threads,
+                    unpacked_model, write_model_tar)
+from .template import as_messages, prompt_text
 from .trl_common import common_args, quiet_libraries, scratch_dir, step_events
 
 
-def read_preferences(path: str) -> list:
-    """{prompt, chosen, rejected} rows with the tokenize template applied; chosen/rejected end with eos so the
-    model learns (and is judged on) where to stop."""
-    return [{"prompt": format_prompt(r["prompt"]), "chosen": r["chosen"] + EOS, "rejected": r["rejected"] + EOS}
+def read_preferences(path: str, fmt) -> list:
+    """{prompt, chosen, rejected} rows rendered by the model's chat format (the prompt as one user turn, with the
+    generation prompt); chosen/rejected end with the end-of-turn token so the model learns (and is judged on)
+    where to stop."""
+    return [{"prompt": prompt_text(fmt, as_messages(r["prompt"])), "chosen": r["chosen"] + fmt.end, "rejected": r["rejected"] + fmt.end}
             for r in read_jsonl(path, ("prompt", "chosen", "rejected"))]
 
 
@@ -29,7 +31,7 @@ def run(raw: dict) -> None:
     cfg = from_dict(DPOConfig, raw, "dpo")
     setup_threads()
     device = resolve_device(cfg.device)
-    rows = read_preferences(cfg.preferences)
+    read_jsonl(cfg.preferences, ("prompt", "chosen", "rejected"))  # a bad file fails before the model loads
 
     import datasets
     import trl
@@ -39,7 +41,8 @@ def run(raw: dict) -> None:
         with unpacked_model(cfg.model) as src, stdout_to_stderr():
             model, tokenizer = load_pretrained(src, torch.device("cpu"))
             model.train()
-            dataset = datasets.Dataset.from_list(rows)
+            fmt = chat_format_of(tokenizer)
+            dataset = datasets.Dataset.from_list(read_preferences(cfg.preferences, fmt))
             args = trl.DPOConfig(
                 **common_args(device, scratch, cfg.steps, cfg.batch_size, cfg.learning_rate, cfg.seed),
                 per_device_eval_batch_size=max(cfg.batch_size, 32),
@@ -55,7 +58,7 @@ def run(raw: dict) -> None:
             log.info("dpo eval on the preference pairs: %s", metrics)
 
             tuned = trainer.accelerator.unwrap_model(trainer.model).to("cpu").float()
-            model_dir = save_model_dir(tuned, os.path.join(src, "tokenizer.json"), os.path.join(cfg.output_dir, "model"))
+            model_dir = save_model_dir(tuned, os.path.join(src, "tokenizer.json"), os.path.join(cfg.output_dir, "model"), fmt=fmt)
         model_tar = write_model_tar(model_dir, os.path.join(cfg.output_dir, "model.tar"))
     emit("finished", command="dpo", step=int(trainer.state.global_step), final_loss=steps.logs[-1]["loss"] if steps.logs else None,
          reward_accuracy=reward_accuracy, model_dir=model_dir, model_tar=model_tar)

@@ -1,6 +1,10 @@
 """`eval`: response-token loss and perplexity of checkpoints or exported models on a shard, and optionally
-greedy generation scored by exact match. Several models in one call share one interpreter start and one
-shard read (validation scores every checkpoint of a run). Writes `output_dir/eval.json`.
+greedy generation scored by exact match and, for a classification task (`choices`), by the accuracy and macro-F1
+of the label extracted from each answer. Several models in one call share one interpreter start and one shard
+read (validation scores every checkpoint of a run). Writes `output_dir/eval.json`.
+
+A record's generation prompt is everything before its last answer (the last run of loss-carrying tokens), so a
+multi-turn conversation is scored on its final assistant turn; plain-text records (all loss) are not generated.
 """
 
 import dataclasses
@@ -9,13 +13,14 @@ import math
 import os
 from typing import Optional
 
+import numpy as np
 import torch
 
 from .config import check_device, from_dict, require
 from .events import ConfigError, emit, json_safe, log
 from .model import (autocast, checkpoint_tokenizer, context_length, generate, load_checkpoint_model, load_pretrained, load_tokenizer,
                     resolve_device, setup_threads)
-from .sft import make_batch, response_loss
+from .sft import make_batch, model_loss, supports_logits_to_keep
 from .shard import read_shard
 
 
@@ -33,6 +38,11 @@ class EvalConfig:
     device: str = "auto"
     generate: bool = False
     max_new_tokens: int = 32
+    # With `generate`, a classification task: the label of an answer is the first of these it contains.
+    choices: Optional[list] = None
+    # A LoRA checkpoint over a base model holds only the adapter: the base it was trained on.
+    base_model: Optional[str] = None
+    max_seq_length: Optional[int] = None  # records are cut to this many tokens, as in training
 
     def __post_init__(self):
         given = [x for x in (self.checkpoint, self.model, self.checkpoints) if x is not None]
@@ -42,6 +52,12 @@ class EvalConfig:
                 "eval", "checkpoints", "must be a non-empty list of paths")
         require(self.batch_size >= 1, "eval", "batch_size", f"must be at least 1, got {self.batch_size}")
         require(self.max_new_tokens >= 1, "eval", "max_new_tokens", f"must be at least 1, got {self.max_new_tokens}")
+        require(self.choices is None or (isinstance(self.choices, list) and len(self.choices) >= 2
+                                         and all(isinstance(c, str) and c.strip() for c in self.choices)
+                                         and len({c.strip().casefold() for c in self.choices}) == len(self.choices)),
+                "eval", "choices", "must be a list of at least two different non-empty strings")
+        require(self.choices is None or self.generate, "eval", "choices", "needs generate: true (labels are read from generated answers)")
+        require(self.max_seq_length is None or self.max_seq_length >= 2, "eval", "max_seq_length", f"must be at least 2, got {self.max_seq_length}")
         check_device("eval", self.device)
 
 
@@ -54,46 +70,96 @@ def load_for_eval(cfg: EvalConfig, path: str, device):
     """(model, tokenizer, step) from either an sft checkpoint + tokenizer file or a model directory / tar;
     step is the checkpoint's training step, None for an exported model."""
     if path.endswith(".pt"):
-        model, ckpt = load_checkpoint_model(path, device)
+        model, ckpt = load_checkpoint_model(path, device, base_model=cfg.base_model)
         return model, checkpoint_tokenizer(ckpt, cfg.tokenizer, path), int(ckpt["step"])
     model, tokenizer = load_pretrained(path, device)
     return model, (load_tokenizer(cfg.tokenizer) if cfg.tokenizer else tokenizer), None
 
 
 @torch.no_grad()
-def shard_loss(model, shard, batch_size: int, pad_id: int) -> float:
+def shard_loss(model, shard, batch_size: int, pad_id: int, max_seq_length=None) -> float:
     """Mean next-token loss over all response tokens of the shard (token-weighted, not batch-weighted)."""
     device = next(model.parameters()).device
     total, count = 0.0, 0
+    seq_len = min(context_length(model.config), max_seq_length or context_length(model.config))
+    sparse = supports_logits_to_keep(model)
     for s in range(0, len(shard), batch_size):
-        ids, labels, _ = make_batch(shard, range(s, min(s + batch_size, len(shard))), context_length(model.config), pad_id)
+        ids, labels, _ = make_batch(shard, range(s, min(s + batch_size, len(shard))), seq_len, pad_id)
         with autocast(device):
-            logits = model(input_ids=ids.to(device)).logits
-        t, c = response_loss(logits, labels.to(device), reduction="sum")
+            t, c = model_loss(model, ids.to(device), labels.to(device), sparse)
         total, count = total + float(t), count + c
     if count == 0:
         raise ConfigError("eval: the shard has no response tokens within the model's context length")
     return total / count
 
 
-def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: int):
-    """(exact match, predictions): greedy continuation of each prompt, up to eos, against its response."""
-    prompts, refs = [], []
+def last_answer(tokens, mask):
+    """(prompt ids, answer ids without its end token) of a record: the answer is the last run of loss-carrying
+    tokens, the prompt everything before it. None for a record that is all loss (plain text: nothing to answer)."""
+    loss_at = np.flatnonzero(mask == 1)
+    if len(loss_at) == 0:
+        return None
+    end = int(loss_at[-1]) + 1
+    start = end
+    while start > 0 and mask[start - 1] == 1:
+        start -= 1
+    if start == 0:
+        return None
+    return tokens[:start].tolist(), tokens[start:end].tolist()
+
+
+def extract_label(answer: str, choices) -> Optional[str]:
+    """The choice an answer names: the one that occurs earliest in it, case-insensitively (None: no choice)."""
+    text = answer.casefold()
+    found = [(text.find(c.strip().casefold()), c) for c in choices]
+    found = [(at, c) for at, c in found if at >= 0]
+    return min(found)[1] if found else None
+
+
+def label_scores(pairs, choices) -> dict:
+    """Accuracy and macro-F1 of (predicted label or None, reference label) pairs over `choices`."""
+    n = len(pairs)
+    accuracy = sum(p == r for p, r in pairs) / n if n else 0.0
+    f1s = []
+    for c in choices:
+        tp = sum(p == c and r == c for p, r in pairs)
+        fp = sum(p == c and r != c for p, r in pairs)
+        fn = sum(p != c and r == c for p, r in pairs)
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {"accuracy": accuracy, "macro_f1": sum(f1s) / len(f1s), "no_label": sum(p is None for p, _ in pairs)}
+
+
+def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: int, choices=None):
+    """(figures, predictions): greedy continuation of each record's prompt, up to the end token, against its
+    last answer; exact match always, label accuracy and macro-F1 with `choices`."""
+    prompts, refs, keys = [], [], []
     for i in range(len(shard)):
-        tok, mask = shard.record(i)
-        resp = tok[mask == 1].tolist()
+        split = last_answer(*shard.record(i))
+        if split is None:
+            continue
+        prompt, resp = split
         if resp and resp[-1] == shard.eos_id:
             resp = resp[:-1]
-        prompts.append(tok[mask == 0].tolist())
-        refs.append(tokenizer.decode(resp))
+        prompts.append(prompt)
+        refs.append(tokenizer.decode(resp, skip_special_tokens=True))
+        keys.append(shard.keys[i])
+    if not prompts:
+        return {}, []
     outs = generate(model, prompts, max_new_tokens, tokenizer.eos_token_id, batch_size=batch_size)
-    preds, hits = [], 0
-    for i, ((new, _), ref) in enumerate(zip(outs, refs)):
-        text = tokenizer.decode(new).strip()
+    preds, hits, labels = [], 0, []
+    for key, prompt, (new, _), ref in zip(keys, prompts, outs, refs):
+        text = tokenizer.decode(new, skip_special_tokens=True).strip()
         ok = text == ref.strip()
         hits += ok
-        preds.append({"key": shard.keys[i], "prompt": tokenizer.decode(prompts[i]), "reference": ref, "prediction": text, "correct": ok})
-    return hits / max(len(shard), 1), preds
+        pred = {"key": key, "prompt": tokenizer.decode(prompt), "reference": ref, "prediction": text, "correct": ok}
+        if choices:
+            pred["label"], pred["reference_label"] = extract_label(text, choices), extract_label(ref, choices)
+            labels.append((pred["label"], pred["reference_label"]))
+        preds.append(pred)
+    figures = {"exact_match": hits / len(prompts), "generated": len(prompts)}
+    if choices:
+        figures.update(label_scores(labels, choices))
+    return figures, preds
 
 
 def evaluate_one(cfg: EvalConfig, path: str, shard, device) -> tuple:
@@ -101,12 +167,13 @@ def evaluate_one(cfg: EvalConfig, path: str, shard, device) -> tuple:
     model, tokenizer, step = load_for_eval(cfg, path, device)
     if int(shard.tokens.max(initial=0)) >= model.config.vocab_size:
         raise ConfigError(f"eval: shard {cfg.shard} has token ids beyond the model's vocabulary ({model.config.vocab_size})")
-    loss = shard_loss(model, shard, cfg.batch_size, tokenizer.eos_token_id)
+    loss = shard_loss(model, shard, cfg.batch_size, tokenizer.eos_token_id, cfg.max_seq_length)
     result = {"checkpoint": path, "step": step, "loss": loss,
               "perplexity": math.exp(loss) if loss < 700 else float("inf"), "examples": len(shard)}
     predictions = None
     if cfg.generate:
-        result["exact_match"], predictions = score_generation(model, tokenizer, shard, cfg.max_new_tokens, cfg.batch_size)
+        figures, predictions = score_generation(model, tokenizer, shard, cfg.max_new_tokens, cfg.batch_size, cfg.choices)
+        result.update(figures)
     log.info("eval: %s", result)
     return result, predictions
 

@@ -13,7 +13,8 @@ import torch
 
 from .config import from_dict, require
 from .events import emit
-from .model import checkpoint_tokenizer, count_params, load_checkpoint_model, save_adapter_dir, save_model_dir, write_model_tar
+from .model import (checkpoint_format, checkpoint_tokenizer, count_params, load_checkpoint_model, save_adapter_dir, save_model_dir,
+                    write_model_tar)
 
 
 @dataclasses.dataclass
@@ -21,6 +22,7 @@ class ExportConfig:
     checkpoint: str
     output_dir: str
     tokenizer: Optional[str] = None  # defaults to the tokenizer the checkpoint carries (sft stores it)
+    base_model: Optional[str] = None  # required for a LoRA checkpoint over a base model: the base is not in it
 
     def __post_init__(self):
         for field in ("checkpoint", "output_dir"):
@@ -29,7 +31,7 @@ class ExportConfig:
 
 def run(raw: dict) -> None:
     cfg = from_dict(ExportConfig, raw, "export")
-    model, ckpt = load_checkpoint_model(cfg.checkpoint, torch.device("cpu"), merge=False)
+    model, ckpt = load_checkpoint_model(cfg.checkpoint, torch.device("cpu"), merge=False, base_model=cfg.base_model)
     tokenizer = checkpoint_tokenizer(ckpt, cfg.tokenizer, cfg.checkpoint)  # fails early on a tokenizer without <|endoftext|>
     expected = ckpt["model_args"]["vocab_size"]
     # A from-scratch model's vocabulary is exactly its tokenizer's; a base model's may be padded beyond it.
@@ -42,6 +44,7 @@ def run(raw: dict) -> None:
         outputs["adapter_tar"] = write_model_tar(outputs["adapter_dir"], os.path.join(cfg.output_dir, "adapter.tar"))
         model = model.merge_and_unload()
     tokenizer_json = None if cfg.tokenizer else ckpt["tokenizer_json"]
-    model_dir = save_model_dir(model, cfg.tokenizer, os.path.join(cfg.output_dir, "model"), tokenizer_json=tokenizer_json)
+    model_dir = save_model_dir(model, cfg.tokenizer, os.path.join(cfg.output_dir, "model"), tokenizer_json=tokenizer_json,
+                               fmt=checkpoint_format(ckpt))
     model_tar = write_model_tar(model_dir, os.path.join(cfg.output_dir, "model.tar"))
     emit("finished", command="export", model_dir=model_dir, model_tar=model_tar, **outputs)

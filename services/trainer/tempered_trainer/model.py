@@ -26,7 +26,7 @@ import transformers  # noqa: E402
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast  # noqa: E402
 
 from .events import ConfigError, log  # noqa: E402
-from .template import EOS, format_prompt  # noqa: E402,F401 - format_prompt re-exported for callers
+from .template import EOS, PLAIN, ChatFormat, read_chat_format, tokenizer_config_fields  # noqa: E402
 
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -66,8 +66,10 @@ def autocast(device: torch.device):
 
 
 def load_tokenizer(path: str) -> PreTrainedTokenizerFast:
-    """A transformers tokenizer over tokenizer.json, with `<|endoftext|>` as both eos and pad (CONTRACT.md)."""
-    return tokenizer_from_json(read_tokenizer_json(path), path)
+    """A transformers tokenizer over tokenizer.json (`path` is the file or a model directory, whose chat format
+    then comes with it); eos is the format's end token (CONTRACT.md)."""
+    fmt = read_chat_format(path) if os.path.isdir(path) else PLAIN
+    return tokenizer_from_json(read_tokenizer_json(path), path, fmt)
 
 
 def read_tokenizer_json(path: str) -> str:
@@ -80,18 +82,28 @@ def read_tokenizer_json(path: str) -> str:
         return f.read()
 
 
-def tokenizer_from_json(text: str, where: str = "tokenizer") -> PreTrainedTokenizerFast:
-    """Like load_tokenizer, from tokenizer.json's text (sft checkpoints carry it, so they need no separate file)."""
+def tokenizer_from_json(text: str, where: str = "tokenizer", fmt: ChatFormat = PLAIN) -> PreTrainedTokenizerFast:
+    """Like load_tokenizer, from tokenizer.json's text (sft checkpoints carry it, so they need no separate file) and
+    the model's chat format. The tokenizer's eos is the format's end token (generation stops there), its
+    `chat_template` the format's template, so `chat_format_of` gives the format back; the pad token is
+    `<|endoftext|>` where the vocabulary has it (padding is never attended to nor scored)."""
     from tokenizers import Tokenizer
 
     try:
         backend = Tokenizer.from_str(text)
     except Exception as e:  # noqa: BLE001 - any parse failure is a bad input
         raise ConfigError(f"{where} is not a valid tokenizer.json: {e}") from e
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=EOS, pad_token=EOS)
-    if tok.convert_tokens_to_ids(EOS) is None or tok.convert_tokens_to_ids(EOS) == tok.unk_token_id:
-        raise ConfigError(f"{where} has no {EOS} token")
+    if backend.token_to_id(fmt.end) is None:
+        raise ConfigError(f"{where} has no {fmt.end} token, which ends every answer")
+    pad = EOS if backend.token_to_id(EOS) is not None else fmt.end
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=fmt.end, pad_token=pad)
+    tok.chat_template = fmt.template
     return tok
+
+
+def chat_format_of(tokenizer) -> ChatFormat:
+    """The chat format a tokenizer from `tokenizer_from_json` was built with."""
+    return ChatFormat(tokenizer.chat_template, tokenizer.eos_token) if tokenizer.chat_template else PLAIN
 
 
 # --- building, saving and loading models ----------------------------------------------------------------------
@@ -152,14 +164,32 @@ def count_params(model, trainable: bool = False) -> int:
 
 # --- LoRA -----------------------------------------------------------------------------------------------------
 
-LORA_DEFAULTS = {"alpha": None, "dropout": 0.0, "target_modules": ["c_attn", "c_proj"]}  # alpha None: same as r
+LORA_DEFAULTS = {"alpha": None, "dropout": 0.0, "target_modules": None}  # alpha None: same as r; targets by architecture
+
+# The attention projections, as the LoRA paper and PEFT's own defaults adapt them, by transformers model_type.
+# GPT-2 fuses q, k and v into c_attn; c_proj is every output projection (attention and MLP).
+LORA_TARGETS = {
+    "gpt2": ["c_attn", "c_proj"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "phi3": ["qkv_proj", "o_proj"],
+}
 
 
-def lora_settings(lora: dict) -> dict:
-    """The config's `lora` object with its defaults filled in (validated by the command's config)."""
+def lora_settings(lora: dict, model_type: str = "gpt2") -> dict:
+    """The config's `lora` object with its defaults filled in (validated by the command's config); the target
+    modules default by architecture (LORA_TARGETS)."""
     out = {**LORA_DEFAULTS, **lora}
     if out["alpha"] is None:
         out["alpha"] = out["r"]
+    if out["target_modules"] is None:
+        if model_type not in LORA_TARGETS:
+            raise ConfigError(f"field 'lora.target_modules' has no default for architecture {model_type!r} "
+                              f"(defaults exist for {', '.join(sorted(LORA_TARGETS))}); name the modules to adapt")
+        out["target_modules"] = LORA_TARGETS[model_type]
     out["target_modules"] = list(out["target_modules"])
     return out
 
@@ -172,7 +202,7 @@ def apply_lora(model, lora: dict):
     """
     from peft import LoraConfig, get_peft_model
 
-    s = lora_settings(lora)
+    s = lora_settings(lora, model.config.model_type)
     config = LoraConfig(r=s["r"], lora_alpha=s["alpha"], lora_dropout=s["dropout"], target_modules=s["target_modules"], bias="none")
     try:
         return get_peft_model(model, config)
@@ -221,10 +251,12 @@ def save_adapter_dir(peft_model, out_dir: str) -> str:
     return out_dir
 
 
-def save_model_dir(model, tokenizer_path, out_dir: str, tokenizer_json: str = None) -> str:
+def save_model_dir(model, tokenizer_path, out_dir: str, tokenizer_json: str = None, fmt: ChatFormat = PLAIN) -> str:
     """Write exactly MODEL_FILES into out_dir, loadable with `from_pretrained(out_dir)` and no network.
 
-    The tokenizer comes from `tokenizer_path` (file or directory) or, when that is None, from `tokenizer_json`.
+    The tokenizer comes from `tokenizer_path` (file or directory) or, when that is None, from `tokenizer_json`;
+    tokenizer_config.json carries the chat format (template and end token), so the model is served with the
+    template it was trained with.
     """
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -242,11 +274,11 @@ def save_model_dir(model, tokenizer_path, out_dir: str, tokenizer_json: str = No
         shutil.copyfile(tokenizer_path, os.path.join(out_dir, "tokenizer.json"))
     tok_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "eos_token": EOS,
         "pad_token": EOS,
         "bos_token": EOS,
         "model_max_length": context_length(model.config),
         "clean_up_tokenization_spaces": False,
+        **tokenizer_config_fields(fmt),
     }
     with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump(tok_config, f, indent=2, sort_keys=True)
@@ -301,20 +333,65 @@ def load_pretrained(path: str, device: torch.device):
         if missing:
             raise ConfigError(f"model {path} lacks {', '.join(missing)}")
         model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
-        tokenizer = load_tokenizer(os.path.join(model_dir, "tokenizer.json"))
+        tokenizer = load_tokenizer(model_dir)
     log.info("loaded model from %s", path)
     return model.to(device).eval(), tokenizer
 
 
-def load_checkpoint_model(path: str, device: torch.device, merge: bool = True):
+def weights_digest(model_dir: str) -> str:
+    """sha256 of a model directory's model.safetensors: names the exact base weights a LoRA checkpoint needs."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(os.path.join(model_dir, "model.safetensors"), "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_base_weights(base_model: str, expected_digest: str = None):
+    """(model on CPU in train mode's dtype, weights digest) of a base model directory or model.tar; with
+    `expected_digest`, a different base is a bad-input error (an adapter only fits the weights it was trained on)."""
+    with unpacked_model(base_model) as src:
+        digest = weights_digest(src)
+        if expected_digest is not None and digest != expected_digest:
+            raise ConfigError(f"field 'base_model' ({base_model}) has weights {digest[:12]}, but the checkpoint's adapter "
+                              f"was trained on {expected_digest[:12]}; pass the base the run started from")
+        model, tokenizer = load_pretrained(src, torch.device("cpu"))
+    return model, tokenizer, digest
+
+
+_base_cache: dict = {}  # the last base model a LoRA checkpoint was loaded onto: {path, state, digest}
+
+
+def load_checkpoint_model(path: str, device: torch.device, merge: bool = True, base_model: str = None):
     """(model, checkpoint dict) from an sft checkpoint file.
 
-    A LoRA checkpoint holds the frozen base weights (`model`) and the adapter (`adapter`); with `merge` the
-    adapter is folded into the base and a plain model comes back, otherwise the PEFT model.
+    A LoRA checkpoint holds the adapter (`adapter`) and either the frozen base weights (`model`, for a model
+    built from scratch) or, for a LoRA run over a `base_model`, only that base's weights digest (`base_sha256`):
+    the base is stored once per run, not in every checkpoint, and `base_model` must then be given. With `merge`
+    the adapter is folded into the base and a plain model comes back, otherwise the PEFT model.
     """
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt["model_args"])
-    model.load_state_dict(ckpt["model"])
+    if ckpt["model"] is None:
+        if not base_model:
+            raise ConfigError(f"field 'base_model' is required: checkpoint {path} holds a LoRA adapter whose base "
+                              f"(weights {str(ckpt.get('base_sha256'))[:12]}) is stored once per run, not in the checkpoint")
+        if _base_cache.get("path") != base_model:
+            # Loaded (unpacked, digested) once per process: eval scores every checkpoint of a run on the same base.
+            base, _, digest = load_base_weights(base_model)
+            _base_cache.update(path=base_model, state=base.state_dict(), digest=digest)
+        if _base_cache["digest"] != ckpt.get("base_sha256"):
+            raise ConfigError(f"field 'base_model' ({base_model}) has weights {_base_cache['digest'][:12]}, but the checkpoint's "
+                              f"adapter was trained on {str(ckpt.get('base_sha256'))[:12]}; pass the base the run started from")
+        from transformers.initialization import no_init_weights
+
+        with no_init_weights():  # every weight is overwritten next: skip the random draw (seconds for a real base)
+            model = build_model(ckpt["model_args"])
+        model.load_state_dict(_base_cache["state"])
+    else:
+        model = build_model(ckpt["model_args"])
+        model.load_state_dict(ckpt["model"])
     if ckpt.get("lora"):
         model = apply_lora(model, ckpt["lora"])
         load_adapter_state(model, ckpt["adapter"])
@@ -323,12 +400,19 @@ def load_checkpoint_model(path: str, device: torch.device, merge: bool = True):
     return model.to(device).eval(), ckpt
 
 
+def checkpoint_format(ckpt: dict) -> ChatFormat:
+    """The chat format a checkpoint was trained with (the plain one for checkpoints older than the field)."""
+    return ChatFormat.from_dict(ckpt.get("chat_format"))
+
+
 def checkpoint_tokenizer(ckpt: dict, tokenizer_path, where: str):
-    """The tokenizer for a checkpoint: the given file, else the one the checkpoint carries (sft stores it)."""
+    """The tokenizer for a checkpoint: the given file, else the one the checkpoint carries (sft stores it); its
+    chat format is the checkpoint's."""
     if tokenizer_path:
-        return load_tokenizer(tokenizer_path)
+        path = os.path.join(tokenizer_path, "tokenizer.json") if os.path.isdir(tokenizer_path) else tokenizer_path
+        return tokenizer_from_json(read_tokenizer_json(path), path, checkpoint_format(ckpt))
     if ckpt.get("tokenizer_json"):
-        return tokenizer_from_json(ckpt["tokenizer_json"], f"the tokenizer stored in {where}")
+        return tokenizer_from_json(ckpt["tokenizer_json"], f"the tokenizer stored in {where}", checkpoint_format(ckpt))
     raise ConfigError(f"field 'tokenizer' is required: checkpoint {where} carries no tokenizer")
 
 

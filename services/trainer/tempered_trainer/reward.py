@@ -12,12 +12,13 @@ import os
 
 import torch
 
-from .config import from_dict
+from .config import from_dict, read_jsonl
 from .dpo import read_preferences
 from .events import ConfigError, emit, log, stdout_to_stderr
-from .model import (build_config, context_length, count_params, model_args_from, read_tokenizer_json, resolve_device, save_model_dir,
+from .model import (build_config, chat_format_of, context_length, count_params, model_args_from, read_tokenizer_json, resolve_device, save_model_dir,
                     setup_threads, tokenizer_from_json, unpacked_model, write_model_tar)
 from .reward_config import RewardConfig
+from .template import read_chat_format
 from .sft_config import MODEL_FIELDS
 from .trl_common import common_args, quiet_libraries, scratch_dir, step_events
 
@@ -39,16 +40,17 @@ def build_reward_model(cfg: RewardConfig):
         if missing:
             raise ConfigError(f"reward: base_model {cfg.base_model} lacks {', '.join(missing)}")
         tokenizer_json = read_tokenizer_json(src)
+        fmt = read_chat_format(src)  # pairs are rendered as the base model's own conversations
         # A causal LM's transformer weights load into the classifier; its lm_head is dropped, `score` is new.
         model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1, local_files_only=True, dtype=torch.float32)
-    return model, tokenizer_from_json(tokenizer_json, f"{cfg.base_model} tokenizer.json"), tokenizer_json
+    return model, tokenizer_from_json(tokenizer_json, f"{cfg.base_model} tokenizer.json", fmt), tokenizer_json
 
 
 def run(raw: dict) -> None:
     cfg = from_dict(RewardConfig, raw, "reward")
     setup_threads()
     device = resolve_device(cfg.device)
-    rows = read_preferences(cfg.preferences)
+    read_jsonl(cfg.preferences, ("prompt", "chosen", "rejected"))  # a bad file fails before the model loads
 
     import datasets
     import trl
@@ -60,7 +62,7 @@ def run(raw: dict) -> None:
         # sits on the response's last real token, with or without the eos the response ends with.
         model.config.pad_token_id = tokenizer.eos_token_id
         model.train()
-        dataset = datasets.Dataset.from_list(rows)
+        dataset = datasets.Dataset.from_list(read_preferences(cfg.preferences, chat_format_of(tokenizer)))
         args = trl.RewardConfig(
             **common_args(device, scratch, cfg.steps, cfg.batch_size, cfg.learning_rate, cfg.seed),
             per_device_eval_batch_size=max(cfg.batch_size, 32),
@@ -78,7 +80,7 @@ def run(raw: dict) -> None:
         log.info("reward model on the preference pairs: before %s, after %s", before, after)
 
         tuned = trainer.accelerator.unwrap_model(trainer.model).to("cpu").float().eval()
-        model_dir = save_model_dir(tuned, None, os.path.join(cfg.output_dir, "model"), tokenizer_json=tokenizer_json)
+        model_dir = save_model_dir(tuned, None, os.path.join(cfg.output_dir, "model"), tokenizer_json=tokenizer_json, fmt=chat_format_of(tokenizer))
     model_tar = write_model_tar(model_dir, os.path.join(cfg.output_dir, "model.tar"))
     emit("finished", command="reward", step=int(trainer.state.global_step), final_loss=steps.logs[-1]["loss"] if steps.logs else None,
          reward_accuracy=after.get("eval_accuracy"), reward_loss=after.get("eval_loss"),

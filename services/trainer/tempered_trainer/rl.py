@@ -14,10 +14,10 @@ import torch
 
 from .config import from_dict, read_jsonl
 from .events import ConfigError, emit, log, stdout_to_stderr
-from .model import (context_length, count_params, load_pretrained, load_tokenizer, resolve_device, save_model_dir, setup_threads,
+from .model import (chat_format_of, context_length, count_params, load_pretrained, load_tokenizer, resolve_device, save_model_dir, setup_threads,
                     unpacked_model, write_model_tar)
 from .rl_config import RLConfig
-from .template import format_prompt
+from .template import as_messages, prompt_text
 from .trl_common import common_args, quiet_libraries, scratch_dir, step_events
 
 
@@ -63,7 +63,7 @@ def run(raw: dict) -> None:
     cfg = from_dict(RLConfig, raw, "rl")
     setup_threads()
     device = resolve_device(cfg.device)
-    rows = [{"prompt": format_prompt(r["prompt"])} for r in read_jsonl(cfg.prompts, ("prompt",))]
+    prompts = [r["prompt"] for r in read_jsonl(cfg.prompts, ("prompt",))]
 
     import datasets
     import trl
@@ -72,6 +72,8 @@ def run(raw: dict) -> None:
     with scratch_dir(cfg.output_dir) as scratch, unpacked_model(cfg.policy) as src, stdout_to_stderr():
         policy, tokenizer = load_pretrained(src, torch.device("cpu"))
         policy.train()
+        fmt = chat_format_of(tokenizer)
+        rows = [{"prompt": prompt_text(fmt, as_messages(p))} for p in prompts]
         reward_model, reward_tokenizer = load_reward_model(cfg.reward_model)
         longest = max(len(tokenizer.encode(r["prompt"], add_special_tokens=False)) for r in rows)
         if longest + cfg.max_new_tokens > context_length(policy.config):
@@ -98,7 +100,7 @@ def run(raw: dict) -> None:
         log.info("rl: last step %s", steps.logs[-1] if steps.logs else None)
 
         tuned = trainer.accelerator.unwrap_model(trainer.model).to("cpu").float().eval()
-        model_dir = save_model_dir(tuned, os.path.join(src, "tokenizer.json"), os.path.join(cfg.output_dir, "model"))
+        model_dir = save_model_dir(tuned, os.path.join(src, "tokenizer.json"), os.path.join(cfg.output_dir, "model"), fmt=fmt)
     model_tar = write_model_tar(model_dir, os.path.join(cfg.output_dir, "model.tar"))
     first, last = (steps.logs[0], steps.logs[-1]) if steps.logs else ({}, {})
     emit("finished", command="rl", step=int(trainer.state.global_step), final_loss=last.get("loss"),

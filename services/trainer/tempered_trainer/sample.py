@@ -14,8 +14,8 @@ import torch
 
 from .config import check_device, from_dict, read_jsonl, require
 from .events import emit, log
-from .model import context_length, generate, load_pretrained, resolve_device, setup_threads
-from .template import format_prompt
+from .model import chat_format_of, context_length, generate, load_pretrained, resolve_device, setup_threads
+from .template import encode_prompt
 
 
 @dataclasses.dataclass
@@ -49,7 +49,7 @@ def run(raw: dict) -> None:
     model, tokenizer = load_pretrained(cfg.model, device)
     emit("started", command="sample", device=device.type, step=0, total_steps=len(prompts), params=None)
 
-    ids = [tokenizer.encode(format_prompt(p.strip()), add_special_tokens=False) for p in prompts]
+    ids = [encode_prompt(tokenizer, chat_format_of(tokenizer), p.strip()) for p in prompts]
     ctx = context_length(model.config)
     truncated = sum(len(x) > ctx - 1 for x in ids)  # generate keeps their last ctx - 1 tokens
     if truncated:

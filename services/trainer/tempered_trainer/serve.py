@@ -1,12 +1,15 @@
-"""`serve`: an OpenAI-compatible completion server for one model, on the standard library's HTTP server.
+"""`serve`: an OpenAI-compatible server for one model, on the standard library's HTTP server.
 
-    POST /v1/completions  {model, prompt, max_tokens?, temperature?}   (prompt: a string or a list of them)
+    POST /v1/chat/completions  {model, messages, max_tokens?, temperature?}
+    POST /v1/completions       {model, prompt, max_tokens?, temperature?}   (prompt: a string or a list of them)
     GET  /v1/models
-    GET  /health          {"status": "ok"}
+    GET  /health               {"status": "ok"}
 
-The prompt goes through the same template as training. Decoding is greedy when temperature is 0 or absent
-and stops at <|endoftext|>. Requests are handled on threads but the model runs one request at a time.
-SIGTERM stops the server cleanly (exit code 0, `finished` event).
+Everything a model is asked goes through its chat format (template.py), exactly as its training data did: a chat
+request's whole conversation (system prompt and every turn), a completion's prompt as one user turn. Decoding is
+greedy when temperature is 0 or absent and stops at the format's end token (`<|im_end|>` for ChatML,
+`<|endoftext|>` for the plain template); usage counts the model's own tokens. Requests are handled on threads
+but the model runs one request at a time. SIGTERM stops the server cleanly (exit code 0, `finished` event).
 """
 
 import dataclasses
@@ -19,7 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .config import check_device, from_dict, require
 from .events import emit, log
-from .model import count_params, format_prompt, generate, load_pretrained, resolve_device, setup_threads
+from .model import chat_format_of, count_params, generate, load_pretrained, resolve_device, setup_threads
+from .template import check_messages, encode_prompt
 
 DEFAULT_MAX_TOKENS = 16
 
@@ -50,18 +54,43 @@ class Completer:
 
     def __init__(self, model, tokenizer, name: str):
         self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.fmt = chat_format_of(tokenizer)
         self.lock = threading.Lock()
         self.created = int(time.time())
         self.requests = 0
 
     def complete(self, body: dict) -> dict:
-        if body.get("model") not in (None, self.name):
-            raise BadRequest(404, f"model '{body.get('model')}' does not exist; this server serves '{self.name}'")
+        """A /v1/completions answer: each prompt string is asked as one user turn."""
         prompts = body.get("prompt")
         if isinstance(prompts, str):
             prompts = [prompts]
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise BadRequest(400, "'prompt' must be a string or a non-empty list of strings")
+        # Training prompts were trimmed by the clean stage; trim here too so "...\n" asks the same question.
+        outs, usage = self._generate(body, [p.strip() for p in prompts])
+        choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reason} for i, (text, reason) in enumerate(outs)]
+        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()), "model": self.name,
+                "choices": choices, "usage": usage}
+
+    def chat(self, body: dict) -> dict:
+        """A /v1/chat/completions answer: the whole conversation rendered by the model's chat template."""
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            messages = [{**m, "content": content_text(m.get("content"), f"messages[{i}].content")} if isinstance(m, dict) else m
+                        for i, m in enumerate(messages)]
+        why = check_messages(messages, "messages", ending="prompt")
+        if why:
+            raise BadRequest(400, why)
+        outs, usage = self._generate(body, [[{"role": m["role"], "content": m["content"]} for m in messages]])
+        choices = [{"index": i, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": reason}
+                   for i, (text, reason) in enumerate(outs)]
+        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()), "model": self.name,
+                "choices": choices, "usage": usage}
+
+    def _generate(self, body: dict, prompts: list):
+        """([(text, finish_reason)], usage) for prompts (strings or message lists), with the request's settings."""
+        if body.get("model") not in (None, self.name):
+            raise BadRequest(404, f"model '{body.get('model')}' does not exist; this server serves '{self.name}'")
         max_tokens = body.get("max_tokens")
         max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
@@ -70,27 +99,28 @@ class Completer:
         if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
             raise BadRequest(400, "'temperature' must be a number >= 0")
 
-        # Training prompts were trimmed by the clean stage; trim here too so "...\n" asks the same question.
-        ids = [self.tokenizer.encode(format_prompt(p.strip()), add_special_tokens=False) for p in prompts]
+        ids = [encode_prompt(self.tokenizer, self.fmt, p) for p in prompts]
         with self.lock:
             self.requests += 1
             outs = generate(self.model, ids, max_tokens, self.tokenizer.eos_token_id, temperature=float(temperature))
-        choices, completion_tokens = [], 0
-        for i, (new, stopped) in enumerate(outs):
+        answers, completion_tokens = [], 0
+        for new, stopped in outs:
             completion_tokens += len(new) + int(stopped)
-            choices.append({"index": i, "text": self.tokenizer.decode(new), "logprobs": None, "finish_reason": "stop" if stopped else "length"})
+            answers.append((self.tokenizer.decode(new, skip_special_tokens=True), "stop" if stopped else "length"))
         prompt_tokens = sum(len(x) for x in ids)
-        return {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": self.name,
-            "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
-        }
+        return answers, {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
 
     def models(self) -> dict:
         return {"object": "list", "data": [{"id": self.name, "object": "model", "created": self.created, "owned_by": "tempered"}]}
+
+
+def content_text(content, where: str):
+    """A message's content: a string, or OpenAI's list of content parts of which only text parts are supported."""
+    if isinstance(content, list):
+        if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
+            raise BadRequest(400, f"{where}: only text content parts ({{type: 'text', text}}) are supported")
+        return "".join(p["text"] for p in content)
+    return content
 
 
 def make_handler(completer: Completer):
@@ -126,13 +156,14 @@ def make_handler(completer: Completer):
             path = self.path.split("?", 1)[0].rstrip("/")
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            if path != "/v1/completions":
+            handle = {"/v1/completions": completer.complete, "/v1/chat/completions": completer.chat}.get(path)
+            if handle is None:
                 return self._error(404, f"no route POST {path}")
             try:
                 body = json.loads(raw or b"{}")
                 if not isinstance(body, dict):
                     raise BadRequest(400, "the request body must be a JSON object")
-                self._send(200, completer.complete(body))
+                self._send(200, handle(body))
             except json.JSONDecodeError as e:
                 self._error(400, f"the request body is not JSON: {e}")
             except BadRequest as e:

@@ -9,8 +9,13 @@ cosine decay, a checkpoint at step 0, every `checkpoint_every` steps and at the 
 
 A checkpoint holds everything the rest of the run depends on (weights, optimizer and scheduler state, RNG
 states, the position in the data order), so resuming from it on CPU gives bit-identical results. With LoRA,
-`model` holds the frozen base weights and `adapter` the trained ones; every checkpoint also carries the
-tokenizer, so eval and export need nothing else.
+`adapter` holds the trained weights; the frozen base is in `model` for a model built from scratch, and for a
+`base_model` only named by its weights digest (a 7B base must not be copied into every checkpoint: resume, eval
+and export are given the base again). Every checkpoint also carries the tokenizer and the chat format.
+
+`gradient_accumulation` micro-batches make one optimizer step (the loss is the mean over all their response
+tokens, as one big batch would have it); `gradient_checkpointing` recomputes activations in the backward pass;
+`max_seq_length` cuts records shorter than the model's context.
 """
 
 import math
@@ -24,10 +29,11 @@ import torch.nn.functional as F
 
 from .config import as_dict, from_dict
 from .events import ConfigError, emit, log
-from .model import (adapter_state, apply_lora, autocast, build_model, count_params, load_adapter_state, load_checkpoint,
-                    load_pretrained, lora_settings, model_args_from, model_args_from_config, read_tokenizer_json,
-                    resolve_device, save_adapter_dir, save_model_dir, setup_threads, tokenizer_from_json, unpacked_model,
-                    write_model_tar)
+from .model import (adapter_state, apply_lora, autocast, build_model, chat_format_of, count_params, load_adapter_state,
+                    load_base_weights, load_checkpoint, lora_settings, model_args_from, model_args_from_config,
+                    read_tokenizer_json, resolve_device, save_adapter_dir, save_model_dir, setup_threads, tokenizer_from_json,
+                    unpacked_model, write_model_tar)
+from .template import PLAIN
 from .sft_config import MODEL_FIELDS, SFTConfig
 from .shard import Shard, read_shard
 
@@ -93,6 +99,32 @@ def response_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "
     return total / max(count, 1)
 
 
+def supports_logits_to_keep(model) -> bool:
+    """Whether the causal LM (under any PEFT wrapper) takes `logits_to_keep`, as transformers' GPT-2, Llama and
+    most current architectures do."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def model_loss(model, ids: torch.Tensor, labels: torch.Tensor, sparse_head: bool):
+    """(sum of next-token cross entropy over response targets, their count), as `response_loss` with
+    reduction "sum" computes it from full logits.
+
+    With `sparse_head`, the LM head runs only at the positions that predict a response token (a boolean
+    `logits_to_keep`): the head is a vocabulary-sized matmul per position (with SmolLM2's 49k vocabulary a fifth
+    of the forward pass), and a fine-tuning record's answer is usually a few tokens of a long prompt."""
+    if not sparse_head:
+        return response_loss(model(input_ids=ids).logits, labels, reduction="sum")
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != -100
+    logits = model(input_ids=ids, logits_to_keep=keep).logits.float()
+    targets = labels[:, 1:][keep[:, :-1]]
+    total = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets, reduction="sum")
+    return total, int(targets.numel())
+
+
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Multiplier of the peak learning rate for update number `step` (0-based): linear warmup, cosine decay."""
     if step < warmup:
@@ -150,14 +182,15 @@ def save_checkpoint(path: str, state: dict) -> None:
 
 
 def load_model(cfg: SFTConfig):
-    """(model, tokenizer.json text, model_args) before any LoRA: built from `model` or loaded from `base_model`."""
+    """(model, tokenizer, tokenizer.json text, model_args, base weights digest or None) before any LoRA: built from
+    `model` or loaded from `base_model` (whose tokenizer brings the model's chat format)."""
     if cfg.base_model is None:
         tokenizer_json = read_tokenizer_json(cfg.tokenizer)
-        tokenizer = tokenizer_from_json(tokenizer_json, f"tokenizer {cfg.tokenizer}")
+        tokenizer = tokenizer_from_json(tokenizer_json, f"tokenizer {cfg.tokenizer}", PLAIN)
         model_args = model_args_from(**{k: cfg.model[k] for k in MODEL_FIELDS}, vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
-        return build_model(model_args), tokenizer_json, model_args
+        return build_model(model_args), tokenizer, tokenizer_json, model_args, None
+    model, tokenizer, digest = load_base_weights(cfg.base_model)
     with unpacked_model(cfg.base_model) as src:
-        model, tokenizer = load_pretrained(src, torch.device("cpu"))
         tokenizer_json = read_tokenizer_json(src)
     if cfg.tokenizer:
         # The base was trained with its own tokenizer; a shard encoded with any other would be gibberish to it.
@@ -166,7 +199,7 @@ def load_model(cfg: SFTConfig):
             raise ConfigError(f"sft config: field 'tokenizer' ({cfg.tokenizer}) differs from base_model's own tokenizer.json; leave it out or pass the same one")
     if len(tokenizer) > model.config.vocab_size:
         raise ConfigError(f"sft: base_model's tokenizer has {len(tokenizer)} tokens, more than its model's vocab_size ({model.config.vocab_size})")
-    return model, tokenizer_json, model_args_from_config(model.config, model.config.vocab_size, tokenizer.eos_token_id)
+    return model, tokenizer, tokenizer_json, model_args_from_config(model.config, model.config.vocab_size, tokenizer.eos_token_id), digest
 
 
 def run(raw: dict) -> None:
@@ -178,12 +211,13 @@ def run(raw: dict) -> None:
         raise ConfigError(f"sft: train_shard {cfg.train_shard} has no records")
 
     torch.manual_seed(cfg.seed)
-    model, tokenizer_json, model_args = load_model(cfg)
-    tokenizer = tokenizer_from_json(tokenizer_json)
+    model, tokenizer, tokenizer_json, model_args, base_digest = load_model(cfg)
+    fmt = chat_format_of(tokenizer)
     vocab_size, eos_id = len(tokenizer), tokenizer.eos_token_id
     if shard.vocab_size > vocab_size or int(shard.tokens.max(initial=0)) >= vocab_size:
         raise ConfigError(f"sft: train_shard was encoded with a larger vocabulary ({shard.vocab_size}) than tokenizer ({vocab_size})")
-    lora = lora_settings(cfg.lora) if cfg.lora else None
+    lora = lora_settings(cfg.lora, model.config.model_type) if cfg.lora else None
+    seq_len = min(model_args["context_length"], cfg.max_seq_length or model_args["context_length"])
 
     ckpt = load_checkpoint(cfg.resume_from) if cfg.resume_from else None
     if ckpt is not None:
@@ -191,15 +225,25 @@ def run(raw: dict) -> None:
             raise ConfigError(f"sft: resume_from {cfg.resume_from} has model {ckpt['model_args']}, config gives {model_args}")
         if ckpt.get("lora") != lora:
             raise ConfigError(f"sft: resume_from {cfg.resume_from} has lora {ckpt.get('lora')}, config gives {lora}")
-        model.load_state_dict(ckpt["model"])
-    # With LoRA the checkpoints keep the frozen base weights under their plain names (so anything that builds the
-    # model can load them) and the adapter apart; these tensors never change, so one reference serves every save.
-    base_state = model.state_dict() if lora else None
+        if ckpt["model"] is not None:
+            model.load_state_dict(ckpt["model"])
+        elif ckpt.get("base_sha256") != base_digest:
+            raise ConfigError(f"sft: resume_from {cfg.resume_from} was trained on base weights {str(ckpt.get('base_sha256'))[:12]}, "
+                              f"field 'base_model' has {str(base_digest)[:12]}")
+    # With LoRA the checkpoints keep the adapter apart from the frozen base. A base given as `base_model` is named
+    # by its digest only (stored once, by whoever gave it); a model built from scratch keeps its step-0 weights
+    # under their plain names, which never change, so one reference serves every save.
+    base_state = model.state_dict() if lora and base_digest is None else None
+    if cfg.gradient_checkpointing:
+        # Non-reentrant checkpointing also works when the inputs need no grad (a frozen LoRA base).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
     if lora:
         model = apply_lora(model, lora)
         if ckpt is not None:
             load_adapter_state(model, ckpt["adapter"])
     model = model.to(device)
+    sparse_head = supports_logits_to_keep(model)
     opt, sched = make_optimizer(model, cfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     sampler = Sampler(len(shard), cfg.seed)
@@ -224,9 +268,11 @@ def run(raw: dict) -> None:
     def checkpoint(at: int) -> None:
         path = os.path.join(ckpt_dir, f"step-{at:08d}.pt")
         save_checkpoint(path, {
-            "model": base_state if lora else model.state_dict(),
+            "model": (base_state if lora else model.state_dict()),
+            "base_sha256": base_digest if lora else None,
             "adapter": adapter_state(model) if lora else None,
             "lora": lora,
+            "chat_format": fmt.as_dict(),
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
             "step": at,
@@ -251,14 +297,20 @@ def run(raw: dict) -> None:
     model.train()
     while step < cfg.steps:
         t0 = time.perf_counter()
-        ids, labels, n_tokens = make_batch(shard, sampler.next_batch(cfg.batch_size), model_args["context_length"], eos_id)
-        ids, labels = ids.to(device), labels.to(device)
+        micro = [make_batch(shard, sampler.next_batch(cfg.batch_size), seq_len, eos_id) for _ in range(cfg.gradient_accumulation)]
+        # The step's loss is the mean over every response token of its micro-batches, as one batch would give.
+        targets = sum(int((labels[:, 1:] != -100).sum()) for _, labels, _ in micro)
+        n_tokens = sum(n for _, _, n in micro)
         lr = opt.param_groups[0]["lr"]
-        with autocast(device):
-            logits = model(input_ids=ids).logits
-        loss = response_loss(logits, labels)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = torch.zeros(())
+        for ids, labels, _ in micro:
+            ids, labels = ids.to(device), labels.to(device)
+            with autocast(device):
+                total, _ = model_loss(model, ids, labels, sparse_head)
+            part = total / max(targets, 1)
+            part.backward()
+            loss = loss + part.detach().cpu()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         sched.step()
@@ -281,6 +333,6 @@ def run(raw: dict) -> None:
         model = model.to("cpu").eval()
         outputs["adapter_dir"] = save_adapter_dir(model, os.path.join(cfg.output_dir, "adapter"))
         outputs["adapter_tar"] = write_model_tar(outputs["adapter_dir"], os.path.join(cfg.output_dir, "adapter.tar"))
-        outputs["model_dir"] = save_model_dir(model.merge_and_unload(), None, os.path.join(cfg.output_dir, "model"), tokenizer_json=tokenizer_json)
+        outputs["model_dir"] = save_model_dir(model.merge_and_unload(), None, os.path.join(cfg.output_dir, "model"), tokenizer_json=tokenizer_json, fmt=fmt)
         outputs["model_tar"] = write_model_tar(outputs["model_dir"], os.path.join(cfg.output_dir, "model.tar"))
     emit("finished", command="sft", step=step, final_loss=loss_value, initial_loss=initial_loss, checkpoints=written, **outputs)

@@ -28,8 +28,8 @@ LORA_FIELDS = ("r", "alpha", "dropout", "target_modules")
 
 
 def check_lora(command: str, lora: dict) -> None:
-    """The `lora` object: r (required), alpha (default r), dropout (default 0), target_modules (default GPT-2's
-    c_attn and c_proj)."""
+    """The `lora` object: r (required), alpha (default r), dropout (default 0), target_modules (default by
+    architecture: model.LORA_TARGETS)."""
     need = lambda ok, field, msg: require(ok, command, field, msg)  # noqa: E731
     for key in lora:
         need(key in LORA_FIELDS, f"lora.{key}", f"is unknown (expected {', '.join(LORA_FIELDS)})")
@@ -66,6 +66,9 @@ class SFTConfig:
     device: str = "auto"
     resume_from: Optional[str] = None
     log_every: int = 1
+    gradient_accumulation: int = 1  # micro-batches of batch_size per optimizer step
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
+    max_seq_length: Optional[int] = None  # records are cut to this many tokens (default: the model's context)
 
     def __post_init__(self):
         need = lambda ok, field, msg: require(ok, "sft", field, msg)  # noqa: E731
@@ -80,6 +83,8 @@ class SFTConfig:
         need(self.checkpoint_every >= 1, "checkpoint_every", f"must be at least 1, got {self.checkpoint_every}")
         need(self.seed >= 0, "seed", f"must be at least 0, got {self.seed}")
         need(self.log_every >= 1, "log_every", f"must be at least 1, got {self.log_every}")
+        need(self.gradient_accumulation >= 1, "gradient_accumulation", f"must be at least 1, got {self.gradient_accumulation}")
+        need(self.max_seq_length is None or self.max_seq_length >= 2, "max_seq_length", f"must be at least 2, got {self.max_seq_length}")
         for field in ("train_shard", "output_dir"):
             need(bool(getattr(self, field)), field, "must be a non-empty path")
         check_device("sft", self.device)

@@ -1,8 +1,11 @@
 """`tokenize`: train a byte-level BPE tokenizer on the cleaned records, or take a base model's, and encode the
 records into a shard.
 
-A record becomes encode(format_prompt(prompt)) with loss mask 0, then encode(response) + [eos] with loss mask 1.
-Only the `tokenizers` library is needed here, so this command starts fast and never imports torch.
+Each record ({key, prompt, response}, {key, messages} or {key, text}) is rendered by template.py with the model's
+chat format (a base model's chat template, or the plain template of a tokenizer trained here) into pieces with and
+without loss: assistant turns and their end token carry loss, a plain-text record carries it everywhere. Only the
+`tokenizers` library (and Jinja, through transformers' renderer, for a chat template) is needed here, so this
+command never imports torch.
 """
 
 import dataclasses
@@ -13,10 +16,10 @@ from typing import Optional
 from tokenizers import Tokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from .config import from_dict, read_jsonl, require
+from .config import from_dict, require
 from .events import ConfigError, emit, log
 from .shard import from_records, write_shard
-from .template import EOS, SPECIAL_TOKENS, format_prompt
+from .template import PLAIN, SPECIAL_TOKENS, ChatFormat, check_messages, encode_segments, read_chat_format, record_segments, vocabulary_texts
 
 @dataclasses.dataclass
 class TokenizeConfig:
@@ -37,8 +40,39 @@ class TokenizeConfig:
 
 
 def read_records(path: str) -> list:
-    """The {key, prompt, response} records of a JSONL file; a malformed line is a ConfigError naming it."""
-    return read_jsonl(path, ("key", "prompt", "response"))
+    """The training records of a JSONL file ({key, prompt, response}, {key, messages} or {key, text}); a malformed
+    line is a ConfigError naming it (ingest quarantines bad rows, so one here is a bug upstream)."""
+    import json
+
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path} line {n}: not JSON ({e})") from e
+            why = record_problem(r)
+            if why:
+                raise ConfigError(f"{path} line {n}: {why}")
+            records.append(r)
+    if not records:
+        raise ConfigError(f"{path} has no rows")
+    return records
+
+
+def record_problem(r) -> Optional[str]:
+    if not isinstance(r, dict) or not isinstance(r.get("key"), str):
+        return "a record must be an object with a string 'key'"
+    if "messages" in r:
+        return check_messages(r["messages"], "messages", ending="assistant")
+    if "text" in r and "prompt" not in r:
+        return None if isinstance(r["text"], str) else "field 'text' must be a string"
+    for field in ("prompt", "response"):
+        if not isinstance(r.get(field), str):
+            return f"field '{field}' must be a string (or give 'messages' or 'text')"
+    return None
 
 
 def train_tokenizer(texts, vocab_size: int, min_frequency: int) -> Tokenizer:
@@ -57,35 +91,43 @@ def train_tokenizer(texts, vocab_size: int, min_frequency: int) -> Tokenizer:
     return tok
 
 
-def load_base_tokenizer(path: str) -> Tokenizer:
-    """tokenizer.json from a file, a model directory or an uncompressed model.tar; it must know <|endoftext|>."""
+def load_base_tokenizer(path: str):
+    """(tokenizer, chat format) from a tokenizer.json (the plain format), a model directory or an uncompressed
+    model.tar (the chat format its tokenizer_config.json declares); the format's end token must be in the vocabulary."""
+    import tempfile
+
+    fmt = PLAIN
     if os.path.isdir(path):
+        fmt = read_chat_format(path)
         path = os.path.join(path, "tokenizer.json")
     if not os.path.isfile(path):
         raise ConfigError(f"tokenize: tokenizer {path} not found")
     if tarfile.is_tarfile(path):
-        with tarfile.open(path) as tar:
-            try:
-                text = tar.extractfile("tokenizer.json").read().decode("utf-8")
-            except KeyError as e:
-                raise ConfigError(f"tokenize: model archive {path} has no tokenizer.json") from e
-        tok = Tokenizer.from_str(text)
+        with tarfile.open(path) as tar, tempfile.TemporaryDirectory() as tmp:
+            names = set(tar.getnames())
+            if "tokenizer.json" not in names:
+                raise ConfigError(f"tokenize: model archive {path} has no tokenizer.json")
+            wanted = [n for n in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja") if n in names]
+            tar.extractall(tmp, members=[tar.getmember(n) for n in wanted], filter="data")
+            fmt = read_chat_format(tmp)
+            tok = Tokenizer.from_file(os.path.join(tmp, "tokenizer.json"))
     else:
         tok = Tokenizer.from_file(path)
-    if tok.token_to_id(EOS) is None:
-        raise ConfigError(f"tokenize: tokenizer {path} has no {EOS} token, which ends every response")
-    return tok
+    if tok.token_to_id(fmt.end) is None:
+        raise ConfigError(f"tokenize: tokenizer {path} has no {fmt.end} token, which ends every answer")
+    return tok, fmt
 
 
-def encode_records(tok: Tokenizer, records):
-    """(token lists, mask lists) in the contract's layout."""
-    eos = tok.token_to_id(EOS)
-    prompts = tok.encode_batch([format_prompt(r["prompt"]) for r in records], add_special_tokens=False)
-    responses = tok.encode_batch([r["response"] for r in records], add_special_tokens=False)
+def encode_records(tok: Tokenizer, records, fmt: ChatFormat = PLAIN):
+    """(token lists, mask lists) in the contract's layout: every record rendered by the chat format."""
     tokens, masks = [], []
-    for p, r in zip(prompts, responses):
-        tokens.append(p.ids + r.ids + [eos])
-        masks.append([0] * len(p.ids) + [1] * (len(r.ids) + 1))
+    for r in records:
+        try:
+            ids, mask = encode_segments(tok, record_segments(fmt, r))
+        except ValueError as e:  # a chat template that cannot be split into turns
+            raise ConfigError(f"tokenize: record {r['key']}: {e}") from e
+        tokens.append(ids)
+        masks.append(mask)
     return tokens, masks
 
 
@@ -94,16 +136,17 @@ def run(raw: dict) -> None:
     records = read_records(cfg.input)
     emit("started", command="tokenize", device="cpu", step=0, total_steps=0, params=0)
     if cfg.tokenizer:
-        tok = load_base_tokenizer(cfg.tokenizer)
+        tok, fmt = load_base_tokenizer(cfg.tokenizer)
     else:
-        texts = [t for r in records for t in (format_prompt(r["prompt"]), r["response"])]
+        fmt = PLAIN
+        texts = [text for r in records for text in vocabulary_texts(r)]
         tok = train_tokenizer(texts, cfg.vocab_size, cfg.min_frequency)
-    tokens, masks = encode_records(tok, records)
+    tokens, masks = encode_records(tok, records, fmt)
     os.makedirs(cfg.output_dir, exist_ok=True)
     tok_path = os.path.join(cfg.output_dir, "tokenizer.json")
     tok.save(tok_path + ".tmp")
     os.replace(tok_path + ".tmp", tok_path)
-    shard = from_records([r["key"] for r in records], tokens, masks, tok.get_vocab_size(), tok.token_to_id(EOS))
+    shard = from_records([r["key"] for r in records], tokens, masks, tok.get_vocab_size(), tok.token_to_id(fmt.end))
     write_shard(os.path.join(cfg.output_dir, "encoded.shard"), shard)
     log.info("tokenized %d records into %d tokens, vocab %d", len(records), len(shard.tokens), shard.vocab_size)
     emit("finished", command="tokenize", records=len(records), tokens=int(len(shard.tokens)), vocab_size=shard.vocab_size)

@@ -89,3 +89,18 @@ def exported(demo, sft_run, tmp_path_factory):
     rc, events = run_command("export", {"checkpoint": sft_run["finished"]["checkpoints"][-1], "tokenizer": demo["tokenizer"], "output_dir": str(d / "out")}, d)
     assert rc == 0, events[-1]
     return finished(events)
+
+
+def base_models_dir() -> str:
+    """Where infra/bootstrap.sh converts the base models: packages/config's `baseModelsDir`, same env vars."""
+    if os.environ.get("TEMPERED_BASE_MODELS_DIR"):
+        return os.path.abspath(os.environ["TEMPERED_BASE_MODELS_DIR"])
+    cache = os.environ.get("TEMPERED_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tempered")
+    return os.path.join(os.path.abspath(cache), "base-models")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> str:
+    """The converted SmolLM2-135M-Instruct folder (model/, model.tar, manifest.json). Not checked here: the tests
+    check it themselves, so that a missing conversion FAILS them (with what to run) instead of erroring or skipping."""
+    return os.path.join(base_models_dir(), "smollm2-135m-instruct")

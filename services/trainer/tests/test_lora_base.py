@@ -11,7 +11,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from conftest import finished, run_command, sft_config
-from tempered_trainer.model import ADAPTER_FILES, MODEL_FILES, load_pretrained, load_tokenizer
+from tempered_trainer.model import ADAPTER_FILES, MODEL_FILES, load_pretrained, load_tokenizer, weights_digest
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["c_attn", "c_proj"]}
 
@@ -51,8 +51,8 @@ def test_lora_on_base_model_trains_only_the_adapter(demo, base_dir, tmp_path):
     first, last = (torch.load(p, weights_only=False) for p in (done["checkpoints"][0], done["checkpoints"][-1]))
     base, _ = load_pretrained(base_dir, torch.device("cpu"))
     base_state = base.state_dict()
-    # frozen: the base weights in every checkpoint are exactly the base model's
-    assert set(last["model"]) == set(base_state) and all(torch.equal(last["model"][k], base_state[k]) for k in base_state)
+    # the frozen base is stored once per run, not in every checkpoint: a checkpoint names its weights by digest
+    assert first["model"] is None and last["model"] is None and last["base_sha256"] == weights_digest(base_dir)
     # trained: every adapter matrix B starts at zero and moved (A is random from the start, and moves too)
     assert last["lora"]["r"] == 4 and set(first["adapter"]) == set(last["adapter"]) and len(last["adapter"]) == 12  # 2 layers x (attn.c_attn, attn.c_proj, mlp.c_proj) x (A, B)
     assert all(not torch.equal(first["adapter"][k], last["adapter"][k]) for k in last["adapter"])
@@ -73,15 +73,41 @@ def test_lora_on_base_model_trains_only_the_adapter(demo, base_dir, tmp_path):
         assert not torch.allclose(merged(input_ids=x).logits, base_logits, atol=1e-3)
     assert tok.get_vocab() == load_tokenizer(demo["tokenizer"]).get_vocab()
 
-    # export of the last checkpoint needs no tokenizer (the checkpoint carries it) and gives the same bytes
-    rc, events = run_command("export", {"checkpoint": done["checkpoints"][-1], "output_dir": str(tmp_path / "export")}, tmp_path)
+    # export of the last checkpoint needs the base again but no tokenizer (the checkpoint carries it), and gives
+    # the same bytes; without the base, or with another one, it is a clear bad-input error
+    rc, events = run_command("export", {"checkpoint": done["checkpoints"][-1], "output_dir": str(tmp_path / "x")}, tmp_path)
+    assert rc == 2 and "'base_model' is required" in events[-1]["reason"]
+    rc, events = run_command("export", {"checkpoint": done["checkpoints"][-1], "output_dir": str(tmp_path / "export"), "base_model": base_dir}, tmp_path)
     assert rc == 0, events[-1]
     exported = finished(events)
     assert sha256(exported["adapter_tar"]) == sha256(done["adapter_tar"])
     assert sha256(exported["model_tar"]) == sha256(done["model_tar"])
     rc, events = run_command("eval", {"checkpoint": done["checkpoints"][-1], "shard": demo["heldout_shard"], "device": "cpu",
-                                      "output_dir": str(tmp_path / "eval")}, tmp_path)
+                                      "base_model": base_dir, "output_dir": str(tmp_path / "eval")}, tmp_path)
     assert rc == 0 and finished(events)["loss"] < events[1]["loss"] * 1.0001
+
+
+def test_lora_resume_on_a_base_model_is_exact(demo, base_dir, tmp_path):
+    # The checkpoints hold no base weights, so the resumed attempt is given the base again and must match.
+    cfg = base_config(demo, base_dir, tmp_path / "a", steps=8, checkpoint_every=4, learning_rate=1e-2, lora=LORA,
+                      gradient_accumulation=2)
+    rc, straight = run_command("sft", cfg, tmp_path)
+    assert rc == 0, straight[-1]
+    half = os.path.join(tmp_path, "a", "checkpoints", "step-00000004.pt")
+    rc, resumed = run_command("sft", {**cfg, "output_dir": str(tmp_path / "b"), "resume_from": half}, tmp_path)
+    assert rc == 0, resumed[-1]
+    losses = lambda evs: {e["step"]: e["loss"] for e in evs if e["event"] == "step"}  # noqa: E731
+    assert all(losses(resumed)[s] == losses(straight)[s] for s in range(5, 9))
+    assert sha256(finished(straight)["adapter_tar"]) == sha256(finished(resumed)["adapter_tar"])
+    # another base than the checkpoint's is refused
+    other = tmp_path / "other-base"
+    shutil.copytree(base_dir, other)
+    model = GPT2LMHeadModel.from_pretrained(other)
+    with torch.no_grad():
+        model.transformer.wte.weight[0, 0] += 1
+    model.save_pretrained(other)
+    rc, events = run_command("sft", {**cfg, "base_model": str(other), "output_dir": str(tmp_path / "c"), "resume_from": half}, tmp_path)
+    assert rc == 2 and "base" in events[-1]["reason"], events[-1]
 
 
 def test_full_finetune_of_base_model(demo, base_dir, tmp_path):

@@ -39,6 +39,13 @@ def test_serve_answers_and_stops_on_sigterm(exported, tmp_path):
         # greedy is deterministic
         assert http("POST", f"{base}/v1/completions", {"prompt": "reverse 1 2 3", "max_tokens": 8})[1]["choices"][0]["text"] == choice["text"]
         assert http("POST", f"{base}/v1/completions", {"prompt": 5})[0] == 400
+        # chat: the plain template renders a one-turn conversation exactly like the completion's prompt
+        status, chat = http("POST", f"{base}/v1/chat/completions", {"model": "demo", "messages": [{"role": "user", "content": "reverse 1 2 3"}], "max_tokens": 8})
+        assert status == 200 and chat["object"] == "chat.completion" and chat["choices"][0]["message"] == {"role": "assistant", "content": choice["text"]}
+        assert chat["usage"] == out["usage"]
+        for bad in ([], [{"role": "tool", "content": "x"}], [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]):
+            status, err = http("POST", f"{base}/v1/chat/completions", {"messages": bad})
+            assert status == 400 and "messages" in err["error"]["message"], (bad, err)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         last = json.loads(proc.stdout.read().strip().splitlines()[-1])
