@@ -2,20 +2,22 @@
  * Clean, the local-file core: normalizes the text of every record of a dataset JSONL and drops the records
  * that should not be trained on, reporting what each rule did (counts and a few before/after samples).
  *
- * Rules, applied to prompt and response in this order:
+ * Rules, applied to every text of a record (prompt and response, each message of a conversation, a plain
+ * text: `textsOf`) in this order:
  *   1. NFKC normalization (full-width letters and digits, ideographic spaces, ligatures -> canonical forms);
  *   2. removal of control characters (Unicode Cc) except newline and tab;
  *   3. whitespace collapsing: runs of spaces/tabs -> one space, runs of newlines -> one newline, trimmed;
  *   4. PII masking: e-mail addresses -> "[EMAIL]", phone numbers -> "[PHONE]".
- * Then a record is removed when its prompt or response is empty, when prompt + response is shorter than
- * `minChars` or longer than `maxChars` (in code points), or, with `dedupe: exact`, when the same cleaned
- * (prompt, response) was already kept. Record keys pass through unchanged.
+ * Then a record is removed when any of its texts is empty, when its texts together are shorter than
+ * `minChars` or longer than `maxChars` (in code points), or, with `dedupe: exact`, when a record of the same
+ * cleaned content was already kept (compared as the conversation a record is: every role and text; a turn
+ * is [user, assistant]). Record keys and roles pass through unchanged.
  *
  * The per-field functions are pure and exported for tests; `cleanFile` streams, so memory grows only with
  * the dedupe set (16 bytes of digest per kept record).
  */
 import { createHash } from 'node:crypto';
-import { JsonlWriter, readRecords, type DataRecord } from './records';
+import { JsonlWriter, conversationOf, mapTexts, readRecords, textsOf, type DataRecord, type RecordContent } from './records';
 
 export interface CleanOptions {
   nfkc: boolean;
@@ -34,9 +36,12 @@ export type RemovalReason = 'empty' | 'tooShort' | 'tooLong' | 'duplicate';
 export const CHANGE_RULES: readonly ChangeRule[] = ['nfkc', 'control', 'whitespace', 'email', 'phone'];
 export const REMOVAL_REASONS: readonly RemovalReason[] = ['empty', 'tooShort', 'tooLong', 'duplicate'];
 
+/** Where a text sits in its record: a turn's prompt or response, a plain text, or a conversation's n-th message (0-based). */
+export type TextField = 'prompt' | 'response' | 'text' | `messages.${number}`;
+
 export interface CleanSample {
   key: string;
-  field: 'prompt' | 'response';
+  field: TextField;
   /** The field just before and just after this rule ran (truncated to 200 characters). */
   before: string;
   after: string;
@@ -47,7 +52,7 @@ export interface CleanReport {
   kept: number;
   /** Records removed, by reason; each removed record counts once. kept + sum(removed) = input. */
   removed: Record<RemovalReason, number>;
-  /** Records (of all input records, removed ones included) whose prompt or response a rule altered. */
+  /** Records (of all input records, removed ones included) with a text a rule altered. */
   changed: Record<ChangeRule, number>;
   /** Records altered by at least one rule. */
   changedRecords: number;
@@ -145,13 +150,25 @@ export function charCount(text: string): number {
   return n;
 }
 
-/** Why a cleaned record would be removed before deduplication, or undefined when it passes. */
+/** The field names of a record's texts, in the order of `textsOf`. */
+function fieldsOf(record: RecordContent): TextField[] {
+  if ('messages' in record) return record.messages.map((_, i) => `messages.${i}` as const);
+  if ('text' in record) return ['text'];
+  return ['prompt', 'response'];
+}
+
+/**
+ * Why a cleaned record would be removed before deduplication, or undefined when it passes. An empty text
+ * (a prompt, a response, any message of a conversation) leaves a turn with nothing to learn from or to
+ * answer, so the whole record goes, as `empty`.
+ */
 export function removalReason(
-  record: Pick<DataRecord, 'prompt' | 'response'>,
+  record: RecordContent,
   options: Pick<CleanOptions, 'minChars' | 'maxChars'>,
 ): Exclude<RemovalReason, 'duplicate'> | undefined {
-  if (record.prompt === '' || record.response === '') return 'empty';
-  const length = charCount(record.prompt) + charCount(record.response);
+  const texts = textsOf(record);
+  if (texts.some((t) => t === '')) return 'empty';
+  const length = texts.reduce((n, t) => n + charCount(t), 0);
   if (length < options.minChars) return 'tooShort';
   if (length > options.maxChars) return 'tooLong';
   return undefined;
@@ -171,15 +188,16 @@ export async function cleanFile(inPath: string, outPath: string, options: CleanO
   try {
     for await (const record of readRecords(inPath)) {
       report.input++;
-      const prompt = cleanText(record.prompt, options);
-      const response = cleanText(record.response, options);
+      const results = textsOf(record).map((text) => cleanText(text, options));
+      const fields = fieldsOf(record);
 
       const rulesHit = new Set<ChangeRule>();
-      for (const [field, result] of [['prompt', prompt], ['response', response]] as const) {
+      for (const [i, result] of results.entries()) {
+        const field = fields[i];
         for (const change of result.changes) {
           rulesHit.add(change.rule);
           const samples = report.examples[change.rule];
-          // One sample per record and rule keeps the three samples from being one record's two fields.
+          // One sample per record and rule keeps the three samples from being one record's texts.
           if (samples.length < SAMPLES_PER_RULE && samples.at(-1)?.key !== record.key) {
             samples.push({ key: record.key, field, before: clip(change.before), after: clip(change.after) });
           }
@@ -188,15 +206,19 @@ export async function cleanFile(inPath: string, outPath: string, options: CleanO
       for (const rule of rulesHit) report.changed[rule]++;
       if (rulesHit.size > 0) report.changedRecords++;
 
-      const cleaned: DataRecord = { key: record.key, prompt: prompt.text, response: response.text };
+      // mapTexts builds the record afresh (key first, then its own fields), so a turn is written as before.
+      const cleaned: DataRecord = mapTexts(record, (_, i) => results[i].text);
       const reason = removalReason(cleaned, options);
       if (reason) {
         report.removed[reason]++;
         continue;
       }
       if (options.dedupe === 'exact') {
-        // JSON of the pair is unambiguous where "prompt NUL response" would not be (a field may hold NUL).
-        const digest = createHash('sha256').update(JSON.stringify([cleaned.prompt, cleaned.response])).digest();
+        // JSON is unambiguous where joined texts would not be (a text may hold NUL). A record is compared as
+        // the conversation it is, roles included, so a turn and the same [user, assistant] conversation are
+        // duplicates; a plain text only equals a plain text.
+        const same = 'text' in cleaned ? { text: cleaned.text } : conversationOf(cleaned)!.map((m) => [m.role, m.content]);
+        const digest = createHash('sha256').update(JSON.stringify(same)).digest();
         const id = digest.subarray(0, 16).toString('base64');
         if (seen.has(id)) {
           report.removed.duplicate++;

@@ -1,8 +1,18 @@
 /**
  * Ingest, the local-file core: reads data sources (JSONL or CSV with a header row, UTF-8 or Shift_JIS), maps
- * their fields onto `{key, prompt, response}` and writes one dataset JSONL. Anything that cannot be read as a
- * record goes to a quarantine JSONL with its source, line and reason instead of failing the run, so that
- * `kept + quarantined = input` always holds and a person can see exactly what was left out and why.
+ * each row onto a training record (records.ts: a turn, a conversation or plain text) by its record format, and
+ * writes one dataset JSONL. Anything that cannot be read as a record goes to a quarantine JSONL with its
+ * source, line and reason instead of failing the run, so that `kept + quarantined = input` always holds and a
+ * person can see exactly what was left out and why.
+ *
+ * Record formats (the spec's `records`, per source or for all of `data`), and what each becomes:
+ *   prompt-response    the `data.fields` names (default prompt, response)      -> {key, prompt, response}
+ *   prompt-completion  prompt, completion                                      -> {key, prompt, response}
+ *   alpaca             instruction, input (optional), output: the prompt is the
+ *                      instruction, then a blank line and the input if any     -> {key, prompt, response}
+ *   messages           an OpenAI chat `messages` list; JSONL only              -> {key, messages}
+ *   text               text (continued pretraining)                            -> {key, text}
+ *   auto               detected per row (per header for CSV): `detectFormat`.
  *
  * Pure local I/O, streamed and deterministic (same inputs, same bytes out); the Temporal activity around it
  * stages the files from S3 and uploads the outputs.
@@ -12,7 +22,18 @@ import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream';
 import { parse, type CsvError } from 'csv-parse';
 import iconv from 'iconv-lite';
-import { JsonlWriter, readLines, type DataRecord, type TextEncoding } from './records';
+import type { RecordFormat } from '@tempered/spec';
+import {
+  CHAT_ROLES,
+  JsonlWriter,
+  conversationOf,
+  readLines,
+  type ChatMessage,
+  type ChatRole,
+  type DataRecord,
+  type RecordContent,
+  type TextEncoding,
+} from './records';
 
 export type SourceFormat = 'jsonl' | 'csv';
 
@@ -23,9 +44,17 @@ export interface IngestSource {
   label: string;
   format: SourceFormat;
   encoding: TextEncoding;
+  /** How its rows become records: the source's `records`, else `data.records`; default auto. */
+  records?: RecordFormat;
 }
 
-/** Which input fields (JSONL keys or CSV header columns) hold the prompt, the response and the record id. */
+/** A format a row is read by: a stated one, or the one detected for it. */
+export type RowFormat = Exclude<RecordFormat, 'auto'>;
+
+/**
+ * Which input fields (JSONL keys or CSV header columns) hold the prompt and the response of the prompt-response
+ * format, and the record id of every format.
+ */
 export interface FieldMapping {
   prompt: string;
   response: string;
@@ -55,7 +84,12 @@ export type QuarantineKind =
   | 'undecodable bytes'
   | 'invalid JSON'
   | 'not a JSON object'
+  /** A field the row's format needs is absent (or null) or not a string. */
   | 'missing field'
+  /** Auto-detection found no field of any record format in the row. */
+  | 'unknown record format'
+  /** A chat `messages` list that is not a conversation this system can train on (`readMessages`). */
+  | 'bad messages'
   | 'wrong number of columns'
   | 'unparseable CSV';
 
@@ -65,6 +99,8 @@ export interface IngestCounts {
   quarantined: number;
   /** Quarantined rows by kind. */
   reasons: Partial<Record<QuarantineKind, number>>;
+  /** Kept records by the format they were read as (what auto-detection decided). */
+  formats: Partial<Record<RowFormat, number>>;
 }
 
 export interface IngestReport extends IngestCounts {
@@ -89,9 +125,83 @@ export function formatOf(pathOrUri: string, explicit?: SourceFormat): SourceForm
   );
 }
 
-/** The content-derived key of a record without an id: first 16 hex digits of sha256(prompt NUL response). */
+/**
+ * A source that cannot be read as configured at all (a CSV header without a needed column, chat messages asked
+ * of a CSV): the spec must change, so the activity reports it as bad input rather than retrying.
+ */
+export class SourceError extends Error {}
+
+/** Refuses a record format its file format cannot hold: a CSV cell is a string, never a list of messages. */
+export function checkRecordFormat(format: SourceFormat, records: RecordFormat | undefined, label: string): void {
+  if (format === 'csv' && records === 'messages') {
+    throw new SourceError(`${label}: a CSV source cannot hold chat messages (records: messages); write it as JSONL, or give this source its own \`records\` (data.records applies to every source)`);
+  }
+}
+
+/** The content-derived key of a turn without an id: first 16 hex digits of sha256(prompt NUL response). */
 export function recordKey(prompt: string, response: string): string {
-  return createHash('sha256').update(`${prompt}\u0000${response}`).digest('hex').slice(0, 16);
+  return sha256Key(`${prompt}\u0000${response}`);
+}
+
+/**
+ * The key of a record without an id: first 16 hex digits of a sha256 over its whole content. A turn keeps
+ * `recordKey`, which existing datasets, caches and splits are keyed by, and so does the conversation [user,
+ * assistant] that is the same example (`conversationOf`): one key, one split, whichever shape a source used.
+ * Any other conversation (every role and content, in order) or a text hashes its JSON, which never holds a
+ * raw NUL, so it cannot collide with a turn's input.
+ */
+export function contentKey(content: RecordContent): string {
+  if ('text' in content) return sha256Key(JSON.stringify({ text: content.text }));
+  const messages = conversationOf(content)!;
+  const [user, assistant] = messages;
+  if (messages.length === 2 && user.role === 'user' && assistant.role === 'assistant') return recordKey(user.content, assistant.content);
+  return sha256Key(JSON.stringify({ messages: messages.map((m) => ({ role: m.role, content: m.content })) }));
+}
+
+function sha256Key(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
+
+/** The fields a format cannot do without (detection looks for them, a CSV header must have them). */
+function requiredFields(format: RowFormat, fields: FieldMapping): string[] {
+  switch (format) {
+    case 'messages':
+      return ['messages'];
+    case 'prompt-completion':
+      return ['prompt', 'completion'];
+    case 'alpaca':
+      return ['instruction', 'output'];
+    case 'prompt-response':
+      return [fields.prompt, fields.response];
+    case 'text':
+      return ['text'];
+  }
+}
+
+/** Auto-detection tries the formats in this order (the spec's `data.records` documents it). */
+const DETECTION_ORDER: readonly RowFormat[] = ['messages', 'prompt-completion', 'alpaca', 'prompt-response', 'text'];
+
+/**
+ * The format a row (or a CSV header) is read as under `auto`: the first whose required fields it all has.
+ * Failing that, the format it has part of, so that the quarantine names what is missing: `completion` means
+ * prompt-completion, an alpaca field alpaca, and any other field a format reads (a lone `prompt` above all)
+ * the prompt/response fields, how every row was read before formats were detected. Undefined: none at all.
+ * A CSV (`tabular`) cannot hold messages, so a column of that name is not taken for them.
+ */
+export function detectFormat(has: (field: string) => boolean, fields: FieldMapping, tabular = false): RowFormat | undefined {
+  const whole = DETECTION_ORDER.find((f) => !(tabular && f === 'messages') && requiredFields(f, fields).every(has));
+  if (whole) return whole;
+  if (has('completion')) return 'prompt-completion';
+  if (['instruction', 'input', 'output'].some(has)) return 'alpaca';
+  if ([fields.prompt, fields.response, 'prompt'].some(has)) return 'prompt-response';
+  return undefined;
+}
+
+/** Why a row (a CSV header: `tabular`) fits no format: the fields it has and those that were looked for. */
+function unknownFormat(present: string[], fields: FieldMapping, tabular = false): string {
+  const shown = present.length > 10 ? [...present.slice(0, 10), '…'] : present;
+  const formats = [...(tabular ? [] : ['messages']), 'prompt + completion', 'instruction + output', `${fields.prompt} + ${fields.response}`, 'text'];
+  return `none of the fields {${shown.join(', ')}} belongs to a record format; expected ${formats.join(', ')}`;
 }
 
 /** Reads every source in order and writes the dataset and quarantine files. */
@@ -107,9 +217,10 @@ export async function ingestFiles(
     for (const source of sources) {
       const counts = emptyCounts();
       const sink: Sink = {
-        async keep(record) {
+        async keep(record, format) {
           counts.input++;
           counts.kept++;
+          counts.formats[format] = (counts.formats[format] ?? 0) + 1;
           await dataset.write(record);
         },
         async reject(line, kind, detail, raw) {
@@ -134,6 +245,9 @@ export async function ingestFiles(
       for (const [kind, n] of Object.entries(counts.reasons) as Array<[QuarantineKind, number]>) {
         report.reasons[kind] = (report.reasons[kind] ?? 0) + n;
       }
+      for (const [format, n] of Object.entries(counts.formats) as Array<[RowFormat, number]>) {
+        report.formats[format] = (report.formats[format] ?? 0) + n;
+      }
     }
     await dataset.close();
     await quarantine.close();
@@ -146,39 +260,128 @@ export async function ingestFiles(
 }
 
 function emptyCounts(): IngestCounts {
-  return { input: 0, kept: 0, quarantined: 0, reasons: {} };
+  return { input: 0, kept: 0, quarantined: 0, reasons: {}, formats: {} };
 }
 
 /** Where a reader sends each input row: every row ends in exactly one of the two calls. */
 interface Sink {
-  keep(record: DataRecord): Promise<void>;
+  keep(record: DataRecord, format: RowFormat): Promise<void>;
   reject(line: number, kind: QuarantineKind, detail: string, raw: string): Promise<void>;
 }
 
+/** A row's field by name: a JSON value or a CSV cell string; undefined when absent (or JSON null). */
+type Getter = (field: string) => unknown;
+
+/** A row read by a format: the record's content, or why it is not one. */
+type Reading = { content: RecordContent } | { kind: QuarantineKind; detail: string };
+
+/** Reads one row as `format`; every shape the trainer takes comes out of here. */
+function readRow(format: RowFormat, get: Getter, fields: FieldMapping): Reading {
+  const missing = (field: string): Reading => ({ kind: 'missing field', detail: `"${field}" is absent or not a string (records: ${format})` });
+  const str = (field: string) => {
+    const value = get(field);
+    return typeof value === 'string' ? value : undefined;
+  };
+  switch (format) {
+    case 'prompt-response':
+    case 'prompt-completion': {
+      const [promptField, responseField] = requiredFields(format, fields);
+      const prompt = str(promptField);
+      if (prompt === undefined) return missing(promptField);
+      const response = str(responseField);
+      if (response === undefined) return missing(responseField);
+      return { content: { prompt, response } };
+    }
+    case 'alpaca': {
+      const instruction = str('instruction');
+      if (instruction === undefined) return missing('instruction');
+      const output = str('output');
+      if (output === undefined) return missing('output');
+      const input = get('input');
+      if (input !== undefined && typeof input !== 'string') return { kind: 'missing field', detail: `"input" is ${jsonType(input)}, not a string (records: alpaca)` };
+      // Most alpaca rows carry an empty input when the instruction says it all: then no blank line is added.
+      const prompt = input !== undefined && input.trim() !== '' ? `${instruction}\n\n${input}` : instruction;
+      return { content: { prompt, response: output } };
+    }
+    case 'text': {
+      const text = str('text');
+      return text === undefined ? missing('text') : { content: { text } };
+    }
+    case 'messages':
+      return get('messages') === undefined ? { kind: 'missing field', detail: '"messages" is absent (records: messages)' } : readMessages(get('messages'));
+  }
+}
+
 /**
- * Builds the record from already-decoded fields, or says which field is missing. `get` returns the raw field
- * value (a JSON value, or a CSV cell string, or undefined when absent).
+ * A chat `messages` list as OpenAI's chat format writes it, checked to be a conversation the trainer can
+ * render: roles system, user and assistant only (a `tool` turn or a tool call has no place in a chat template
+ * here), an optional system message first and nowhere else, at least one user message, and the assistant's
+ * answer last (the turn the loss is on). Fields other than role and content are dropped.
  */
-function toRecord(
-  get: (name: string) => unknown,
-  fields: FieldMapping,
-): { record: DataRecord } | { missing: string } {
-  const prompt = get(fields.prompt);
-  if (typeof prompt !== 'string') return { missing: fields.prompt };
-  const response = get(fields.response);
-  if (typeof response !== 'string') return { missing: fields.response };
+function readMessages(value: unknown): Reading {
+  const bad = (detail: string): Reading => ({ kind: 'bad messages', detail });
+  if (!Array.isArray(value)) return bad(`"messages" is ${jsonType(value)}, not a list`);
+  if (value.length === 0) return bad('the list is empty');
+  const messages: ChatMessage[] = [];
+  for (const [i, m] of value.entries()) {
+    const n = i + 1;
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) return bad(`message ${n} is ${jsonType(m)}, not an object`);
+    const { role, content } = m as Record<string, unknown>;
+    if (!CHAT_ROLES.includes(role as ChatRole)) {
+      return bad(`message ${n} has ${role === undefined ? 'no role' : `role ${show(role)}`}; expected system, user or assistant`);
+    }
+    const text = contentText(content);
+    if (typeof text !== 'string') return bad(`message ${n}: ${text.error}`);
+    messages.push({ role: role as ChatRole, content: text });
+  }
+  const lateSystem = messages.findIndex((m, i) => i > 0 && m.role === 'system');
+  if (lateSystem >= 0) return bad(`message ${lateSystem + 1} is a system message; only the first message may be one`);
+  if (!messages.some((m) => m.role === 'user')) return bad('no user message');
+  const last = messages[messages.length - 1];
+  if (last.role !== 'assistant') return bad(`the last message is the ${last.role}'s; a conversation ends with the assistant's answer`);
+  return { content: { messages } };
+}
+
+/**
+ * A message's content as text. OpenAI also takes a list of typed parts: text parts are joined with newlines
+ * (as vLLM's chat server joins them); any other part (an image, audio) cannot be trained on here.
+ */
+function contentText(content: unknown): string | { error: string } {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return { error: `content is ${content === undefined ? 'absent' : jsonType(content)}, not a string` };
+  const texts: string[] = [];
+  for (const part of content) {
+    const p = (typeof part === 'object' && part !== null ? part : {}) as Record<string, unknown>;
+    if (p.type !== 'text' || typeof p.text !== 'string') {
+      return { error: `a content part ${p.type === undefined ? 'is not a {type: "text", text} part' : `has type ${show(p.type)}`}; only text parts are read` };
+    }
+    texts.push(p.text);
+  }
+  return texts.join('\n');
+}
+
+/** A JSON value in a reason, cut short: reasons are read in a table. */
+function show(value: unknown): string {
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length > 40 ? `${json.slice(0, 40)}…` : json;
+}
+
+/** The record of a row's content: its id when it has one, else the digest of its content. */
+function toRecord(content: RecordContent, get: Getter, fields: FieldMapping): DataRecord {
   // An id column is optional per record: a blank or absent id falls back to the content digest.
-  let key = recordKey(prompt, response);
+  let key = contentKey(content);
   if (fields.key !== undefined) {
     const id = get(fields.key);
     if ((typeof id === 'string' && id.trim() !== '') || (typeof id === 'number' && Number.isFinite(id))) {
       key = String(id).trim();
     }
   }
-  return { record: { key, prompt, response } };
+  // Key first, then the content's own fields in order: a turn is written exactly as before formats existed.
+  return { key, ...content } as DataRecord;
 }
 
 async function ingestJsonl(source: IngestSource, fields: FieldMapping, sink: Sink): Promise<void> {
+  const stated = source.records ?? 'auto';
   for await (const { text, line } of readLines(source.path, source.encoding)) {
     if (text.trim() === '') continue;
     // The decoder turns bytes it cannot decode into U+FFFD; such a line's text is not what was written.
@@ -198,12 +401,19 @@ async function ingestJsonl(source: IngestSource, fields: FieldMapping, sink: Sin
       continue;
     }
     const object = value as Record<string, unknown>;
-    const result = toRecord((name) => (Object.hasOwn(object, name) ? object[name] : undefined), fields);
-    if ('missing' in result) {
-      await sink.reject(line, 'missing field', `"${result.missing}" is absent or not a string`, text);
+    // A null field counts as absent: exports of mixed datasets fill the columns a row lacks with null.
+    const get: Getter = (name) => (Object.hasOwn(object, name) && object[name] !== null ? object[name] : undefined);
+    const format = stated === 'auto' ? detectFormat((name) => get(name) !== undefined, fields) : stated;
+    if (format === undefined) {
+      await sink.reject(line, 'unknown record format', unknownFormat(Object.keys(object), fields), text);
       continue;
     }
-    await sink.keep(result.record);
+    const reading = readRow(format, get, fields);
+    if ('kind' in reading) {
+      await sink.reject(line, reading.kind, reading.detail, text);
+      continue;
+    }
+    await sink.keep(toRecord(reading.content, get, fields), format);
   }
 }
 
@@ -230,6 +440,7 @@ interface SkippedRow {
 }
 
 async function ingestCsv(source: IngestSource, fields: FieldMapping, sink: Sink): Promise<void> {
+  checkRecordFormat('csv', source.records, source.label);
   const skipped: SkippedRow[] = [];
   const parser = parse({
     // Rows with too many or too few cells still come through, so we can quarantine them one by one rather
@@ -258,7 +469,9 @@ async function ingestCsv(source: IngestSource, fields: FieldMapping, sink: Sink)
   pipeline(fs.createReadStream(source.path), iconv.decodeStream(source.encoding), parser, () => {});
 
   let header: string[] | undefined;
-  let columns: { prompt: number; response: number; key: number } | undefined;
+  // Every row has the header's columns, so the format is settled once, from the header.
+  let format: RowFormat | undefined;
+  const columns = new Map<string, number>();
   // Skipped records are not counted in `info.records`, so the row number needs them added back.
   let skippedSoFar = 0;
 
@@ -279,12 +492,10 @@ async function ingestCsv(source: IngestSource, fields: FieldMapping, sink: Sink)
     const text = trimNewlines(raw);
     if (header === undefined) {
       header = record.map((name) => name.trim());
-      columns = {
-        prompt: columnOf(header, fields.prompt, source.label),
-        response: columnOf(header, fields.response, source.label),
-        // A missing id column is not an error: keys fall back to content digests, as for JSONL.
-        key: fields.key === undefined ? -1 : header.indexOf(fields.key),
-      };
+      // The first of repeated column names counts. A missing id column is not an error: keys fall back to
+      // content digests, as for JSONL; neither is a missing alpaca input.
+      header.forEach((name, i) => columns.has(name) || columns.set(name, i));
+      format = csvFormat(header, columns, source, fields);
       continue;
     }
     // A row of only spaces counts as blank, like a blank JSONL line.
@@ -297,29 +508,36 @@ async function ingestCsv(source: IngestSource, fields: FieldMapping, sink: Sink)
       await sink.reject(row, 'wrong number of columns', `expected ${header.length}, got ${record.length}`, text);
       continue;
     }
-    const cells = columns!;
-    const result = toRecord((name) => {
-      if (name === fields.prompt) return record[cells.prompt];
-      if (name === fields.response) return record[cells.response];
-      return cells.key >= 0 ? record[cells.key] : undefined;
-    }, fields);
-    // With the column count checked, every mapped cell exists; this only guards the types.
-    if ('missing' in result) {
-      await sink.reject(row, 'missing field', `"${result.missing}" is absent`, text);
+    const get: Getter = (name) => {
+      const i = columns.get(name);
+      return i === undefined ? undefined : record[i];
+    };
+    // With the header and the column count checked, every needed cell exists; this only guards the types.
+    const reading = readRow(format!, get, fields);
+    if ('kind' in reading) {
+      await sink.reject(row, reading.kind, reading.detail, text);
       continue;
     }
-    await sink.keep(result.record);
+    await sink.keep(toRecord(reading.content, get, fields), format!);
   }
   await flushSkipped(Number.POSITIVE_INFINITY);
 }
 
-/** Index of a required header column; a file without it cannot be ingested at all, so that is an error. */
-function columnOf(header: string[], name: string, label: string): number {
-  const index = header.indexOf(name);
-  if (index < 0) {
-    throw new Error(`${label}: the CSV header has no "${name}" column (columns: ${header.join(', ')}); check data.fields`);
+/**
+ * The format of a CSV's rows, from its header: the stated one or the detected one, whose required columns must
+ * all be there. A file without them cannot be ingested at all, so that is an error, not a quarantine.
+ */
+function csvFormat(header: string[], columns: Map<string, number>, source: IngestSource, fields: FieldMapping): RowFormat {
+  const stated = source.records ?? 'auto';
+  const format = stated === 'auto' ? detectFormat((name) => columns.has(name), fields, true) : stated;
+  if (format === undefined) throw new SourceError(`${source.label}: the CSV header fits no record format: ${unknownFormat(header, fields, true)}`);
+  for (const name of requiredFields(format, fields)) {
+    if (!columns.has(name)) {
+      const hint = format === 'prompt-response' ? 'check data.fields' : `records: ${format} needs it`;
+      throw new SourceError(`${source.label}: the CSV header has no "${name}" column (columns: ${header.join(', ')}); ${hint}`);
+    }
   }
-  return index;
+  return format;
 }
 
 /** csv-parse's raw text carries the row's line break and any blank lines skipped before it. */

@@ -1,7 +1,8 @@
 /**
  * ingest: reads the spec's data sources (JSONL or CSV, UTF-8 or Shift_JIS, from S3 or a local path),
- * streams them into one snapshot of `{key, prompt, response}` records, and quarantines what does not parse,
- * with reasons. The snapshot is a dataset version: same data, same version id.
+ * streams them into one snapshot of training records (turns, conversations or plain text, by each source's
+ * record format: ingest-core.ts), and quarantines what does not parse, with reasons. The snapshot is a dataset
+ * version: same data, same version id.
  */
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
@@ -11,7 +12,7 @@ import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { sha256File } from '@tempered/artifacts';
 import { type Deps, badInput, log, withScratch } from './context';
 import { cachedStage, marked } from './cache';
-import { formatOf, ingestFiles, type IngestSource } from './ingest-core';
+import { SourceError, checkRecordFormat, formatOf, ingestFiles, type IngestSource } from './ingest-core';
 import { stageSource } from './sources';
 
 export async function ingest(deps: Deps, input: { runId: string; spec: PipelineSpec; specDir?: string }): Promise<IngestResult> {
@@ -20,12 +21,15 @@ export async function ingest(deps: Deps, input: { runId: string; spec: PipelineS
     const sources: IngestSource[] = [];
     for (const [i, source] of spec.data.sources.entries()) {
       let format: 'jsonl' | 'csv';
+      // A source's own record format wins over the one for all of data.
+      const records = source.records ?? spec.data.records;
       try {
         format = formatOf(source.uri, source.format);
+        checkRecordFormat(format, records, source.uri);
       } catch (err) {
         throw badInput(`data.sources.${i}: ${(err as Error).message}`);
       }
-      sources.push({ path: await stageSource(deps, source.uri, input.specDir, dir, i), label: source.uri, format, encoding: source.encoding });
+      sources.push({ path: await stageSource(deps, source.uri, input.specDir, dir, i), label: source.uri, format, encoding: source.encoding, records });
     }
     const digests = await Promise.all(sources.map(async (s) => (await sha256File(s.path)).sha256));
 
@@ -35,16 +39,22 @@ export async function ingest(deps: Deps, input: { runId: string; spec: PipelineS
         runId,
         stage: 'ingest',
         spec,
-        // Cache key: each source's raw bytes (digest), how they are read (format, encoding) and the label the
-        // quarantine entries name it by (the URI as written in the spec), in spec order; and the field
-        // mapping. Not the spec's name: it only names the dataset version row, which is keyed by content.
-        config: { sources: sources.map((s) => ({ label: s.label, format: s.format, encoding: s.encoding })), fields: spec.data.fields },
+        // Cache key: each source's raw bytes (digest), how they are read (format, encoding, record format) and
+        // the label the quarantine entries name it by (the URI as written in the spec), in spec order; and the
+        // field mapping. Not the spec's name: it only names the dataset version row, which is keyed by content.
+        config: {
+          sources: sources.map((s) => ({ label: s.label, format: s.format, encoding: s.encoding, records: s.records })),
+          fields: spec.data.fields,
+        },
         inputs: { sources: digests },
       },
       async (): Promise<IngestResult> => {
         Context.current().heartbeat({ phase: 'parsing' });
         const out = { datasetPath: path.join(dir, 'dataset.jsonl'), quarantinePath: path.join(dir, 'quarantine.jsonl') };
-        const counts = await ingestFiles(sources, spec.data.fields, out);
+        const counts = await ingestFiles(sources, spec.data.fields, out).catch((err: unknown) => {
+          // A source unreadable as configured (a CSV header without a needed column) needs a new spec, not a retry.
+          throw err instanceof SourceError ? badInput(err.message) : err;
+        });
         if (counts.kept === 0) {
           throw badInput(`no usable records in ${spec.data.sources.length} source(s): all ${counts.input} were quarantined (see the quarantine artifact reasons)`);
         }

@@ -11,7 +11,7 @@ import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef } from '@tempered/workflows';
 import { notifyChange } from '@tempered/db';
 import { type Deps, badInput, log, withScratch } from './context';
-import { JsonlWriter, readJsonl, readRecords } from './records';
+import { JsonlWriter, lastUserText, readJsonl, readRecords } from './records';
 import { runTrainer } from './trainer';
 
 export interface ProposePairsResult {
@@ -36,8 +36,11 @@ async function pickPrompts(file: string, limit: number): Promise<string[]> {
     picked.sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
     picked = picked.filter((p, i) => i === 0 || p.hash !== picked[i - 1].hash).slice(0, limit);
   };
-  for await (const { prompt } of readRecords(file)) {
-    if (!prompt.trim()) continue;
+  for await (const record of readRecords(file)) {
+    // What a person judges the two answers against: a turn's prompt, a conversation's last user message;
+    // a plain text asks nothing, so it is skipped.
+    const prompt = lastUserText(record);
+    if (!prompt?.trim()) continue;
     picked.push({ hash: createHash('sha256').update(prompt).digest('hex'), prompt });
     if (picked.length >= 4 * limit) trim();
   }

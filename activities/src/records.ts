@@ -2,17 +2,86 @@
  * The record every data stage exchanges, and the JSONL plumbing they share: line iteration over a file of
  * any supported encoding without reading it whole, and a buffered writer that respects backpressure.
  *
- * A dataset file is JSONL of `{key, prompt, response}`: one record per line, UTF-8, in input order.
+ * A dataset file is JSONL of training records, one per line, UTF-8, in input order. A record is one of three
+ * shapes (ingest maps every input format onto them; the trainer renders each through the model's chat
+ * template, services/trainer/CONTRACT.md):
+ *   {key, prompt, response}  one turn: a user prompt and the assistant's answer (prompt/response,
+ *                            prompt/completion and alpaca inputs);
+ *   {key, messages}          a conversation: OpenAI roles system/user/assistant, ending with an assistant turn;
+ *   {key, text}              plain text for continued pretraining: loss on every token.
  */
 import fs from 'node:fs';
 import { once } from 'node:events';
 import iconv from 'iconv-lite';
 
-/** A normalized training record. `key` is stable across runs: the split stage partitions by it. */
-export interface DataRecord {
+export type ChatRole = 'system' | 'user' | 'assistant';
+export const CHAT_ROLES: readonly ChatRole[] = ['system', 'user', 'assistant'];
+export interface ChatMessage {
+  role: ChatRole;
+  content: string;
+}
+
+export interface TurnRecord {
   key: string;
   prompt: string;
   response: string;
+}
+export interface ChatRecord {
+  key: string;
+  messages: ChatMessage[];
+}
+export interface TextRecord {
+  key: string;
+  text: string;
+}
+/** A normalized training record. `key` is stable across runs: the split stage partitions by it. */
+export type DataRecord = TurnRecord | ChatRecord | TextRecord;
+/** A record's content, before it has a key (ingest derives the default key from it). */
+export type RecordContent = Omit<TurnRecord, 'key'> | Omit<ChatRecord, 'key'> | Omit<TextRecord, 'key'>;
+
+/** Every text a record holds, in order (what cleaning rules, length bounds and duplicate checks look at). */
+export function textsOf(r: RecordContent): string[] {
+  if ('messages' in r) return r.messages.map((m) => m.content);
+  if ('text' in r) return [r.text];
+  return [r.prompt, r.response];
+}
+
+/** The same record with each of its texts replaced by `f(text)` (in the order of `textsOf`). */
+export function mapTexts(r: DataRecord, f: (text: string, index: number) => string): DataRecord {
+  if ('messages' in r) return { key: r.key, messages: r.messages.map((m, i) => ({ role: m.role, content: f(m.content, i) })) };
+  if ('text' in r) return { key: r.key, text: f(r.text, 0) };
+  return { key: r.key, prompt: f(r.prompt, 0), response: f(r.response, 1) };
+}
+
+/**
+ * The conversation a record is (the trainer's template.py renders it so): a turn is [user: prompt, assistant:
+ * response], so one example written as a turn or as that conversation is the same record. Undefined for plain text.
+ */
+export function conversationOf(r: RecordContent): ChatMessage[] | undefined {
+  if ('messages' in r) return r.messages;
+  if ('text' in r) return undefined;
+  return [
+    { role: 'user', content: r.prompt },
+    { role: 'assistant', content: r.response },
+  ];
+}
+
+/**
+ * What a model is asked and what it should answer, for scoring generations and sampling answers: the
+ * conversation before the last assistant turn and that turn's text. Plain text has no question: undefined.
+ */
+export function promptAndReference(r: DataRecord): { prompt: string | ChatMessage[]; reference: string } | undefined {
+  if ('text' in r) return undefined;
+  if ('prompt' in r) return { prompt: r.prompt, reference: r.response };
+  const last = r.messages.length - 1;
+  return { prompt: r.messages.slice(0, last), reference: r.messages[last].content };
+}
+
+/** The last user message of a record's prompt, as text (labeling shows it; preference pairs keep it). */
+export function lastUserText(r: DataRecord): string | undefined {
+  if ('prompt' in r) return r.prompt;
+  if ('messages' in r) return [...r.messages].reverse().find((m) => m.role === 'user')?.content;
+  return undefined;
 }
 
 /** Text encodings a data source may use (the spec's `encoding`). */
@@ -70,14 +139,25 @@ export async function* readJsonl<T = unknown>(path: string): AsyncGenerator<{ va
 export function isDataRecord(value: unknown): value is DataRecord {
   if (typeof value !== 'object' || value === null) return false;
   const v = value as Record<string, unknown>;
-  return typeof v.key === 'string' && typeof v.prompt === 'string' && typeof v.response === 'string';
+  if (typeof v.key !== 'string') return false;
+  if (Array.isArray(v.messages)) {
+    return (
+      v.messages.length > 0 &&
+      v.messages.every((m) => typeof m === 'object' && m !== null && CHAT_ROLES.includes((m as ChatMessage).role) && typeof (m as ChatMessage).content === 'string') &&
+      (v.messages.at(-1) as ChatMessage).role === 'assistant'
+    );
+  }
+  if (typeof v.text === 'string') return true;
+  return typeof v.prompt === 'string' && typeof v.response === 'string';
 }
 
-/** Reads a dataset file, throwing on any line that is not a `{key, prompt, response}` record. */
+/** Reads a dataset file, throwing on any line that is not a training record. */
 export async function* readRecords(path: string): AsyncGenerator<DataRecord & { line: number }> {
   for await (const { value, line } of readJsonl(path)) {
-    if (!isDataRecord(value)) throw new Error(`${path}:${line}: not a {key, prompt, response} record`);
-    yield { key: value.key, prompt: value.prompt, response: value.response, line };
+    if (!isDataRecord(value)) throw new Error(`${path}:${line}: not a training record ({key, prompt, response}, {key, messages} or {key, text})`);
+    const v = value as DataRecord;
+    const own: DataRecord = 'messages' in v ? { key: v.key, messages: v.messages } : 'text' in v ? { key: v.key, text: v.text } : { key: v.key, prompt: v.prompt, response: v.response };
+    yield { ...own, line };
   }
 }
 

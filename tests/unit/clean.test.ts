@@ -1,6 +1,7 @@
 /**
  * Unit tests of the clean core (activities/src/clean-core.ts): each text rule on its own, their order, the
- * removal rules, the report (counts, samples, kept + removed = input), and the demo data end to end.
+ * removal rules, the report (counts, samples, kept + removed = input), every record shape (turns,
+ * conversations, plain texts), and the demo data end to end.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
+  CHANGE_RULES,
   cleanFile,
   cleanText,
   collapseWhitespace,
@@ -20,7 +22,7 @@ import {
   type CleanReport,
 } from '../../activities/src/clean-core';
 import { ingestFiles } from '../../activities/src/ingest-core';
-import type { DataRecord } from '../../activities/src/records';
+import type { ChatMessage, DataRecord, TurnRecord } from '../../activities/src/records';
 import { generateDemoData } from '../../examples/src/index';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tempered-clean-'));
@@ -253,7 +255,7 @@ describe('cleanFile', () => {
   test('rejects an input line that is not a record, naming the line', async () => {
     const inPath = path.join(root, 'broken.jsonl');
     fs.writeFileSync(inPath, '{"key":"a","prompt":"p","response":"r"}\n{"key":"b","prompt":"p"}\n');
-    await assert.rejects(cleanFile(inPath, path.join(root, 'broken-out.jsonl'), defaults), /broken\.jsonl:2: not a \{key, prompt, response\} record/);
+    await assert.rejects(cleanFile(inPath, path.join(root, 'broken-out.jsonl'), defaults), /broken\.jsonl:2: not a training record \(\{key, prompt, response\}/);
   });
 });
 
@@ -280,11 +282,132 @@ test('demo data: cleaning reports exactly the planted changes and never masks a 
     email: summary.train.emails,
     phone: summary.train.phones,
   });
-  const lines = fs.readFileSync(cleaned, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as DataRecord);
+  const lines = fs.readFileSync(cleaned, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as TurnRecord);
   // Every cleaned record is the task in its canonical ASCII form, except the two planted PII ones.
   const canonical = lines.filter((r) => /^reverse \d( \d){2,4}$/.test(r.prompt) && /^\d( \d){2,4}$/.test(r.response));
   assert.equal(canonical.length, lines.length - 2);
   assert.equal(lines.filter((r) => r.prompt.includes('[PHONE]')).length, 1);
   assert.equal(lines.filter((r) => r.prompt.includes('[EMAIL]')).length, 1);
   assert.ok(!lines.some((r) => r.response.includes('[')));
+});
+
+describe('conversations and plain texts', () => {
+  const chat = (key: string, ...turns: Array<[ChatMessage['role'], string]>): DataRecord => ({ key, messages: turns.map(([role, content]) => ({ role, content })) });
+  const text = (key: string, t: string): DataRecord => ({ key, text: t });
+
+  test('every rule cleans every message of a multi-turn conversation, and plain text', async () => {
+    const { report, out } = await clean([
+      chat(
+        'c1',
+        ['system', 'Ｙｏｕ  reverse digits.'], // nfkc, whitespace
+        ['user', 'reverse 1 2, mail ann@example.com'], // email
+        ['assistant', '2 1\u0007'], // control
+        ['user', 'and 3 4? call 555-123-4567'], // phone
+        ['assistant', '4 3'],
+      ),
+      text('t1', '  Once\tupon a time: bob@example.org\n\n\nThe end. '), // whitespace, email
+    ]);
+    assert.deepEqual(out, [
+      chat(
+        'c1',
+        ['system', 'You reverse digits.'],
+        ['user', 'reverse 1 2, mail [EMAIL]'],
+        ['assistant', '2 1'],
+        ['user', 'and 3 4? call [PHONE]'],
+        ['assistant', '4 3'],
+      ),
+      text('t1', 'Once upon a time: [EMAIL]\nThe end.'),
+    ]);
+    assert.deepEqual(report.changed, { nfkc: 1, control: 1, whitespace: 2, email: 2, phone: 1 });
+    assert.equal(report.changedRecords, 2);
+    assert.deepEqual(
+      CHANGE_RULES.map((rule) => [rule, report.examples[rule].map((e) => [e.key, e.field])]),
+      [
+        ['nfkc', [['c1', 'messages.0']]],
+        ['control', [['c1', 'messages.2']]],
+        ['whitespace', [['c1', 'messages.0'], ['t1', 'text']]],
+        ['email', [['c1', 'messages.1'], ['t1', 'text']]],
+        ['phone', [['c1', 'messages.3']]],
+      ],
+    );
+    assert.deepEqual(report.examples.phone[0], { key: 'c1', field: 'messages.3', before: 'and 3 4? call 555-123-4567', after: 'and 3 4? call [PHONE]' });
+  });
+
+  test('a message or a text left empty removes its record as empty; the length bounds count every message', async () => {
+    const { report, out } = await clean(
+      [
+        chat('ok', ['user', 'abc'], ['assistant', 'def']), // 6 characters
+        chat('empty-system', ['system', ' \u0007 '], ['user', 'abc'], ['assistant', 'def']),
+        chat('empty-middle', ['user', 'abc'], ['assistant', '\t'], ['user', 'ghi'], ['assistant', 'jkl']),
+        chat('empty-answer', ['user', 'abc'], ['assistant', '']),
+        text('empty-text', '   '),
+        chat('short', ['user', 'a'], ['assistant', 'b']), // 2 < 3
+        chat('long', ['user', 'abc'], ['assistant', 'def'], ['user', 'ghi'], ['assistant', 'jkl']), // 12 > 10
+        text('text-ok', 'abcdefghij'), // 10
+        text('text-long', 'abcdefghijk'), // 11
+      ],
+      { ...defaults, minChars: 3, maxChars: 10 },
+    );
+    assert.deepEqual(out.map((r) => r.key), ['ok', 'text-ok']);
+    assert.deepEqual(report.removed, { empty: 4, tooShort: 1, tooLong: 2, duplicate: 0 });
+    assert.equal(report.input, 9);
+  });
+
+  test('removalReason looks at every text of any shape', () => {
+    const bounds = { minChars: 3, maxChars: 6 };
+    assert.equal(removalReason({ messages: [{ role: 'user', content: 'ab' }, { role: 'assistant', content: 'c' }] }, bounds), undefined);
+    assert.equal(removalReason({ messages: [{ role: 'system', content: '' }, { role: 'user', content: 'ab' }, { role: 'assistant', content: 'c' }] }, bounds), 'empty');
+    assert.equal(removalReason({ messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }] }, bounds), 'tooShort');
+    assert.equal(removalReason({ messages: [{ role: 'user', content: 'abcd' }, { role: 'assistant', content: 'efg' }] }, bounds), 'tooLong');
+    assert.equal(removalReason({ text: '' }, bounds), 'empty');
+    assert.equal(removalReason({ text: '🙂🙂🙂' }, bounds), undefined);
+  });
+
+  test('dedupe compares whole conversations, roles included, once cleaned; a turn is its [user, assistant] conversation', async () => {
+    const records = [
+      chat('a', ['user', 'reverse 1 2'], ['assistant', '2 1'], ['user', 'reverse 3 4'], ['assistant', '4 3']),
+      chat('b', ['user', 'reverse 1 2'], ['assistant', '2 1'], ['user', 'reverse ３ 4 '], ['assistant', '4 3']), // same once cleaned
+      chat('c', ['user', 'reverse 1 2'], ['assistant', '2 1'], ['user', 'reverse 3 4'], ['assistant', '4 3!']), // last answer differs
+      chat('d', ['user', 'reverse 9 9'], ['assistant', '2 1'], ['user', 'reverse 3 4'], ['assistant', '4 3']), // first message differs
+      chat('e', ['system', 'reverse 1 2'], ['user', '2 1'], ['user', 'reverse 3 4'], ['assistant', '4 3']), // roles differ
+      chat('f', ['user', 'reverse 1 2'], ['assistant', '2 1 reverse 3 4'], ['assistant', '4 3']), // texts joined differently
+      rec('g', 'reverse 1 2', '2 1'),
+      chat('h', ['user', 'reverse 1 2'], ['assistant', '2 1']), // the turn g as a conversation: a duplicate
+      text('i', 'reverse 1 2'),
+      text('j', ' reverse  1 2'), // same text once cleaned
+    ];
+    const exact = await clean(records);
+    assert.deepEqual(exact.out.map((r) => r.key), ['a', 'c', 'd', 'e', 'f', 'g', 'i']);
+    assert.equal(exact.report.removed.duplicate, 3);
+    const none = await clean(records, { ...defaults, dedupe: 'none' });
+    assert.equal(none.out.length, 10);
+  });
+
+  test('turns are written byte for byte as before, beside the other shapes', async () => {
+    const inPath = path.join(root, 'mixed-in.jsonl');
+    const outPath = path.join(root, 'mixed-out.jsonl');
+    const records = [rec('k1', 'reverse  ３ 9', '9 3'), chat('k2', ['user', 'q'], ['assistant', 'r']), text('k3', 't')];
+    fs.writeFileSync(inPath, records.map((r) => JSON.stringify(r) + '\n').join(''));
+    await cleanFile(inPath, outPath, defaults);
+    assert.equal(
+      fs.readFileSync(outPath, 'utf8'),
+      '{"key":"k1","prompt":"reverse 3 9","response":"9 3"}\n' +
+        '{"key":"k2","messages":[{"role":"user","content":"q"},{"role":"assistant","content":"r"}]}\n' +
+        '{"key":"k3","text":"t"}\n',
+    );
+  });
+
+  test('ingest then clean: a chat JSONL end to end', async () => {
+    const dir = fs.mkdtempSync(path.join(root, 'chat-'));
+    const source = path.join(dir, 'chat.jsonl');
+    const convo = (user: string) => ({ messages: [{ role: 'user', content: user }, { role: 'assistant', content: 'ok' }] });
+    fs.writeFileSync(source, [convo('hi ann@example.com'), convo('hi  ann@example.com'), convo('bye'), { messages: [] }].map((r) => JSON.stringify(r) + '\n').join(''));
+    const dataset = path.join(dir, 'dataset.jsonl');
+    const ingested = await ingestFiles([{ path: source, label: 'chat', format: 'jsonl', encoding: 'utf-8' }], { prompt: 'prompt', response: 'response' }, { datasetPath: dataset, quarantinePath: path.join(dir, 'q.jsonl') });
+    assert.deepEqual({ kept: ingested.kept, quarantined: ingested.quarantined }, { kept: 3, quarantined: 1 });
+    const report = await cleanFile(dataset, path.join(dir, 'cleaned.jsonl'), defaults);
+    assert.deepEqual({ input: report.input, kept: report.kept, removed: report.removed }, { input: 3, kept: 2, removed: { empty: 0, tooShort: 0, tooLong: 0, duplicate: 1 } });
+    const cleaned = fs.readFileSync(path.join(dir, 'cleaned.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as DataRecord);
+    assert.deepEqual(cleaned.map((r) => ('messages' in r ? r.messages[0].content : undefined)), ['hi [EMAIL]', 'bye']);
+  });
 });

@@ -1,6 +1,7 @@
 /**
  * Unit tests of the ingest core (activities/src/ingest-core.ts) and of the demo data and spec it is meant to
- * read: quarantine reasons, row numbers and counts, Shift_JIS decoding, and kept + quarantined = input.
+ * read: quarantine reasons, row numbers and counts, Shift_JIS decoding, record formats (prompt/response,
+ * prompt/completion, alpaca, chat messages, text; stated or detected), keys, and kept + quarantined = input.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,8 @@ import path from 'node:path';
 import iconv from 'iconv-lite';
 import { parseSpec } from '@tempered/spec';
 import {
+  SourceError,
+  contentKey,
   formatOf,
   ingestFiles,
   recordKey,
@@ -19,7 +22,8 @@ import {
   type IngestSource,
   type QuarantineEntry,
 } from '../../activities/src/ingest-core';
-import type { DataRecord } from '../../activities/src/records';
+import type { ChatMessage, DataRecord, TurnRecord } from '../../activities/src/records';
+import { assignSplit } from '../../activities/src/split-core';
 import { DEMO_SPEC_PATH, generateDemoData } from '../../examples/src/index';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tempered-ingest-'));
@@ -42,10 +46,11 @@ function readJsonl<T>(file: string): T[] {
 
 const defaultFields: FieldMapping = { prompt: 'prompt', response: 'response' };
 
-async function ingest(
+/** Ingests the sources; `R` is the shape the test expects of the records (turns unless it says otherwise). */
+async function ingest<R extends DataRecord = TurnRecord>(
   sources: Array<Partial<IngestSource> & { path: string }>,
   fields: FieldMapping = defaultFields,
-): Promise<{ report: IngestReport; dataset: DataRecord[]; quarantine: QuarantineEntry[] }> {
+): Promise<{ report: IngestReport; dataset: R[]; quarantine: QuarantineEntry[] }> {
   const n = ++fileCounter;
   const out = { datasetPath: path.join(root, `${n}-dataset.jsonl`), quarantinePath: path.join(root, `${n}-quarantine.jsonl`) };
   const full = sources.map((s) => ({
@@ -55,7 +60,7 @@ async function ingest(
     ...s,
   }));
   const report = await ingestFiles(full, fields, out);
-  const dataset = readJsonl<DataRecord>(out.datasetPath);
+  const dataset = readJsonl<R>(out.datasetPath);
   const quarantine = readJsonl<QuarantineEntry>(out.quarantinePath);
   // The invariant every test relies on, checked against the files as well as the counts.
   assert.equal(report.kept + report.quarantined, report.input);
@@ -379,5 +384,343 @@ describe('demo data', () => {
     for (const source of [...spec.data.sources, spec.rlhf.preferences!]) {
       assert.equal(path.dirname(path.resolve(path.dirname(DEMO_SPEC_PATH), source.uri)), path.join(path.dirname(DEMO_SPEC_PATH), 'data'));
     }
+  });
+});
+
+/** JSONL text of the given rows, one per line. */
+const jsonl = (...rows: unknown[]) => rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
+/** The reason kinds of a quarantine, line by line. */
+const reasonsByLine = (quarantine: QuarantineEntry[]) => quarantine.map((q) => [q.line, q.reason]);
+
+describe('record keys', () => {
+  test('a turn keeps the prompt NUL response digest, and so does the same example as a conversation; others hash their whole content', () => {
+    assert.equal(contentKey({ prompt: 'reverse 1 2', response: '2 1' }), recordKey('reverse 1 2', '2 1'));
+    const chat = [
+      { role: 'system' as const, content: 's' },
+      { role: 'user' as const, content: 'u1' },
+      { role: 'assistant' as const, content: 'a1' },
+      { role: 'user' as const, content: 'u2' },
+      { role: 'assistant' as const, content: 'a2' },
+    ];
+    const key = contentKey({ messages: chat });
+    assert.equal(key, createHash('sha256').update(JSON.stringify({ messages: chat })).digest('hex').slice(0, 16));
+    assert.equal(contentKey({ text: 'abc' }), createHash('sha256').update('{"text":"abc"}').digest('hex').slice(0, 16));
+    // Every message counts, the first as much as the last, and so does every role.
+    const others = new Set(
+      chat.flatMap((_, i) => [
+        contentKey({ messages: chat.map((m, j) => (j === i ? { ...m, content: `${m.content}!` } : m)) }),
+        ...(i === 0 ? [contentKey({ messages: chat.map((m, j) => (j === 0 ? { ...m, role: 'user' as const } : m)) })] : []),
+      ]),
+    );
+    assert.equal(others.size, chat.length + 1);
+    assert.ok(!others.has(key));
+    // One user turn and its answer is the turn {prompt, response} (the trainer renders both alike): one key,
+    // so one split. Anything more, or another shape, is another record.
+    assert.equal(contentKey({ messages: [{ role: 'user', content: 'p' }, { role: 'assistant', content: 'r' }] }), recordKey('p', 'r'));
+    assert.notEqual(contentKey({ messages: [{ role: 'system', content: 's' }, { role: 'user', content: 'p' }, { role: 'assistant', content: 'r' }] }), recordKey('p', 'r'));
+    assert.notEqual(contentKey({ text: 'p\u0000r' }), recordKey('p', 'r'));
+  });
+});
+
+describe('record formats from JSONL', () => {
+  test('prompt-completion rows become turns', async () => {
+    const file = writeFile('pc.jsonl', jsonl({ prompt: 'reverse 1 2', completion: '2 1' }, { prompt: 'p', completion: '', extra: 1 }));
+    const { report, dataset, quarantine } = await ingest([{ path: file }]);
+    assert.deepEqual(dataset, [
+      { key: recordKey('reverse 1 2', '2 1'), prompt: 'reverse 1 2', response: '2 1' },
+      { key: recordKey('p', ''), prompt: 'p', response: '' },
+    ]);
+    assert.equal(quarantine.length, 0);
+    assert.deepEqual(report.formats, { 'prompt-completion': 2 });
+  });
+
+  test('alpaca rows become turns: the instruction, then a blank line and the input when there is one', async () => {
+    const file = writeFile(
+      'alpaca.jsonl',
+      jsonl(
+        { instruction: 'Reverse the digits.', input: '1 2 3', output: '3 2 1' },
+        { instruction: 'Name a colour.', input: '', output: 'blue' },
+        { instruction: 'Name a fruit.', output: 'apple' },
+        { instruction: 'Name a tree.', input: null, output: 'oak' },
+        { instruction: 'Say hi.', input: '  ', output: 'hi' },
+        { instruction: 'Count.', input: 3, output: '1 2 3' },
+      ),
+    );
+    const { report, dataset, quarantine } = await ingest([{ path: file }]);
+    assert.deepEqual(
+      dataset.map((r) => [r.prompt, r.response]),
+      [
+        ['Reverse the digits.\n\n1 2 3', '3 2 1'],
+        ['Name a colour.', 'blue'],
+        ['Name a fruit.', 'apple'],
+        ['Name a tree.', 'oak'],
+        ['Say hi.', 'hi'],
+      ],
+    );
+    assert.equal(dataset[0].key, recordKey('Reverse the digits.\n\n1 2 3', '3 2 1'));
+    assert.deepEqual(reasonsByLine(quarantine), [[6, 'missing field: "input" is a number, not a string (records: alpaca)']]);
+    assert.deepEqual(report.formats, { alpaca: 5 });
+  });
+
+  test('text rows become plain-text records', async () => {
+    const file = writeFile('text.jsonl', jsonl({ text: 'Once upon a time.' }, { text: 'Line one\nline two', source: 'wiki' }));
+    const { dataset } = await ingest<DataRecord>([{ path: file }]);
+    assert.deepEqual(dataset, [
+      { key: contentKey({ text: 'Once upon a time.' }), text: 'Once upon a time.' },
+      { key: contentKey({ text: 'Line one\nline two' }), text: 'Line one\nline two' },
+    ]);
+  });
+
+  test('chat messages become conversations: multi-turn, a system message first, text parts joined, other fields dropped', async () => {
+    const multi = [
+      { role: 'system', content: 'You reverse digits.' },
+      { role: 'user', content: 'reverse 1 2' },
+      { role: 'assistant', content: '2 1' },
+      { role: 'user', content: 'reverse 3 4' },
+      { role: 'assistant', content: '4 3', weight: 1 },
+    ];
+    const parts = [
+      { role: 'user', content: [{ type: 'text', text: 'reverse' }, { type: 'text', text: '5 6' }], name: 'ann' },
+      { role: 'assistant', content: '6 5' },
+    ];
+    const file = writeFile('chat.jsonl', jsonl({ messages: multi, id: 'c-1' }, { messages: parts }));
+    const { report, dataset, quarantine } = await ingest<DataRecord>([{ path: file }], { ...defaultFields, key: 'id' });
+    const joined = [
+      { role: 'user', content: 'reverse\n5 6' },
+      { role: 'assistant', content: '6 5' },
+    ] as const;
+    assert.deepEqual(dataset, [
+      { key: 'c-1', messages: multi.map(({ role, content }) => ({ role, content })) },
+      { key: contentKey({ messages: [...joined] }), messages: joined },
+    ]);
+    assert.equal(quarantine.length, 0);
+    assert.deepEqual(report.formats, { messages: 2 });
+  });
+
+  test('malformed messages are quarantined, each with its reason', async () => {
+    const u = { role: 'user', content: 'q' };
+    const a = { role: 'assistant', content: 'r' };
+    const rows = [
+      { messages: [u, a] }, // 1 kept
+      { messages: [] }, // 2
+      { messages: 'user: q' }, // 3
+      { messages: [u, a, { role: 'tool', content: '42' }, a] }, // 4
+      { messages: [u, { role: 'assistant', content: 42 }] }, // 5
+      { messages: [u, { role: 'assistant', content: null, tool_calls: [{ id: 't' }] }] }, // 6
+      { messages: [u, a, u] }, // 7 no answer at the end
+      { messages: [u, { role: 'system', content: 's' }, a] }, // 8 system not first
+      { messages: [{ role: 'system', content: 's' }, a] }, // 9 no user
+      { messages: [u, 'r'] }, // 10
+      { messages: [{ content: 'q' }, a] }, // 11
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }, a] }, // 12
+      { messages: [{ role: 'user', content: ['q'] }, a] }, // 13
+      { messages: [u, { role: 'assistant' }] }, // 14
+      { messages: [{ role: 'User', content: 'q' }, a] }, // 15 roles are lower case
+    ];
+    const { report, dataset, quarantine } = await ingest<DataRecord>([{ path: writeFile('bad-chat.jsonl', jsonl(...rows)) }]);
+    assert.equal(dataset.length, 1);
+    assert.deepEqual(report.reasons, { 'bad messages': 14 });
+    assert.deepEqual(reasonsByLine(quarantine), [
+      [2, 'bad messages: the list is empty'],
+      [3, 'bad messages: "messages" is a string, not a list'],
+      [4, 'bad messages: message 3 has role "tool"; expected system, user or assistant'],
+      [5, 'bad messages: message 2: content is a number, not a string'],
+      [6, 'bad messages: message 2: content is null, not a string'],
+      [7, "bad messages: the last message is the user's; a conversation ends with the assistant's answer"],
+      [8, 'bad messages: message 2 is a system message; only the first message may be one'],
+      [9, 'bad messages: no user message'],
+      [10, 'bad messages: message 2 is a string, not an object'],
+      [11, 'bad messages: message 1 has no role; expected system, user or assistant'],
+      [12, 'bad messages: message 1: a content part has type "image_url"; only text parts are read'],
+      [13, 'bad messages: message 1: a content part is not a {type: "text", text} part; only text parts are read'],
+      [14, 'bad messages: message 2: content is absent, not a string'],
+      [15, 'bad messages: message 1 has role "User"; expected system, user or assistant'],
+    ]);
+    assert.equal(quarantine[2].raw, JSON.stringify(rows[3]));
+  });
+
+  test('auto detects each row: messages, prompt + completion, instruction + output, the prompt/response fields, text', async () => {
+    const chat: ChatMessage[] = [
+      { role: 'user', content: 'q' },
+      { role: 'assistant', content: 'r' },
+    ];
+    const rows = [
+      { messages: chat, prompt: 'ignored', response: 'ignored' }, // 1 messages first
+      { prompt: 'p', completion: 'c', response: 'ignored' }, // 2 prompt-completion before prompt-response
+      { instruction: 'i', output: 'o', text: 'ignored' }, // 3 alpaca before text
+      { prompt: 'p', response: 'r', text: 'ignored' }, // 4 prompt-response before text
+      { text: 't' }, // 5
+      { messages: null, text: 't2' }, // 6 a null field is an absent one
+      { completion: 'c' }, // 7 part of prompt-completion
+      { instruction: 'i' }, // 8 part of alpaca
+      { prompt: 'p' }, // 9 part of prompt-response
+      { foo: 1, bar: 2 }, // 10 nothing
+      { messages: [{ role: 'user', content: 'q' }] }, // 11 messages, malformed: not retried as another format
+      {}, // 12
+    ];
+    const { report, dataset, quarantine } = await ingest<DataRecord>([{ path: writeFile('auto.jsonl', jsonl(...rows)) }]);
+    assert.deepEqual(dataset, [
+      { key: contentKey({ messages: chat }), messages: chat },
+      { key: recordKey('p', 'c'), prompt: 'p', response: 'c' },
+      { key: recordKey('i', 'o'), prompt: 'i', response: 'o' },
+      { key: recordKey('p', 'r'), prompt: 'p', response: 'r' },
+      { key: contentKey({ text: 't' }), text: 't' },
+      { key: contentKey({ text: 't2' }), text: 't2' },
+    ]);
+    const expected = 'expected messages, prompt + completion, instruction + output, prompt + response, text';
+    assert.deepEqual(reasonsByLine(quarantine), [
+      [7, 'missing field: "prompt" is absent or not a string (records: prompt-completion)'],
+      [8, 'missing field: "output" is absent or not a string (records: alpaca)'],
+      [9, 'missing field: "response" is absent or not a string (records: prompt-response)'],
+      [10, `unknown record format: none of the fields {foo, bar} belongs to a record format; ${expected}`],
+      [11, "bad messages: the last message is the user's; a conversation ends with the assistant's answer"],
+      [12, `unknown record format: none of the fields {} belongs to a record format; ${expected}`],
+    ]);
+    assert.deepEqual(report.formats, { messages: 1, 'prompt-completion': 1, alpaca: 1, 'prompt-response': 1, text: 2 });
+    assert.deepEqual(report.reasons, { 'missing field': 3, 'unknown record format': 2, 'bad messages': 1 });
+  });
+
+  test('auto reads the data.fields names as prompt and response', async () => {
+    const file = writeFile('fields.jsonl', jsonl({ question: 'q', answer: 'a' }, { question: 'q2' }));
+    const { dataset, quarantine } = await ingest([{ path: file }], { prompt: 'question', response: 'answer' });
+    assert.deepEqual(dataset, [{ key: recordKey('q', 'a'), prompt: 'q', response: 'a' }]);
+    assert.deepEqual(reasonsByLine(quarantine), [[2, 'missing field: "answer" is absent or not a string (records: prompt-response)']]);
+  });
+
+  test('a stated format reads every row by it and quarantines the rows that do not fit, however well they fit another', async () => {
+    const chat: { messages: ChatMessage[] } = { messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'r' }] };
+    const rows = [{ text: 'plain' }, { prompt: 'p', response: 'r' }, chat, { prompt: 'p', completion: 'c' }, { instruction: 'i', output: 'o' }];
+    const file = writeFile('stated.jsonl', jsonl(...rows));
+    const kept = async (records: IngestSource['records']) => {
+      const { report, dataset, quarantine } = await ingest<DataRecord>([{ path: file, records }]);
+      assert.equal(report.input, 5);
+      return { kept: dataset.map((r) => r.key), quarantined: reasonsByLine(quarantine), formats: report.formats };
+    };
+    assert.deepEqual(await kept('text'), {
+      kept: [contentKey({ text: 'plain' })],
+      quarantined: [2, 3, 4, 5].map((line) => [line, 'missing field: "text" is absent or not a string (records: text)']),
+      formats: { text: 1 },
+    });
+    assert.deepEqual(await kept('prompt-response'), {
+      kept: [recordKey('p', 'r')],
+      quarantined: [
+        [1, 'missing field: "prompt" is absent or not a string (records: prompt-response)'],
+        [3, 'missing field: "prompt" is absent or not a string (records: prompt-response)'],
+        [4, 'missing field: "response" is absent or not a string (records: prompt-response)'],
+        [5, 'missing field: "prompt" is absent or not a string (records: prompt-response)'],
+      ],
+      formats: { 'prompt-response': 1 },
+    });
+    assert.deepEqual(await kept('messages'), {
+      kept: [contentKey(chat)],
+      quarantined: [1, 2, 4, 5].map((line) => [line, 'missing field: "messages" is absent (records: messages)']),
+      formats: { messages: 1 },
+    });
+    assert.deepEqual(await kept('prompt-completion'), {
+      kept: [recordKey('p', 'c')],
+      quarantined: [
+        [1, 'missing field: "prompt" is absent or not a string (records: prompt-completion)'],
+        [2, 'missing field: "completion" is absent or not a string (records: prompt-completion)'],
+        [3, 'missing field: "prompt" is absent or not a string (records: prompt-completion)'],
+        [5, 'missing field: "prompt" is absent or not a string (records: prompt-completion)'],
+      ],
+      formats: { 'prompt-completion': 1 },
+    });
+    assert.deepEqual(await kept('alpaca'), {
+      kept: [recordKey('i', 'o')],
+      quarantined: [1, 2, 3, 4].map((line) => [line, 'missing field: "instruction" is absent or not a string (records: alpaca)']),
+      formats: { alpaca: 1 },
+    });
+    // And 'auto' keeps all five.
+    assert.equal((await kept('auto')).kept.length, 5);
+  });
+
+  test('sources may state different formats; the counts add up per source', async () => {
+    const a = writeFile('texts.jsonl', jsonl({ text: 'x' }, { text: 'y' }, { prompt: 'p', response: 'r' }));
+    const b = writeFile('chats.jsonl', jsonl({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'r' }] }, { text: 'z' }));
+    const { report } = await ingest<DataRecord>([
+      { path: a, label: 'A', records: 'text' },
+      { path: b, label: 'B', records: 'messages' },
+    ]);
+    assert.deepEqual(
+      report.bySource.map(({ label, input, kept, quarantined, formats }) => ({ label, input, kept, quarantined, formats })),
+      [
+        { label: 'A', input: 3, kept: 2, quarantined: 1, formats: { text: 2 } },
+        { label: 'B', input: 2, kept: 1, quarantined: 1, formats: { messages: 1 } },
+      ],
+    );
+    assert.deepEqual({ input: report.input, kept: report.kept, quarantined: report.quarantined }, { input: 5, kept: 3, quarantined: 2 });
+    assert.deepEqual(report.formats, { text: 2, messages: 1 });
+    assert.deepEqual(report.reasons, { 'missing field': 2 });
+  });
+
+  test("a conversation's key, and so its split, does not depend on where it sits or what surrounds it", async () => {
+    const split = { validation: 0.1, test: 0.1, salt: 'tempered' };
+    const convo = (i: number) => ({
+      messages: [
+        { role: 'system', content: 'Reverse digits.' },
+        { role: 'user', content: `reverse ${i} ${i + 1}` },
+        { role: 'assistant', content: `${i + 1} ${i}` },
+      ],
+    });
+    const rows = Array.from({ length: 50 }, (_, i) => convo(i));
+    const first = await ingest<DataRecord>([{ path: writeFile('convos.jsonl', jsonl(...rows)) }]);
+    // The same data grown, reordered and mixed with other shapes.
+    const grown = [{ text: 'new' }, ...[...rows].reverse(), convo(100), { prompt: 'p', response: 'r' }];
+    const second = await ingest<DataRecord>([{ path: writeFile('convos-grown.jsonl', jsonl(...grown)) }]);
+    const byKey = new Map(second.dataset.map((r) => [r.key, r]));
+    assert.equal(new Set(first.dataset.map((r) => r.key)).size, 50);
+    for (const r of first.dataset) {
+      assert.deepEqual(byKey.get(r.key), r);
+      assert.equal(assignSplit(r.key, split), assignSplit(byKey.get(r.key)!.key, split));
+    }
+    // Every split gets some of them: the key spreads conversations like any other record.
+    const counts = { train: 0, validation: 0, test: 0 };
+    for (const r of second.dataset) counts[assignSplit(r.key, split)]++;
+    assert.equal(counts.train + counts.validation + counts.test, 53);
+    assert.ok(counts.train > 30, JSON.stringify(counts));
+  });
+});
+
+describe('record formats from CSV', () => {
+  test('prompt-completion, alpaca and text are detected from the header', async () => {
+    const pc = writeFile('pc.csv', 'prompt,completion\nreverse 1 2,2 1\n');
+    const alpaca = writeFile('alpaca.csv', 'instruction,input,output\nReverse.,1 2,2 1\nName a colour.,,blue\n"Two\nlines.", ,x\n');
+    const text = writeFile('text.csv', 'id,text\nt-1,Once upon a time.\n,"Line one\nline two"\n');
+    const { report, dataset, quarantine } = await ingest<DataRecord>([{ path: pc }, { path: alpaca }, { path: text }], { ...defaultFields, key: 'id' });
+    assert.deepEqual(dataset, [
+      { key: recordKey('reverse 1 2', '2 1'), prompt: 'reverse 1 2', response: '2 1' },
+      { key: recordKey('Reverse.\n\n1 2', '2 1'), prompt: 'Reverse.\n\n1 2', response: '2 1' },
+      { key: recordKey('Name a colour.', 'blue'), prompt: 'Name a colour.', response: 'blue' },
+      { key: recordKey('Two\nlines.', 'x'), prompt: 'Two\nlines.', response: 'x' },
+      { key: 't-1', text: 'Once upon a time.' },
+      { key: contentKey({ text: 'Line one\nline two' }), text: 'Line one\nline two' },
+    ]);
+    assert.equal(quarantine.length, 0);
+    assert.deepEqual(report.formats, { 'prompt-completion': 1, alpaca: 3, text: 2 });
+  });
+
+  test('alpaca without an input column is fine; a stated format whose column is missing is a SourceError', async () => {
+    const file = writeFile('alpaca-no-input.csv', 'instruction,output\ni,o\n');
+    const { dataset } = await ingest([{ path: file, records: 'alpaca' }]);
+    assert.deepEqual(dataset, [{ key: recordKey('i', 'o'), prompt: 'i', response: 'o' }]);
+    await assert.rejects(
+      ingest([{ path: file, records: 'text' }]),
+      (err: Error) => err instanceof SourceError && /no "text" column \(columns: instruction, output\); records: text needs it/.test(err.message),
+    );
+  });
+
+  test('a CSV cannot hold chat messages: stated, it is an error; a "messages" column is not taken for them', async () => {
+    const file = writeFile('messages.csv', 'messages\n"[{""role"":""user"",""content"":""q""}]"\n');
+    await assert.rejects(
+      ingest([{ path: file, records: 'messages' }]),
+      (err: Error) => err instanceof SourceError && /a CSV source cannot hold chat messages/.test(err.message),
+    );
+    await assert.rejects(
+      ingest([{ path: file }]),
+      (err: Error) =>
+        err instanceof SourceError &&
+        err.message.endsWith('the CSV header fits no record format: none of the fields {messages} belongs to a record format; expected prompt + completion, instruction + output, prompt + response, text'),
+    );
   });
 });
