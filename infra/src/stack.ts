@@ -2,7 +2,8 @@
  * Lifecycle of the local stack: `up`, `down` and `status` for the Temporal dev server, PostgreSQL, the S3
  * server, the worker, the API and the inference gateway. Each runs as a detached process with a pid file and
  * a log file under the data directory, so the stack outlives the command that started it and a second `up`
- * finds it running instead of starting it twice.
+ * finds it running instead of starting it twice. Once PostgreSQL and S3 are up, `up` registers the base models
+ * the bootstrap converted (the catalog a spec's `model.base: {name}` refers to).
  *
  *   tsx infra/src/stack.ts up [--core]     start what is not running (--core: no worker, API or gateway)
  *   tsx infra/src/stack.ts down            stop everything, model servers included
@@ -16,7 +17,7 @@ import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { ArtifactStore } from '@tempered/artifacts';
 import { type Config, describe, loadConfig, repoRoot } from '@tempered/config';
-import { createDb, migrateToLatest } from '@tempered/db';
+import { createDb, migrateToLatest, registerBaseModels } from '@tempered/db';
 
 interface Part {
   name: string;
@@ -253,6 +254,29 @@ export async function up(cfg: Config, opts: { core?: boolean } = {}): Promise<vo
     process.stdout.write(`  ${part.name.padEnd(9)} … `);
     const what = await startPart(cfg, part);
     process.stdout.write(`${what} (${((Date.now() - t0) / 1000).toFixed(1)}s)\n`);
+    if (part.name === 's3') await registerCatalog(cfg);
+  }
+}
+
+/**
+ * Registers the base models the bootstrap converted (cfg.baseModelsDir) once PostgreSQL is migrated and S3
+ * is up, and before the worker and API start, so the catalog is complete before any run. A folder that fails
+ * (a broken manifest, a model.tar that does not match it) is reported and left out, not fatal.
+ */
+async function registerCatalog(cfg: Config): Promise<void> {
+  const t0 = Date.now();
+  process.stdout.write(`  ${'catalog'.padEnd(9)} … `);
+  const db = createDb(cfg.databaseUrl, 1);
+  try {
+    const r = await registerBaseModels(db, new ArtifactStore(cfg.s3), cfg.baseModelsDir);
+    const names = [...r.registered, ...r.unchanged].sort();
+    const what = names.length
+      ? `${names.length} base model${names.length > 1 ? 's' : ''} (${names.join(', ')}${r.registered.length ? `; ${r.registered.length} newly registered` : ''})`
+      : `no base models in ${cfg.baseModelsDir}`;
+    process.stdout.write(`${what} (${((Date.now() - t0) / 1000).toFixed(1)}s)\n`);
+    for (const s of r.skipped) console.log(`  ${''.padEnd(9)}   left out ${s.dir}: ${s.reason}`);
+  } finally {
+    await db.destroy();
   }
 }
 

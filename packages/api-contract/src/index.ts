@@ -253,8 +253,34 @@ export interface ModelsResponse {
   models: ModelEntry[];
 }
 export interface LineageResponse {
-  /** Edges between nodes named `<type>:<id>` (dataset_version:…, artifact:…, model_version:…, deployment:…). */
+  /**
+   * Edges between nodes named `<type>:<id>` (dataset_version:…, artifact:…, model_version:…, deployment:…,
+   * base_model:<catalog name> for a version fine-tuned from a catalog base model).
+   */
   edges: Array<{ parent: string; child: string; relation: string }>;
+}
+
+/** A pretrained model of the catalog, which a spec names with `model.base: {name}`. */
+export interface BaseModelEntry {
+  name: string;
+  architecture: string;
+  model_type: string;
+  parameters: number;
+  context_length: number;
+  license: string;
+  /** Where it came from: the registry package and the upstream model. */
+  source: string;
+  /** Of its model.tar, stored once in S3 at `uri`. */
+  sha256: string;
+  bytes: number;
+  uri: string;
+  created_at: string;
+  /** Model versions fine-tuned from it (through any later stage, RLHF included), newest first. */
+  fineTuned: Array<Pick<ModelVersion, 'id' | 'name' | 'version' | 'run_id' | 'created_at'>>;
+}
+/** `GET /api/base-models`. */
+export interface BaseModelsResponse {
+  baseModels: BaseModelEntry[];
 }
 
 export interface DatasetEntry extends DatasetVersion {

@@ -62,6 +62,12 @@ export interface Config {
   /** Worker scratch space for staged inputs and trainer output. */
   workDir: string;
   /**
+   * Base models the bootstrap converted from registry packages (TEMPERED_BASE_MODELS_DIR, default
+   * `<cacheDir>/base-models`): one folder per model with `model/` (a Hugging Face directory), `model.tar` and
+   * `manifest.json` (name, architecture, parameters, licence, source, sha256 of model.tar).
+   */
+  baseModelsDir: string;
+  /**
    * Directories a spec's local data paths may point into (the examples, `<dataDir>/uploads`, and
    * TEMPERED_LOCAL_DATA_ROOTS); anything else must come through S3. The rest of the data directory, which
    * holds credentials, is never readable this way.
@@ -137,6 +143,7 @@ export function loadConfig(env: Env = process.env): Config {
       upstreamTimeoutMs: intFrom(env, 'TEMPERED_GATEWAY_UPSTREAM_TIMEOUT_MS', 60_000),
     },
     workDir: path.resolve(env.TEMPERED_WORK_DIR || path.join(dataDir, 'work')),
+    baseModelsDir: path.resolve(env.TEMPERED_BASE_MODELS_DIR || path.join(cacheDir, 'base-models')),
     localDataRoots: [path.join(repoRoot, 'examples'), path.join(dataDir, 'uploads'), ...(env.TEMPERED_LOCAL_DATA_ROOTS ?? '').split(':').filter(Boolean).map((p) => path.resolve(p))],
   };
 }

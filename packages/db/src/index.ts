@@ -11,6 +11,7 @@ import { migrations } from './migrations';
 
 export * from './schema';
 export * from './gateway';
+export * from './base-models';
 export { sql };
 
 // bigint columns (artifact sizes) fit in a JS number for any artifact we will ever store.
@@ -31,9 +32,13 @@ export async function migrateToLatest(db: Db): Promise<string[]> {
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }
 
-/** Lineage node names: `artifact:<sha256>`, `dataset_version:<id>`, `model_version:<id>`, `deployment:<id>`. */
+/**
+ * Lineage node names: `artifact:<sha256>`, `dataset_version:<id>`, `model_version:<id>`, `deployment:<id>`,
+ * `base_model:<name>` (a catalog entry, parent of its model.tar's artifact).
+ */
 export const node = {
   artifact: (ref: Pick<ArtifactRef, 'sha256'>) => `artifact:${ref.sha256}`,
+  baseModel: (name: string) => `base_model:${name}`,
   datasetVersion: (id: string) => `dataset_version:${id}`,
   modelVersion: (id: string) => `model_version:${id}`,
   deployment: (id: string) => `deployment:${id}`,
@@ -104,4 +109,17 @@ export async function ancestors(db: Db, child: string): Promise<Array<{ parent: 
     )
     select parent, child, relation from up order by depth`.execute(db);
   return rows;
+}
+
+/** Every node below the given ones, each once (a recursive walk down the edges; `union` ends it on a cycle). */
+export async function descendants(db: Db, parents: string[]): Promise<string[]> {
+  if (parents.length === 0) return [];
+  const { rows } = await sql<{ child: string }>`
+    with recursive down(child) as (
+      select child from lineage_edges where parent in (${sql.join(parents)})
+      union
+      select e.child from lineage_edges e join down on e.parent = down.child
+    )
+    select child from down`.execute(db);
+  return rows.map((r) => r.child);
 }

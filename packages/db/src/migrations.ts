@@ -295,4 +295,29 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('retrain_triggers').ifExists().execute();
     },
   },
+  '0006_base_models': {
+    // The base-model catalog (./base-models.ts): pretrained models registered from the bootstrap's manifests,
+    // each model.tar stored once in S3 by its sha256. Lineage links it as `base_model:<name>`.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('base_models')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('architecture', 'text', (c) => c.notNull())
+        .addColumn('model_type', 'text', (c) => c.notNull())
+        .addColumn('parameters', 'bigint', (c) => c.notNull())
+        .addColumn('context_length', 'integer', (c) => c.notNull())
+        .addColumn('license', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('sha256', 'text', (c) => c.notNull())
+        .addColumn('bytes', 'bigint', (c) => c.notNull())
+        .addColumn('uri', 'text', (c) => c.notNull())
+        .addColumn('manifest', 'jsonb', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('base_models').ifExists().execute();
+    },
+  },
 };

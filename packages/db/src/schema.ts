@@ -255,6 +255,28 @@ export interface RetrainTriggersTable {
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
+/**
+ * The base-model catalog: a pretrained model the bootstrap converted into `cfg.baseModelsDir`, registered from
+ * its manifest.json (./base-models.ts), its model.tar stored once in S3 under its sha256. A spec names it by
+ * `model.base: {name}`.
+ */
+export interface BaseModelsTable {
+  name: string; // unique: what `model.base.name` refers to
+  architecture: string; // LlamaForCausalLM, …
+  model_type: string; // llama, …
+  parameters: number;
+  context_length: number;
+  license: string;
+  source: string; // where it came from (the registry package and the upstream model)
+  sha256: string; // of model.tar
+  bytes: number;
+  uri: string; // s3:// URI of the model.tar artifact
+  /** The manifest as the bootstrap wrote it (vocab_size, eos_token, tied_embeddings, the smoke check, …). */
+  manifest: Json;
+  created_at: CreatedAt;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
 export interface Database {
   runs: RunsTable;
   stages: StagesTable;
@@ -277,9 +299,11 @@ export interface Database {
   stage_cache: StageCacheTable;
   stage_cache_uses: StageCacheUsesTable;
   retrain_triggers: RetrainTriggersTable;
+  base_models: BaseModelsTable;
 }
 
 export type Run = Selectable<RunsTable>;
 export type Stage = Selectable<StagesTable>;
 export type ArtifactRow = Selectable<ArtifactsTable>;
 export type NewMetric = Insertable<MetricsTable>;
+export type BaseModelRow = Selectable<BaseModelsTable>;

@@ -19,6 +19,8 @@ Commands:
   follow RUN | status RUN         show a run's progress live until it waits at the gate or ends
   logs RUN [--follow]             the run's log (trainer output, canary decisions); --follow streams it
   models                          model versions, their metrics and which one serves
+  base-models                     the base-model catalog (model.base: {name} in a spec) and the versions
+                                  fine-tuned from each
   deployments                     what serves each model, its traffic share, live canary state
   deployments promote RUN | abort RUN [--comment TEXT]
                                   end a running canary by hand (an approver): all traffic to the new
@@ -203,6 +205,11 @@ function printGateHelp(runId: string, detail: Json): void {
   const t = detail.stages.find((s: Json) => s.name === 'test')?.summary;
   console.log(`\nRun ${runId} is waiting at the deployment gate${detail.gate?.deadline ? ` (expires ${detail.gate.deadline})` : ''}.`);
   if (t) console.log(`  test exact match ${Number(t.exactMatch).toFixed(3)} (untrained: ${Number(t.baselineExactMatch).toFixed(3)}), test loss ${Number(t.loss).toFixed(4)}`);
+  const c = t?.classification;
+  if (c) {
+    const sft = c.sftAccuracy === undefined ? '' : `, after SFT ${Number(c.sftAccuracy).toFixed(3)}`;
+    console.log(`  test accuracy ${Number(c.accuracy).toFixed(3)} on ${c.examples} records (base model zero-shot ${Number(c.baselineAccuracy).toFixed(3)}${sft}), macro-F1 ${Number(c.macroF1).toFixed(3)}`);
+  }
   console.log(`Approve it in the dashboard, ${url}/approvals, signed in as approver (not the user who started it),`);
   console.log(`or with the CLI:`);
   console.log(`  npm run tempered -- approve ${runId} --user approver --comment "looks good"`);
@@ -410,6 +417,17 @@ async function main(argv: string[]): Promise<void> {
           console.log(`${m.id.padEnd(32)} ${m.serving ? 'serving ' : '        '} exact match ${em === undefined ? '   -' : Number(em).toFixed(3)}  run ${m.run_id}  ${m.created_at}`);
         }
         if (models.length === 0) console.log('no model versions yet: approve a run at its gate');
+      });
+    }
+    case 'base-models': {
+      const { baseModels } = await api('GET', '/api/base-models', token(values.user, 'operator'));
+      return out(baseModels, () => {
+        for (const b of baseModels) {
+          const versions = (b.fineTuned as Json[]).map((v) => `${v.name} v${v.version}`).join(', ') || 'none yet';
+          console.log(`${b.name.padEnd(28)} ${b.architecture.padEnd(20)} ${`${(b.parameters / 1e6).toFixed(1)}M`.padStart(8)} params  ${b.license}  ${b.sha256.slice(0, 12)}`);
+          console.log(`${''.padEnd(28)} source ${b.source}; fine-tuned: ${versions}`);
+        }
+        if (baseModels.length === 0) console.log('no base models registered: the bootstrap converts them and `npm start` registers them');
       });
     }
     case 'deployments': {

@@ -14,6 +14,15 @@ export function formatBytes(n: number): string {
   return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
 }
 
+/** A large count the way people say it: 134515008 → "134.5M", 12000 → "12K". */
+export function formatCount(n: number): string {
+  if (!Number.isFinite(n)) return '—';
+  for (const [size, unit] of [[1e12, 'T'], [1e9, 'B'], [1e6, 'M'], [1e3, 'K']] as const) {
+    if (Math.abs(n) >= size) return `${(n / size).toFixed(1).replace(/\.0$/, '')}${unit}`;
+  }
+  return String(n);
+}
+
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return '—';
   if (ms < 1000) return `${Math.round(ms)} ms`;

@@ -79,7 +79,8 @@ export function relativePathWarnings(text: string, spec: PipelineSpec): LocatedI
   const found: Array<{ path: string; uri: string }> = [];
   spec.data.sources.forEach((s, i) => found.push({ path: `data.sources.${i}.uri`, uri: s.uri }));
   if (spec.rlhf.preferences) found.push({ path: 'rlhf.preferences.uri', uri: spec.rlhf.preferences.uri });
-  if (spec.model.base) found.push({ path: 'model.base.uri', uri: spec.model.base.uri });
+  // A base model by catalog name (`{name}`) is no path: nothing to check.
+  if (spec.model.base && 'uri' in spec.model.base) found.push({ path: 'model.base.uri', uri: spec.model.base.uri });
   const relative = found.filter((f) => !f.uri.startsWith('/') && !/^[a-z][a-z0-9+.-]*:\/\//i.test(f.uri));
   return locate(
     text,

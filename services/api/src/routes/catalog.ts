@@ -1,11 +1,12 @@
 /**
- * What runs produced: the approvals inbox, model versions with lineage and deployments, dataset versions
- * with their quarantine and cleaning reports, and artifact downloads. Downloads go only through rows of the
- * artifacts table, so a client can name an artifact but never a path or key of its own.
+ * What runs produced: the approvals inbox, model versions with lineage and deployments, the base-model
+ * catalog they fine-tune from, dataset versions with their quarantine and cleaning reports, and artifact
+ * downloads. Downloads go only through rows of the artifacts table, so a client can name an artifact but never
+ * a path or key of its own.
  */
-import type { ApprovalsResponse, DatasetDetail, ModelEntry, PendingApproval } from '@tempered/api-contract';
+import type { ApprovalsResponse, BaseModelEntry, BaseModelsResponse, DatasetDetail, ModelEntry, PendingApproval } from '@tempered/api-contract';
 import { can } from '@tempered/api-contract';
-import { ancestors, type Db, node } from '@tempered/db';
+import { ancestors, type Db, descendants, node } from '@tempered/db';
 import type { ApiDeps } from '../deps';
 import { HttpError, ID, ok, type Route } from '../http';
 import { downloadUrl } from '../views';
@@ -92,6 +93,27 @@ export function catalogRoutes({ db, store }: ApiDeps): Route[] {
         ]);
         if (up.length === 0 && down.length === 0) throw new HttpError(404, `no lineage for model version ${params[0]}`);
         return ok({ edges: [...up, ...down] });
+      },
+    },
+    {
+      method: 'GET', path: /^\/api\/base-models$/, action: 'read', summary: 'The base-model catalog, each with the model versions fine-tuned from it', response: 'BaseModelsResponse',
+      async handler() {
+        const rows = await db.selectFrom('base_models').selectAll().orderBy('name').execute();
+        const versionPrefix = node.modelVersion('');
+        const baseModels = await Promise.all(
+          rows.map(async ({ manifest: _manifest, updated_at: _updated, ...b }): Promise<BaseModelEntry> => {
+            // Lineage is the one record of what came from what: the model versions anywhere below the catalog
+            // entry, or below its model.tar (a run that gave the same tar by URI).
+            const below = await descendants(db, [node.baseModel(b.name), node.artifact(b)]);
+            const ids = below.filter((n) => n.startsWith(versionPrefix)).map((n) => n.slice(versionPrefix.length));
+            const fineTuned = ids.length
+              ? await db.selectFrom('model_versions').select(['id', 'name', 'version', 'run_id', 'created_at']).where('id', 'in', ids).orderBy('created_at', 'desc').execute()
+              : [];
+            return JSON.parse(JSON.stringify({ ...b, fineTuned }));
+          }),
+        );
+        const body: BaseModelsResponse = { baseModels };
+        return ok(body);
       },
     },
     {

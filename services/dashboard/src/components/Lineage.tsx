@@ -10,6 +10,7 @@ import { datasetPath, navigate } from '../router';
 type Edge = LineageResponse['edges'][number];
 
 const TYPE_LABEL: Record<string, string> = {
+  base_model: 'base model',
   dataset_version: 'dataset version',
   artifact: 'artifact',
   model_version: 'model version',

@@ -1,14 +1,15 @@
 /**
- * Model versions, newest first: their test metrics, which one is serving, their deployments, and their
- * lineage (dataset version → artifacts → model version → deployment) drawn left to right.
+ * The base-model catalog (what a spec's `model.base: {name}` can fine-tune, and which versions came from
+ * each), then model versions, newest first: their test metrics, which one is serving, their deployments, and
+ * their lineage (dataset version → artifacts → model version → deployment) drawn left to right.
  */
-import type { LineageResponse, ModelEntry, ModelsResponse, RunDetail } from '@tempered/api-contract';
+import type { BaseModelsResponse, LineageResponse, ModelEntry, ModelsResponse, RunDetail } from '@tempered/api-contract';
 import { useEffect, useMemo, useState } from 'react';
 import { useResource } from '../api';
 import { ErrorBox, Loading } from '../components/common';
 import { MetricsCompare } from '../components/Compare';
 import { foldArtifacts, LineageGraph } from '../components/Lineage';
-import { formatDate } from '../format';
+import { formatCount, formatDate } from '../format';
 import { datasetPath, Link, runPath } from '../router';
 
 export function ModelsPage() {
@@ -35,6 +36,8 @@ export function ModelsPage() {
         <h1>Models</h1>
         <span className="muted small">Every model version a run produced; the serving one is marked.</span>
       </div>
+      <BaseModels onModel={show} />
+      <h2>Model versions</h2>
       {models.error ? (
         <ErrorBox error={models.error} retry={models.reload} />
       ) : !models.data ? (
@@ -49,6 +52,73 @@ export function ModelsPage() {
         </ul>
       )}
     </main>
+  );
+}
+
+function BaseModels({ onModel }: { onModel: (id: string) => void }) {
+  const catalog = useResource<BaseModelsResponse>('/api/base-models');
+  return (
+    <section aria-labelledby="base-models-title" data-testid="base-models">
+      <h2 id="base-models-title">Base models</h2>
+      {catalog.error ? (
+        <ErrorBox error={catalog.error} retry={catalog.reload} />
+      ) : !catalog.data ? (
+        <Loading what="base models" />
+      ) : catalog.data.baseModels.length === 0 ? (
+        <p className="muted empty">No base models in the catalog: the bootstrap converts them, and the stack registers them when it starts.</p>
+      ) : (
+        <div className="table-wrap">
+          <table className="table compact">
+            <caption className="muted small">
+              Fine-tune one with <code>model: {'{'}base: {'{'}name: …{'}'}{'}'}</code> in a spec.
+            </caption>
+            <thead>
+              <tr>
+                <th scope="col">name</th>
+                <th scope="col">architecture</th>
+                <th scope="col" className="num">parameters</th>
+                <th scope="col" className="num">context</th>
+                <th scope="col">licence</th>
+                <th scope="col">source</th>
+                <th scope="col">sha256</th>
+                <th scope="col">fine-tuned versions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {catalog.data.baseModels.map((b) => (
+                <tr key={b.name} data-testid="base-model" data-name={b.name}>
+                  <th scope="row" className="mono nowrap">
+                    {b.name}
+                  </th>
+                  <td title={b.model_type}>{b.architecture}</td>
+                  <td className="num" title={b.parameters.toLocaleString()}>
+                    {formatCount(b.parameters)}
+                  </td>
+                  <td className="num">{b.context_length.toLocaleString()}</td>
+                  <td>{b.license}</td>
+                  <td>{b.source}</td>
+                  <td className="mono" title={b.sha256}>
+                    {b.sha256.slice(0, 12)}
+                  </td>
+                  <td>
+                    {b.fineTuned.length === 0
+                      ? <span className="muted">none yet</span>
+                      : b.fineTuned.map((v, i) => (
+                          <span key={v.id}>
+                            {i > 0 && ', '}
+                            <Link to={`/models#${v.id}`} onClick={(e) => (e.preventDefault(), onModel(v.id))}>
+                              {v.name} v{v.version}
+                            </Link>
+                          </span>
+                        ))}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
   );
 }
 
