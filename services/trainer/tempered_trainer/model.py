@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import copy  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
@@ -361,7 +362,7 @@ def load_base_weights(base_model: str, expected_digest: str = None):
     return model, tokenizer, digest
 
 
-_base_cache: dict = {}  # the last base model a LoRA checkpoint was loaded onto: {path, state, digest}
+_base_cache: dict = {}  # the last base model a LoRA checkpoint was loaded onto: {path, model, digest}
 
 
 def load_checkpoint_model(path: str, device: torch.device, merge: bool = True, base_model: str = None):
@@ -380,15 +381,12 @@ def load_checkpoint_model(path: str, device: torch.device, merge: bool = True, b
         if _base_cache.get("path") != base_model:
             # Loaded (unpacked, digested) once per process: eval scores every checkpoint of a run on the same base.
             base, _, digest = load_base_weights(base_model)
-            _base_cache.update(path=base_model, state=base.state_dict(), digest=digest)
+            _base_cache.update(path=base_model, model=base, digest=digest)
         if _base_cache["digest"] != ckpt.get("base_sha256"):
             raise ConfigError(f"field 'base_model' ({base_model}) has weights {_base_cache['digest'][:12]}, but the checkpoint's "
                               f"adapter was trained on {str(ckpt.get('base_sha256'))[:12]}; pass the base the run started from")
-        from transformers.initialization import no_init_weights
-
-        with no_init_weights():  # every weight is overwritten next: skip the random draw (seconds for a real base)
-            model = build_model(ckpt["model_args"])
-        model.load_state_dict(_base_cache["state"])
+        # A copy: merging an adapter changes the weights it is merged into.
+        model = copy.deepcopy(_base_cache["model"])
     else:
         model = build_model(ckpt["model_args"])
         model.load_state_dict(ckpt["model"])
