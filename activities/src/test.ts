@@ -11,8 +11,9 @@ import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, ChampionComparison, TestResult } from '@tempered/workflows';
 import { recordMetrics } from '@tempered/db';
 import { type Deps, gateFailed, log, withScratch } from './context';
-import { JsonlWriter, readRecords } from './records';
+import { JsonlWriter, promptAndReference, readRecords } from './records';
 import { assignSplit } from './split-core';
+import { loraBase } from './base-models';
 import { runTrainer } from './trainer';
 
 /** Held-out records the champion comparison uses at most (greedy generation by two models on CPU). */
@@ -23,7 +24,11 @@ export async function test(
   input: {
     runId: string;
     spec: PipelineSpec;
+    /** Where the spec file was (resolves a base model given by a relative path); absent in older runs. */
+    specDir?: string;
     model: ArtifactRef;
+    /** The fine-tuned model before RLHF, scored beside it (absent when RLHF did not run, and in older runs). */
+    sftModel?: ArtifactRef;
     baseline: ArtifactRef;
     testShard: ArtifactRef;
     tokenizer: ArtifactRef;
@@ -34,17 +39,19 @@ export async function test(
   const { runId, spec } = input;
   const ctx = Context.current();
   return withScratch(deps, async (dir) => {
-    const [shard, tokenizer, baseline, model] = await Promise.all([
+    const [shard, tokenizer, baseline, model, sftModel] = await Promise.all([
       deps.store.download(input.testShard, path.join(dir, 'test.shard')),
       deps.store.download(input.tokenizer, path.join(dir, 'tokenizer.json')),
       deps.store.download(input.baseline, path.join(dir, 'baseline.pt')),
       deps.store.download(input.model, path.join(dir, 'model.tar')),
+      input.sftModel ? deps.store.download(input.sftModel, path.join(dir, 'sft-model.tar')) : undefined,
     ]);
+    const { choices } = spec.test;
     const { finished } = await runTrainer(
       deps,
       'eval',
       {
-        checkpoints: [baseline, model],
+        checkpoints: [baseline, model, ...(sftModel ? [sftModel] : [])],
         shard,
         tokenizer,
         batch_size: spec.train.batchSize,
@@ -52,13 +59,18 @@ export async function test(
         max_new_tokens: spec.test.maxNewTokens,
         device: 'auto',
         output_dir: path.join(dir, 'eval'),
+        // The step-0 checkpoint of a LoRA run on a base model is the base itself, which it names but does not hold.
+        ...(await loraBase(deps, runId, spec, input.specDir, dir)),
+        ...(choices ? { choices } : {}),
+        ...(spec.model.maxSeqLength ? { max_seq_length: spec.model.maxSeqLength } : {}),
       },
       dir,
       (e) => {
         if (e.event === 'eval') ctx.heartbeat({ evaluated: e.checkpoint });
       },
     );
-    const [before, after] = finished.results as Array<{ loss: number; perplexity: number; exact_match: number; examples: number }>;
+    type Scored = { loss: number; perplexity: number; exact_match: number; examples: number; generated: number; accuracy?: number; macro_f1?: number; no_label?: number };
+    const [before, after, sft] = finished.results as Scored[];
     const champion = input.cleaned ? await compareWithChampion(deps, { ...input, cleaned: input.cleaned, modelTar: model }, dir) : undefined;
     const result: TestResult = {
       loss: after.loss,
@@ -66,6 +78,19 @@ export async function test(
       exactMatch: after.exact_match,
       baselineExactMatch: before.exact_match,
       examples: after.examples,
+      ...(choices
+        ? {
+            classification: {
+              choices,
+              examples: after.generated,
+              accuracy: after.accuracy!,
+              macroF1: after.macro_f1!,
+              noLabel: after.no_label!,
+              baselineAccuracy: before.accuracy!,
+              ...(sft ? { sftAccuracy: sft.accuracy! } : {}),
+            },
+          }
+        : {}),
       ...(champion ? { champion } : {}),
     };
     await recordMetrics(deps.db, runId, 'test', [
@@ -73,6 +98,14 @@ export async function test(
       { name: 'test_perplexity', step: 0, value: result.perplexity },
       { name: 'test_exact_match', step: 0, value: result.exactMatch },
       { name: 'baseline_exact_match', step: 0, value: result.baselineExactMatch },
+      ...(result.classification
+        ? [
+            { name: 'test_accuracy', step: 0, value: result.classification.accuracy },
+            { name: 'test_macro_f1', step: 0, value: result.classification.macroF1 },
+            { name: 'baseline_accuracy', step: 0, value: result.classification.baselineAccuracy },
+            ...(result.classification.sftAccuracy !== undefined ? [{ name: 'sft_accuracy', step: 0, value: result.classification.sftAccuracy }] : []),
+          ]
+        : []),
       ...(champion
         ? [
             { name: 'champion_exact_match', step: 0, value: champion.championExactMatch },
@@ -81,7 +114,10 @@ export async function test(
         : []),
     ]);
     log('tested', { ...result });
-    const { minExactMatch, maxLoss } = spec.test;
+    const { minExactMatch, maxLoss, minAccuracy } = spec.test;
+    if (minAccuracy !== undefined && result.classification && result.classification.accuracy < minAccuracy) {
+      throw gateFailed(`test gate failed: accuracy ${result.classification.accuracy.toFixed(3)} on ${result.classification.examples} records is below test.minAccuracy ${minAccuracy}`);
+    }
     if (minExactMatch !== undefined && result.exactMatch < minExactMatch) {
       throw gateFailed(`test gate failed: exact match ${result.exactMatch.toFixed(3)} is below test.minExactMatch ${minExactMatch}`);
     }
@@ -119,7 +155,11 @@ async function compareWithChampion(
   let n = 0;
   for await (const r of readRecords(cleaned)) {
     if (assignSplit(r.key, spec.split) !== 'test') continue;
-    await sink.write({ prompt: r.prompt, reference: r.response });
+    // A plain text has no question to answer; a conversation is asked as the messages before its last answer.
+    const asked = promptAndReference(r);
+    if (!asked) continue;
+    const { prompt, reference } = asked;
+    await sink.write(typeof prompt === 'string' ? { prompt, reference } : { messages: prompt, reference });
     if (++n >= MAX_COMPARE_RECORDS) break;
   }
   await sink.close();

@@ -10,10 +10,9 @@ import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, TrainResult } from '@tempered/workflows';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
-import { sha256File } from '@tempered/artifacts';
 import { type Deps, log, withScratch } from './context';
-import { cachedStage, digestPath, marked } from './cache';
-import { stageSource } from './sources';
+import { stageBaseModel } from './base-models';
+import { cachedStage, marked } from './cache';
 import { MetricBuffer } from './metrics';
 import { runTrainer } from './trainer';
 
@@ -76,9 +75,10 @@ export async function train(
   progress.checkpoints = [...known].sort(([a], [b]) => a - b).map(([step, ref]) => ({ step, ref }));
 
   return withScratch(deps, async (dir) => {
-    const base = spec.model.base ? await stageSource(deps, spec.model.base.uri, input.specDir, dir, 0) : undefined;
+    const staged = await stageBaseModel(deps, runId, spec, input.specDir, dir);
+    const base = staged?.path;
     // A base given as a directory has no single digest; a model.tar does, and links the lineage.
-    const baseRef = base ? await sha256File(base).catch(() => undefined) : undefined;
+    const baseRef = staged?.ref;
     const lora = spec.train.lora;
     const learningRate = input.learningRate ?? spec.train.learningRate;
     const modelConfig = { n_layer: spec.model.nLayer, n_head: spec.model.nHead, n_embd: spec.model.nEmbd, context_length: spec.model.contextLength };
@@ -91,6 +91,10 @@ export async function train(
       weight_decay: spec.train.weightDecay,
       checkpoint_every: spec.train.checkpointEvery,
       seed: spec.train.seed,
+      // Left out at their defaults, so runs that do not use them keep their cache keys.
+      ...(spec.train.gradientAccumulation > 1 ? { gradient_accumulation: spec.train.gradientAccumulation } : {}),
+      ...(spec.train.gradientCheckpointing ? { gradient_checkpointing: true } : {}),
+      ...(spec.model.maxSeqLength ? { max_seq_length: spec.model.maxSeqLength } : {}),
     };
 
     const outcome = await cachedStage(
@@ -106,7 +110,7 @@ export async function train(
         // the tokenizer; and (added by the cache) the trainer's code digest. Not `heartbeatTimeout` nor the
         // sweep's other learning rates, which do not change this candidate's result.
         config: { ...(base ? {} : { model: modelConfig }), lora: loraConfig, ...hyper, candidate: input.candidate ?? null },
-        inputs: { trainShard: input.trainShard.sha256, tokenizer: input.tokenizer.sha256, ...(base ? { baseModel: baseRef?.sha256 ?? (await digestPath(base)) } : {}) },
+        inputs: { trainShard: input.trainShard.sha256, tokenizer: input.tokenizer.sha256, ...(staged ? { baseModel: staged.digest } : {}) },
         metrics: { series: input.candidate },
       },
       async (): Promise<TrainResult> => {

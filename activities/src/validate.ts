@@ -9,6 +9,7 @@ import type { ArtifactRef, ValidateResult } from '@tempered/workflows';
 import { node, recordArtifacts, recordLineage, recordMetrics } from '@tempered/db';
 import { type Deps, gateFailed, log, withScratch } from './context';
 import { cachedStage, marked } from './cache';
+import { loraBase } from './base-models';
 import { runTrainer } from './trainer';
 
 /** What the cache keeps of a validation: the result, and what the run's bookkeeping needs besides it. */
@@ -35,6 +36,8 @@ export async function validate(
   input: {
     runId: string;
     spec: PipelineSpec;
+    /** Where the spec file was (resolves a base model given by a relative path); absent in older runs. */
+    specDir?: string;
     checkpoints: ArtifactRef[];
     validationShard: ArtifactRef;
     tokenizer: ArtifactRef;
@@ -65,10 +68,21 @@ export async function validate(
         const checkpoints = await Promise.all(
           input.checkpoints.map((ref, i) => deps.store.download(ref, path.join(dir, 'checkpoints', `${i}.pt`))),
         );
+        // LoRA checkpoints of a base model hold the adapter only: eval and export are given the base again.
+        const base = await loraBase(deps, runId, spec, input.specDir, dir);
         const { finished } = await runTrainer(
           deps,
           'eval',
-          { checkpoints, shard, tokenizer, batch_size: spec.train.batchSize, device: 'auto', output_dir: path.join(dir, 'eval') },
+          {
+            checkpoints,
+            shard,
+            tokenizer,
+            batch_size: spec.train.batchSize,
+            device: 'auto',
+            output_dir: path.join(dir, 'eval'),
+            ...base,
+            ...(spec.model.maxSeqLength ? { max_seq_length: spec.model.maxSeqLength } : {}),
+          },
           dir,
           (e) => {
             if (e.event === 'eval') ctx.heartbeat({ evaluated: e.checkpoint });
@@ -91,7 +105,7 @@ export async function validate(
         checkGate(spec, best);
 
         const exportDir = path.join(dir, 'export');
-        const exported = await runTrainer(deps, 'export', { checkpoint: checkpoints[bestIndex], tokenizer, output_dir: exportDir }, dir);
+        const exported = await runTrainer(deps, 'export', { checkpoint: checkpoints[bestIndex], tokenizer, output_dir: exportDir, ...base }, dir);
         // A LoRA run delivers the merged model (what later stages use) and the adapter alone.
         const model = await deps.store.putFile(path.join(exportDir, 'model.tar'), 'model', 'model.tar');
         const adapter = exported.finished.adapter_tar ? await deps.store.putFile(String(exported.finished.adapter_tar), 'adapter', 'adapter.tar') : undefined;

@@ -227,16 +227,18 @@ describe('gateway in front of real model servers', () => {
     assert.notEqual(messyDirect.body.usage.prompt_tokens, cleanDirect.body.usage.prompt_tokens, 'the raw text would have tokenized differently');
     assert.equal(viaGateway.body.choices[0].text, cleanDirect.body.choices[0].text);
 
-    // Chat: the last user message is the prompt, normalized the same way.
-    const chat = count(await call(gw, '/v1/chat/completions', {
-      model: v2,
-      max_tokens: 6,
-      messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }, { role: 'user', content: [{ type: 'text', text: messy }] }],
-    }));
+    // Chat: the whole conversation goes upstream, every turn normalized the same way, for the model server to
+    // render with the model's template: the answer is the server's own answer to the clean conversation.
+    const earlier = [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }];
+    const chat = count(await call(gw, '/v1/chat/completions', { model: v2, max_tokens: 6, messages: [...earlier, { role: 'user', content: [{ type: 'text', text: messy }] }] }));
     assert.equal(chat.status, 200, JSON.stringify(chat.body));
     assert.equal(chat.body.object, 'chat.completion');
     assert.equal(chat.body.choices[0].message.role, 'assistant');
-    assert.equal(chat.body.choices[0].message.content, cleanDirect.body.choices[0].text);
+    const chatDirect = await call(upstreamB.url, '/v1/chat/completions', { model: v2, max_tokens: 6, messages: [...earlier, { role: 'user', content: clean }] });
+    assert.equal(chatDirect.status, 200, JSON.stringify(chatDirect.body));
+    assert.equal(chat.body.choices[0].message.content, chatDirect.body.choices[0].message.content);
+    assert.equal(chat.body.usage.prompt_tokens, chatDirect.body.usage.prompt_tokens);
+    assert.ok(chat.body.usage.prompt_tokens > cleanDirect.body.usage.prompt_tokens, 'the earlier turns reached the model, not only the last message');
 
     await waitFor('the request record', 15_000, async () => {
       const row = await database.selectFrom('gateway_requests').selectAll().where('id', '=', viaGateway.requestId!).executeTakeFirst();
@@ -454,7 +456,7 @@ describe('gateway in front of real model servers', () => {
     await new Promise((r) => upstreamB.proc.once('exit', r));
     const finished = JSON.parse(upstreamB.stdout().trim().split('\n').at(-1)!);
     assert.equal(finished.event, 'finished');
-    // Plus the two direct calls of the normalization test.
-    assert.equal(finished.requests, routedToV2 + 2);
+    // Plus the three direct calls of the normalization test (two completions, one chat).
+    assert.equal(finished.requests, routedToV2 + 3);
   });
 });

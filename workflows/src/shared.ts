@@ -32,7 +32,9 @@ export type ArtifactKind =
   | 'preferences'
   | 'reward-model'
   | 'adapter'
-  | 'report';
+  | 'report'
+  /** A catalog base model's model.tar (the base_models table), stored once whatever runs fine-tune it. */
+  | 'base-model';
 
 /** A reference to an immutable, content-addressed object in the artifact store. */
 export interface ArtifactRef {
@@ -109,8 +111,22 @@ export interface TestResult {
   loss: number;
   perplexity: number;
   exactMatch: number;
+  /** The untrained model (step 0: a base model zero-shot, or a tiny model's random start). */
   baselineExactMatch: number;
   examples: number;
+  /** With `test.choices`: the label extracted from each answer, scored against the reference's. */
+  classification?: {
+    choices: string[];
+    /** Test records answered (plain-text records have no question). */
+    examples: number;
+    accuracy: number;
+    macroF1: number;
+    /** Answers naming none of the choices (counted wrong). */
+    noLabel: number;
+    baselineAccuracy: number;
+    /** The fine-tuned model before RLHF, when RLHF ran. */
+    sftAccuracy?: number;
+  };
   champion?: ChampionComparison;
 }
 export interface DeployResult {

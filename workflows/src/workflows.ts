@@ -164,7 +164,7 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
       () =>
         Promise.all(
           trainedAll.map((t, i) =>
-            evaluate.validate({ runId, spec, checkpoints: t.checkpoints, validationShard: splits.validation, tokenizer: tokenized.tokenizer, candidate: candidates[i].label }),
+            evaluate.validate({ runId, spec, specDir: input.specDir, checkpoints: t.checkpoints, validationShard: splits.validation, tokenizer: tokenized.tokenizer, candidate: candidates[i].label }),
           ),
         ),
       (rs) => {
@@ -217,7 +217,19 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
 
     const tested = await stage(
       'test',
-      () => evaluate.test({ runId, spec, model, baseline: trained.checkpoints[0], testShard: splits.test, tokenizer: tokenized.tokenizer, cleaned: cleaned.cleaned }),
+      () =>
+        evaluate.test({
+          runId,
+          spec,
+          specDir: input.specDir,
+          model,
+          // The fine-tuned model before RLHF, so the test reports what each step of alignment changed.
+          ...(model !== validated.best ? { sftModel: validated.best } : {}),
+          baseline: trained.checkpoints[0],
+          testShard: splits.test,
+          tokenizer: tokenized.tokenizer,
+          cleaned: cleaned.cleaned,
+        }),
       (r) => ({ ...r }),
     );
 

@@ -13,6 +13,15 @@ const duration = z
 /** A task queue; `gpu` stages run on a worker started with `--pool gpu` (or one serving both on CPU). */
 const pool = z.string().regex(/^[a-z][a-z0-9-]*(:[a-z0-9-]+)?$/, 'expected a pool name such as "cpu", "gpu" or "gpu:a100"');
 
+/**
+ * The record formats ingest understands (activities/src/records.ts maps each onto a training record):
+ * prompt/response (the names in `data.fields`), chat `messages` (OpenAI roles, multi-turn), prompt/completion,
+ * alpaca instruction/input/output, and plain `text` (continued pretraining: loss on every token).
+ */
+export const RECORD_FORMATS = ['auto', 'prompt-response', 'messages', 'prompt-completion', 'alpaca', 'text'] as const;
+const recordFormat = z.enum(RECORD_FORMATS);
+export type RecordFormat = (typeof RECORD_FORMATS)[number];
+
 export const dataSourceSchema = z
   .object({
     uri: z
@@ -20,6 +29,9 @@ export const dataSourceSchema = z
       .min(1)
       .describe('s3://bucket/key of an object, or a local file path (relative paths resolve against the spec file)'),
     format: z.enum(['jsonl', 'csv']).optional().describe('defaults to the file extension'),
+    records: recordFormat
+      .optional()
+      .describe('how a row becomes a training record; by default detected per row from its fields (see data.records)'),
     encoding: z.enum(['utf-8', 'shift_jis']).default('utf-8'),
   })
   .strict();
@@ -123,6 +135,9 @@ export const pipelineSpecSchema = z
       .object({
         sources: z.array(dataSourceSchema).min(1, 'at least one data source is required'),
         fields: fieldsSchema.prefault({}),
+        records: recordFormat
+          .default('auto')
+          .describe('auto: each row by its fields (messages, then prompt/completion, instruction/output, the prompt/response fields, text); or one format for every row, a row that does not fit it quarantined'),
       })
       .strict(),
     clean: z
@@ -157,12 +172,21 @@ export const pipelineSpecSchema = z
     model: z
       .object({
         base: z
-          .object({ uri: z.string().min(1) })
-          .strict()
+          .union([
+            z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9.-]{0,62}$/, 'a base model name from the catalog, such as smollm2-135m-instruct') }).strict(),
+            z.object({ uri: z.string().min(1) }).strict(),
+          ])
           .optional()
           .describe(
-            'fine-tune this base model instead of training a tiny one from scratch: a Hugging Face model (config.json, model.safetensors, tokenizer.json) as a model.tar or directory, by s3:// URI or local path; its architecture and tokenizer replace the settings below and the tokenizer stage',
+            'fine-tune this base model instead of training a tiny one from scratch: {name} of a model in the base-model catalog (GET /api/base-models), or {uri} of a Hugging Face model (config.json, model.safetensors, tokenizer.json) as a model.tar or directory, by s3:// URI or local path; its architecture, tokenizer and chat template replace the settings below and the tokenizer stage',
           ),
+        maxSeqLength: z
+          .number()
+          .int()
+          .min(8)
+          .max(131072)
+          .optional()
+          .describe("records are cut to this many tokens in training and evaluation (default: the model's context length); bounds memory for a base model with a long context"),
         nLayer: z.number().int().min(1).max(48).default(2),
         nHead: z.number().int().min(1).max(64).default(4),
         nEmbd: z.number().int().min(8).max(8192).default(128),
@@ -179,13 +203,19 @@ export const pipelineSpecSchema = z
         warmupSteps: z.number().int().min(0).default(20),
         weightDecay: z.number().min(0).default(0.01),
         checkpointEvery: z.number().int().positive().default(100),
+        gradientAccumulation: z.number().int().min(1).max(1024).default(1).describe('micro-batches of batchSize per optimizer step: the effective batch is batchSize × gradientAccumulation'),
+        gradientCheckpointing: z.boolean().default(false).describe('recompute activations in the backward pass: less memory, about a third more time'),
         seed: z.number().int().min(0).default(0),
         lora: z
           .object({
             r: z.number().int().positive(),
             alpha: z.number().positive().optional().describe('defaults to r'),
             dropout: z.number().min(0).lt(1).optional(),
-            targetModules: z.array(z.string().min(1)).min(1).optional().describe('defaults to GPT-2\'s c_attn and c_proj'),
+            targetModules: z
+              .array(z.string().min(1))
+              .min(1)
+              .optional()
+              .describe("defaults by architecture: llama, mistral, qwen2: q_proj, k_proj, v_proj, o_proj; GPT-2: c_attn and c_proj"),
           })
           .strict()
           .optional()
@@ -257,6 +287,14 @@ export const pipelineSpecSchema = z
       .object({
         maxNewTokens: z.number().int().positive().max(512).default(24),
         minExactMatch: z.number().min(0).max(1).optional().describe('fail the run when test exact-match is below this'),
+        choices: z
+          .array(z.string().min(1).max(100))
+          .min(2)
+          .max(100)
+          .refine((c) => new Set(c.map((x) => x.toLowerCase())).size === c.length, { message: 'choices must differ (case-insensitively)' })
+          .optional()
+          .describe('a classification task: the label extracted from each answer (the first of these words it contains, case-insensitively) is scored for accuracy and macro-F1 against the reference'),
+        minAccuracy: z.number().min(0).max(1).optional().describe('with choices: fail the run when test accuracy is below this'),
         championMargin: z
           .number()
           .min(-1)
@@ -266,6 +304,7 @@ export const pipelineSpecSchema = z
         maxLoss: z.number().positive().optional(),
       })
       .strict()
+      .refine((t) => t.minAccuracy === undefined || t.choices !== undefined, { message: 'minAccuracy needs choices (the labels accuracy is scored on)', path: ['minAccuracy'] })
       .prefault({}),
     deploy: z
       .object({

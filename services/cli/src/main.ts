@@ -468,7 +468,10 @@ async function main(argv: string[]): Promise<void> {
       if (detail.deployment) {
         const gateway = loadConfig().gateway.url;
         console.log(`\nModel ${detail.modelVersion.id} is serving (its server: ${detail.deployment.endpoint}). Ask it through the gateway:`);
-        console.log(`  curl -s ${gateway}/v1/completions -H 'content-type: application/json' -d '{"model":"${detail.modelVersion.name}","prompt":"reverse 1 2 3 4","max_tokens":12}'`);
+        // The spec's own smoke prompt: a question this model was trained to answer, asked as a chat.
+        const question = detail.run.spec?.deploy?.smokePrompt ?? 'Hello';
+        const body = JSON.stringify({ model: detail.modelVersion.name, messages: [{ role: 'user', content: question }], max_tokens: 24 });
+        console.log(`  curl -s ${gateway}/v1/chat/completions -H 'content-type: application/json' -d '${body.replace(/'/g, "'\\''")}'`);
       } else {
         console.log(`run ended ${detail.run.status}${detail.run.error ? `: ${detail.run.error}` : ''}`);
         process.exitCode = 1;

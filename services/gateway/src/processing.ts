@@ -88,17 +88,35 @@ function contentText(content: ChatContent, where: string): string {
   throw new FieldError(where, 'must be a string or an array of content parts');
 }
 
+/** A chat message as the model server gets it: its text normalized like the training data's. */
+export interface ChatTurn {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+const ROLES = new Set(['system', 'user', 'assistant']);
+
 /**
- * The prompt for a completions-only model server, from a chat request: the last user message's text. Our
- * models are trained on single-turn prompt → response pairs, so system messages and earlier turns are
- * dropped; a multi-turn template belongs to the day a served model is trained with one.
+ * The conversation of a chat request, checked and normalized turn by turn, for the model server to render
+ * through the model's own chat template (system prompt and every turn, as in training). Roles are OpenAI's
+ * system, user and assistant (a system message only first); text content parts are joined; the conversation
+ * must end with a turn to answer, not with an answer.
  */
-export function promptFromMessages(messages: unknown): string {
+export function chatTurns(messages: unknown): ChatTurn[] {
   if (!Array.isArray(messages) || messages.length === 0) throw new FieldError('messages', 'must be a non-empty array of {role, content}');
-  for (let i = messages.length - 1; i >= 0; i--) {
-    const m = messages[i] as { role?: unknown; content?: unknown } | null;
-    if (typeof m !== 'object' || m === null || typeof m.role !== 'string') throw new FieldError(`messages[${i}].role`, 'must be a string');
-    if (m.role === 'user') return contentText(m.content as ChatContent, `messages[${i}].content`);
-  }
-  throw new FieldError('messages', 'must contain a message with role "user"');
+  const turns = messages.map((m, i): ChatTurn => {
+    const msg = m as { role?: unknown; content?: unknown } | null;
+    if (typeof msg !== 'object' || msg === null || typeof msg.role !== 'string' || !ROLES.has(msg.role)) {
+      throw new FieldError(`messages[${i}].role`, 'must be one of system, user, assistant');
+    }
+    if (msg.role === 'system' && i > 0) throw new FieldError(`messages[${i}].role`, 'a system message may only come first');
+    return { role: msg.role as ChatTurn['role'], content: normalizePrompt(contentText(msg.content as ChatContent, `messages[${i}].content`)) };
+  });
+  if (turns.at(-1)!.role === 'assistant') throw new FieldError(`messages[${turns.length - 1}].role`, 'the last message must be one to answer (system or user), not an assistant answer');
+  if (!turns.some((t) => t.role === 'user' && t.content !== '')) throw new FieldError('messages', 'must contain a non-empty message with role "user"');
+  return turns;
+}
+
+/** The last user message's text: what the request log records as the prompt of a chat request. */
+export function lastUserText(turns: ChatTurn[]): string {
+  return [...turns].reverse().find((t) => t.role === 'user')!.content;
 }

@@ -3,7 +3,7 @@
  * use stage's processing around every call and a feedback channel that feeds the next RLHF run.
  *
  *   POST /v1/completions          {model, prompt, ...}          OpenAI completions; other fields go to the model
- *   POST /v1/chat/completions     {model, messages, ...}        answered from the last user message (see below)
+ *   POST /v1/chat/completions     {model, messages, ...}        OpenAI chat; the whole conversation goes upstream
  *   GET  /v1/models               model names routable now, with their versions and weights; and each version
  *   POST /v1/feedback             {request_id, rating: "up"|"down", comment?}
  *   POST /v1/feedback/pairwise    {prompt, response_a, response_b, preferred: "a"|"b"|"tie", request_ids?, model?, comment?}
@@ -13,9 +13,9 @@
  * `model` is a model name (traffic split between its versions by weight, sticky per client: the
  * `x-client-key` header, else the body's `user`, else the client's address) or a version id (pinned to it).
  * The upstream is asked for `model: <version id>`, so a vLLM upstream must serve it under that name
- * (`--served-model-name`). Upstreams are completions-only: a chat request becomes a completion of its last
- * user message's text, because our models are trained on single-turn prompt → response pairs; system
- * messages and earlier turns are not sent.
+ * (`--served-model-name`). A chat request goes upstream as a chat (every turn normalized), so the model server
+ * renders it with the model's own chat template, system prompt and earlier turns included, exactly as the
+ * model was trained; the request log records its last user message as the prompt.
  *
  * Every response carries `x-request-id` (also the body's `id`, also in error bodies) and, once routed,
  * `x-model-version`. Prompts are normalized like training data (NFKC, control characters, whitespace);
@@ -32,7 +32,7 @@ import https from 'node:https';
 import type { Config } from '@tempered/config';
 import { type Db, type Route } from '@tempered/db';
 import { GatewayMetrics } from './metrics';
-import { Blocklist, FieldError, normalizePrompt, promptFromMessages } from './processing';
+import { Blocklist, type ChatTurn, chatTurns, FieldError, lastUserText, normalizePrompt } from './processing';
 import { RequestLog, type RequestRecord } from './request-log';
 import { pickRoute, RouteTable, stickyPoint } from './routing';
 
@@ -209,18 +209,17 @@ export function createGateway({ cfg, db, blocklist = Blocklist.load(cfg.gateway.
       throw new FieldError('model', `must be a model name (${routes.modelNames().join(', ') || 'none deployed yet'}) or a model version id`);
     }
     if (body.stream === true) throw new FieldError('stream', 'streaming is not supported by the gateway; leave it out or send false');
-    let raw: unknown;
-    let param: string;
+    let prompt: string;
+    let turns: ChatTurn[] | undefined;
     if (kind === 'completion') {
-      param = 'prompt';
-      raw = Array.isArray(body.prompt) && body.prompt.length === 1 ? body.prompt[0] : body.prompt;
+      const raw = Array.isArray(body.prompt) && body.prompt.length === 1 ? body.prompt[0] : body.prompt;
       if (typeof raw !== 'string') throw new FieldError('prompt', 'must be a string (or a list of exactly one string)');
+      prompt = normalizePrompt(raw);
+      if (prompt === '') throw new FieldError('prompt', 'is empty once normalized');
     } else {
-      param = 'messages';
-      raw = promptFromMessages(body.messages);
+      turns = chatTurns(body.messages);
+      prompt = lastUserText(turns);
     }
-    const prompt = normalizePrompt(raw as string);
-    if (prompt === '') throw new FieldError(param, 'is empty once normalized');
 
     const resolved = routes.resolve(body.model);
     if (!resolved) throw noRoute(body.model);
@@ -238,19 +237,22 @@ export function createGateway({ cfg, db, blocklist = Blocklist.load(cfg.gateway.
       if (body.max_tokens === undefined && body.max_completion_tokens !== undefined) upstreamBody.max_tokens = body.max_completion_tokens;
     }
     upstreamBody.model = route.modelVersionId;
-    upstreamBody.prompt = prompt;
+    // A chat goes upstream as a chat: the model server renders the whole conversation with its chat template.
+    if (turns) upstreamBody.messages = turns;
+    else upstreamBody.prompt = prompt;
 
     const labels = { model: route.modelName, version: route.modelVersionId };
     const t0 = performance.now();
     let up: { status: number; body: any };
     try {
-      up = await postJson(new URL(`${route.endpoint}/v1/completions`), upstreamBody, cfg.gateway.upstreamTimeoutMs);
+      up = await postJson(new URL(`${route.endpoint}/v1/${kind === 'chat' ? 'chat/completions' : 'completions'}`), upstreamBody, cfg.gateway.upstreamTimeoutMs);
       if (up.status >= 500) {
         const message = up.body?.error?.message ?? JSON.stringify(up.body).slice(0, 200);
         throw new UpstreamError('upstream_error', `answered HTTP ${up.status}: ${message}`);
       }
-      if (up.status < 400 && (!Array.isArray(up.body?.choices) || !up.body.choices.every((c: any) => typeof c?.text === 'string'))) {
-        throw new UpstreamError('upstream_bad_response', 'answered without choices[].text');
+      const textOf = (c: any) => (kind === 'chat' ? c?.message?.content : c?.text);
+      if (up.status < 400 && (!Array.isArray(up.body?.choices) || !up.body.choices.every((c: any) => typeof textOf(c) === 'string'))) {
+        throw new UpstreamError('upstream_bad_response', `answered without choices[].${kind === 'chat' ? 'message.content' : 'text'}`);
       }
     } catch (err) {
       if (!(err instanceof UpstreamError)) throw err;
@@ -270,8 +272,8 @@ export function createGateway({ cfg, db, blocklist = Blocklist.load(cfg.gateway.
     }
 
     let flagged = false;
-    const choices = (up.body.choices as Array<{ index?: number; text: string; finish_reason?: string; logprobs?: unknown }>).map((c, i) => {
-      const out = blocklist.filter(c.text);
+    const choices = (up.body.choices as Array<{ index?: number; text?: string; message?: { content: string }; finish_reason?: string; logprobs?: unknown }>).map((c, i) => {
+      const out = blocklist.filter(kind === 'chat' ? c.message!.content : c.text!);
       flagged ||= out.flagged;
       const finish_reason = out.flagged ? 'content_filter' : (c.finish_reason ?? null);
       return kind === 'completion'

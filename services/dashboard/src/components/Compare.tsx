@@ -6,17 +6,31 @@ import { formatNumber, humanize } from '../format';
 
 const LOWER_IS_BETTER = /loss|perplexity|error|latency/i;
 const HIGHER_IS_BETTER = /match|accuracy|reward|score|win/i;
-const ORDER = ['exactMatch', 'baselineExactMatch', 'loss', 'perplexity', 'examples'];
+const ORDER = ['classification.accuracy', 'classification.sftAccuracy', 'classification.baselineAccuracy', 'exactMatch', 'baselineExactMatch', 'loss', 'perplexity', 'examples'];
+
+/** Numeric figures, one level of nesting flattened (`classification.accuracy`): what can be set side by side. */
+function figures(metrics: Record<string, unknown> | null | undefined): Record<string, unknown> | null | undefined {
+  if (!metrics) return metrics;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(metrics)) {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      for (const [k2, v2] of Object.entries(v)) if (typeof v2 === 'number') out[`${k}.${k2}`] = v2;
+    } else out[k] = v;
+  }
+  return out;
+}
 
 export function MetricsCompare({
-  candidate,
-  production,
+  candidate: candidateMetrics,
+  production: productionMetrics,
   productionLabel,
 }: {
   candidate: Record<string, unknown> | null | undefined;
   production?: Record<string, unknown> | null;
   productionLabel?: string;
 }) {
+  const candidate = figures(candidateMetrics);
+  const production = productionMetrics === undefined ? undefined : figures(productionMetrics);
   const keys = [...new Set([...Object.keys(candidate ?? {}), ...Object.keys(production ?? {})])]
     .filter((k) => typeof candidate?.[k] === 'number' || typeof production?.[k] === 'number')
     .sort((a, b) => (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b));
