@@ -18,8 +18,8 @@ import torch
 
 from .config import check_device, from_dict, require
 from .events import ConfigError, emit, json_safe, log
-from .model import (autocast, checkpoint_tokenizer, context_length, generate, load_checkpoint_model, load_pretrained, load_tokenizer,
-                    resolve_device, setup_threads)
+from .model import (autocast, chat_format_of, checkpoint_tokenizer, context_length, generate, load_checkpoint_model, load_pretrained,
+                    read_tokenizer_json, resolve_device, setup_threads, tokenizer_from_json)
 from .sft import make_batch, model_loss, supports_logits_to_keep
 from .shard import read_shard
 
@@ -73,7 +73,9 @@ def load_for_eval(cfg: EvalConfig, path: str, device):
         model, ckpt = load_checkpoint_model(path, device, base_model=cfg.base_model)
         return model, checkpoint_tokenizer(ckpt, cfg.tokenizer, path), int(ckpt["step"])
     model, tokenizer = load_pretrained(path, device)
-    return model, (load_tokenizer(cfg.tokenizer) if cfg.tokenizer else tokenizer), None
+    if cfg.tokenizer:  # the given vocabulary, with the model's own chat format (a bare tokenizer.json has none)
+        tokenizer = tokenizer_from_json(read_tokenizer_json(cfg.tokenizer), cfg.tokenizer, chat_format_of(tokenizer))
+    return model, tokenizer, None
 
 
 @torch.no_grad()

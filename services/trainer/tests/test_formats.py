@@ -111,3 +111,18 @@ def test_label_extraction_and_scores():
     assert scores["accuracy"] == 0.5 and scores["no_label"] == 1
     # F1 positive: tp 1, fp 0, fn 1 -> 2/3; negative: tp 1, fp 1, fn 1 -> 1/2
     assert abs(scores["macro_f1"] - (2 / 3 + 1 / 2) / 2) < 1e-12
+
+
+def test_eval_keeps_a_models_chat_format_when_given_a_bare_tokenizer(smollm2, tmp_path):
+    # The pipeline hands eval the tokenize stage's tokenizer.json, which carries no chat format: generation must
+    # still stop at the model's own end token, not run past it into a next turn.
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"key": "q", "prompt": "What is the capital of France?", "response": "The capital of France is Paris."}) + "\n")
+    rc, events = run_command("tokenize", {"input": str(path), "tokenizer": smollm2, "output_dir": str(tmp_path / "tok")}, tmp_path)
+    assert rc == 0, events[-1]
+    rc, events = run_command("eval", {"model": smollm2, "tokenizer": str(tmp_path / "tok" / "tokenizer.json"), "shard": str(tmp_path / "tok" / "encoded.shard"),
+                                      "generate": True, "max_new_tokens": 24, "device": "cpu", "output_dir": str(tmp_path / "ev")}, tmp_path)
+    assert rc == 0, events[-1]
+    assert finished(events)["exact_match"] == 1.0
+    prediction = json.load(open(tmp_path / "ev" / "eval.json"))["results"][0]["predictions"][0]["prediction"]
+    assert prediction == "The capital of France is Paris."
