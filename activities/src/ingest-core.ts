@@ -337,6 +337,9 @@ function readMessages(value: unknown): Reading {
   const lateSystem = messages.findIndex((m, i) => i > 0 && m.role === 'system');
   if (lateSystem >= 0) return bad(`message ${lateSystem + 1} is a system message; only the first message may be one`);
   if (!messages.some((m) => m.role === 'user')) return bad('no user message');
+  // Chat templates open a conversation with the user (SmolLM2's adds its system prompt before the first turn).
+  const first = messages.find((m) => m.role !== 'system')!;
+  if (first.role !== 'user') return bad(`the first message after any system message is the ${first.role}'s; a conversation starts with the user`);
   const last = messages[messages.length - 1];
   if (last.role !== 'assistant') return bad(`the last message is the ${last.role}'s; a conversation ends with the assistant's answer`);
   return { content: { messages } };

@@ -14,12 +14,19 @@ import { feedbackPreferencePairs, node, recordArtifacts, recordLineage } from '@
 import { type Deps, badInput, log, withScratch } from './context';
 import { labeledPreferences } from './labels';
 import { MetricBuffer } from './metrics';
+import { cleanText } from './clean-core';
 import { JsonlWriter, readLines } from './records';
 import { stageSource } from './sources';
 import { runTrainer } from './trainer';
 
-/** Keeps well-formed `{prompt, chosen, rejected}` lines, NFKC-normalised like the data; counts the rest. */
-async function filterPreferences(source: string, out: string): Promise<{ kept: number; dropped: number }> {
+/**
+ * Keeps well-formed `{prompt, chosen, rejected}` lines, their texts normalized by the run's own clean rules (NFKC,
+ * control characters, whitespace; PII masking is for training data), so DPO sees a prompt exactly as SFT and
+ * serving do; counts the rest.
+ */
+async function filterPreferences(source: string, out: string, spec: PipelineSpec): Promise<{ kept: number; dropped: number }> {
+  const rules = { ...spec.clean, maskPii: false };
+  const clean = (text: string) => cleanText(text, rules).text;
   const sink = new JsonlWriter(out);
   let dropped = 0;
   try {
@@ -31,12 +38,16 @@ async function filterPreferences(source: string, out: string): Promise<{ kept: n
       } catch {
         p = {};
       }
-      const [prompt, chosen, rejected] = [p?.prompt, p?.chosen, p?.rejected];
-      if (typeof prompt !== 'string' || typeof chosen !== 'string' || typeof rejected !== 'string' || !prompt || !chosen || chosen === rejected) {
+      if (typeof p?.prompt !== 'string' || typeof p?.chosen !== 'string' || typeof p?.rejected !== 'string') {
         dropped++;
         continue;
       }
-      await sink.write({ prompt: prompt.normalize('NFKC'), chosen: chosen.normalize('NFKC'), rejected: rejected.normalize('NFKC') });
+      const [prompt, chosen, rejected] = [clean(p.prompt), clean(p.chosen), clean(p.rejected)];
+      if (!prompt || !chosen || chosen === rejected) {
+        dropped++;
+        continue;
+      }
+      await sink.write({ prompt, chosen, rejected });
     }
   } catch (err) {
     sink.abort();
@@ -51,7 +62,7 @@ async function preparePreferences(deps: Deps, spec: PipelineSpec, specDir: strin
   if (!spec.rlhf.preferences) throw badInput('rlhf.preferences is required unless rlhf.method is "none"');
   const source = await stageSource(deps, spec.rlhf.preferences.uri, specDir, dir, 0);
   const path_ = path.join(dir, 'preferences.jsonl');
-  const { kept, dropped } = await filterPreferences(source, path_);
+  const { kept, dropped } = await filterPreferences(source, path_, spec);
   if (kept === 0) throw badInput(`rlhf.preferences: no well-formed {prompt, chosen, rejected} pairs (${dropped} malformed)`);
   const ref = await deps.store.putFile(path_, 'preferences', 'preferences.jsonl');
   return { path: path_, ref, kept, dropped };
@@ -65,7 +76,7 @@ async function feedbackPreferences(deps: Deps, spec: PipelineSpec, specDir: stri
   const fromFeedback = await feedbackPreferencePairs(deps.db, { modelName: spec.name });
   const path_ = path.join(dir, 'preferences.jsonl');
   let base = { kept: 0, dropped: 0 };
-  if (spec.rlhf.preferences) base = await filterPreferences(await stageSource(deps, spec.rlhf.preferences.uri, specDir, dir, 0), path_);
+  if (spec.rlhf.preferences) base = await filterPreferences(await stageSource(deps, spec.rlhf.preferences.uri, specDir, dir, 0), path_, spec);
   if (fromFeedback.length + base.kept === 0) {
     throw badInput(`rlhf.source is "feedback" but there is no feedback on ${spec.name} yet that makes a pair (thumbs up and down on one prompt, or a pairwise choice)`);
   }

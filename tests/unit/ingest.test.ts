@@ -516,10 +516,11 @@ describe('record formats from JSONL', () => {
       { messages: [{ role: 'user', content: ['q'] }, a] }, // 13
       { messages: [u, { role: 'assistant' }] }, // 14
       { messages: [{ role: 'User', content: 'q' }, a] }, // 15 roles are lower case
+      { messages: [{ role: 'system', content: 's' }, a, u, a] }, // 16 opens with an answer, not a question
     ];
     const { report, dataset, quarantine } = await ingest<DataRecord>([{ path: writeFile('bad-chat.jsonl', jsonl(...rows)) }]);
     assert.equal(dataset.length, 1);
-    assert.deepEqual(report.reasons, { 'bad messages': 14 });
+    assert.deepEqual(report.reasons, { 'bad messages': 15 });
     assert.deepEqual(reasonsByLine(quarantine), [
       [2, 'bad messages: the list is empty'],
       [3, 'bad messages: "messages" is a string, not a list'],
@@ -535,6 +536,7 @@ describe('record formats from JSONL', () => {
       [13, 'bad messages: message 1: a content part is not a {type: "text", text} part; only text parts are read'],
       [14, 'bad messages: message 2: content is absent, not a string'],
       [15, 'bad messages: message 1 has role "User"; expected system, user or assistant'],
+      [16, "bad messages: the first message after any system message is the assistant's; a conversation starts with the user"],
     ]);
     assert.equal(quarantine[2].raw, JSON.stringify(rows[3]));
   });

@@ -288,7 +288,7 @@ export const pipelineSpecSchema = z
         maxNewTokens: z.number().int().positive().max(512).default(24),
         minExactMatch: z.number().min(0).max(1).optional().describe('fail the run when test exact-match is below this'),
         choices: z
-          .array(z.string().min(1).max(100))
+          .array(z.string().trim().min(1).max(100))
           .min(2)
           .max(100)
           .refine((c) => new Set(c.map((x) => x.toLowerCase())).size === c.length, { message: 'choices must differ (case-insensitively)' })

@@ -83,7 +83,7 @@ function contentText(content: ChatContent, where: string): string {
         if (typeof part.text !== 'string') throw new FieldError(`${where}[${i}].text`, 'must be a string');
         return part.text;
       })
-      .join('');
+      .join('\n'); // as ingest joins them, so a message is served as it was trained
   }
   throw new FieldError(where, 'must be a string or an array of content parts');
 }

@@ -40,11 +40,12 @@ def labelled_pairs(model_path: str, prefs: list, samples: int, temperature: floa
 
     import torch
 
-    from tempered_trainer.model import format_prompt, generate, load_pretrained
+    from tempered_trainer.model import chat_format_of, generate, load_pretrained
+    from tempered_trainer.template import encode_prompt
 
     torch.manual_seed(seed)
     model, tok = load_pretrained(model_path, torch.device("cpu"))
-    ids = [tok.encode(format_prompt(p["prompt"]), add_special_tokens=False) for p in prefs for _ in range(samples)]
+    ids = [encode_prompt(tok, chat_format_of(tok), p["prompt"]) for p in prefs for _ in range(samples)]
     outs = generate(model, ids, 16, tok.eos_token_id, temperature=temperature, batch_size=256)
     pairs, right = [], 0
     for i, p in enumerate(prefs):

@@ -99,7 +99,10 @@ class Completer:
         if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
             raise BadRequest(400, "'temperature' must be a number >= 0")
 
-        ids = [encode_prompt(self.tokenizer, self.fmt, p) for p in prompts]
+        try:
+            ids = [encode_prompt(self.tokenizer, self.fmt, p) for p in prompts]
+        except Exception as e:  # noqa: BLE001 - the chat template raised (jinja2's TemplateError): a bad conversation
+            raise BadRequest(400, f"messages: the model's chat template refused this conversation: {e}") from e
         with self.lock:
             self.requests += 1
             outs = generate(self.model, ids, max_tokens, self.tokenizer.eos_token_id, temperature=float(temperature))
@@ -119,7 +122,7 @@ def content_text(content, where: str):
     if isinstance(content, list):
         if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
             raise BadRequest(400, f"{where}: only text content parts ({{type: 'text', text}}) are supported")
-        return "".join(p["text"] for p in content)
+        return "\n".join(p["text"] for p in content)  # as ingest joins them: served as trained
     return content
 
 
