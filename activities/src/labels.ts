@@ -105,7 +105,7 @@ export async function proposePairs(
         },
         dir,
         (e) => {
-          if (e.event === 'started') ctx.heartbeat({ sampling: prompts.length });
+          if (e.event === 'started' || e.event === 'progress') ctx.heartbeat({ sampling: prompts.length, done: e.done ?? 0 });
         },
       );
 

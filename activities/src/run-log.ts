@@ -47,6 +47,9 @@ export class RunLog {
       case 'checkpoint':
         this.line(`${c}: checkpoint at step ${e.step}`);
         break;
+      case 'progress': // a long scoring or generation, at most every 10 s: live status for whoever follows the log
+        this.line(`${c}: ${e.what} ${e.done}/${e.total}`);
+        break;
       case 'eval':
         this.line(`${c}: eval loss ${Number(e.loss).toFixed(4)} perplexity ${Number(e.perplexity).toFixed(3)}${e.exact_match !== undefined ? ` exact match ${Number(e.exact_match).toFixed(3)}` : ''}`);
         break;

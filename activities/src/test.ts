@@ -66,7 +66,9 @@ export async function test(
       },
       dir,
       (e) => {
+        // Scoring a real model can take minutes: `progress` events keep the attempt alive between models.
         if (e.event === 'eval') ctx.heartbeat({ evaluated: e.checkpoint });
+        else if (e.event === 'progress') ctx.heartbeat({ [String(e.what)]: `${e.done}/${e.total}` });
       },
     );
     type Scored = { loss: number; perplexity: number; exact_match: number; examples: number; generated: number; accuracy?: number; macro_f1?: number; no_label?: number };

@@ -86,6 +86,7 @@ export async function validate(
           dir,
           (e) => {
             if (e.event === 'eval') ctx.heartbeat({ evaluated: e.checkpoint });
+            else if (e.event === 'progress') ctx.heartbeat({ [String(e.what)]: `${e.done}/${e.total}` });
           },
         );
         const prefix = input.candidate ? `${input.candidate}/` : '';

@@ -18,7 +18,7 @@ import os
 from typing import Optional
 
 from .config import check_device, from_dict, read_jsonl, require
-from .events import ConfigError, emit, json_safe, log
+from .events import ConfigError, Progress, emit, json_safe, log
 from .model import context_length, generate, load_pretrained, resolve_device, setup_threads
 from .model import chat_format_of
 from .template import check_messages, encode_prompt
@@ -86,7 +86,7 @@ def answers(path: str, prompts: list, cfg: CompareConfig, device) -> list:
     longest = max(len(x) for x in ids)
     if longest >= context_length(model.config):
         raise ConfigError(f"compare: a prompt of {longest} tokens does not fit {path}'s context length ({context_length(model.config)})")
-    outs = generate(model, ids, cfg.max_new_tokens, tokenizer.eos_token_id, batch_size=cfg.batch_size)
+    outs = generate(model, ids, cfg.max_new_tokens, tokenizer.eos_token_id, batch_size=cfg.batch_size, progress=Progress("generate", len(ids)))
     return [tokenizer.decode(new, skip_special_tokens=True).strip() for new, _ in outs]
 
 

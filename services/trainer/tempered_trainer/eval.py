@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .config import check_device, from_dict, require
-from .events import ConfigError, emit, json_safe, log
+from .events import ConfigError, Progress, emit, json_safe, log
 from .model import (autocast, chat_format_of, checkpoint_tokenizer, context_length, generate, load_checkpoint_model, load_pretrained,
                     read_tokenizer_json, resolve_device, setup_threads, tokenizer_from_json)
 from .sft import make_batch, model_loss, supports_logits_to_keep
@@ -79,7 +79,7 @@ def load_for_eval(cfg: EvalConfig, path: str, device):
 
 
 @torch.no_grad()
-def shard_loss(model, shard, batch_size: int, pad_id: int, max_seq_length=None) -> float:
+def shard_loss(model, shard, batch_size: int, pad_id: int, max_seq_length=None, progress=None) -> float:
     """Mean next-token loss over all response tokens of the shard (token-weighted, not batch-weighted)."""
     device = next(model.parameters()).device
     total, count = 0.0, 0
@@ -90,6 +90,8 @@ def shard_loss(model, shard, batch_size: int, pad_id: int, max_seq_length=None) 
         with autocast(device):
             t, c = model_loss(model, ids.to(device), labels.to(device), sparse)
         total, count = total + float(t), count + c
+        if progress is not None:
+            progress.advance(len(ids))
     if count == 0:
         raise ConfigError("eval: the shard has no response tokens within the model's context length")
     return total / count
@@ -147,7 +149,8 @@ def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: i
         keys.append(shard.keys[i])
     if not prompts:
         return {}, []
-    outs = generate(model, prompts, max_new_tokens, tokenizer.eos_token_id, batch_size=batch_size)
+    outs = generate(model, prompts, max_new_tokens, tokenizer.eos_token_id, batch_size=batch_size,
+                    progress=Progress("generate", len(prompts)))
     preds, hits, labels = [], 0, []
     for key, prompt, (new, _), ref in zip(keys, prompts, outs, refs):
         text = tokenizer.decode(new, skip_special_tokens=True).strip()
@@ -169,7 +172,7 @@ def evaluate_one(cfg: EvalConfig, path: str, shard, device) -> tuple:
     model, tokenizer, step = load_for_eval(cfg, path, device)
     if int(shard.tokens.max(initial=0)) >= model.config.vocab_size:
         raise ConfigError(f"eval: shard {cfg.shard} has token ids beyond the model's vocabulary ({model.config.vocab_size})")
-    loss = shard_loss(model, shard, cfg.batch_size, tokenizer.eos_token_id, cfg.max_seq_length)
+    loss = shard_loss(model, shard, cfg.batch_size, tokenizer.eos_token_id, cfg.max_seq_length, Progress("loss", len(shard)))
     result = {"checkpoint": path, "step": step, "loss": loss,
               "perplexity": math.exp(loss) if loss < 700 else float("inf"), "examples": len(shard)}
     predictions = None

@@ -46,6 +46,22 @@ def emit(event: str, **fields) -> None:
     out.flush()
 
 
+class Progress:
+    """`progress` events of a long computation without steps (scoring, generation): at most one every `every`
+    seconds, so that the activity's heartbeat and hang watchdog see a working trainer, not a silent one."""
+
+    def __init__(self, what: str, total: int, every: float = 10.0):
+        self.what, self.total, self.every = what, total, every
+        self.done, self.last = 0, time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            emit("progress", what=self.what, done=self.done, total=self.total)
+
+
 @contextlib.contextmanager
 def stdout_to_stderr():
     """Send stray print()s of libraries (e.g. transformers' Trainer) to stderr while events keep stdout."""

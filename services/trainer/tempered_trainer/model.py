@@ -428,7 +428,7 @@ def load_checkpoint(path: str) -> dict:
 
 
 @torch.no_grad()
-def generate(model, prompts, max_new_tokens: int, eos_id: int, temperature: float = 0.0, batch_size: int = 32):
+def generate(model, prompts, max_new_tokens: int, eos_id: int, temperature: float = 0.0, batch_size: int = 32, progress=None):
     """Decode each prompt (a list of token ids); returns (new token ids without eos, finished_by_eos) per prompt.
 
     Greedy when temperature is 0. Prompts of equal length are batched together, so no padding is ever needed
@@ -467,4 +467,6 @@ def generate(model, prompts, max_new_tokens: int, eos_id: int, temperature: floa
             for (i, _), toks in zip(chunk, out):
                 finished = bool(toks) and toks[-1] == eos_id
                 results[i] = (toks[:-1] if finished else toks, finished)
+            if progress is not None:  # an events.Progress: keeps a long generation visibly alive
+                progress.advance(len(chunk))
     return results

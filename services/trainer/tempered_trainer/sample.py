@@ -13,7 +13,7 @@ import os
 import torch
 
 from .config import check_device, from_dict, read_jsonl, require
-from .events import emit, log
+from .events import Progress, emit, log
 from .model import chat_format_of, context_length, generate, load_pretrained, resolve_device, setup_threads
 from .template import encode_prompt
 
@@ -57,7 +57,7 @@ def run(raw: dict) -> None:
     torch.manual_seed(cfg.seed)
     # Each prompt repeated `samples` times in a row: the copies share a batch and each draws its own tokens.
     outs = generate(model, [x for x in ids for _ in range(cfg.samples)], cfg.max_new_tokens, tokenizer.eos_token_id,
-                    temperature=cfg.temperature, batch_size=cfg.batch_size)
+                    temperature=cfg.temperature, batch_size=cfg.batch_size, progress=Progress("sample", len(prompts) * cfg.samples))
     # A sampled byte-level token can be half of a multi-byte character, which decodes to U+FFFD: drop those
     # rather than show people a replacement character they cannot judge.
     texts = [tokenizer.decode(new, skip_special_tokens=True).replace("\ufffd", "").strip() for new, _ in outs]

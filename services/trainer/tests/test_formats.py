@@ -126,3 +126,15 @@ def test_eval_keeps_a_models_chat_format_when_given_a_bare_tokenizer(smollm2, tm
     assert finished(events)["exact_match"] == 1.0
     prediction = json.load(open(tmp_path / "ev" / "eval.json"))["results"][0]["predictions"][0]["prediction"]
     assert prediction == "The capital of France is Paris."
+
+
+def test_progress_events_are_throttled(capsys):
+    # Long scoring emits `progress` so the activity's watchdog (silence = hung) does not kill a working trainer.
+    from tempered_trainer.events import Progress
+
+    quiet, chatty = Progress("generate", 3, every=3600), Progress("loss", 3, every=0)
+    for p in (quiet, chatty):
+        for _ in range(3):
+            p.advance()
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(e["event"], e["what"], e["done"], e["total"]) for e in events] == [("progress", "loss", n, 3) for n in (1, 2, 3)]
