@@ -84,8 +84,9 @@ def as_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def read_jsonl(path: str, fields) -> list:
-    """The rows of a JSONL file, each a JSON object with a string in every one of `fields` (others are kept)."""
+def read_jsonl(path: str, fields, check=None) -> list:
+    """The rows of a JSONL file, each a JSON object with a string in every one of `fields` (others are kept);
+    `check(row)`, when given, returns why a row is unusable (None when it is fine)."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -98,6 +99,9 @@ def read_jsonl(path: str, fields) -> list:
             for field in fields:
                 if not isinstance(r, dict) or not isinstance(r.get(field), str):
                     raise ConfigError(f"{path} line {n}: field '{field}' must be a string")
+            why = check(r) if check else None
+            if why:
+                raise ConfigError(f"{path} line {n}: {why}")
             rows.append(r)
     if not rows:
         raise ConfigError(f"{path} has no rows")

@@ -16,7 +16,7 @@ from typing import Optional
 from tokenizers import Tokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from .config import from_dict, require
+from .config import from_dict, read_jsonl, require
 from .events import ConfigError, emit, log
 from .shard import from_records, write_shard
 from .template import PLAIN, SPECIAL_TOKENS, ChatFormat, check_messages, encode_segments, read_chat_format, record_segments, vocabulary_texts
@@ -42,24 +42,7 @@ class TokenizeConfig:
 def read_records(path: str) -> list:
     """The training records of a JSONL file ({key, prompt, response}, {key, messages} or {key, text}); a malformed
     line is a ConfigError naming it (ingest quarantines bad rows, so one here is a bug upstream)."""
-    import json
-
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{path} line {n}: not JSON ({e})") from e
-            why = record_problem(r)
-            if why:
-                raise ConfigError(f"{path} line {n}: {why}")
-            records.append(r)
-    if not records:
-        raise ConfigError(f"{path} has no rows")
-    return records
+    return read_jsonl(path, (), check=record_problem)
 
 
 def record_problem(r) -> Optional[str]:
