@@ -10,7 +10,7 @@ import path from 'node:path';
 import { sha256File } from '@tempered/artifacts';
 import { baseModelNames, findBaseModel, node, recordLineage, registerBaseModels, type BaseModelRow } from '@tempered/db';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef } from '@tempered/workflows';
+import type { ArtifactRef } from '@tempered/contract';
 import { digestPath } from './cache';
 import { type Deps, badInput, log } from './context';
 import { stageSource } from './sources';

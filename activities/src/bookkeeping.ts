@@ -3,7 +3,7 @@
  * idempotent writes, so a retried call changes nothing twice.
  */
 import type { PipelineSpec } from '@tempered/spec';
-import type { StageName, StageStatus } from '@tempered/workflows';
+import type { StageName, StageStatus } from '@tempered/contract';
 import { notifyChange, sql } from '@tempered/db';
 import type { Deps } from './context';
 

@@ -23,7 +23,7 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { sha256File } from '@tempered/artifacts';
 import { recordLogs, recordMetrics, sql } from '@tempered/db';
-import type { ArtifactRef } from '@tempered/workflows';
+import type { ArtifactRef } from '@tempered/contract';
 import { type Deps, log } from './context';
 
 /**

@@ -5,7 +5,7 @@
  * version takes all traffic back and the new server stops), recording the outcome and its reason.
  */
 import type { CanarySpec } from '@tempered/spec';
-import type { CanaryHealth, CanaryInput, CanaryOutcome, ServingVersion } from '@tempered/workflows';
+import type { CanaryHealth, CanaryInput, CanaryOutcome, ServingVersion } from '@tempered/contract';
 import { notifyChange, recordLogs, setRoutes, sql } from '@tempered/db';
 import type { Deps } from './context';
 import { stopDeployment } from './deploy';

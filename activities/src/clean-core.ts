@@ -2,12 +2,8 @@
  * Clean, the local-file core: normalizes the text of every record of a dataset JSONL and drops the records
  * that should not be trained on, reporting what each rule did (counts and a few before/after samples).
  *
- * Rules, applied to every text of a record (prompt and response, each message of a conversation, a plain
- * text: `textsOf`) in this order:
- *   1. NFKC normalization (full-width letters and digits, ideographic spaces, ligatures -> canonical forms);
- *   2. removal of control characters (Unicode Cc) except newline and tab;
- *   3. whitespace collapsing: runs of spaces/tabs -> one space, runs of newlines -> one newline, trimmed;
- *   4. PII masking: e-mail addresses -> "[EMAIL]", phone numbers -> "[PHONE]".
+ * The text rules (@tempered/text: NFKC, control characters, whitespace, PII masking) apply to every text of a
+ * record (prompt and response, each message of a conversation, a plain text: `textsOf`).
  * Then a record is removed when any of its texts is empty, when its texts together are shorter than
  * `minChars` or longer than `maxChars` (in code points), or, with `dedupe: exact`, when a record of the same
  * cleaned content was already kept (compared as the conversation a record is: every role and text; a turn
@@ -17,23 +13,17 @@
  * the dedupe set (16 bytes of digest per kept record).
  */
 import { createHash } from 'node:crypto';
+import { CHANGE_RULES, charCount, cleanText, type ChangeRule, type TextChange, type TextRules } from '@tempered/text';
 import { JsonlWriter, conversationOf, mapTexts, readRecords, textsOf, type DataRecord, type RecordContent } from './records';
 
-export interface CleanOptions {
-  nfkc: boolean;
-  stripControl: boolean;
-  collapseWhitespace: boolean;
+export interface CleanOptions extends TextRules {
   dedupe: 'exact' | 'none';
-  maskPii: boolean;
   minChars: number;
   maxChars: number;
 }
 
-/** Rules that change text; `email` and `phone` are the two halves of `maskPii`. */
-export type ChangeRule = 'nfkc' | 'control' | 'whitespace' | 'email' | 'phone';
 export type RemovalReason = 'empty' | 'tooShort' | 'tooLong' | 'duplicate';
 
-export const CHANGE_RULES: readonly ChangeRule[] = ['nfkc', 'control', 'whitespace', 'email', 'phone'];
 export const REMOVAL_REASONS: readonly RemovalReason[] = ['empty', 'tooShort', 'tooLong', 'duplicate'];
 
 /** Where a text sits in its record: a turn's prompt or response, a plain text, or a conversation's n-th message (0-based). */
@@ -62,93 +52,6 @@ export interface CleanReport {
 
 const SAMPLES_PER_RULE = 3;
 const SAMPLE_CHARS = 200;
-
-export function normalizeNfkc(text: string): string {
-  return text.normalize('NFKC');
-}
-
-/** Removes C0/C1 control characters and DEL, keeping `\n` and `\t` (they carry layout). */
-export function stripControlChars(text: string): string {
-  return text.replace(/[^\P{Cc}\n\t]/gu, '');
-}
-
-/**
- * Spaces and tabs (and any other whitespace but `\n`) collapse to one space; a run of newlines, with the
- * spaces around it, becomes one newline; the ends are trimmed.
- */
-export function collapseWhitespace(text: string): string {
-  return text
-    .replace(/[^\S\n]+/g, ' ')
-    .replace(/ ?\n[\n ]*/g, '\n')
-    .trim();
-}
-
-const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g;
-
-export function maskEmails(text: string): string {
-  return text.replace(EMAIL, '[EMAIL]');
-}
-
-/**
- * Phone numbers in the shapes people write them, and nothing looser, because lists of numbers ("3 9 1 4",
- * "12 345 6789") are ordinary data here:
- *   - international: "+" country code, then 2–5 groups (+81 90-1234-5678, +44 20 7946 0958, +1 (555) 123-4567);
- *   - an area code in parentheses: (555) 123-4567, (03) 1234-5678;
- *   - three groups joined by the same "-" or ".": 555-123-4567, 090-1234-5678, 555.123.4567.
- * Space-separated groups without "+" or parentheses are never taken. The match must hold 7–15 digits
- * (E.164 allows at most 15), and must not be glued to other digits, letters or dotted numbers, which keeps
- * dates (2024-01-15), versions and IP addresses (192.168.100.200) out.
- */
-const PHONE = new RegExp(
-  String.raw`(?<![\w+.-])(?:` +
-    String.raw`\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){2,5}` +
-    String.raw`|\(\d{2,4}\)[ .-]?\d{2,4}[ .-]?\d{3,4}` +
-    String.raw`|\d{2,4}([-.])\d{2,4}\1\d{3,4}` +
-    String.raw`)(?![\w-]|\.\d)`,
-  'g',
-);
-
-export function maskPhones(text: string): string {
-  return text.replace(PHONE, (match) => {
-    const digits = match.replace(/\D/g, '').length;
-    return digits >= 7 && digits <= 15 ? '[PHONE]' : match;
-  });
-}
-
-/** The text-changing rules enabled by `options`, in the order they apply. */
-function enabledRules(options: CleanOptions): Array<[ChangeRule, (text: string) => string]> {
-  const rules: Array<[ChangeRule, (text: string) => string]> = [];
-  if (options.nfkc) rules.push(['nfkc', normalizeNfkc]);
-  if (options.stripControl) rules.push(['control', stripControlChars]);
-  if (options.collapseWhitespace) rules.push(['whitespace', collapseWhitespace]);
-  if (options.maskPii) rules.push(['email', maskEmails], ['phone', maskPhones]);
-  return rules;
-}
-
-export interface TextChange {
-  rule: ChangeRule;
-  before: string;
-  after: string;
-}
-
-/** Applies the enabled rules to one field; `changes` lists the rules that altered it, in order. */
-export function cleanText(text: string, options: CleanOptions): { text: string; changes: TextChange[] } {
-  const changes: TextChange[] = [];
-  let current = text;
-  for (const [rule, apply] of enabledRules(options)) {
-    const next = apply(current);
-    if (next !== current) changes.push({ rule, before: current, after: next });
-    current = next;
-  }
-  return { text: current, changes };
-}
-
-/** Length in code points, so that one emoji or one astral CJK character counts as one character. */
-export function charCount(text: string): number {
-  let n = 0;
-  for (const _ of text) n++;
-  return n;
-}
 
 /** The field names of a record's texts, in the order of `textsOf`. */
 function fieldsOf(record: RecordContent): TextField[] {

@@ -9,7 +9,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { ArtifactStore } from '@tempered/artifacts';
 import type { Config } from '@tempered/config';
-import type { StageName } from '@tempered/workflows';
+import type { StageName } from '@tempered/contract';
 import type { GpuSlots } from './gpus';
 import { type Db, sql } from '@tempered/db';
 

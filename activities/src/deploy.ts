@@ -13,7 +13,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, DeployResult, ServingVersion, TestResult } from '@tempered/workflows';
+import type { ArtifactRef, DeployResult, ServingVersion, TestResult } from '@tempered/contract';
 import { node, recordLineage, setRoutes } from '@tempered/db';
 import { type Deps, log, noteAttempt } from './context';
 

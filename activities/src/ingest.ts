@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
-import type { IngestResult } from '@tempered/workflows';
+import type { IngestResult } from '@tempered/contract';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { sha256File } from '@tempered/artifacts';
 import { type Deps, badInput, log, withScratch } from './context';

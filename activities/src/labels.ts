@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef } from '@tempered/workflows';
+import type { ArtifactRef } from '@tempered/contract';
 import { notifyChange } from '@tempered/db';
 import { type Deps, badInput, log, withScratch } from './context';
 import { JsonlWriter, lastUserText, readJsonl, readRecords } from './records';

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, SplitResult } from '@tempered/workflows';
+import type { ArtifactRef, SplitResult } from '@tempered/contract';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { type Deps, badInput, log, withScratch } from './context';
 import { cachedStage, marked } from './cache';

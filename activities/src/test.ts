@@ -8,7 +8,7 @@
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, ChampionComparison, TestResult } from '@tempered/workflows';
+import type { ArtifactRef, ChampionComparison, TestResult } from '@tempered/contract';
 import { recordMetrics } from '@tempered/db';
 import { type Deps, gateFailed, log, withScratch } from './context';
 import { JsonlWriter, promptAndReference, readRecords } from './records';

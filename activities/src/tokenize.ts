@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, TokenizeResult } from '@tempered/workflows';
+import type { ArtifactRef, TokenizeResult } from '@tempered/contract';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { type Deps, log, withScratch } from './context';
 import { stageBaseModel } from './base-models';

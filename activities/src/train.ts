@@ -8,7 +8,7 @@
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, TrainResult } from '@tempered/workflows';
+import type { ArtifactRef, TrainResult } from '@tempered/contract';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { type Deps, log, withScratch } from './context';
 import { stageBaseModel } from './base-models';

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { type Db, recordLogs, sql } from '@tempered/db';
 import { type PipelineSpec, validateSpec } from '@tempered/spec';
-import type { RetrainCheckInput, RetrainCheckResult } from '@tempered/workflows/src/retrain';
+import { isTerminalRunStatus, type RetrainCheckInput, type RetrainCheckResult } from '@tempered/contract';
 import { badInput, type Deps } from './context';
 
 /** More objects than this under one watched prefix is a prefix too wide to compare object by object. */
@@ -20,8 +20,6 @@ const MAX_OBJECTS = 10_000;
 /** Data files appended to a retrain's sources at most. */
 const MAX_SOURCES = 1_000;
 const DATA_FILE = /\.(jsonl|csv)$/i;
-/** Run states in which a retrain is still in progress (overlap SKIP waits for them). */
-const IN_PROGRESS = ['queued', 'running', 'waiting-labels', 'waiting-approval'];
 
 type Listing = Record<string, string>;
 
@@ -165,7 +163,8 @@ export async function retrainCheck(deps: Deps, input: RetrainCheckInput): Promis
 
     if (input.overlap === 'SKIP' && state.last_run_id) {
       const last = await trx.selectFrom('runs').select('status').where('id', '=', state.last_run_id).executeTakeFirst();
-      if (last && IN_PROGRESS.includes(last.status)) {
+      // Every status but the terminal ones (a canary still rolling out included): overlap SKIP waits for them.
+      if (last && !isTerminalRunStatus(last.status)) {
         return noted('busy', `${parts.join('; ')}; waiting: the previous retrain ${state.last_run_id} is still ${last.status} (overlap SKIP)`);
       }
     }

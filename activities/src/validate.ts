@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, ValidateResult } from '@tempered/workflows';
+import type { ArtifactRef, ValidateResult } from '@tempered/contract';
 import { node, recordArtifacts, recordLineage, recordMetrics } from '@tempered/db';
 import { type Deps, gateFailed, log, withScratch } from './context';
 import { cachedStage, marked } from './cache';

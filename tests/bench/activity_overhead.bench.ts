@@ -12,7 +12,7 @@ import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, GpuSlots } from '@tempered/activities';
 import { generateDemoData } from '@tempered/examples';
-import type { TrainResult } from '@tempered/workflows';
+import type { TrainResult } from '@tempered/contract';
 import { cfg, db, demoSpec, store, uniqueId } from '../support';
 
 const REPEATS = Number(process.env.BENCH_RUNS ?? 3);

@@ -9,7 +9,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { approveDeploymentUpdate, progressQuery, taskQueueFor, WORKFLOW_TYPE, type PipelineInput } from '@tempered/workflows';
+import type { PipelineInput } from '@tempered/contract';
+import { approveDeploymentUpdate, progressQuery, taskQueueFor, WORKFLOW_TYPE } from '@tempered/workflows';
 import { cfg, demoSpec, quietWorkerLogs, temporalClient, uniqueId, waitFor } from '../support';
 import { stubActivities } from '../workflows/stubs';
 
@@ -35,7 +36,7 @@ async function main(): Promise<void> {
   const pool = uniqueId('bench').toLowerCase();
   spec.pools = { data: pool, train: pool, rlhf: pool, eval: pool };
   const connection = await NativeConnection.connect({ address: cfg.temporal.address });
-  const worker = await Worker.create({ connection, taskQueue: taskQueueFor(pool), workflowsPath: require.resolve('@tempered/workflows/src/workflows'), activities });
+  const worker = await Worker.create({ connection, taskQueue: taskQueueFor(pool), workflowsPath: require.resolve('@tempered/workflows/workflows'), activities });
   const { client, close } = await temporalClient();
   const orchestrated: number[] = [];
   let activityCount = 0;

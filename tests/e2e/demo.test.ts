@@ -14,7 +14,7 @@ import { parse as parseYaml } from 'yaml';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { ancestors, node } from '@tempered/db';
 import { generateDemoData } from '@tempered/examples';
-import { STAGES } from '@tempered/workflows';
+import { STAGES } from '@tempered/contract';
 import { apiCall, cfg, db, demoSpec, quietWorkerLogs, repoRoot, store, temporalClient, waitFor } from '../support';
 
 describe('the demo pipeline end to end', () => {
@@ -191,7 +191,7 @@ describe('the demo pipeline end to end', () => {
     const { client, close } = await temporalClient();
     try {
       const history = await client.workflow.getHandle(runId).fetchHistory();
-      await Worker.runReplayHistory({ workflowsPath: require.resolve('@tempered/workflows/src/workflows'), replayName: runId }, history);
+      await Worker.runReplayHistory({ workflowsPath: require.resolve('@tempered/workflows/workflows'), replayName: runId }, history);
       if (process.env.RECORD_HISTORIES === '1') {
         const { writeFileSync } = await import('node:fs');
         writeFileSync(path.join(repoRoot, 'tests', 'histories', 'demo-e2e.json'), historyToJSON(history));

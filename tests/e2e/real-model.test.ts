@@ -14,7 +14,7 @@ import { Worker } from '@temporalio/worker';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { ancestors, node } from '@tempered/db';
 import { parseSpec, type PipelineSpec } from '@tempered/spec';
-import { STAGES } from '@tempered/workflows';
+import { STAGES } from '@tempered/contract';
 import { apiCall, cfg, db, quietWorkerLogs, repoRoot, temporalClient, waitFor } from '../support';
 
 const EXAMPLE = path.join(repoRoot, 'examples', 'sentiment');
@@ -111,7 +111,7 @@ describe('a real base model through the whole life cycle', () => {
     const { client, close } = await temporalClient();
     try {
       const history = await client.workflow.getHandle(runId).fetchHistory();
-      await Worker.runReplayHistory({ workflowsPath: require.resolve('@tempered/workflows/src/workflows'), replayName: runId }, history);
+      await Worker.runReplayHistory({ workflowsPath: require.resolve('@tempered/workflows/workflows'), replayName: runId }, history);
       if (process.env.RECORD_HISTORIES === '1') {
         const { writeFileSync } = await import('node:fs');
         writeFileSync(path.join(repoRoot, 'tests', 'histories', 'real-model-e2e.json'), historyToJSON(history));

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { generateDemoData } from '@tempered/examples';
-import { CONTROL_TASK_QUEUE, type PipelineInput, WORKFLOW_TYPE } from '@tempered/workflows';
+import type { PipelineInput } from '@tempered/contract';
+import { CONTROL_TASK_QUEUE, WORKFLOW_TYPE } from '@tempered/workflows';
 import { cfg, db, demoSpec, repoRoot, temporalClient, uniqueId, waitFor } from '../support';
 
 // The train workers this test starts run without the stage cache: the three runs train the same spec on the

@@ -18,7 +18,7 @@ import { createActivities, GpuSlots, stageBaseModel, type StagedBaseModel } from
 import { ancestors, node, registerBaseModels, type BaseModelStore } from '@tempered/db';
 import { generateDemoData } from '@tempered/examples';
 import type { PipelineSpec } from '@tempered/spec';
-import type { CleanResult, IngestResult, SplitResult, TokenizeResult, TrainResult, ValidateResult } from '@tempered/workflows';
+import type { CleanResult, IngestResult, SplitResult, TokenizeResult, TrainResult, ValidateResult } from '@tempered/contract';
 import { apiCall, cfg, db, demoSpec, store, uniqueId } from '../support';
 
 /** A base-model folder as the bootstrap writes it: `model/`, `model.tar` and `manifest.json`. */

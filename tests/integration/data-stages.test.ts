@@ -12,7 +12,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, GpuSlots } from '@tempered/activities';
 import { generateDemoData, type DemoDataSummary } from '@tempered/examples';
-import type { CleanResult, IngestResult } from '@tempered/workflows';
+import type { CleanResult, IngestResult } from '@tempered/contract';
 import { cfg, db, demoSpec, store, uniqueId } from '../support';
 
 describe('data stages on the real stack', () => {

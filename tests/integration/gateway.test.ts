@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, GpuSlots } from '@tempered/activities';
 import { feedbackPreferencePairs, listRoutes, setRoutes } from '@tempered/db';
-import type { DeployResult } from '@tempered/workflows';
+import type { DeployResult } from '@tempered/contract';
 import { cfg, db, demoSpec, freePort, repoRoot, store, trainerCommand, trainerEnv, uniqueId, waitFor } from '../support';
 
 

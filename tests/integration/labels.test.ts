@@ -12,7 +12,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, GpuSlots, type ProposePairsResult } from '@tempered/activities';
 import { generateDemoData } from '@tempered/examples';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, CleanResult, IngestResult, RewardModelResult, RlhfResult, SplitResult, TokenizeResult, TrainResult, ValidateResult } from '@tempered/workflows';
+import type { ArtifactRef, CleanResult, IngestResult, RewardModelResult, RlhfResult, SplitResult, TokenizeResult, TrainResult, ValidateResult } from '@tempered/contract';
 import { cfg, db, demoSpec, store, uniqueId } from '../support';
 
 describe('preference pairs labeled by people', { timeout: 10 * 60_000 }, () => {

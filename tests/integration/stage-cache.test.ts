@@ -17,7 +17,7 @@ import { createActivities, GpuSlots } from '@tempered/activities';
 import { ancestors, node } from '@tempered/db';
 import { generateDemoData } from '@tempered/examples';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, CleanResult, IngestResult, SplitResult, TokenizeResult, TrainResult, ValidateResult } from '@tempered/workflows';
+import type { ArtifactRef, CleanResult, IngestResult, SplitResult, TokenizeResult, TrainResult, ValidateResult } from '@tempered/contract';
 import { cfg, db, demoSpec, store, uniqueId } from '../support';
 
 interface Chain {

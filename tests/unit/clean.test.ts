@@ -8,19 +8,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  CHANGE_RULES,
-  cleanFile,
-  cleanText,
-  collapseWhitespace,
-  maskEmails,
-  maskPhones,
-  normalizeNfkc,
-  removalReason,
-  stripControlChars,
-  type CleanOptions,
-  type CleanReport,
-} from '../../activities/src/clean-core';
+import { CHANGE_RULES, cleanText, collapseWhitespace, maskEmails, maskPhones, normalizeNfkc, stripControlChars } from '@tempered/text';
+import { cleanFile, removalReason, type CleanOptions, type CleanReport } from '../../activities/src/clean-core';
 import { ingestFiles } from '../../activities/src/ingest-core';
 import type { ChatMessage, DataRecord, TurnRecord } from '../../activities/src/records';
 import { generateDemoData } from '../../examples/src/index';

@@ -7,16 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import {
-  abortCanarySignal,
-  approveDeploymentUpdate,
-  canaryQuery,
-  canaryWorkflowId,
-  type PipelineOutcome,
-  progressQuery,
-  taskQueueFor,
-  WORKFLOW_TYPE,
-} from '@tempered/workflows';
+import type { PipelineOutcome } from '@tempered/contract';
+import { abortCanarySignal, approveDeploymentUpdate, canaryQuery, canaryWorkflowId, progressQuery, taskQueueFor, WORKFLOW_TYPE } from '@tempered/workflows';
 import { cfg, demoSpec, quietWorkerLogs, temporalClient, uniqueId, waitFor } from '../support';
 import { stubActivities } from './stubs';
 
@@ -35,7 +27,7 @@ describe('canary rollout (real server, stand-in activities)', () => {
     quietWorkerLogs();
     ({ client, close: closeClient } = await temporalClient());
     connection = await NativeConnection.connect({ address: cfg.temporal.address });
-    const workflowsPath = require.resolve('@tempered/workflows/src/workflows');
+    const workflowsPath = require.resolve('@tempered/workflows/workflows');
     workers = await Promise.all([
       Worker.create({ connection, taskQueue: taskQueueFor(healthyPool), workflowsPath, activities: healthy.activities }),
       Worker.create({ connection, taskQueue: taskQueueFor(breakingPool), workflowsPath, activities: breaking.activities }),

@@ -10,16 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { WorkflowFailedError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import {
-  approveDeploymentUpdate,
-  labelsChangedSignal,
-  type PipelineInput,
-  type PipelineOutcome,
-  progressQuery,
-  STAGES,
-  taskQueueFor,
-  WORKFLOW_TYPE,
-} from '@tempered/workflows';
+import { type PipelineInput, type PipelineOutcome, STAGES } from '@tempered/contract';
+import { approveDeploymentUpdate, labelsChangedSignal, progressQuery, taskQueueFor, WORKFLOW_TYPE } from '@tempered/workflows';
 import { cfg, demoSpec, quietWorkerLogs, repoRoot, temporalClient, uniqueId, waitFor } from '../support';
 import { stubActivities, type StubLog } from './stubs';
 
@@ -41,7 +33,7 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
     connection = await NativeConnection.connect({ address: cfg.temporal.address });
     stub = stubActivities();
     failing = stubActivities({ failTrain: 'train.steps: the stand-in refuses this spec' });
-    const workflowsPath = require.resolve('@tempered/workflows/src/workflows');
+    const workflowsPath = require.resolve('@tempered/workflows/workflows');
     worker = await Worker.create({ connection, taskQueue, workflowsPath, activities: stub.activities });
     failingWorker = await Worker.create({ connection, taskQueue: `${taskQueue}-failing`, workflowsPath, activities: failing.activities });
     running = Promise.all([worker.run(), failingWorker.run()]).then(() => undefined);

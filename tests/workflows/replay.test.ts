@@ -20,6 +20,6 @@ test('saved histories exist', () => assert.ok(files.length > 0, `no histories in
 for (const file of files) {
   test(`replays ${file} deterministically`, async () => {
     const history = JSON.parse(readFileSync(path.join(dir, file), 'utf8'));
-    await Worker.runReplayHistory({ workflowsPath: require.resolve('@tempered/workflows/src/workflows'), replayName: file }, history);
+    await Worker.runReplayHistory({ workflowsPath: require.resolve('@tempered/workflows/workflows'), replayName: file }, history);
   });
 }

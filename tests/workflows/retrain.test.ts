@@ -17,8 +17,8 @@ import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities, GpuSlots } from '@tempered/activities';
 import { type PipelineSpec, validateSpec } from '@tempered/spec';
-import { taskQueueFor } from '@tempered/workflows';
-import { RETRAIN_WORKFLOW_TYPE, type RetrainTriggerInput, type RetrainTriggerOutcome } from '@tempered/workflows/src/retrain';
+import type { RetrainTriggerInput, RetrainTriggerOutcome } from '@tempered/contract';
+import { RETRAIN_WORKFLOW_TYPE, taskQueueFor } from '@tempered/workflows';
 import { cfg, db, demoSpec, quietWorkerLogs, store, temporalClient, uniqueId, waitFor } from '../support';
 import { stubActivities } from './stubs';
 
@@ -45,7 +45,7 @@ describe('retrainTrigger workflow (real server, real check, stand-in stages)', (
       connection,
       taskQueue,
       // The check runs here on its own queue; the runs it starts go to the control queue (the stack's worker).
-      workflowsPath: require.resolve('@tempered/workflows/src/workflows'),
+      workflowsPath: require.resolve('@tempered/workflows/workflows'),
       activities: { ...stub.activities, recordRun: real.recordRun, recordStage: real.recordStage, recordApproval: real.recordApproval, retrainCheck: real.retrainCheck },
     });
     running = worker.run();

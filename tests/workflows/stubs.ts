@@ -5,7 +5,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import type { Activities } from '@tempered/activities';
-import type { ArtifactKind, ArtifactRef } from '@tempered/workflows';
+import type { ArtifactKind, ArtifactRef } from '@tempered/contract';
 
 const ref = (kind: ArtifactKind, n: number): ArtifactRef => ({ uri: `s3://stub/${kind}/${n}`, sha256: String(n).padStart(64, '0'), bytes: n, kind });
 
@@ -19,7 +19,7 @@ export interface StubLog {
   approvals: string[];
   /** The canary's weights as set, step by step, and how it ended. */
   canaryWeights: number[];
-  canaryOutcome?: import('@tempered/workflows').CanaryOutcome;
+  canaryOutcome?: import('@tempered/contract').CanaryOutcome;
 }
 
 export function stubActivities(opts: { failTrain?: string; canaryBreaks?: number } = {}): { activities: Activities; log: StubLog } {

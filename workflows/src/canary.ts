@@ -10,16 +10,8 @@
  */
 import { condition, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '@tempered/activities';
-import {
-  abortCanarySignal,
-  type CanaryInput,
-  type CanaryOutcome,
-  canaryQuery,
-  msOf,
-  type CanaryState,
-  promoteCanarySignal,
-  taskQueueFor,
-} from './shared';
+import type { CanaryInput, CanaryOutcome, CanaryState } from '@tempered/contract';
+import { abortCanarySignal, canaryQuery, msOf, promoteCanarySignal, taskQueueFor } from './shared';
 
 export async function canaryRollout(input: CanaryInput): Promise<CanaryOutcome> {
   const { canary } = input;

@@ -1,11 +1,11 @@
 /**
- * The contract between workflows, activities, the worker, the API and the CLI: task queues, the approval
- * Update, queries, and the small values that travel through Temporal. Big data never does: stages exchange
- * `ArtifactRef`s to objects in S3.
+ * The Temporal side of the contract between workflows, the worker, the API and the CLI: workflow types, task
+ * queues, the approval Update, queries and signals. The values they carry are @tempered/contract's.
  *
  * This module is imported by workflow code, so it must stay deterministic and free of Node APIs.
  */
 import { ApplicationFailure, defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { ApprovalDecision, ApprovalReceipt, CanaryState, PipelineProgress } from '@tempered/contract';
 
 export const WORKFLOW_TYPE = 'lifecyclePipeline';
 
@@ -16,234 +16,6 @@ export function taskQueueFor(pool: string): string {
 /** The queue of the workflows themselves and of bookkeeping activities. */
 export const CONTROL_TASK_QUEUE = 'tempered-control';
 
-export const STAGES = ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test', 'deploy'] as const;
-export type StageName = (typeof STAGES)[number];
-export type StageStatus = 'pending' | 'running' | 'completed' | 'failed' | 'skipped' | 'cancelled';
-
-export type ArtifactKind =
-  | 'dataset'
-  | 'quarantine'
-  | 'cleaned'
-  | 'clean-report'
-  | 'tokenizer'
-  | 'shard'
-  | 'checkpoint'
-  | 'model'
-  | 'preferences'
-  | 'reward-model'
-  | 'adapter'
-  | 'report'
-  /** A catalog base model's model.tar (the base_models table), stored once whatever runs fine-tune it. */
-  | 'base-model';
-
-/** A reference to an immutable, content-addressed object in the artifact store. */
-export interface ArtifactRef {
-  uri: string;
-  sha256: string;
-  bytes: number;
-  kind: ArtifactKind;
-}
-
-export interface IngestResult {
-  datasetVersionId: string;
-  dataset: ArtifactRef;
-  quarantine: ArtifactRef;
-  counts: { input: number; kept: number; quarantined: number };
-}
-export interface CleanResult {
-  cleaned: ArtifactRef;
-  report: ArtifactRef;
-  counts: { input: number; kept: number; removed: number; changed: number };
-}
-export interface TokenizeResult {
-  tokenizer: ArtifactRef;
-  encoded: ArtifactRef;
-  counts: { records: number; tokens: number };
-}
-export interface SplitResult {
-  train: ArtifactRef;
-  validation: ArtifactRef;
-  test: ArtifactRef;
-  counts: { train: number; validation: number; test: number };
-}
-export interface TrainResult {
-  model: ArtifactRef;
-  checkpoints: ArtifactRef[];
-  steps: number;
-  initialLoss: number;
-  finalLoss: number;
-}
-export interface ValidateResult {
-  best: ArtifactRef;
-  bestStep: number;
-  valLoss: number;
-  perplexity: number;
-  initialValLoss: number;
-}
-export interface RlhfResult {
-  model: ArtifactRef;
-  method: 'dpo' | 'rl';
-  steps: number;
-  /** Share of preference pairs ranked right: by DPO's implicit reward, or by the reward model before RL. */
-  rewardAccuracy?: number;
-}
-export interface RewardModelResult {
-  rewardModel: ArtifactRef;
-  preferences: ArtifactRef;
-  rewardAccuracy: number;
-  initialRewardAccuracy: number;
-}
-/** The challenger (this run's model) against the serving model of the same name, on the same test records. */
-export interface ChampionComparison {
-  modelVersionId: string;
-  version: number;
-  championExactMatch: number;
-  challengerExactMatch: number;
-  /** Wins / (wins + losses) of the challenger, prompt by prompt. */
-  winRate: number;
-  margin: number;
-  examples: number;
-  /** challenger − champion exact match ≥ margin; when false, deploying needs an approver's override. */
-  challengerWins: boolean;
-}
-
-export interface TestResult {
-  loss: number;
-  perplexity: number;
-  exactMatch: number;
-  /** The untrained model (step 0: a base model zero-shot, or a tiny model's random start). */
-  baselineExactMatch: number;
-  examples: number;
-  /** With `test.choices`: the label extracted from each answer, scored against the reference's. */
-  classification?: {
-    choices: string[];
-    /** Test records answered (plain-text records have no question). */
-    examples: number;
-    accuracy: number;
-    macroF1: number;
-    /** Answers naming none of the choices (counted wrong). */
-    noLabel: number;
-    baselineAccuracy: number;
-    /** The fine-tuned model before RLHF, when RLHF ran. */
-    sftAccuracy?: number;
-  };
-  champion?: ChampionComparison;
-}
-export interface DeployResult {
-  modelVersionId: string;
-  deploymentId: string;
-  endpoint: string;
-  /** Set when the spec asks for a canary and another version of the model is serving: it keeps serving for now. */
-  previous?: ServingVersion;
-  /** How the canary ended, when there was one. */
-  canary?: CanaryOutcome;
-}
-
-/** A deployed version behind the gateway. */
-export interface ServingVersion {
-  deploymentId: string;
-  modelVersionId: string;
-  endpoint: string;
-}
-
-/** The new version's behaviour in the current canary step, from the gateway's request log and feedback. */
-export interface CanaryHealth {
-  requests: number;
-  errors: number;
-  errorRate: number;
-  p95LatencyMs: number;
-  rated: number;
-  negative: number;
-  negativeRate: number;
-  /** Why the step fails, when it does. */
-  breach?: string;
-}
-
-export interface CanaryState {
-  status: 'running' | 'promoted' | 'rolled-back';
-  /** The new version's share of traffic now, in percent. */
-  weight: number;
-  step: number;
-  stepStartedAt?: string;
-  health?: CanaryHealth;
-  reason?: string;
-  decidedBy?: string;
-}
-
-export interface CanaryInput {
-  runId: string;
-  /** The pool whose workers run the canary's bookkeeping activities (the spec's data pool). */
-  pool: string;
-  modelName: string;
-  canary: import('@tempered/spec').CanarySpec;
-  candidate: ServingVersion;
-  previous: ServingVersion;
-}
-
-export interface CanaryOutcome {
-  status: 'promoted' | 'rolled-back';
-  reason: string;
-  decidedBy: string;
-  steps: Array<{ weight: number; health?: CanaryHealth }>;
-}
-
-/** Stage outputs kept by the workflow and exposed by the `progress` query. */
-export interface StageState {
-  status: StageStatus;
-  startedAt?: string;
-  finishedAt?: string;
-  error?: string;
-  summary?: Record<string, unknown>;
-}
-
-export type GateState =
-  | { status: 'not-reached' }
-  | { status: 'waiting'; deadline: string }
-  | { status: 'approved' | 'rejected'; approver: string; comment: string; decidedAt: string; override?: boolean }
-  | { status: 'expired'; expiredAt: string };
-
-/** Preference labels a run with `rlhf.source: labels` waits for. */
-export interface LabelProgress {
-  required: number;
-  labeled: number;
-  pairs: number;
-}
-
-export interface PipelineProgress {
-  stages: Record<StageName, StageState>;
-  gate: GateState;
-  labels?: LabelProgress;
-}
-
-export interface ApprovalDecision {
-  decision: 'approve' | 'reject';
-  approver: string;
-  comment?: string;
-  /** Deploy although the challenger does not beat the serving model by the spec's margin (recorded as such). */
-  override?: boolean;
-}
-export interface ApprovalReceipt {
-  decision: 'approve' | 'reject';
-  approver: string;
-  decidedAt: string;
-  override?: boolean;
-}
-
-export interface PipelineInput {
-  /** The validated spec with defaults filled in (see @tempered/spec). */
-  spec: import('@tempered/spec').PipelineSpec;
-  /** Directory of the spec file, against which relative local data paths resolve. */
-  specDir?: string;
-  /** Who started the run; they cannot approve its deployment. */
-  requestedBy: string;
-}
-
-export interface PipelineOutcome {
-  status: 'deployed' | 'rolled-back' | 'rejected' | 'expired';
-  deploy?: DeployResult;
-  test: TestResult;
-}
-
 export const approveDeploymentUpdate = defineUpdate<ApprovalReceipt, [ApprovalDecision]>('approveDeployment');
 export const progressQuery = defineQuery<PipelineProgress>('progress');
 export const canaryQuery = defineQuery<CanaryState>('canary');
@@ -251,6 +23,7 @@ export const canaryQuery = defineQuery<CanaryState>('canary');
 export const promoteCanarySignal = defineSignal<[{ by: string; comment?: string }]>('promoteCanary');
 export const abortCanarySignal = defineSignal<[{ by: string; comment?: string }]>('abortCanary');
 export const CANARY_WORKFLOW_TYPE = 'canaryRollout';
+export const RETRAIN_WORKFLOW_TYPE = 'retrainTrigger';
 export const canaryWorkflowId = (runId: string) => `canary-${runId}`;
 
 /** Sent by the API after each label with the run's count of labeled pairs (a count, not a delta: idempotent). */

@@ -19,20 +19,8 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '@tempered/activities';
 import { canaryRollout } from './canary';
-import {
-  type ApprovalDecision,
-  approveDeploymentUpdate,
-  canaryWorkflowId,
-  labelsChangedSignal,
-  msOf,
-  type PipelineInput,
-  type PipelineOutcome,
-  type PipelineProgress,
-  progressQuery,
-  STAGES,
-  type StageName,
-  taskQueueFor,
-} from './shared';
+import { type ApprovalDecision, type PipelineInput, type PipelineOutcome, type PipelineProgress, STAGES, type StageName } from '@tempered/contract';
+import { approveDeploymentUpdate, canaryWorkflowId, labelsChangedSignal, msOf, progressQuery, taskQueueFor } from './shared';
 
 /** Failure types that retrying cannot fix: the activity options list them as non-retryable. */
 const NON_RETRYABLE = ['BadInput', 'GateFailed', 'ArtifactPathError'];

@@ -8,22 +8,15 @@
  * Roles: viewer (reads), operator (starts runs, labels), approver (decides gates), admin (all, and users).
  * Nobody approves the deployment of a run they started.
  */
+import { type Action, type LabelProgress, ROLES, type Role, type RunStatus, type StageStatus } from '@tempered/contract';
 import { z } from 'zod';
 
-/** The life cycle's stages in order (the workflow's own list, repeated here so the dashboard needs no workflow code). */
-export const STAGES = ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test', 'deploy'] as const;
-
-export const ROLES = ['viewer', 'operator', 'approver', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
-export type Action = 'read' | 'start' | 'label' | 'approve' | 'admin';
-
-/** What each role may do; the API enforces it and the dashboard hides what a role cannot use. */
-export function can(role: Role, action: Action): boolean {
-  if (action === 'read' || role === 'admin') return true;
-  if (action === 'start' || action === 'label') return role === 'operator';
-  if (action === 'approve') return role === 'approver';
-  return false;
-}
+// The platform's vocabulary (stages, statuses, roles and their policy) is @tempered/contract's; the dashboard and
+// the CLI get it from here with the HTTP contract.
+export {
+  ACTIONS, ACTIVE_RUN_STATUSES, can, isTerminalRunStatus, ROLES, RUN_STATUSES, STAGE_STATUSES, STAGES, TERMINAL_RUN_STATUSES, whoMay,
+  type Action, type LabelProgress, type Role, type RunStatus, type StageName, type StageStatus, type TerminalRunStatus,
+} from '@tempered/contract';
 
 export const SESSION_COOKIE = 'tempered_session';
 /** Header a cookie-authenticated request that changes something must carry (a cross-site form cannot send it). */
@@ -84,9 +77,6 @@ export interface LoginResponse {
   user: Me;
 }
 
-export type RunStatus =
-  | 'queued' | 'running' | 'waiting-labels' | 'waiting-approval' | 'canary' | 'deployed' | 'rolled-back' | 'rejected' | 'expired' | 'failed' | 'cancelled';
-export type StageStatus = 'pending' | 'running' | 'completed' | 'failed' | 'skipped' | 'cancelled';
 
 export interface RunSummary {
   id: string;
@@ -125,11 +115,6 @@ export interface ApprovalRow {
   approver: string | null;
   comment: string | null;
   decided_at: string;
-}
-export interface LabelProgress {
-  required: number;
-  labeled: number;
-  pairs: number;
 }
 export interface MetricPoint {
   stage: string;

@@ -23,7 +23,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Config } from '@tempered/config';
-import type { ArtifactKind, ArtifactRef } from '@tempered/workflows';
+import type { ArtifactKind, ArtifactRef } from '@tempered/contract';
 
 // The machine's Node 20 is supported by the SDK versions we pin; its notice about future releases is noise
 // in every log line of every process.

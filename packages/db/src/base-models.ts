@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { ArtifactRef } from '@tempered/workflows';
+import type { ArtifactRef } from '@tempered/contract';
 import type { Kysely } from 'kysely';
 import type { BaseModelRow, Database } from './schema';
 

@@ -5,7 +5,7 @@
  */
 import { Kysely, Migrator, PostgresDialect, sql, type MigrationProvider } from 'kysely';
 import pg from 'pg';
-import type { ArtifactRef } from '@tempered/workflows';
+import type { ArtifactRef } from '@tempered/contract';
 import type { Database } from './schema';
 import { migrations } from './migrations';
 

@@ -6,7 +6,7 @@
  * the field and the reason. `GET /api/openapi.json` describes every route; `/` serves the dashboard.
  */
 import http from 'node:http';
-import { can } from '@tempered/api-contract';
+import { can, whoMay } from '@tempered/api-contract';
 import { specJsonSchema } from '@tempered/spec';
 import { csrfOk } from './auth';
 import type { ApiDeps } from './deps';
@@ -68,7 +68,7 @@ export function createServer(deps: ApiDeps): http.Server {
     }
     if (!csrfOk(req, who)) throw new HttpError(403, 'a signed-in browser request that changes something must send the header "x-tempered: 1"');
     if (!can(who.role, hit.route.action)) {
-      throw new HttpError(403, `${who.user} (${who.role}) may not ${hit.route.summary.toLowerCase()}; ${hit.route.action === 'approve' ? 'an approver' : hit.route.action === 'admin' ? 'an admin' : 'an operator'} may`);
+      throw new HttpError(403, `${who.user} (${who.role}) may not ${hit.route.summary.toLowerCase()}; ${whoMay(hit.route.action)} may`);
     }
     return hit.route.handler({ req, res, url, params: hit.params, who });
   }

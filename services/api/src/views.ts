@@ -7,7 +7,8 @@
 import type { Client } from '@temporalio/client';
 import type { ArtifactInfo, LabelProgress, LogLine, MetricPoint, RunDetail } from '@tempered/api-contract';
 import { type Db, sql } from '@tempered/db';
-import { type PipelineProgress, progressQuery } from '@tempered/workflows';
+import type { PipelineProgress } from '@tempered/contract';
+import { progressQuery } from '@tempered/workflows';
 
 export interface Views {
   db: Db;

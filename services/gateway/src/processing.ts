@@ -1,25 +1,17 @@
 /**
  * Use-stage processing: what the gateway does to text on the way in and on the way out.
  *
- * In: the prompt goes through the clean stage's own rules (NFKC, control characters, whitespace), imported
- * from its core so that serving and training can never disagree on what a prompt looks like. PII masking is
+ * In: the prompt goes through the clean stage's own rules (NFKC, control characters, whitespace), from
+ * @tempered/text, so that serving and training can never disagree on what a prompt looks like. PII masking is
  * a training-data rule and is not applied to live prompts.
  *
  * Out: words and phrases on the blocklist are replaced by "[BLOCKED]" (case-insensitive, whole words only, so
  * "ass" does not hit "class"), and the answer is flagged.
  */
 import { readFileSync } from 'node:fs';
-import { cleanText, type CleanOptions } from '@tempered/activities/src/clean-core';
+import { cleanText, type TextRules } from '@tempered/text';
 
-const NORMALIZE: CleanOptions = {
-  nfkc: true,
-  stripControl: true,
-  collapseWhitespace: true,
-  maskPii: false,
-  dedupe: 'none',
-  minChars: 0,
-  maxChars: Number.MAX_SAFE_INTEGER,
-};
+const NORMALIZE: TextRules = { nfkc: true, stripControl: true, collapseWhitespace: true, maskPii: false };
 
 /** The prompt as the model saw its training prompts. */
 export function normalizePrompt(text: string): string {

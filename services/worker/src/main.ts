@@ -59,7 +59,7 @@ async function main(): Promise<void> {
         connection,
         namespace: cfg.temporal.namespace,
         taskQueue: CONTROL_TASK_QUEUE,
-        workflowsPath: require.resolve('@tempered/workflows/src/workflows'),
+        workflowsPath: require.resolve('@tempered/workflows/workflows'),
       }),
     );
   }

@@ -10,14 +10,14 @@ import { decisionRequest, type ExampleSpec, startRunRequest } from '@tempered/ap
 import { repoRoot } from '@tempered/config';
 import { notifyChange } from '@tempered/db';
 import { parseSpec, SpecError, validateSpec, type PipelineSpec } from '@tempered/spec';
-import { approveDeploymentUpdate, CONTROL_TASK_QUEUE, type PipelineInput, WORKFLOW_TYPE } from '@tempered/workflows';
+import { type PipelineInput, RUN_STATUSES } from '@tempered/contract';
+import { approveDeploymentUpdate, CONTROL_TASK_QUEUE, WORKFLOW_TYPE } from '@tempered/workflows';
 import { audit } from '../auth';
 import type { ApiDeps } from '../deps';
 import { bodyOf, HttpError, ID, ok, parseJson, readBody, type Route } from '../http';
 import { logsAfter, runDetail } from '../views';
 
 const examplesRoot = path.join(repoRoot, 'examples');
-const RUN_STATUSES = ['queued', 'running', 'waiting-labels', 'waiting-approval', 'canary', 'deployed', 'rolled-back', 'rejected', 'expired', 'failed', 'cancelled'];
 
 export function newRunId(name: string): string {
   return `${name}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -80,7 +80,7 @@ export function runRoutes({ db, temporal, hub }: ApiDeps): Route[] {
       async handler({ url }) {
         const limit = Math.min(Number(url.searchParams.get('limit') ?? 50) || 50, 500);
         const statuses = (url.searchParams.get('status') ?? '').split(',').filter(Boolean);
-        const bad = statuses.find((s) => !RUN_STATUSES.includes(s));
+        const bad = statuses.find((s) => !(RUN_STATUSES as readonly string[]).includes(s));
         if (bad) throw new HttpError(400, `status: unknown status "${bad}"; one of ${RUN_STATUSES.join(', ')}`, { issues: [{ path: 'status', message: `unknown status "${bad}"` }] });
         const q = (url.searchParams.get('q') ?? '').trim().slice(0, 100);
         let query = db.selectFrom('runs').select(['id', 'name', 'status', 'requested_by', 'created_at', 'updated_at', 'error']);

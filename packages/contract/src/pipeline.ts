@@ -1,0 +1,252 @@
+/**
+ * A pipeline run's vocabulary: its stages, the statuses of runs and stages, the artifact references stages
+ * exchange (big data never travels through Temporal: stages pass `ArtifactRef`s to objects in S3), each
+ * stage's result, the gate, the canary, and the workflow's input and outcome.
+ *
+ * Types and constants only, with no Node API and no Temporal: workflow code, activities, the API, the CLI and
+ * the dashboard all import it.
+ */
+import type { CanarySpec, PipelineSpec } from '@tempered/spec';
+
+export const STAGES = ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test', 'deploy'] as const;
+export type StageName = (typeof STAGES)[number];
+export const STAGE_STATUSES = ['pending', 'running', 'completed', 'failed', 'skipped', 'cancelled'] as const;
+export type StageStatus = (typeof STAGE_STATUSES)[number];
+
+/** A run's status, as the runs table and the API show it, in the order a run meets them. */
+export const RUN_STATUSES = [
+  'queued', 'running', 'waiting-labels', 'waiting-approval', 'canary', 'deployed', 'rolled-back', 'rejected', 'expired', 'failed', 'cancelled',
+] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+/** Statuses a run never leaves: whoever waits for a run (the CLI, the dashboard, a retrain trigger) stops at these. */
+export const TERMINAL_RUN_STATUSES = ['deployed', 'rolled-back', 'rejected', 'expired', 'failed', 'cancelled'] as const satisfies readonly RunStatus[];
+export type TerminalRunStatus = (typeof TERMINAL_RUN_STATUSES)[number];
+export function isTerminalRunStatus(status: string): status is TerminalRunStatus {
+  return (TERMINAL_RUN_STATUSES as readonly string[]).includes(status);
+}
+/** Statuses of a run still in progress (a retrain trigger does not start another beside it). */
+export const ACTIVE_RUN_STATUSES = RUN_STATUSES.filter((s) => !isTerminalRunStatus(s));
+
+export type ArtifactKind =
+  | 'dataset'
+  | 'quarantine'
+  | 'cleaned'
+  | 'clean-report'
+  | 'tokenizer'
+  | 'shard'
+  | 'checkpoint'
+  | 'model'
+  | 'preferences'
+  | 'reward-model'
+  | 'adapter'
+  | 'report'
+  /** A catalog base model's model.tar (the base_models table), stored once whatever runs fine-tune it. */
+  | 'base-model';
+
+/** A reference to an immutable, content-addressed object in the artifact store. */
+export interface ArtifactRef {
+  uri: string;
+  sha256: string;
+  bytes: number;
+  kind: ArtifactKind;
+}
+
+export interface IngestResult {
+  datasetVersionId: string;
+  dataset: ArtifactRef;
+  quarantine: ArtifactRef;
+  counts: { input: number; kept: number; quarantined: number };
+}
+export interface CleanResult {
+  cleaned: ArtifactRef;
+  report: ArtifactRef;
+  counts: { input: number; kept: number; removed: number; changed: number };
+}
+export interface TokenizeResult {
+  tokenizer: ArtifactRef;
+  encoded: ArtifactRef;
+  counts: { records: number; tokens: number };
+}
+export interface SplitResult {
+  train: ArtifactRef;
+  validation: ArtifactRef;
+  test: ArtifactRef;
+  counts: { train: number; validation: number; test: number };
+}
+export interface TrainResult {
+  model: ArtifactRef;
+  checkpoints: ArtifactRef[];
+  steps: number;
+  initialLoss: number;
+  finalLoss: number;
+}
+export interface ValidateResult {
+  best: ArtifactRef;
+  bestStep: number;
+  valLoss: number;
+  perplexity: number;
+  initialValLoss: number;
+}
+export interface RlhfResult {
+  model: ArtifactRef;
+  method: 'dpo' | 'rl';
+  steps: number;
+  /** Share of preference pairs ranked right: by DPO's implicit reward, or by the reward model before RL. */
+  rewardAccuracy?: number;
+}
+export interface RewardModelResult {
+  rewardModel: ArtifactRef;
+  preferences: ArtifactRef;
+  rewardAccuracy: number;
+  initialRewardAccuracy: number;
+}
+/** The challenger (this run's model) against the serving model of the same name, on the same test records. */
+export interface ChampionComparison {
+  modelVersionId: string;
+  version: number;
+  championExactMatch: number;
+  challengerExactMatch: number;
+  /** Wins / (wins + losses) of the challenger, prompt by prompt. */
+  winRate: number;
+  margin: number;
+  examples: number;
+  /** challenger − champion exact match ≥ margin; when false, deploying needs an approver's override. */
+  challengerWins: boolean;
+}
+
+export interface TestResult {
+  loss: number;
+  perplexity: number;
+  exactMatch: number;
+  /** The untrained model (step 0: a base model zero-shot, or a tiny model's random start). */
+  baselineExactMatch: number;
+  examples: number;
+  /** With `test.choices`: the label extracted from each answer, scored against the reference's. */
+  classification?: {
+    choices: string[];
+    /** Test records answered (plain-text records have no question). */
+    examples: number;
+    accuracy: number;
+    macroF1: number;
+    /** Answers naming none of the choices (counted wrong). */
+    noLabel: number;
+    baselineAccuracy: number;
+    /** The fine-tuned model before RLHF, when RLHF ran. */
+    sftAccuracy?: number;
+  };
+  champion?: ChampionComparison;
+}
+export interface DeployResult {
+  modelVersionId: string;
+  deploymentId: string;
+  endpoint: string;
+  /** Set when the spec asks for a canary and another version of the model is serving: it keeps serving for now. */
+  previous?: ServingVersion;
+  /** How the canary ended, when there was one. */
+  canary?: CanaryOutcome;
+}
+
+/** A deployed version behind the gateway. */
+export interface ServingVersion {
+  deploymentId: string;
+  modelVersionId: string;
+  endpoint: string;
+}
+
+/** The new version's behaviour in the current canary step, from the gateway's request log and feedback. */
+export interface CanaryHealth {
+  requests: number;
+  errors: number;
+  errorRate: number;
+  p95LatencyMs: number;
+  rated: number;
+  negative: number;
+  negativeRate: number;
+  /** Why the step fails, when it does. */
+  breach?: string;
+}
+
+export interface CanaryState {
+  status: 'running' | 'promoted' | 'rolled-back';
+  /** The new version's share of traffic now, in percent. */
+  weight: number;
+  step: number;
+  stepStartedAt?: string;
+  health?: CanaryHealth;
+  reason?: string;
+  decidedBy?: string;
+}
+
+export interface CanaryInput {
+  runId: string;
+  /** The pool whose workers run the canary's bookkeeping activities (the spec's data pool). */
+  pool: string;
+  modelName: string;
+  canary: CanarySpec;
+  candidate: ServingVersion;
+  previous: ServingVersion;
+}
+
+export interface CanaryOutcome {
+  status: 'promoted' | 'rolled-back';
+  reason: string;
+  decidedBy: string;
+  steps: Array<{ weight: number; health?: CanaryHealth }>;
+}
+
+/** Stage outputs kept by the workflow and exposed by the `progress` query. */
+export interface StageState {
+  status: StageStatus;
+  startedAt?: string;
+  finishedAt?: string;
+  error?: string;
+  summary?: Record<string, unknown>;
+}
+
+export type GateState =
+  | { status: 'not-reached' }
+  | { status: 'waiting'; deadline: string }
+  | { status: 'approved' | 'rejected'; approver: string; comment: string; decidedAt: string; override?: boolean }
+  | { status: 'expired'; expiredAt: string };
+
+/** Preference labels a run with `rlhf.source: labels` waits for. */
+export interface LabelProgress {
+  required: number;
+  labeled: number;
+  pairs: number;
+}
+
+export interface PipelineProgress {
+  stages: Record<StageName, StageState>;
+  gate: GateState;
+  labels?: LabelProgress;
+}
+
+export interface ApprovalDecision {
+  decision: 'approve' | 'reject';
+  approver: string;
+  comment?: string;
+  /** Deploy although the challenger does not beat the serving model by the spec's margin (recorded as such). */
+  override?: boolean;
+}
+export interface ApprovalReceipt {
+  decision: 'approve' | 'reject';
+  approver: string;
+  decidedAt: string;
+  override?: boolean;
+}
+
+export interface PipelineInput {
+  /** The validated spec with defaults filled in (see @tempered/spec). */
+  spec: PipelineSpec;
+  /** Directory of the spec file, against which relative local data paths resolve. */
+  specDir?: string;
+  /** Who started the run; they cannot approve its deployment. */
+  requestedBy: string;
+}
+
+export interface PipelineOutcome {
+  status: Extract<TerminalRunStatus, 'deployed' | 'rolled-back' | 'rejected' | 'expired'>;
+  deploy?: DeployResult;
+  test: TestResult;
+}
