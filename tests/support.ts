@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { ArtifactStore } from '@tempered/artifacts';
-import { loadConfig, repoRoot } from '@tempered/config';
+import { childEnv, loadConfig, repoRoot } from '@tempered/config';
 import { createDb } from '@tempered/db';
 import { parseSpec, type PipelineSpec } from '@tempered/spec';
 
@@ -79,8 +79,8 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
 
 const execFileAsync = promisify(execFile);
 
-/** The environment of a trainer process started by a test: offline, on CPU. */
-export const trainerEnv = { ...process.env, PYTHONPATH: cfg.trainerDir, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', CUDA_VISIBLE_DEVICES: '' };
+/** The environment of a trainer process started by a test: what the activities give one, on CPU. */
+export const trainerEnv = childEnv(cfg, { CUDA_VISIBLE_DEVICES: '' });
 
 /** Runs one trainer command to completion (config written to `dir`) and returns its `finished` event. */
 export async function trainerCommand(command: string, config: Record<string, unknown>, dir: string): Promise<any> {

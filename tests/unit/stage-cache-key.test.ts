@@ -3,8 +3,9 @@
  * key order, so equal configurations always meet; any changed setting, input digest or code version is a
  * different key; and the switches that turn the cache off.
  */
-import { afterEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { loadConfig } from '@tempered/config';
 import { canonicalJson, keyOf, stageCacheEnabled, STAGE_CODE_VERSIONS } from '../../activities/src/cache';
 
 describe('the stage cache key', () => {
@@ -44,24 +45,18 @@ describe('the stage cache key', () => {
 });
 
 describe('turning the cache off', () => {
-  const saved = process.env.TEMPERED_STAGE_CACHE;
-  afterEach(() => {
-    if (saved === undefined) delete process.env.TEMPERED_STAGE_CACHE;
-    else process.env.TEMPERED_STAGE_CACHE = saved;
-  });
-
+  const on = { cfg: loadConfig({}) };
   test('on by default; off by TEMPERED_STAGE_CACHE=off, by the deps, or by cache: false in the spec', () => {
-    delete process.env.TEMPERED_STAGE_CACHE;
-    assert.equal(stageCacheEnabled({}), true);
-    assert.equal(stageCacheEnabled({}, { name: 'x' }), true);
-    assert.equal(stageCacheEnabled({}, { cache: false }), false);
-    assert.equal(stageCacheEnabled({ stageCache: false }), false);
-    for (const v of ['off', 'OFF', '0', 'false']) {
-      process.env.TEMPERED_STAGE_CACHE = v;
-      assert.equal(stageCacheEnabled({}), false, v);
+    assert.equal(on.cfg.stageCache, true);
+    assert.equal(stageCacheEnabled(on), true);
+    assert.equal(stageCacheEnabled(on, { name: 'x' }), true);
+    assert.equal(stageCacheEnabled(on, { cache: false }), false);
+    assert.equal(stageCacheEnabled({ ...on, stageCache: false }), false);
+    for (const v of ['off', 'OFF', '0', 'false', ' no ']) {
+      assert.equal(stageCacheEnabled({ cfg: loadConfig({ TEMPERED_STAGE_CACHE: v }) }), false, v);
     }
-    process.env.TEMPERED_STAGE_CACHE = 'on';
-    assert.equal(stageCacheEnabled({}), true);
-    assert.equal(stageCacheEnabled({ stageCache: true }, { cache: false }), false, 'the spec wins');
+    assert.equal(stageCacheEnabled({ cfg: loadConfig({ TEMPERED_STAGE_CACHE: 'on' }) }), true);
+    assert.equal(stageCacheEnabled({ cfg: loadConfig({ TEMPERED_STAGE_CACHE: 'off' }), stageCache: true }), true, 'the deps win over the config');
+    assert.equal(stageCacheEnabled({ ...on, stageCache: true }, { cache: false }), false, 'the spec wins');
   });
 });

@@ -73,7 +73,29 @@ export interface Config {
    * holds credentials, is never readable this way.
    */
   localDataRoots: string[];
+  /** Parts of the stack given from outside (TEMPORAL_ADDRESS, DATABASE_URL, S3_ENDPOINT set): `stack up` starts only the rest. */
+  external: { temporal: boolean; postgres: boolean; s3: boolean };
+  /** Off with TEMPERED_STAGE_CACHE=off (or 0, false, no, disabled): no stage reuses another run's output. */
+  stageCache: boolean;
+  /** The Python children (trainer jobs and model servers) and what they inherit. */
+  trainer: {
+    /** TEMPERED_NUM_THREADS: torch's intra-op threads in each trainer process (default: one per core). */
+    threads: number | undefined;
+    /** The parent's variables a child may see (CHILD_ENV_ALLOWED): never a credential. */
+    inherited: Record<string, string>;
+  };
 }
+
+/**
+ * What a trainer job or a model server may inherit from the process that starts it: the operating system's
+ * and the ML runtime's settings. Everything else (S3 keys, API tokens, the gateway key, DATABASE_URL) stays
+ * out, so a model's code or a dependency cannot read a platform secret from its environment.
+ */
+export const CHILD_ENV_ALLOWED = [
+  'PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'TZ', 'TMPDIR', 'TEMP', 'TMP',
+  'XDG_CACHE_HOME', 'HF_HOME', 'TORCH_HOME', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS',
+  'CUDA_HOME', 'CUDA_DEVICE_ORDER', 'LD_LIBRARY_PATH', 'NVIDIA_VISIBLE_DEVICES', 'PYTORCH_CUDA_ALLOC_CONF', 'NCCL_DEBUG',
+] as const;
 
 type Env = Record<string, string | undefined>;
 
@@ -145,6 +167,29 @@ export function loadConfig(env: Env = process.env): Config {
     workDir: path.resolve(env.TEMPERED_WORK_DIR || path.join(dataDir, 'work')),
     baseModelsDir: path.resolve(env.TEMPERED_BASE_MODELS_DIR || path.join(cacheDir, 'base-models')),
     localDataRoots: [path.join(repoRoot, 'examples'), path.join(dataDir, 'uploads'), ...(env.TEMPERED_LOCAL_DATA_ROOTS ?? '').split(':').filter(Boolean).map((p) => path.resolve(p))],
+    external: { temporal: Boolean(env.TEMPORAL_ADDRESS), postgres: Boolean(env.DATABASE_URL), s3: Boolean(env.S3_ENDPOINT) },
+    stageCache: !['off', '0', 'false', 'no', 'disabled'].includes((env.TEMPERED_STAGE_CACHE ?? '').trim().toLowerCase()),
+    trainer: {
+      threads: env.TEMPERED_NUM_THREADS ? intFrom(env, 'TEMPERED_NUM_THREADS', 0) || undefined : undefined,
+      inherited: Object.fromEntries(CHILD_ENV_ALLOWED.flatMap((k) => (env[k] === undefined ? [] : [[k, env[k] as string]]))),
+    },
+  };
+}
+
+/**
+ * The whole environment of a Python child (a trainer job, a model server): the allowed inherited variables,
+ * the trainer package on PYTHONPATH, Hugging Face libraries offline (weights come from registry packages and
+ * S3, never a hub), the thread count, and `extra` (a job's GPU choice).
+ */
+export function childEnv(cfg: Pick<Config, 'trainerDir' | 'trainer'>, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...cfg.trainer.inherited,
+    PYTHONPATH: cfg.trainerDir,
+    PYTHONUNBUFFERED: '1',
+    HF_HUB_OFFLINE: '1',
+    TRANSFORMERS_OFFLINE: '1',
+    ...(cfg.trainer.threads ? { TEMPERED_NUM_THREADS: String(cfg.trainer.threads) } : {}),
+    ...extra,
   };
 }
 
