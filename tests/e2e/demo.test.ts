@@ -22,11 +22,12 @@ describe('the demo pipeline end to end', () => {
   const artifacts = store();
   let runId: string;
   let detail: any;
+  let data: Awaited<ReturnType<typeof generateDemoData>>;
 
   before(async () => {
     quietWorkerLogs();
     const dataDir = path.join(cfg.dataDir, 'uploads', 'e2e');
-    await generateDemoData(dataDir);
+    data = await generateDemoData(dataDir);
     const spec = demoSpec();
     // One source through S3, the other read locally: both ingest paths.
     const trainUri = await artifacts.putNamed('inputs/e2e/train.jsonl', path.join(dataDir, 'train.jsonl'));
@@ -54,10 +55,12 @@ describe('the demo pipeline end to end', () => {
     assert.equal(detail.gate.status, 'waiting');
   });
 
-  test('counts add up: kept + quarantined = input', () => {
+  test('counts add up: kept + quarantined = input, exactly as the generator wrote them', () => {
     const ingest = detail.stages.find((s: any) => s.name === 'ingest').summary;
     assert.equal(ingest.kept + ingest.quarantined, ingest.input);
-    assert.ok(ingest.quarantined >= 4, `the demo data has malformed lines and rows by design (got ${ingest.quarantined})`);
+    assert.equal(ingest.input, data.totals.inputRows);
+    assert.equal(ingest.quarantined, data.totals.malformed, 'every malformed line and row of the demo data, and nothing else');
+    assert.equal(ingest.kept, data.totals.wellFormed);
   });
 
   test('training worked: loss and validation loss went down, exact match rose above the spec floor', () => {
@@ -127,8 +130,12 @@ describe('the demo pipeline end to end', () => {
     const parents = up.map((e) => e.parent);
     assert.ok(parents.includes(node.modelVersion(detail.modelVersion.id)), 'deployment ← model version');
     assert.ok(parents.includes(node.datasetVersion(detail.datasetVersion.id)), 'model version ← dataset version');
-    const checkpoint = detail.artifacts.find((a: any) => a.kind === 'checkpoint');
-    assert.ok(parents.includes(`artifact:${checkpoint.sha256}`) || up.length > 3, 'the chain reaches the training artifacts');
+    // Down to the training: of the run's checkpoints, exactly the one validation chose, and the data it read.
+    const ofKind = (kind: string) => detail.artifacts.filter((a: any) => a.kind === kind).map((a: any) => `artifact:${a.sha256}`);
+    assert.equal(ofKind('checkpoint').filter((c: string) => parents.includes(c)).length, 1, 'one checkpoint in the chain');
+    for (const kind of ['dataset', 'cleaned', 'tokenizer', 'preferences']) {
+      assert.ok(ofKind(kind).some((a: string) => parents.includes(a)), `the chain reaches the ${kind}`);
+    }
   });
 
   test('the deployed model fine-tunes as a base model with a LoRA adapter', { timeout: 10 * 60_000 }, async () => {
