@@ -1,6 +1,6 @@
 """Benchmark: what our sft loop costs against a bare PyTorch training loop.
 
-Both train the same GPT-2 (built by tempered_trainer.model.build_model from the same model_args, same seed) on
+Both train the same GPT-2 (built by tempered_trainer.architecture.build_model from the same model_args, same seed) on
 batches of the same shape (batch_size x seq_len tokens, every record exactly seq_len long and every target
 counted in the loss), with the same optimizer (AdamW, betas (0.9, 0.95), eps 1e-8, weight decay 0.01 on
 matrices only, the same warmup + cosine LambdaLR schedule) and the same gradient clipping at 1.0, in one
@@ -44,8 +44,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from tempered_trainer import sft  # noqa: E402
-from tempered_trainer.model import autocast, build_model, count_params, model_args_from, resolve_device  # noqa: E402
-from tempered_trainer.sft_config import SFTConfig  # noqa: E402
+from tempered_trainer.architecture import build_model, count_params, model_args_from  # noqa: E402
+from tempered_trainer.devices import autocast, resolve_device  # noqa: E402
+from tempered_trainer.sft import SFTConfig  # noqa: E402
 from tempered_trainer.shard import from_records, write_shard  # noqa: E402
 from tempered_trainer.template import EOS, PAD  # noqa: E402
 

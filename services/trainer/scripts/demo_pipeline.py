@@ -16,7 +16,7 @@ import time
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
-from tempered_trainer.demo import make_task, write_jsonl  # noqa: E402
+from tempered_trainer.demo_task import make_task, write_jsonl  # noqa: E402
 from tempered_trainer.shard import read_shard, write_shard  # noqa: E402
 
 

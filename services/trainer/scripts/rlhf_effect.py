@@ -27,8 +27,7 @@ import time
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
-from tempered_trainer.compare import exact_reversal  # noqa: E402
-from tempered_trainer.demo import make_task, write_jsonl  # noqa: E402
+from tempered_trainer.demo_task import exact_reversal, make_task, write_jsonl  # noqa: E402
 from tempered_trainer.shard import read_shard, write_shard  # noqa: E402
 from demo_pipeline import cli  # noqa: E402  (one subprocess runner for the scripts; this directory is on sys.path)
 
@@ -40,7 +39,9 @@ def labelled_pairs(model_path: str, prefs: list, samples: int, temperature: floa
 
     import torch
 
-    from tempered_trainer.model import chat_format_of, generate, load_pretrained
+    from tempered_trainer.decoding import generate
+    from tempered_trainer.model_files import load_pretrained
+    from tempered_trainer.tokenizer import chat_format_of
     from tempered_trainer.template import encode_prompt
 
     torch.manual_seed(seed)

@@ -2,7 +2,6 @@
 
 import argparse
 import importlib
-import os
 import signal
 import sys
 import warnings
@@ -10,7 +9,8 @@ import warnings
 from .config import load_json
 from .events import fail, run_guarded, setup_logging
 
-# command -> module with a `run(config_dict)`; imported lazily so `tokenize` never pays for torch.
+# command -> module with its config dataclass and a `run(config_dict)` that parses into it; imported lazily so
+# `tokenize` never pays for torch. The offline environment is set by the package's __init__, before any of them.
 COMMANDS = {
     "tokenize": "tokenize",
     "sft": "sft",
@@ -47,9 +47,6 @@ def main(argv=None) -> int:
     setup_logging()
     # Library warnings are noise for the activity; they go to stderr at most, never stdout.
     warnings.filterwarnings("ignore")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     if args.command != "serve":  # serve installs its own clean-shutdown handler
         signal.signal(signal.SIGTERM, _terminate)
 

@@ -1,17 +1,34 @@
-"""Loading a command's JSON config into its dataclass, with errors that name the offending field.
+"""How a command's JSON config becomes its dataclass: one generic parser whose errors name the field.
 
-Each command declares a dataclass (see `sft_config.py`, `dpo_config.py` and the small ones next to their
-commands). `from_dict` rejects unknown and missing fields and checks the basic types from the annotations; the
-dataclass's own `__post_init__` checks ranges and cross-field rules via `require`.
+Each command declares its config as a dataclass beside its code (`SFTConfig` in sft.py, `DPOConfig` in dpo.py,
+and so on, as TRL pairs `DPOConfig` with `DPOTrainer`) and parses it with `from_dict`. The annotations are the
+schema: `from_dict` refuses unknown fields, missing fields and values of the wrong type, inside nested objects
+(TypedDicts such as `ModelShape`) and lists too. Rules about values (ranges, "exactly one of") are the
+dataclass's own `__post_init__`, written with `require`. Nothing is converted: the dataclass holds the JSON
+values as they came, so a config written back (a checkpoint's `config`) is the one that was given.
+
+Also here: the field types several commands share (`Device`, `ModelShape`) and the JSONL reader of their inputs.
 """
 
 import dataclasses
 import json
+import types
 import typing
+from typing import Literal, TypedDict
 
 from .events import ConfigError
 
-DEVICES = ("auto", "cpu", "cuda")
+# CONTRACT.md, `device`: "auto" is CUDA when visible, else CPU (devices.resolve_device).
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class ModelShape(TypedDict):
+    """`model` of sft and reward: a tiny GPT-2 built from scratch (architecture.model_args_from)."""
+
+    n_layer: int
+    n_head: int
+    n_embd: int
+    context_length: int
 
 
 def require(ok: bool, command: str, field: str, message: str) -> None:
@@ -19,53 +36,94 @@ def require(ok: bool, command: str, field: str, message: str) -> None:
         raise ConfigError(f"{command} config: field '{field}' {message}")
 
 
-def _type_ok(value, annotation) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        return any(_type_ok(value, a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        # JSON writes 3.0 as 3, so ints are fine where floats are expected.
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    if annotation is dict or origin is dict:
-        return isinstance(value, dict)
-    return True
-
-
-def _type_name(annotation) -> str:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if args:
-        return " or ".join(_type_name(a) for a in args) + " (or null)"
-    return {int: "an integer", float: "a number", str: "a string", bool: "a boolean", dict: "an object"}.get(
-        annotation, getattr(annotation, "__name__", str(annotation))
-    )
-
-
 def from_dict(cls, data, command: str):
-    """Build `cls` from a JSON object: unknown fields, missing fields and wrong types are ConfigErrors."""
+    """Build the dataclass `cls` from a JSON object; anything that does not fit its annotations is a ConfigError
+    naming the field (`model.n_head`, `checkpoints[2]` inside objects and lists)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{command} config must be a JSON object")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{command} config: unknown field '{unknown[0]}'")
-    for name, f in fields.items():
-        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-        if name not in data:
-            if not has_default:
-                raise ConfigError(f"{command} config: field '{name}' is required")
-            continue
-        if not _type_ok(data[name], hints[name]):
-            raise ConfigError(f"{command} config: field '{name}' must be {_type_name(hints[name])}, got {data[name]!r}")
+    required = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    _check_object(data, typing.get_type_hints(cls), required, "", command)
     return cls(**data)
+
+
+def _check_object(data: dict, hints: dict, required, prefix: str, command: str) -> None:
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        # A nested object has a handful of keys, so the error lists them; a command's own fields are in CONTRACT.md.
+        expected = f" (expected {', '.join(hints)})" if prefix else ""
+        raise ConfigError(f"{command} config: unknown field '{prefix}{unknown[0]}'{expected}")
+    for name, annotation in hints.items():
+        if name in data:
+            _check(data[name], annotation, prefix + name, command)
+        elif name in required:
+            raise ConfigError(f"{command} config: field '{prefix}{name}' is required")
+
+
+# The JSON scalars: what each annotation accepts, and how an error names it. bool is a subclass of int in Python,
+# so true is not an integer here; JSON writes 3.0 as 3, so an integer is a fine number.
+_SCALARS = {
+    bool: ("a boolean", "booleans", lambda v: isinstance(v, bool)),
+    int: ("an integer", "integers", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("a number", "numbers", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    str: ("a string", "strings", lambda v: isinstance(v, str)),
+}
+
+
+def _check(value, annotation, path: str, command: str, nullable: bool = False) -> None:
+    """Raise a ConfigError naming `path` unless `value` fits `annotation`."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+
+    def wrong(expected: str) -> ConfigError:
+        null = " (or null)" if nullable else ""
+        return ConfigError(f"{command} config: field '{path}' must be {expected}{null}, got {value!r}")
+
+    if origin is typing.Union or origin is types.UnionType:
+        options = [a for a in args if a is not type(None)]
+        if len(options) != 1:  # only Optional[X] is declared; anything else would need its own error wording
+            raise TypeError(f"config field '{path}': unsupported annotation {annotation!r}")
+        if value is None:
+            return
+        return _check(value, options[0], path, command, nullable=True)
+    if origin is Literal:
+        # `type(...) is`: 1 == True, and a Literal of strings must not take a number that happens to compare equal.
+        if not any(value == a and type(value) is type(a) for a in args):
+            raise wrong(f"one of {', '.join(str(a) for a in args)}")
+        return
+    if annotation in _SCALARS:
+        name, _, fits = _SCALARS[annotation]
+        if not fits(value):
+            raise wrong(name)
+        return
+    if typing.is_typeddict(annotation):
+        if not isinstance(value, dict):
+            raise wrong("an object")
+        _check_object(value, typing.get_type_hints(annotation), annotation.__required_keys__, path + ".", command)
+        return
+    if annotation is list or origin is list:
+        if not isinstance(value, list):
+            raise wrong(f"a list of {_SCALARS[args[0]][1]}" if args and args[0] in _SCALARS else "a list")
+        for i, item in enumerate(value):
+            if args:
+                _check(item, args[0], f"{path}[{i}]", command)
+        return
+    # An annotation this parser does not know would otherwise accept anything: fail where the config is declared.
+    raise TypeError(f"config field '{path}': unsupported annotation {annotation!r}")
+
+
+def check_model_source(command: str, model, base_model, tokenizer) -> None:
+    """Exactly one of `model` (a ModelShape, built from scratch, which needs `tokenizer`) and `base_model` (a
+    model directory or model.tar); shared by every command that starts from either. Types are already checked."""
+    need = lambda ok, field, msg: require(ok, command, field, msg)  # noqa: E731
+    need((model is None) != (base_model is None), "model", "or 'base_model' must be given, exactly one of them")
+    if model is None:
+        need(bool(base_model), "base_model", "must be a non-empty path")
+        return
+    for key in ModelShape.__annotations__:
+        need(model[key] >= 1, f"model.{key}", f"must be a positive integer, got {model[key]!r}")
+    need(model["n_embd"] % model["n_head"] == 0, "model.n_embd", f"({model['n_embd']}) must be a multiple of model.n_head ({model['n_head']})")
+    need(model["context_length"] >= 2, "model.context_length", "must be at least 2")
+    need(bool(tokenizer), "tokenizer", "is required with 'model' (a model built from scratch has no tokenizer of its own)")
 
 
 def load_json(path: str):
@@ -74,10 +132,6 @@ def load_json(path: str):
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ConfigError(f"config file {path} is not valid JSON: {e}") from e
-
-
-def check_device(command: str, device: str) -> None:
-    require(device in DEVICES, command, "device", f"must be one of {', '.join(DEVICES)}, got {device!r}")
 
 
 def as_dict(cfg) -> dict:

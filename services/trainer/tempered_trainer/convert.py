@@ -25,9 +25,12 @@ from typing import Optional
 
 import torch
 
+from .architecture import context_length, count_params
 from .config import from_dict, require
+from .decoding import generate
+from .devices import setup_threads
 from .events import ConfigError, emit, log
-from .model import context_length, count_params, generate, setup_threads, write_model_tar
+from .model_files import write_model_tar
 
 # The model directory: what save_pretrained writes (generation_config.json carries the chat model's eos) plus
 # the tokenizer. Anything else a library adds is dropped, so the tar's digest depends on these files alone.

@@ -6,17 +6,44 @@ The Trainer is used only as an optimisation loop: it saves nothing, reports nowh
 frozen starting model) ranks `chosen` above `rejected` after training.
 """
 
+import dataclasses
 import os
 
 import torch
 
-from .config import from_dict, read_jsonl
-from .dpo_config import DPOConfig
+from .architecture import context_length, count_params
+from .config import Device, from_dict, read_jsonl, require
+from .devices import resolve_device, setup_threads
 from .events import emit, log, stdout_to_stderr
-from .model import (chat_format_of, context_length, count_params, load_pretrained, resolve_device, save_model_dir, setup_threads,
-                    unpacked_model, write_model_tar)
+from .model_files import load_pretrained, save_model_dir, unpacked_model, write_model_tar
 from .template import as_messages, prompt_text
+from .tokenizer import chat_format_of
 from .trl_common import common_args, quiet_libraries, scratch_dir, step_events
+
+
+@dataclasses.dataclass
+class DPOConfig:
+    """The `dpo` command's config. Named like TRL's own `DPOConfig`, which `run` builds from it (as `trl.DPOConfig`)."""
+
+    model: str  # model directory or model.tar
+    preferences: str  # JSONL of {prompt, chosen, rejected}
+    output_dir: str
+    steps: int
+    batch_size: int
+    learning_rate: float
+    beta: float
+    seed: int
+    device: Device = "auto"
+
+    def __post_init__(self):
+        need = lambda ok, field, msg: require(ok, "dpo", field, msg)  # noqa: E731
+        for field in ("model", "preferences", "output_dir"):
+            need(bool(getattr(self, field)), field, "must be a non-empty path")
+        need(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
+        need(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        need(0 < self.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {self.learning_rate}")
+        need(self.beta > 0, "beta", f"must be positive, got {self.beta}")
+        need(self.seed >= 0, "seed", f"must be at least 0, got {self.seed}")
 
 
 def read_preferences(path: str, fmt) -> list:

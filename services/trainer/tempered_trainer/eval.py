@@ -11,17 +11,21 @@ import dataclasses
 import json
 import math
 import os
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
 
-from .config import check_device, from_dict, require
+from .architecture import context_length
+from .checkpoint import checkpoint_tokenizer, load_checkpoint_model
+from .config import Device, from_dict, require
+from .decoding import generate
+from .devices import autocast, resolve_device, setup_threads
 from .events import ConfigError, Progress, emit, json_safe, log
-from .model import (autocast, chat_format_of, checkpoint_tokenizer, context_length, generate, load_checkpoint_model, load_pretrained,
-                    read_tokenizer_json, resolve_device, setup_threads, tokenizer_from_json)
+from .model_files import load_pretrained
 from .sft import make_batch, model_loss, supports_logits_to_keep
 from .shard import read_shard
+from .tokenizer import chat_format_of, read_tokenizer_json, tokenizer_from_json
 
 
 @dataclasses.dataclass
@@ -31,15 +35,15 @@ class EvalConfig:
     checkpoint: Optional[str] = None
     model: Optional[str] = None
     # Several to score in one call, each a `.pt` checkpoint, a model directory or a `model.tar`.
-    checkpoints: Optional[list] = None
+    checkpoints: Optional[List[str]] = None
     # May be left out with `model` (its directory has tokenizer.json) and with checkpoints that carry their tokenizer.
     tokenizer: Optional[str] = None
     batch_size: int = 32
-    device: str = "auto"
+    device: Device = "auto"
     generate: bool = False
     max_new_tokens: int = 32
     # With `generate`, a classification task: the label of an answer is the first of these it contains.
-    choices: Optional[list] = None
+    choices: Optional[List[str]] = None
     # A LoRA checkpoint over a base model holds only the adapter: the base it was trained on.
     base_model: Optional[str] = None
     max_seq_length: Optional[int] = None  # records are cut to this many tokens, as in training
@@ -47,19 +51,14 @@ class EvalConfig:
     def __post_init__(self):
         given = [x for x in (self.checkpoint, self.model, self.checkpoints) if x is not None]
         require(len(given) == 1, "eval", "checkpoint", "or 'model' or 'checkpoints' must be given, exactly one of them")
-        require(self.checkpoints is None or (isinstance(self.checkpoints, list) and len(self.checkpoints) > 0
-                                             and all(isinstance(c, str) for c in self.checkpoints)),
-                "eval", "checkpoints", "must be a non-empty list of paths")
+        require(self.checkpoints is None or len(self.checkpoints) > 0, "eval", "checkpoints", "must be a non-empty list of paths")
         require(self.batch_size >= 1, "eval", "batch_size", f"must be at least 1, got {self.batch_size}")
         require(self.max_new_tokens >= 1, "eval", "max_new_tokens", f"must be at least 1, got {self.max_new_tokens}")
-        require(self.choices is None or (isinstance(self.choices, list) and len(self.choices) >= 2
-                                         and all(isinstance(c, str) and c.strip() for c in self.choices)
+        require(self.choices is None or (len(self.choices) >= 2 and all(c.strip() for c in self.choices)
                                          and len({c.strip().casefold() for c in self.choices}) == len(self.choices)),
                 "eval", "choices", "must be a list of at least two different non-empty strings")
         require(self.choices is None or self.generate, "eval", "choices", "needs generate: true (labels are read from generated answers)")
         require(self.max_seq_length is None or self.max_seq_length >= 2, "eval", "max_seq_length", f"must be at least 2, got {self.max_seq_length}")
-        check_device("eval", self.device)
-
 
     def targets(self) -> list:
         """What to score, in order."""

@@ -11,10 +11,11 @@ from typing import Optional
 
 import torch
 
+from .architecture import count_params
+from .checkpoint import checkpoint_format, checkpoint_tokenizer, load_checkpoint_model
 from .config import from_dict, require
 from .events import emit
-from .model import (checkpoint_format, checkpoint_tokenizer, count_params, load_checkpoint_model, save_adapter_dir, save_model_dir,
-                    write_model_tar)
+from .model_files import save_adapter_dir, save_model_dir, write_model_tar
 
 
 @dataclasses.dataclass

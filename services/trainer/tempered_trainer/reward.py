@@ -8,19 +8,52 @@ score(chosen) - score(rejected) up through -log sigmoid of it. The result is wri
 (model/ + model.tar) and loads back with AutoModelForSequenceClassification.
 """
 
+import dataclasses
 import os
+from typing import Optional
 
 import torch
 
-from .config import from_dict, read_jsonl
+from .architecture import build_config, context_length, count_params, model_args_from
+from .config import Device, ModelShape, check_model_source, from_dict, read_jsonl, require
+from .devices import resolve_device, setup_threads
 from .dpo import read_preferences
 from .events import ConfigError, emit, log, stdout_to_stderr
-from .model import (build_config, chat_format_of, context_length, count_params, model_args_from, read_tokenizer_json, resolve_device, save_model_dir,
-                    setup_threads, tokenizer_from_json, unpacked_model, write_model_tar)
-from .reward_config import RewardConfig
+from .model_files import save_model_dir, unpacked_model, write_model_tar
 from .template import read_chat_format
-from .sft_config import MODEL_FIELDS
+from .tokenizer import chat_format_of, read_tokenizer_json, tokenizer_from_json
 from .trl_common import common_args, quiet_libraries, scratch_dir, step_events
+
+
+@dataclasses.dataclass
+class RewardConfig:
+    """The `reward` command's config. Named like TRL's own `RewardConfig`, which `run` builds from it (as
+    `trl.RewardConfig`)."""
+
+    preferences: str  # JSONL of {prompt, chosen, rejected}
+    output_dir: str
+    steps: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    # Exactly one of `base_model` (a model directory or model.tar, usually the sft model: the reward model starts
+    # from what the policy knows) and `model` (a tiny GPT-2 from scratch, which needs `tokenizer`).
+    base_model: Optional[str] = None
+    model: Optional[ModelShape] = None
+    tokenizer: Optional[str] = None
+    device: Device = "auto"
+
+    def __post_init__(self):
+        need = lambda ok, field, msg: require(ok, "reward", field, msg)  # noqa: E731
+        check_model_source("reward", self.model, self.base_model, self.tokenizer)
+        if self.base_model is not None:
+            need(self.tokenizer is None, "tokenizer", "must be left out with 'base_model' (the model's own tokenizer is used)")
+        for field in ("preferences", "output_dir"):
+            need(bool(getattr(self, field)), field, "must be a non-empty path")
+        need(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
+        need(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        need(0 < self.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {self.learning_rate}")
+        need(self.seed >= 0, "seed", f"must be at least 0, got {self.seed}")
 
 
 def build_reward_model(cfg: RewardConfig):
@@ -31,7 +64,7 @@ def build_reward_model(cfg: RewardConfig):
     if cfg.model is not None:
         tokenizer_json = read_tokenizer_json(cfg.tokenizer)
         tokenizer = tokenizer_from_json(tokenizer_json, f"tokenizer {cfg.tokenizer}")
-        args = model_args_from(**{k: cfg.model[k] for k in MODEL_FIELDS}, vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
+        args = model_args_from(**cfg.model, vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
         config = build_config(args)
         config.num_labels = 1
         return GPT2ForSequenceClassification(config), tokenizer, tokenizer_json

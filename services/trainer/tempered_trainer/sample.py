@@ -12,10 +12,14 @@ import os
 
 import torch
 
-from .config import check_device, from_dict, read_jsonl, require
+from .architecture import context_length
+from .config import Device, from_dict, read_jsonl, require
+from .decoding import generate
+from .devices import resolve_device, setup_threads
 from .events import Progress, emit, log
-from .model import chat_format_of, context_length, generate, load_pretrained, resolve_device, setup_threads
+from .model_files import load_pretrained
 from .template import encode_prompt
+from .tokenizer import chat_format_of
 
 
 @dataclasses.dataclass
@@ -28,7 +32,7 @@ class SampleConfig:
     max_new_tokens: int = 24
     seed: int = 0
     batch_size: int = 64
-    device: str = "auto"
+    device: Device = "auto"
 
     def __post_init__(self):
         for field in ("model", "prompts", "output_dir"):
@@ -38,7 +42,6 @@ class SampleConfig:
         require(self.max_new_tokens >= 1, "sample", "max_new_tokens", f"must be at least 1, got {self.max_new_tokens}")
         require(self.seed >= 0, "sample", "seed", f"must be at least 0, got {self.seed}")
         require(self.batch_size >= 1, "sample", "batch_size", f"must be at least 1, got {self.batch_size}")
-        check_device("sample", self.device)
 
 
 def run(raw: dict) -> None:

@@ -20,10 +20,14 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .config import check_device, from_dict, require
+from .architecture import count_params
+from .config import Device, from_dict, require
+from .decoding import generate
+from .devices import resolve_device, setup_threads
 from .events import emit, log
-from .model import chat_format_of, count_params, generate, load_pretrained, resolve_device, setup_threads
+from .model_files import load_pretrained
 from .template import check_messages, encode_prompt
+from .tokenizer import chat_format_of
 
 DEFAULT_MAX_TOKENS = 16
 
@@ -34,13 +38,12 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000  # 0 picks a free port; the `started` event says which
     model_name: str = "tempered"
-    device: str = "auto"
+    device: Device = "auto"
 
     def __post_init__(self):
         require(bool(self.model), "serve", "model", "must be a non-empty path")
         require(0 <= self.port <= 65535, "serve", "port", f"must be in 0..65535, got {self.port}")
         require(bool(self.model_name), "serve", "model_name", "must be a non-empty string")
-        check_device("serve", self.device)
 
 
 class BadRequest(Exception):

@@ -7,37 +7,82 @@ The loop in brief (nanoGPT-style): batches of records drawn from a seeded per-ep
 to the longest record (at most context_length), loss only on response tokens, AdamW with linear warmup and
 cosine decay, a checkpoint at step 0, every `checkpoint_every` steps and at the end.
 
-A checkpoint holds everything the rest of the run depends on (weights, optimizer and scheduler state, RNG
-states, the position in the data order), so resuming from it on CPU gives bit-identical results. With LoRA,
-`adapter` holds the trained weights; the frozen base is in `model` for a model built from scratch, and for a
-`base_model` only named by its weights digest (a 7B base must not be copied into every checkpoint: resume, eval
-and export are given the base again). Every checkpoint also carries the tokenizer and the chat format.
+A checkpoint (`checkpoint.Checkpoint`) holds everything the rest of the run depends on (weights, optimizer and
+scheduler state, RNG states, the position in the data order), so resuming from it on CPU gives bit-identical
+results. With LoRA, `adapter` holds the trained weights; the frozen base is in `model` for a model built from
+scratch, and for a `base_model` only named by its weights digest (a 7B base must not be copied into every
+checkpoint: resume, eval and export are given the base again). Every checkpoint also carries the tokenizer and
+the chat format.
 
 `gradient_accumulation` micro-batches make one optimizer step (the loss is the mean over all their response
 tokens, as one big batch would have it); `gradient_checkpointing` recomputes activations in the backward pass;
-`max_seq_length` cuts records shorter than the model's context.
+`max_seq_length` cuts records shorter than the model's context. The config is `SFTConfig` below.
 """
 
+import dataclasses
 import math
 import os
-import random
 import time
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import as_dict, from_dict
+from .architecture import build_model, count_params, model_args_from, model_args_from_config
+from .checkpoint import Checkpoint, DataPosition, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import Device, ModelShape, as_dict, check_model_source, from_dict, require
+from .devices import autocast, resolve_device, setup_threads
 from .events import ConfigError, emit, log
-from .model import (adapter_state, apply_lora, autocast, build_model, chat_format_of, count_params, load_adapter_state,
-                    load_base_weights, load_checkpoint, lora_settings, model_args_from, model_args_from_config,
-                    read_tokenizer_json, resolve_device, save_adapter_dir, save_model_dir, setup_threads, tokenizer_from_json,
-                    unpacked_model, write_model_tar)
-from .template import PLAIN
-from .sft_config import MODEL_FIELDS, SFTConfig
+from .lora import LoraSpec, adapter_state, apply_lora, check_lora, load_adapter_state, lora_settings
+from .model_files import load_base_weights, save_adapter_dir, save_model_dir, unpacked_model, write_model_tar
 from .shard import Shard, read_shard
+from .template import PLAIN
+from .tokenizer import chat_format_of, read_tokenizer_json, tokenizer_from_json
 
 MIN_LR_RATIO = 0.1  # cosine decays to 10% of the peak learning rate, as in nanoGPT
+
+
+@dataclasses.dataclass
+class SFTConfig:
+    train_shard: str
+    output_dir: str
+    steps: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int
+    weight_decay: float
+    checkpoint_every: int
+    seed: int
+    # Exactly one of `model` (a tiny GPT-2 built from scratch) and `base_model` (a model directory or model.tar).
+    model: Optional[ModelShape] = None
+    base_model: Optional[str] = None
+    tokenizer: Optional[str] = None  # required with `model`; with `base_model` optional and must match its own
+    lora: Optional[LoraSpec] = None  # train a LoRA adapter instead of all weights
+    device: Device = "auto"
+    resume_from: Optional[str] = None
+    log_every: int = 1
+    gradient_accumulation: int = 1  # micro-batches of batch_size per optimizer step
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, more time
+    max_seq_length: Optional[int] = None  # records are cut to this many tokens (default: the model's context)
+
+    def __post_init__(self):
+        need = lambda ok, field, msg: require(ok, "sft", field, msg)  # noqa: E731
+        check_model_source("sft", self.model, self.base_model, self.tokenizer)
+        if self.lora is not None:
+            check_lora("sft", self.lora)
+        need(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
+        need(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        need(0 < self.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {self.learning_rate}")
+        need(0 <= self.warmup_steps, "warmup_steps", f"must be at least 0, got {self.warmup_steps}")
+        need(self.weight_decay >= 0, "weight_decay", f"must be at least 0, got {self.weight_decay}")
+        need(self.checkpoint_every >= 1, "checkpoint_every", f"must be at least 1, got {self.checkpoint_every}")
+        need(self.seed >= 0, "seed", f"must be at least 0, got {self.seed}")
+        need(self.log_every >= 1, "log_every", f"must be at least 1, got {self.log_every}")
+        need(self.gradient_accumulation >= 1, "gradient_accumulation", f"must be at least 1, got {self.gradient_accumulation}")
+        need(self.max_seq_length is None or self.max_seq_length >= 2, "max_seq_length", f"must be at least 2, got {self.max_seq_length}")
+        for field in ("train_shard", "output_dir"):
+            need(bool(getattr(self, field)), field, "must be a non-empty path")
 
 
 class Sampler:
@@ -65,8 +110,8 @@ class Sampler:
             self.index += take
         return out
 
-    def position(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
+    def position(self) -> DataPosition:
+        return DataPosition(epoch=self.epoch, index=self.index)
 
 
 def make_batch(shard: Shard, indices, context_length: int, pad_id: int):
@@ -145,40 +190,8 @@ def make_optimizer(model, cfg: SFTConfig):
     return opt, sched
 
 
-def rng_state() -> dict:
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 # Config fields that name files of one attempt's scratch directory.
 LOCAL_PATHS = ("train_shard", "tokenizer", "output_dir", "resume_from", "base_model")
-
-
-def save_checkpoint(path: str, state: dict) -> None:
-    """torch.save to a temp name, fsync, rename: a crash leaves the old file or the new one, never half."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # including SIGTERM mid-write: leave no stray temp file behind
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def load_model(cfg: SFTConfig):
@@ -187,7 +200,7 @@ def load_model(cfg: SFTConfig):
     if cfg.base_model is None:
         tokenizer_json = read_tokenizer_json(cfg.tokenizer)
         tokenizer = tokenizer_from_json(tokenizer_json, f"tokenizer {cfg.tokenizer}", PLAIN)
-        model_args = model_args_from(**{k: cfg.model[k] for k in MODEL_FIELDS}, vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
+        model_args = model_args_from(**cfg.model, vocab_size=len(tokenizer), eos_id=tokenizer.eos_token_id)
         return build_model(model_args), tokenizer, tokenizer_json, model_args, None
     model, tokenizer, digest = load_base_weights(cfg.base_model)
     with unpacked_model(cfg.base_model) as src:
@@ -267,25 +280,25 @@ def run(raw: dict) -> None:
 
     def checkpoint(at: int) -> None:
         path = os.path.join(ckpt_dir, f"step-{at:08d}.pt")
-        save_checkpoint(path, {
-            "model": (base_state if lora else model.state_dict()),
-            "base_sha256": base_digest if lora else None,
-            "adapter": adapter_state(model) if lora else None,
-            "lora": lora,
-            "chat_format": fmt.as_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "step": at,
-            "rng": rng_state(),
-            "data_position": sampler.position(),
-            "model_args": model_args,
-            "tokenizer_json": tokenizer_json,
+        save_checkpoint(path, Checkpoint(
+            model=base_state if lora else model.state_dict(),
+            base_sha256=base_digest if lora else None,
+            adapter=adapter_state(model) if lora else None,
+            lora=lora,
+            chat_format=fmt.as_dict(),
+            optimizer=opt.state_dict(),
+            scheduler=sched.state_dict(),
+            step=at,
+            rng=rng_state(),
+            data_position=sampler.position(),
+            model_args=model_args,
+            tokenizer_json=tokenizer_json,
             # Without this attempt's local paths: a resumed attempt rewrites a step's checkpoint byte for byte,
             # so its content-addressed artifact is the same object, never a second one.
-            "config": {k: v for k, v in as_dict(cfg).items() if k not in LOCAL_PATHS},
-            "initial_loss": initial_loss,
-            "loss": loss_value,
-        })
+            config={k: v for k, v in as_dict(cfg).items() if k not in LOCAL_PATHS},
+            initial_loss=initial_loss,
+            loss=loss_value,
+        ))
         written.append(path)
         emit("checkpoint", step=at, path=path)
 

@@ -21,6 +21,7 @@ from .events import ConfigError, emit, log
 from .shard import from_records, write_shard
 from .template import PLAIN, SPECIAL_TOKENS, ChatFormat, check_messages, encode_segments, read_chat_format, record_segments, vocabulary_texts
 
+
 @dataclasses.dataclass
 class TokenizeConfig:
     input: str

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import time
 
-from .events import ConfigError, emit
+from .events import emit
 
 
 def quiet_libraries() -> None:

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tempered_trainer.__main__ import main  # noqa: E402
-from tempered_trainer.demo import make_task, write_jsonl  # noqa: E402
+from tempered_trainer.demo_task import make_task, write_jsonl  # noqa: E402
 from tempered_trainer.shard import read_shard, write_shard  # noqa: E402
 
 TINY_MODEL = {"n_layer": 2, "n_head": 2, "n_embd": 32, "context_length": 32}

@@ -16,7 +16,7 @@ from conftest import run_command
 from tempered_trainer.config import from_dict
 from tempered_trainer.convert import CONVERTED_FILES, ConvertConfig
 from tempered_trainer.events import ConfigError
-from tempered_trainer.model import load_tokenizer
+from tempered_trainer.tokenizer import load_tokenizer
 
 PROMPT = "What is the capital of France?"
 # SmolLM2-135M has 134,515,008 parameters (tied embeddings counted once; measured on the conversion).

@@ -7,7 +7,8 @@ import tarfile
 import torch
 
 from conftest import finished, run_command
-from tempered_trainer.model import load_checkpoint_model, load_pretrained
+from tempered_trainer.checkpoint import load_checkpoint_model
+from tempered_trainer.model_files import load_pretrained
 
 
 def test_eval_checkpoint(demo, sft_run, tmp_path):

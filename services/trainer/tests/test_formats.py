@@ -10,7 +10,7 @@ import pytest
 
 from conftest import finished, run_command
 from tempered_trainer.eval import extract_label, label_scores, last_answer
-from tempered_trainer.model import load_tokenizer
+from tempered_trainer.tokenizer import load_tokenizer
 from tempered_trainer.shard import read_shard
 from tempered_trainer.template import PLAIN, encode_segments, prompt_text, read_chat_format, record_segments
 

@@ -11,7 +11,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from conftest import finished, run_command, sft_config
-from tempered_trainer.model import ADAPTER_FILES, MODEL_FILES, load_pretrained, load_tokenizer, weights_digest
+from tempered_trainer.model_files import ADAPTER_FILES, MODEL_FILES, load_pretrained, weights_digest
+from tempered_trainer.tokenizer import load_tokenizer
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["c_attn", "c_proj"]}
 

@@ -8,8 +8,8 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from conftest import TINY_MODEL, finished, run_command, sft_config
-from tempered_trainer.compare import exact_reversal
-from tempered_trainer.model import load_pretrained
+from tempered_trainer.demo_task import exact_reversal
+from tempered_trainer.model_files import load_pretrained
 
 
 def reward_config(demo, out, **overrides) -> dict:

@@ -1,7 +1,7 @@
 from tokenizers import Tokenizer
 
 from conftest import run_command
-from tempered_trainer.model import load_tokenizer
+from tempered_trainer.tokenizer import load_tokenizer
 from tempered_trainer.shard import read_shard
 
 
