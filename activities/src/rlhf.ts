@@ -9,7 +9,7 @@ import { appendFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, RewardModelResult, RlhfResult } from '@tempered/contract';
+import type { ArtifactKind, ArtifactRef, RewardModelResult, RlhfResult } from '@tempered/contract';
 import { feedbackPreferencePairs, node, recordArtifacts, recordLineage } from '@tempered/db';
 import { cleanText } from '@tempered/text';
 import { type Deps, badInput, log, withScratch } from './context';
@@ -17,7 +17,7 @@ import { labeledPreferences } from './labels';
 import { MetricBuffer } from './metrics';
 import { JsonlWriter, readLines } from './records';
 import { stageSource } from './sources';
-import { runTrainer } from './trainer';
+import { runTrainer, type TrainerEvent } from './trainer';
 
 /**
  * Keeps well-formed `{prompt, chosen, rejected}` lines, their texts normalized by the run's own clean rules (NFKC,
@@ -90,7 +90,7 @@ async function feedbackPreferences(deps: Deps, spec: PipelineSpec, specDir: stri
   return { path: path_, ref, kept: base.kept + fromFeedback.length, dropped: base.dropped };
 }
 
-/** What DPO and the reward model both start from: the pairs, the validated model, a metric buffer, an output dir. */
+/** What DPO and the reward model both start from: the pairs and the validated model. */
 async function alignmentInputs(deps: Deps, input: { runId: string; spec: PipelineSpec; specDir?: string; model: ArtifactRef }, dir: string) {
   return {
     // rlhf.source "labels": the pairs people labeled in the dashboard instead of a dataset.
@@ -101,24 +101,58 @@ async function alignmentInputs(deps: Deps, input: { runId: string; spec: Pipelin
           ? await feedbackPreferences(deps, input.spec, input.specDir, dir)
           : await preparePreferences(deps, input.spec, input.specDir, dir),
     modelTar: await deps.store.download(input.model, path.join(dir, 'model.tar')),
-    metrics: new MetricBuffer(deps.db, input.runId, 'rlhf'),
-    outDir: path.join(dir, 'out'),
   };
+}
+
+/**
+ * One trainer job of the RLHF stage, the shape DPO, the reward model and RL share: run the trainer, record
+ * each step's figures as metrics and heartbeat, store the model it writes, and record that artifact (with
+ * `alsoRecord`, the pairs it learned from) and its lineage to its parents.
+ */
+async function alignmentJob(
+  deps: Deps,
+  dir: string,
+  job: {
+    runId: string;
+    command: 'dpo' | 'reward' | 'rl';
+    /** The trainer's config, less `output_dir`. */
+    config: Record<string, unknown>;
+    /** The metric each numeric field of a step event is recorded as; a field a step does not carry is skipped. */
+    metrics: Record<string, string>;
+    output: { kind: ArtifactKind; name: string };
+    alsoRecord?: ArtifactRef[];
+    parents: Array<{ ref: ArtifactRef; relation: string }>;
+  },
+): Promise<{ ref: ArtifactRef; finished: TrainerEvent }> {
+  const ctx = Context.current();
+  const metrics = new MetricBuffer(deps.db, job.runId, 'rlhf');
+  const outDir = path.join(dir, 'out');
+  const { finished } = await runTrainer(deps, job.command, { ...job.config, output_dir: outDir }, dir, async (e) => {
+    if (e.event !== 'step') return;
+    for (const [field, metric] of Object.entries(job.metrics)) {
+      if (e[field] !== undefined && e[field] !== null) metrics.add(metric, Number(e.step), Number(e[field]));
+    }
+    ctx.heartbeat({ step: e.step });
+    await metrics.maybeFlush();
+  });
+  await metrics.flush();
+  const ref = await deps.store.putFile(path.join(outDir, 'model.tar'), job.output.kind, job.output.name);
+  await recordArtifacts(deps.db, job.runId, 'rlhf', [...(job.alsoRecord ?? []), ref]);
+  await recordLineage(deps.db, job.runId, job.parents.map((p) => ({ parent: node.artifact(p.ref), child: node.artifact(ref), relation: p.relation })));
+  return { ref, finished };
 }
 
 /** DPO: the model learns straight from the preference pairs. */
 export async function rlhf(deps: Deps, input: { runId: string; spec: PipelineSpec; specDir?: string; model: ArtifactRef }): Promise<RlhfResult> {
-  const { runId, spec } = input;
-  const ctx = Context.current();
+  const { spec } = input;
   return withScratch(deps, async (dir) => {
-    const { prefs, modelTar, metrics, outDir } = await alignmentInputs(deps, input, dir);
-    const { finished } = await runTrainer(
-      deps,
-      'dpo',
-      {
+    const { prefs, modelTar } = await alignmentInputs(deps, input, dir);
+    const { ref: model, finished } = await alignmentJob(deps, dir, {
+      runId: input.runId,
+      command: 'dpo',
+      config: {
         model: modelTar,
         preferences: prefs.path,
-        output_dir: outDir,
         steps: spec.rlhf.steps,
         batch_size: spec.rlhf.batchSize,
         learning_rate: spec.rlhf.learningRate,
@@ -126,22 +160,14 @@ export async function rlhf(deps: Deps, input: { runId: string; spec: PipelineSpe
         seed: spec.train.seed,
         device: 'auto',
       },
-      dir,
-      async (e) => {
-        if (e.event !== 'step') return;
-        metrics.add('dpo_loss', Number(e.step), Number(e.loss));
-        if (e.reward_accuracy !== undefined) metrics.add('reward_accuracy', Number(e.step), Number(e.reward_accuracy));
-        ctx.heartbeat({ step: e.step });
-        await metrics.maybeFlush();
-      },
-    );
-    await metrics.flush();
-    const model = await deps.store.putFile(path.join(outDir, 'model.tar'), 'model', 'model.tar');
-    await recordArtifacts(deps.db, runId, 'rlhf', [prefs.ref, model]);
-    await recordLineage(deps.db, runId, [
-      { parent: node.artifact(input.model), child: node.artifact(model), relation: 'aligned-into' },
-      { parent: node.artifact(prefs.ref), child: node.artifact(model), relation: 'preferences-for' },
-    ]);
+      metrics: { loss: 'dpo_loss', reward_accuracy: 'reward_accuracy' },
+      output: { kind: 'model', name: 'model.tar' },
+      alsoRecord: [prefs.ref],
+      parents: [
+        { ref: input.model, relation: 'aligned-into' },
+        { ref: prefs.ref, relation: 'preferences-for' },
+      ],
+    });
     log('aligned with DPO', { pairs: prefs.kept, dropped: prefs.dropped, steps: finished.step, rewardAccuracy: finished.reward_accuracy });
     return { model, method: 'dpo', steps: Number(finished.step), rewardAccuracy: Number(finished.reward_accuracy) };
   });
@@ -152,41 +178,31 @@ export async function rewardModel(
   deps: Deps,
   input: { runId: string; spec: PipelineSpec; specDir?: string; model: ArtifactRef },
 ): Promise<RewardModelResult> {
-  const { runId, spec } = input;
-  const ctx = Context.current();
+  const { spec } = input;
   return withScratch(
     deps,
     async (dir) => {
-      const { prefs, modelTar, metrics, outDir } = await alignmentInputs(deps, input, dir);
-      const { finished } = await runTrainer(
-        deps,
-        'reward',
-        {
+      const { prefs, modelTar } = await alignmentInputs(deps, input, dir);
+      const { ref: rewardModelRef, finished } = await alignmentJob(deps, dir, {
+        runId: input.runId,
+        command: 'reward',
+        config: {
           base_model: modelTar,
           preferences: prefs.path,
-          output_dir: outDir,
           steps: spec.rlhf.reward.steps,
           batch_size: spec.rlhf.batchSize,
           learning_rate: spec.rlhf.reward.learningRate,
           seed: spec.train.seed,
           device: 'auto',
         },
-        dir,
-        async (e) => {
-          if (e.event !== 'step') return;
-          metrics.add('reward_model_loss', Number(e.step), Number(e.loss));
-          metrics.add('reward_model_accuracy', Number(e.step), Number(e.accuracy));
-          ctx.heartbeat({ step: e.step });
-          await metrics.maybeFlush();
-        },
-      );
-      await metrics.flush();
-      const rewardModelRef = await deps.store.putFile(path.join(outDir, 'model.tar'), 'reward-model', 'reward-model.tar');
-      await recordArtifacts(deps.db, runId, 'rlhf', [prefs.ref, rewardModelRef]);
-      await recordLineage(deps.db, runId, [
-        { parent: node.artifact(input.model), child: node.artifact(rewardModelRef), relation: 'reward-model-from' },
-        { parent: node.artifact(prefs.ref), child: node.artifact(rewardModelRef), relation: 'preferences-for' },
-      ]);
+        metrics: { loss: 'reward_model_loss', accuracy: 'reward_model_accuracy' },
+        output: { kind: 'reward-model', name: 'reward-model.tar' },
+        alsoRecord: [prefs.ref],
+        parents: [
+          { ref: input.model, relation: 'reward-model-from' },
+          { ref: prefs.ref, relation: 'preferences-for' },
+        ],
+      });
       log('reward model trained', { pairs: finished.pairs, accuracy: finished.reward_accuracy, before: finished.initial_reward_accuracy });
       return {
         rewardModel: rewardModelRef,
@@ -204,8 +220,7 @@ export async function rl(
   deps: Deps,
   input: { runId: string; spec: PipelineSpec; model: ArtifactRef; rewardModel: ArtifactRef; preferences: ArtifactRef },
 ): Promise<RlhfResult> {
-  const { runId, spec } = input;
-  const ctx = Context.current();
+  const { spec } = input;
   return withScratch(
     deps,
     async (dir) => {
@@ -214,16 +229,13 @@ export async function rl(
         deps.store.download(input.rewardModel, path.join(dir, 'reward-model.tar')),
         deps.store.download(input.preferences, path.join(dir, 'prompts.jsonl')),
       ]);
-      const metrics = new MetricBuffer(deps.db, runId, 'rlhf');
-      const outDir = path.join(dir, 'out');
-      const { finished } = await runTrainer(
-        deps,
-        'rl',
-        {
+      const { ref: model, finished } = await alignmentJob(deps, dir, {
+        runId: input.runId,
+        command: 'rl',
+        config: {
           policy,
           reward_model: reward,
           prompts,
-          output_dir: outDir,
           steps: spec.rlhf.steps,
           batch_size: spec.rlhf.batchSize,
           num_generations: spec.rlhf.numGenerations,
@@ -234,23 +246,13 @@ export async function rl(
           seed: spec.train.seed,
           device: 'auto',
         },
-        dir,
-        async (e) => {
-          if (e.event !== 'step') return;
-          metrics.add('rl_loss', Number(e.step), Number(e.loss));
-          metrics.add('reward', Number(e.step), Number(e.reward));
-          if (e.kl !== null && e.kl !== undefined) metrics.add('kl', Number(e.step), Number(e.kl));
-          ctx.heartbeat({ step: e.step });
-          await metrics.maybeFlush();
-        },
-      );
-      await metrics.flush();
-      const model = await deps.store.putFile(path.join(outDir, 'model.tar'), 'model', 'model.tar');
-      await recordArtifacts(deps.db, runId, 'rlhf', [model]);
-      await recordLineage(deps.db, runId, [
-        { parent: node.artifact(input.model), child: node.artifact(model), relation: 'aligned-into' },
-        { parent: node.artifact(input.rewardModel), child: node.artifact(model), relation: 'rewarded-by' },
-      ]);
+        metrics: { loss: 'rl_loss', reward: 'reward', kl: 'kl' },
+        output: { kind: 'model', name: 'model.tar' },
+        parents: [
+          { ref: input.model, relation: 'aligned-into' },
+          { ref: input.rewardModel, relation: 'rewarded-by' },
+        ],
+      });
       log('aligned with RL', { steps: finished.step, reward: finished.reward_mean, initialReward: finished.initial_reward_mean, kl: finished.kl });
       return { model, method: 'rl', steps: Number(finished.step) };
     },
