@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The second command of the README (and all of .ci/run): install what is missing, start a separate test
-# stack (own data directory and ports, so a running demo is untouched), then run every test: type checks,
-# the trainer's pytest suite, and the Node suites (unit, workflows against the real server, replay,
-# end to end, the dashboard in a browser).
+# stack (own data directory and ports, so a running demo is untouched), then run every test in two lanes side
+# by side (see below): type checks, the trainer's pytest suite, and the Node suites (unit, workflows against the
+# real server, replay, end to end, the dashboard in a browser).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$TEMPERED_ROOT"
@@ -18,13 +18,47 @@ rm -rf "$TEMPERED_DATA_DIR"
 trap 'say "Stopping the test stack"; tsx infra/src/stack.ts down || true' EXIT
 tsx infra/src/stack.ts up
 
-say "Type checks"
-npx turbo run typecheck --output-logs=errors-only --log-prefix=none
-
-say "Trainer tests (pytest)"
 venv="$TEMPERED_CACHE_DIR/venv/$(sha256sum services/trainer/requirements.txt | cut -c1-12)"
-(cd services/trainer && "$venv/bin/python" -m pytest -q tests)
+node_test() { node --import tsx --test --test-concurrency=1 "$@"; }
 
-say "Unit, workflow, replay, end-to-end and browser tests"
-node --import tsx --test --test-concurrency=1 ${TEMPERED_TESTS:-tests/unit/*.test.ts tests/integration/*.test.ts tests/workflows/*.test.ts tests/e2e/*.test.ts tests/browser/*.test.ts tests/faults/*.test.ts}
+if [ -n "${TEMPERED_TESTS:-}" ]; then # one suite (or a few) alone, in order
+  # shellcheck disable=SC2086
+  node_test $TEMPERED_TESTS
+  say "Tests passed in $(elapsed)"
+  exit 0
+fi
+
+# Two lanes side by side on the one test stack, because much of an end-to-end suite is waiting (canary holds,
+# schedules, heartbeats) that the other lane's work fills. The main lane runs, one file after another, every
+# suite that starts runs through the API and its worker, the dashboard's too (its lists and inboxes must see
+# only its own runs). The side lane runs what needs no API run: type checks, pytest, unit tests, workflows on
+# their own task queues, stages called in-process, faults on their own pool, the gateway with its own model
+# servers. A new test file joins the main lane unless it is listed here.
+side_suites=(tests/unit/*.test.ts tests/workflows/*.test.ts tests/faults/*.test.ts
+  tests/integration/data-stages.test.ts tests/integration/stage-cache.test.ts tests/integration/labels.test.ts tests/integration/gateway.test.ts)
+main_suites=()
+for f in tests/integration/*.test.ts tests/e2e/*.test.ts tests/browser/*.test.ts; do
+  [[ " ${side_suites[*]} " == *" $f "* ]] || main_suites+=("$f")
+done
+
+side_log="$TEMPERED_DATA_DIR/side-lane.log"
+(
+  set -e
+  say "Type checks"
+  npx turbo run typecheck --output-logs=errors-only --log-prefix=none
+  say "Trainer tests (pytest)"
+  (cd services/trainer && "$venv/bin/python" -m pytest -q tests)
+  say "Unit, workflow, in-process stage, gateway and fault tests"
+  node_test "${side_suites[@]}"
+) >"$side_log" 2>&1 &
+side=$!
+say "API, end-to-end and browser tests (beside them: type checks, pytest, unit, workflow, stage, gateway and fault tests, in $side_log)"
+main_rc=0
+node_test "${main_suites[@]}" || main_rc=$?
+side_rc=0
+wait "$side" || side_rc=$?
+say "The side lane's report"
+cat "$side_log"
+[ "$main_rc" -eq 0 ] || die "a test of the main lane failed (above the side lane's report)" "TEMPERED_TESTS=<the failing file> npm test"
+[ "$side_rc" -eq 0 ] || die "the side lane failed (its report above)" "TEMPERED_TESTS=<the failing file> npm test, or the command it names"
 say "All tests passed in $(elapsed)"
