@@ -8,14 +8,15 @@
  * Roles: viewer (reads), operator (starts runs, labels), approver (decides gates), admin (all, and users).
  * Nobody approves the deployment of a run they started.
  */
-import { type Action, type LabelProgress, ROLES, type Role, type RunStatus, type StageStatus } from '@tempered/contract';
+import { type Action, type GateState, type LabelProgress, ROLES, type Role, type RunStatus, type StageState, type StageStatus } from '@tempered/contract';
 import { z } from 'zod';
 
 // The platform's vocabulary (stages, statuses, roles and their policy) is @tempered/contract's; the dashboard and
 // the CLI get it from here with the HTTP contract.
 export {
   ACTIONS, ACTIVE_RUN_STATUSES, can, isTerminalRunStatus, ROLES, RUN_STATUSES, STAGE_STATUSES, STAGES, TERMINAL_RUN_STATUSES, whoMay,
-  type Action, type LabelProgress, type Role, type RunStatus, type StageName, type StageStatus, type TerminalRunStatus,
+  type Action, type ApprovalReceipt, type GateState, type LabelProgress, type Role, type RunStatus, type StageName, type StageState, type StageStatus,
+  type TerminalRunStatus,
 } from '@tempered/contract';
 
 export const SESSION_COOKIE = 'tempered_session';
@@ -128,12 +129,6 @@ export interface LogLine {
   at: string;
   line: string;
 }
-export type GateState =
-  | { status: 'not-reached' }
-  | { status: 'waiting'; deadline: string }
-  | { status: 'approved' | 'rejected'; approver: string; comment: string; decidedAt: string; override?: boolean }
-  | { status: 'expired'; expiredAt: string };
-
 export interface ModelVersion {
   id: string;
   name: string;
@@ -171,7 +166,7 @@ export interface RunDetail {
   stages: StageRow[];
   gate?: GateState;
   /** Live stage states from the workflow (summaries, waiting states); absent when the run is gone from Temporal. */
-  progress?: Record<string, { status: StageStatus; startedAt?: string; finishedAt?: string; error?: string; summary?: Record<string, unknown> }>;
+  progress?: Record<string, StageState>;
   artifacts: ArtifactInfo[];
   approvals: ApprovalRow[];
   /** Series keyed `<stage>.<name>` (`train.loss`, `validate.val_loss`), points `[step, value]` by step. */
