@@ -1,10 +1,12 @@
 /**
- * The shell: who is signed in (or the login page), the header with navigation and the pending-approvals
- * count, and the route table. Routes are real paths; the API serves index.html for all of them.
+ * The shell: the query cache every page reads through, who is signed in (or the login page), the header with
+ * navigation and the pending-approvals count, and the route table. Routes are real paths; the API serves
+ * index.html for all of them.
  */
 import type { Me } from '@tempered/api-contract';
-import { useCallback, useEffect, useState } from 'react';
-import { api, ApiFailure, post, setUnauthorizedHandler } from './api';
+import { QueryClientProvider, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useEffect, useState } from 'react';
+import { post, setUnauthorizedHandler } from './api';
 import { ErrorBox, Loading } from './components/common';
 import { LiveProvider, useLive } from './live';
 import { ApprovalsPage } from './pages/Approvals';
@@ -13,43 +15,58 @@ import { DeploymentsPage } from './pages/Deployments';
 import { LabelingQueuePage, LabelPage } from './pages/Labeling';
 import { LoginPage } from './pages/Login';
 import { ModelsPage } from './pages/Models';
-import { RunPage } from './pages/Run';
+import { RunPage } from './pages/run/RunPage';
 import { RunsPage } from './pages/Runs';
-import { SchedulesPage } from './pages/Schedules';
+import { SchedulesPage } from './pages/schedules/SchedulesPage';
 import { StartRunPage } from './pages/StartRun';
+import { createQueryClient, queries } from './queries';
 import { Link, navigate, useLocation } from './router';
 import { MeContext } from './session';
 
-type Session = { state: 'loading' } | { state: 'signed-out'; notice?: string } | { state: 'error'; error: ApiFailure } | { state: 'signed-in'; me: Me };
-
 export function App() {
-  const [session, setSession] = useState<Session>({ state: 'loading' });
+  const [client] = useState(createQueryClient);
+  return (
+    <QueryClientProvider client={client}>
+      <Session />
+    </QueryClientProvider>
+  );
+}
 
-  const load = useCallback(() => {
-    setSession({ state: 'loading' });
-    api<Me>('/api/me', { quiet401: true })
-      .then((me) => setSession({ state: 'signed-in', me }))
-      .catch((err: unknown) => {
-        if (err instanceof ApiFailure && err.status === 401) setSession({ state: 'signed-out' });
-        else setSession({ state: 'error', error: err instanceof ApiFailure ? err : new ApiFailure(0, String(err)) });
-      });
-  }, []);
-  useEffect(load, [load]);
-  useEffect(() => setUnauthorizedHandler(() => setSession({ state: 'signed-out', notice: 'Your session ended; sign in again.' })), []);
+/** `GET /api/me` decides: the login page (null), a failure to show, or the signed-in app. */
+function Session() {
+  const client = useQueryClient();
+  const me = useQuery(queries.me);
+  const [notice, setNotice] = useState<string>();
+  const setMe = (value: Me | null) => client.setQueryData(queries.me.queryKey, value);
 
-  if (session.state === 'loading') return <Loading what="Tempered" />;
-  if (session.state === 'error')
+  useEffect(
+    () =>
+      setUnauthorizedHandler(() => {
+        setNotice('Your session ended; sign in again.');
+        client.setQueryData(queries.me.queryKey, null);
+      }),
+    [client],
+  );
+  // Signed out, nothing the last user saw may show for the next one.
+  const signedOut = me.data === null;
+  useEffect(() => {
+    if (signedOut) client.removeQueries({ predicate: (q) => q.queryKey[0] !== queries.me.queryKey[0] });
+  }, [signedOut, client]);
+
+  if (me.isPending || (me.isError && me.isFetching)) return <Loading what="Tempered" />;
+  if (me.isError)
     return (
       <main className="page">
-        <ErrorBox error={session.error} retry={load} />
+        <ErrorBox error={me.error} retry={() => void me.refetch()} />
       </main>
     );
-  if (session.state === 'signed-out') {
+  if (me.data === null) {
     return (
       <LoginPage
-        notice={session.notice}
-        onSignedIn={(me) => {
-          setSession({ state: 'signed-in', me });
+        notice={notice}
+        onSignedIn={(user) => {
+          setNotice(undefined);
+          setMe(user);
           if (window.location.pathname === '/login') navigate('/runs', { replace: true });
         }}
       />
@@ -57,12 +74,13 @@ export function App() {
   }
   const signOut = async () => {
     await post('/api/logout').catch(() => {});
-    setSession({ state: 'signed-out' });
+    setNotice(undefined);
+    setMe(null);
   };
   return (
-    <MeContext.Provider value={session.me}>
+    <MeContext.Provider value={me.data}>
       <LiveProvider>
-        <Header me={session.me} onSignOut={signOut} />
+        <Header me={me.data} onSignOut={signOut} />
         <Routes />
       </LiveProvider>
     </MeContext.Provider>

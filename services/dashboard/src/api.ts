@@ -1,10 +1,11 @@
 /**
  * The dashboard's only door to the API: same-origin fetch with the session cookie, the CSRF header on every
  * change, and failures as values the pages render (status, message, the offending fields). A 401 anywhere
- * means the session ended, so it signs the user out instead of showing a broken page.
+ * means the session ended, so it signs the user out instead of showing a broken page. Reads go through
+ * TanStack Query (queries.ts) on top of `api`; live changes come from `useEventStream`.
  */
 import { CSRF_HEADER, type ApiError } from '@tempered/api-contract';
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 
 export class ApiFailure extends Error {
   constructor(
@@ -67,41 +68,6 @@ export const del = <T>(path: string) => api<T>(path, { method: 'DELETE' });
 /** Any thrown value as an ApiFailure, for the pages' error states. */
 export const asFailure = (err: unknown): ApiFailure => (err instanceof ApiFailure ? err : new ApiFailure(0, String(err)));
 
-export interface Resource<T> {
-  data: T | undefined;
-  error: ApiFailure | undefined;
-  loading: boolean;
-  /** Fetches again (after an event said something changed); keeps showing the old data meanwhile. */
-  reload: () => void;
-  setData: (update: (old: T | undefined) => T | undefined) => void;
-}
-
-/** GET `path` (or nothing while it is null), again whenever `path` changes or `reload` is called. */
-export function useResource<T>(path: string | null): Resource<T> {
-  const [state, setState] = useState<{ data?: T; error?: ApiFailure; loading: boolean; path: string | null }>({ loading: path !== null, path });
-  const [generation, setGeneration] = useState(0);
-  const current = useRef(path);
-  current.current = path;
-
-  useEffect(() => {
-    if (path === null) return;
-    const ctrl = new AbortController();
-    setState((s) => ({ ...s, loading: true, ...(s.path !== path ? { data: undefined, error: undefined, path } : {}) }));
-    api<T>(path, { signal: ctrl.signal })
-      .then((data) => setState({ data, loading: false, path }))
-      .catch((err: unknown) => {
-        if ((err as Error).name === 'AbortError') return;
-        setState((s) => ({ ...s, error: err instanceof ApiFailure ? err : new ApiFailure(0, String(err)), loading: false }));
-      });
-    return () => ctrl.abort();
-  }, [path, generation]);
-
-  const reload = useCallback(() => setGeneration((g) => g + 1), []);
-  const setData = useCallback((update: (old: T | undefined) => T | undefined) => setState((s) => ({ ...s, data: update(s.data) })), []);
-  const stale = state.path !== path;
-  return { data: stale ? undefined : state.data, error: stale ? undefined : state.error, loading: stale ? path !== null : state.loading, reload, setData };
-}
-
 export type StreamState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 /**
@@ -149,28 +115,4 @@ export function useEventStream(
     };
   }, [url, names]);
   return state;
-}
-
-/** Calls `fn` at most once per `ms`, after the last call: for refetches triggered by bursts of events. */
-export function useDebounced(fn: () => void, ms: number): () => void {
-  const latest = useRef(fn);
-  latest.current = fn;
-  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
-  useEffect(() => () => clearTimeout(timer.current), []);
-  return useCallback(() => {
-    clearTimeout(timer.current);
-    timer.current = setTimeout(() => latest.current(), ms);
-  }, [ms]);
-}
-
-/**
- * While `active`, calls `reload` `ms` after each fetch of a resource has finished (`loading` false): a poll
- * that never overlaps itself, so a slow answer delays the next request instead of being aborted by it.
- */
-export function usePollWhile(active: boolean, loading: boolean, reload: () => void, ms: number): void {
-  useEffect(() => {
-    if (!active || loading) return;
-    const t = setTimeout(reload, ms);
-    return () => clearTimeout(t);
-  }, [active, loading, reload, ms]);
 }

@@ -3,14 +3,25 @@
  * short panel a run's page shows while its canary runs and after it ended.
  */
 import { canaryActionRequest, type DeploymentEntry, type DeploymentsResponse, type RunStatus } from '@tempered/api-contract';
+import { useMutation, useQuery } from '@tanstack/react-query';
 import { useId, useState } from 'react';
-import { asFailure, post, usePollWhile, useResource, type ApiFailure } from '../api';
+import { asFailure, post } from '../api';
 import { formatAgo, formatDate, formatNumber, useNow } from '../format';
+import { queries } from '../queries';
 import { Link } from '../router';
-import { ErrorBox, ShareBar } from './common';
+import { ErrorBox, Fact, ShareBar } from './common';
+import { CommentInput } from './form';
 
 /** How often a page asks again while a canary runs (see `DeploymentsPage` for why it must ask at all). */
 export const CANARY_POLL_MS = 2000;
+
+/**
+ * `GET /api/deployments`, asked again every CANARY_POLL_MS while `polling` says so of the latest answer (a
+ * request never overlaps the one before); nothing at all while `enabled` is false.
+ */
+export function useDeployments(polling: (data: DeploymentsResponse | undefined) => boolean, enabled = true) {
+  return useQuery({ ...queries.deployments, enabled, refetchInterval: (q) => (polling(q.state.data) ? CANARY_POLL_MS : false) });
+}
 
 const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 const percent = (v: number | undefined) => (v === undefined ? '—' : v.toLocaleString(undefined, { style: 'percent', maximumFractionDigits: 1 }));
@@ -23,32 +34,20 @@ export function CanaryHealthView({ health }: { health: Record<string, unknown> |
   return (
     <>
       <dl className="facts health" data-testid="canary-health">
-        <div>
-          <dt>requests</dt>
-          <dd>{formatNumber(num(health.requests))}</dd>
-        </div>
-        <div>
-          <dt>errors</dt>
-          <dd>
-            {formatNumber(num(health.errors))} <span className="muted">({percent(num(health.errorRate))})</span>
-          </dd>
-        </div>
-        <div>
-          <dt>p95 latency</dt>
-          <dd>{num(health.p95LatencyMs) !== undefined ? `${formatNumber(Math.round(num(health.p95LatencyMs)!))} ms` : '—'}</dd>
-        </div>
-        <div>
-          <dt>thumbs down</dt>
-          <dd>
-            {rated ? (
-              <>
-                {percent(num(health.negativeRate))} <span className="muted">of {formatNumber(rated)} rated</span>
-              </>
-            ) : (
-              <span className="muted">none rated</span>
-            )}
-          </dd>
-        </div>
+        <Fact term="requests">{formatNumber(num(health.requests))}</Fact>
+        <Fact term="errors">
+          {formatNumber(num(health.errors))} <span className="muted">({percent(num(health.errorRate))})</span>
+        </Fact>
+        <Fact term="p95 latency">{num(health.p95LatencyMs) !== undefined ? `${formatNumber(Math.round(num(health.p95LatencyMs)!))} ms` : '—'}</Fact>
+        <Fact term="thumbs down">
+          {rated ? (
+            <>
+              {percent(num(health.negativeRate))} <span className="muted">of {formatNumber(rated)} rated</span>
+            </>
+          ) : (
+            <span className="muted">none rated</span>
+          )}
+        </Fact>
       </dl>
       {breach && (
         <p className="error-text small" data-testid="canary-breach">
@@ -63,24 +62,20 @@ export function CanaryHealthView({ health }: { health: Record<string, unknown> |
 export function CanaryActions({ runId, version, onSent }: { runId: string; version: string; onSent: () => void }) {
   const id = useId();
   const [comment, setComment] = useState('');
-  const [busy, setBusy] = useState<'promote' | 'abort'>();
-  const [error, setError] = useState<ApiFailure>();
-  const [sent, setSent] = useState<'promote' | 'abort'>();
+  const [invalid, setInvalid] = useState<string>();
+  const end = useMutation({
+    mutationFn: (body: { action: 'promote' | 'abort' }) => post(`/api/runs/${encodeURIComponent(runId)}/canary`, body),
+    onSuccess: onSent,
+  });
+  const busy = end.isPending ? end.variables.action : undefined;
+  const sent = end.isSuccess ? end.variables.action : undefined;
+  const error = invalid !== undefined ? asFailure(invalid) : (end.error ?? undefined);
 
-  const send = async (action: 'promote' | 'abort') => {
+  const send = (action: 'promote' | 'abort') => {
     const body = canaryActionRequest.safeParse({ action, comment: comment.trim() });
-    if (!body.success) return setError(asFailure(body.error.issues.map((i) => i.message).join('; ')));
-    setBusy(action);
-    setError(undefined);
-    try {
-      await post(`/api/runs/${encodeURIComponent(runId)}/canary`, body.data);
-      setSent(action);
-      onSent();
-    } catch (err) {
-      setError(asFailure(err));
-    } finally {
-      setBusy(undefined);
-    }
+    if (!body.success) return setInvalid(body.error.issues.map((i) => i.message).join('; '));
+    setInvalid(undefined);
+    end.mutate(body.data);
   };
 
   if (sent) {
@@ -93,15 +88,7 @@ export function CanaryActions({ runId, version, onSent }: { runId: string; versi
   return (
     <form className="decision" onSubmit={(e) => e.preventDefault()} aria-label={`End the canary of ${version}`}>
       <label htmlFor={`${id}-comment`}>Comment (recorded with your decision)</label>
-      <textarea
-        id={`${id}-comment`}
-        rows={2}
-        maxLength={2000}
-        value={comment}
-        onChange={(e) => setComment(e.target.value)}
-        placeholder="What you saw: the error rate, a complaint, a dashboard"
-        data-testid="canary-comment"
-      />
+      <CommentInput id={`${id}-comment`} value={comment} onChange={setComment} placeholder="What you saw: the error rate, a complaint, a dashboard" testId="canary-comment" />
       <div className="buttons">
         <button type="button" className="primary approve" disabled={busy !== undefined} onClick={() => send('promote')} data-testid="canary-promote">
           {busy === 'promote' ? 'Promoting…' : 'Promote now'}
@@ -119,20 +106,15 @@ export function CanaryActions({ runId, version, onSent }: { runId: string; versi
 export function CanaryStep({ canary, now }: { canary: NonNullable<DeploymentEntry['canary']>; now: number }) {
   return (
     <dl className="facts">
-      <div>
-        <dt>step</dt>
-        <dd data-testid="canary-step">{canary.step || '—'}</dd>
-      </div>
-      <div>
-        <dt>traffic</dt>
-        <dd>
-          <ShareBar percent={canary.weight} label="share of traffic" testId="canary-weight" />
-        </dd>
-      </div>
-      <div>
-        <dt>step started</dt>
-        <dd title={formatDate(canary.stepStartedAt)}>{canary.stepStartedAt ? formatAgo(canary.stepStartedAt, now) : '—'}</dd>
-      </div>
+      <Fact term="step" testId="canary-step">
+        {canary.step || '—'}
+      </Fact>
+      <Fact term="traffic">
+        <ShareBar percent={canary.weight} label="share of traffic" testId="canary-weight" />
+      </Fact>
+      <Fact term="step started" title={formatDate(canary.stepStartedAt)}>
+        {canary.stepStartedAt ? formatAgo(canary.stepStartedAt, now) : '—'}
+      </Fact>
     </dl>
   );
 }
@@ -157,8 +139,8 @@ export const hasCanaryOutcome = (summary: Record<string, unknown> | null | undef
  */
 export function RunCanaryPanel({ runId, status, deploySummary }: { runId: string; status: RunStatus; deploySummary: Record<string, unknown> | null | undefined }) {
   const live = status === 'canary';
-  const deployments = useResource<DeploymentsResponse>(live ? '/api/deployments' : null);
-  usePollWhile(live, deployments.loading, deployments.reload, CANARY_POLL_MS);
+  // While the run is a canary, whatever the list says yet (its deployment may not be listed the first moment).
+  const deployments = useDeployments(() => live, live);
   const now = useNow(5000, live);
   const outcome = outcomeOf(deploySummary);
 

@@ -3,6 +3,7 @@
  * are better lower; match rates and accuracies higher; the difference is coloured accordingly.
  */
 import { formatNumber, humanize } from '../format';
+import { Table, type Column } from './Table';
 
 const LOWER_IS_BETTER = /loss|perplexity|error|latency/i;
 const HIGHER_IS_BETTER = /match|accuracy|reward|score|win/i;
@@ -36,53 +37,34 @@ export function MetricsCompare({
     .sort((a, b) => (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b));
   if (keys.length === 0) return <p className="muted">No test metrics yet.</p>;
   const showProd = production !== undefined;
+  const columns: Column[] = ['metric', ['this run', 'num']];
+  if (showProd) columns.push([productionLabel ?? 'production', 'num']);
+  if (showProd && production) columns.push(['Δ', 'num']);
   return (
-    <div className="table-wrap">
-      <table className="table compact metrics-compare" data-testid="metrics-compare">
-        <thead>
-          <tr>
-            <th scope="col">metric</th>
-            <th scope="col" className="num">
-              this run
+    <Table columns={columns} className="compact metrics-compare" testId="metrics-compare">
+      {keys.map((k) => {
+        const a = candidate?.[k];
+        const b = production?.[k];
+        let delta: number | undefined;
+        let tone = '';
+        if (typeof a === 'number' && typeof b === 'number') {
+          delta = a - b;
+          const better = LOWER_IS_BETTER.test(k) ? delta < 0 : HIGHER_IS_BETTER.test(k) && !/baseline/i.test(k) ? delta > 0 : undefined;
+          if (better !== undefined && delta !== 0) tone = better ? 'better' : 'worse';
+        }
+        return (
+          <tr key={k} data-metric={k}>
+            <th scope="row" title={k}>
+              {humanize(k)}
             </th>
-            {showProd && (
-              <th scope="col" className="num">
-                {productionLabel ?? 'production'}
-              </th>
-            )}
+            <td className="num">{formatNumber(a)}</td>
+            {showProd && <td className="num">{production ? formatNumber(b) : '—'}</td>}
             {showProd && production && (
-              <th scope="col" className="num">
-                Δ
-              </th>
+              <td className={`num delta ${tone}`}>{delta === undefined ? '—' : `${delta > 0 ? '+' : ''}${formatNumber(delta)}`}</td>
             )}
           </tr>
-        </thead>
-        <tbody>
-          {keys.map((k) => {
-            const a = candidate?.[k];
-            const b = production?.[k];
-            let delta: number | undefined;
-            let tone = '';
-            if (typeof a === 'number' && typeof b === 'number') {
-              delta = a - b;
-              const better = LOWER_IS_BETTER.test(k) ? delta < 0 : HIGHER_IS_BETTER.test(k) && !/baseline/i.test(k) ? delta > 0 : undefined;
-              if (better !== undefined && delta !== 0) tone = better ? 'better' : 'worse';
-            }
-            return (
-              <tr key={k} data-metric={k}>
-                <th scope="row" title={k}>
-                  {humanize(k)}
-                </th>
-                <td className="num">{formatNumber(a)}</td>
-                {showProd && <td className="num">{production ? formatNumber(b) : '—'}</td>}
-                {showProd && production && (
-                  <td className={`num delta ${tone}`}>{delta === undefined ? '—' : `${delta > 0 ? '+' : ''}${formatNumber(delta)}`}</td>
-                )}
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
-    </div>
+        );
+      })}
+    </Table>
   );
 }

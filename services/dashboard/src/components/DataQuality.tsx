@@ -7,10 +7,14 @@
 import type { DatasetVersion } from '@tempered/api-contract';
 import { formatNumber, humanize } from '../format';
 import { KeyValues } from './common';
+import { Table, unnamed } from './Table';
 
 const asRecord = (v: unknown): Record<string, unknown> | undefined =>
   v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+
+/** How many records the clean stage removed, from a dataset version's `clean` summary; undefined before it ran. */
+export const removedByClean = (clean: Record<string, unknown> | null | undefined) => (typeof clean?.removed === 'number' ? clean.removed : undefined);
 
 export function DatasetCounts({ dataset, removedByClean }: { dataset: DatasetVersion; removedByClean?: number }) {
   const input = dataset.input_count;
@@ -46,21 +50,8 @@ function CountTable({ title, counts, total }: { title: string; counts: Record<st
   const rows = Object.entries(counts).filter(([, v]) => num(v) !== undefined) as Array<[string, number]>;
   const max = Math.max(1, ...rows.map(([, v]) => v));
   return (
-    <table className="table compact">
-      <caption>{title}</caption>
-      <thead>
-        <tr>
-          <th scope="col">rule</th>
-          <th scope="col" className="num">
-            records
-          </th>
-          <th scope="col" className="hide-narrow">
-            <span className="sr-only">share</span>
-          </th>
-        </tr>
-      </thead>
-      <tbody>
-        {rows.map(([rule, n]) => (
+    <Table columns={['rule', ['records', 'num'], [unnamed('share'), 'hide-narrow']]} className="compact" caption={<caption>{title}</caption>} wrap={false}>
+      {rows.map(([rule, n]) => (
           <tr key={rule}>
             <td>{humanize(rule)}</td>
             <td className="num">
@@ -72,8 +63,7 @@ function CountTable({ title, counts, total }: { title: string; counts: Record<st
             </td>
           </tr>
         ))}
-      </tbody>
-    </table>
+    </Table>
   );
 }
 
@@ -139,38 +129,24 @@ export function QuarantineTable({ records, total }: { records: Array<Record<stri
       <p className="muted">
         {records.length < total ? `The first ${records.length} of ${formatNumber(total)} quarantined records.` : `${formatNumber(total)} quarantined records.`}
       </p>
-      <div className="table-wrap">
-        <table className="table compact" data-testid="quarantine">
-          <thead>
-            <tr>
-              <th scope="col">reason</th>
-              <th scope="col">source</th>
-              <th scope="col" className="num">
-                line
-              </th>
-              <th scope="col">record</th>
+      <Table columns={['reason', 'source', ['line', 'num'], 'record']} className="compact" testId="quarantine">
+        {records.map((r, i) => {
+          const extra = Object.fromEntries(Object.entries(r).filter(([k]) => !known.includes(k)));
+          const source = String(r.source ?? '');
+          return (
+            <tr key={`${source}:${String(r.line)}:${i}`}>
+              <td className="reason">{String(r.reason ?? '—')}</td>
+              <td title={source} className="ellipsis">
+                {source.split('/').pop() || '—'}
+              </td>
+              <td className="num">{formatNumber(r.line)}</td>
+              <td>
+                <code className="raw">{String(r.raw ?? (Object.keys(extra).length ? JSON.stringify(extra) : ''))}</code>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {records.map((r, i) => {
-              const extra = Object.fromEntries(Object.entries(r).filter(([k]) => !known.includes(k)));
-              const source = String(r.source ?? '');
-              return (
-                <tr key={`${source}:${String(r.line)}:${i}`}>
-                  <td className="reason">{String(r.reason ?? '—')}</td>
-                  <td title={source} className="ellipsis">
-                    {source.split('/').pop() || '—'}
-                  </td>
-                  <td className="num">{formatNumber(r.line)}</td>
-                  <td>
-                    <code className="raw">{String(r.raw ?? (Object.keys(extra).length ? JSON.stringify(extra) : ''))}</code>
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      </div>
+          );
+        })}
+      </Table>
     </>
   );
 }

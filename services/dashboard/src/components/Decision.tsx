@@ -3,9 +3,11 @@
  * reason they may not. Also the live countdown to a gate's expiry.
  */
 import { decisionRequest, type GateState } from '@tempered/api-contract';
+import { useMutation } from '@tanstack/react-query';
 import { useId, useState } from 'react';
-import { ApiFailure, post } from '../api';
+import { post } from '../api';
 import { formatDate, formatDuration, useNow } from '../format';
+import { CommentInput } from './form';
 
 export function Countdown({ deadline }: { deadline: string }) {
   const now = useNow(1000);
@@ -43,28 +45,24 @@ export function DecisionForm({
   // A challenger that lost to the serving model deploys only by an explicit, recorded override.
   const needsOverride = champion !== undefined && !champion.challengerWins;
   const [override, setOverride] = useState(false);
-  const [busy, setBusy] = useState<'approve' | 'reject' | null>(null);
-  const [error, setError] = useState<string>();
-  const [done, setDone] = useState<'approve' | 'reject'>();
+  const [invalid, setInvalid] = useState<string>();
   const id = useId();
+  const send = useMutation({
+    mutationFn: (body: { decision: 'approve' | 'reject' }) => post(`/api/runs/${encodeURIComponent(runId)}/approval`, body),
+    onSuccess: (_, body) => onDecided?.(body.decision),
+  });
+  const busy = send.isPending ? send.variables.decision : null;
+  const done = send.isSuccess ? send.variables.decision : undefined;
+  const error = invalid ?? send.error?.message;
 
-  const decide = async (decision: 'approve' | 'reject') => {
+  const decide = (decision: 'approve' | 'reject') => {
     const body = decisionRequest.safeParse({ decision, comment: comment.trim(), override: decision === 'approve' && needsOverride && override });
     if (!body.success) {
-      setError(body.error.issues.map((i) => i.message).join('; '));
+      setInvalid(body.error.issues.map((i) => i.message).join('; '));
       return;
     }
-    setBusy(decision);
-    setError(undefined);
-    try {
-      await post(`/api/runs/${encodeURIComponent(runId)}/approval`, body.data);
-      setDone(decision);
-      onDecided?.(decision);
-    } catch (err) {
-      setError(err instanceof ApiFailure ? err.message : String(err));
-    } finally {
-      setBusy(null);
-    }
+    setInvalid(undefined);
+    send.mutate(body.data);
   };
 
   if (done) {
@@ -77,15 +75,7 @@ export function DecisionForm({
   return (
     <form className="decision" onSubmit={(e) => e.preventDefault()} aria-label={`Decide the deployment of ${runId}`}>
       <label htmlFor={`${id}-comment`}>Comment (recorded with your decision)</label>
-      <textarea
-        id={`${id}-comment`}
-        data-testid="decision-comment"
-        value={comment}
-        maxLength={2000}
-        rows={2}
-        placeholder="What you checked, or why you reject it"
-        onChange={(e) => setComment(e.target.value)}
-      />
+      <CommentInput id={`${id}-comment`} value={comment} onChange={setComment} placeholder="What you checked, or why you reject it" testId="decision-comment" />
       {needsOverride && (
         <div className="callout warn" data-testid="override-needed">
           <p>

@@ -6,7 +6,7 @@
 import type { RunDetail, StageStatus } from '@tempered/api-contract';
 import { between, formatDate, formatDuration } from '../format';
 import { STAGES, STAGE_TITLES } from '../stages';
-import { KeyValues, StageStatusBadge } from './common';
+import { Fact, KeyValues, StageStatusBadge } from './common';
 
 export interface StageView {
   name: string;
@@ -89,22 +89,10 @@ export function StageDetail({ stage, now }: { stage: StageView; now: number }) {
         {stage.waiting && <span className="badge waiting">{stage.waiting}</span>}
       </div>
       <dl className="facts">
-        <div>
-          <dt>started</dt>
-          <dd>{formatDate(stage.startedAt)}</dd>
-        </div>
-        <div>
-          <dt>finished</dt>
-          <dd>{formatDate(stage.finishedAt)}</dd>
-        </div>
-        <div>
-          <dt>duration</dt>
-          <dd>{ms !== undefined ? formatDuration(ms) : '—'}</dd>
-        </div>
-        <div>
-          <dt>attempts</dt>
-          <dd>{stage.attempts || '—'}</dd>
-        </div>
+        <Fact term="started">{formatDate(stage.startedAt)}</Fact>
+        <Fact term="finished">{formatDate(stage.finishedAt)}</Fact>
+        <Fact term="duration">{ms !== undefined ? formatDuration(ms) : '—'}</Fact>
+        <Fact term="attempts">{stage.attempts || '—'}</Fact>
       </dl>
       {stage.error && (
         <pre className="callout error stage-error-full" role="alert">

@@ -121,3 +121,17 @@ export function SpecEditor({
     </div>
   );
 }
+
+/** Warnings about a spec (not errors: it may still be sent), each at its line. */
+export function SpecWarnings({ warnings }: { warnings: LocatedIssue[] }) {
+  if (warnings.length === 0) return null;
+  return (
+    <ul className="warnings" data-testid="spec-warnings">
+      {warnings.map((w) => (
+        <li key={w.path}>
+          line {w.line} <code>{w.path}</code> {w.message}
+        </li>
+      ))}
+    </ul>
+  );
+}

@@ -1,8 +1,13 @@
-/** Small shared pieces: status badges, copy buttons, key/value tables, designed loading and error states. */
-import type { RunStatus, StageStatus } from '@tempered/api-contract';
+/**
+ * Small shared pieces: status badges, copy buttons, key/value lists, page and card headings, and the designed
+ * loading and error states of a query.
+ */
+import { isTerminalRunStatus, RUN_STATUSES, type RunStatus, type StageStatus } from '@tempered/api-contract';
+import type { UseQueryResult } from '@tanstack/react-query';
 import { useState, type ReactNode } from 'react';
 import { ApiFailure } from '../api';
 import { formatNumber, humanize } from '../format';
+import { Link } from '../router';
 
 const RUN_STATUS_TEXT: Record<RunStatus, string> = {
   queued: 'queued',
@@ -17,11 +22,10 @@ const RUN_STATUS_TEXT: Record<RunStatus, string> = {
   failed: 'failed',
   cancelled: 'cancelled',
 };
-export const RUN_STATUSES = Object.keys(RUN_STATUS_TEXT) as RunStatus[];
+export { RUN_STATUSES };
 export const runStatusText = (s: RunStatus) => RUN_STATUS_TEXT[s] ?? s;
-/** Statuses after which nothing more happens to a run. */
-export const isFinished = (s: RunStatus) =>
-  s === 'deployed' || s === 'rolled-back' || s === 'rejected' || s === 'expired' || s === 'failed' || s === 'cancelled';
+/** Statuses after which nothing more happens to a run (the contract's terminal ones). */
+export const isFinished = isTerminalRunStatus;
 
 export function RunStatusBadge({ status }: { status: RunStatus }) {
   return (
@@ -99,6 +103,37 @@ export function ErrorBox({ error, retry }: { error: unknown; retry?: () => void 
   );
 }
 
+/**
+ * A query's designed states: its failure (with "Try again" unless `retry` is false), "Loading …", then
+ * `children` with the data. With `stale`, a failed refresh keeps the data on screen under that warning.
+ */
+export function Loaded<T>({
+  query,
+  what,
+  retry = true,
+  stale,
+  children,
+}: {
+  query: UseQueryResult<T, ApiFailure>;
+  what: string;
+  retry?: boolean;
+  stale?: string;
+  children: (data: T) => ReactNode;
+}) {
+  if (query.error && !(stale && query.data !== undefined)) return <ErrorBox error={query.error} retry={retry ? () => void query.refetch() : undefined} />;
+  if (query.data === undefined) return <Loading what={what} />;
+  return (
+    <>
+      {query.error && (
+        <p className="error-text small" role="alert">
+          {stale}: {query.error.message}
+        </p>
+      )}
+      {children(query.data)}
+    </>
+  );
+}
+
 /** A flat or nested record as a definition list; nested objects indent, arrays of scalars join. */
 export function KeyValues({ value, empty = 'Nothing recorded.' }: { value: Record<string, unknown> | null | undefined; empty?: string }) {
   const entries = Object.entries(value ?? {});
@@ -161,6 +196,46 @@ export function Section({ title, actions, children, id, testId }: { title: React
   );
 }
 
+/** One term of a `<dl className="facts">`. */
+export function Fact({ term, children, className, title, testId }: { term: ReactNode; children: ReactNode; className?: string; title?: string; testId?: string }) {
+  return (
+    <div>
+      <dt>{term}</dt>
+      <dd className={className} title={title} data-testid={testId}>
+        {children}
+      </dd>
+    </div>
+  );
+}
+
+/** The head of a page under another (a run under Runs): the way back, the title, a line under it, actions. */
+export function DetailHead({
+  parent,
+  title,
+  sub,
+  subClassName = 'muted small',
+  actions,
+}: {
+  parent: { to: string; label: string };
+  title: ReactNode;
+  sub?: ReactNode;
+  subClassName?: string;
+  actions?: ReactNode;
+}) {
+  return (
+    <div className="page-head">
+      <div className="title-block">
+        <div className="crumbs">
+          <Link to={parent.to}>{parent.label}</Link> /
+        </div>
+        <h1>{title}</h1>
+        {sub && <div className={subClassName}>{sub}</div>}
+      </div>
+      {actions}
+    </div>
+  );
+}
+
 export function Kbd({ children }: { children: ReactNode }) {
   return <kbd>{children}</kbd>;
 }
@@ -193,16 +268,6 @@ export function ShareBar({ percent, label, testId }: { percent: number; label: s
         <span className="sr-only">{label}: </span>
         {percent}%
       </span>
-    </span>
-  );
-}
-
-/** The problems of one form field, under it; `id` is what the field's aria-describedby names. */
-export function FieldIssues({ id, messages }: { id: string; messages: string[] }) {
-  if (messages.length === 0) return null;
-  return (
-    <span className="field-error" id={id} data-testid="field-error">
-      {messages.join('; ')}
     </span>
   );
 }

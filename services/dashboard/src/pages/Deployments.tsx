@@ -2,44 +2,30 @@
  * Deployments: what serves each model and with what share of the gateway's traffic, newest first; canary
  * rollouts in progress on top with their step, weight and health, where approvers promote or abort them.
  */
-import type { DeploymentEntry, DeploymentsResponse } from '@tempered/api-contract';
-import { useEffect, useRef } from 'react';
-import { useDebounced, usePollWhile, useResource } from '../api';
-import { CANARY_POLL_MS, CanaryActions, CanaryHealthView, CanaryStep } from '../components/Canary';
-import { DeploymentStatusBadge, ErrorBox, Loading, ShareBar } from '../components/common';
+import type { DeploymentEntry } from '@tempered/api-contract';
+import { useQueryClient } from '@tanstack/react-query';
+import { CanaryActions, CanaryHealthView, CanaryStep, useDeployments } from '../components/Canary';
+import { DeploymentStatusBadge, Loaded, ShareBar } from '../components/common';
+import { Table } from '../components/Table';
 import { formatAgo, formatDate, useNow } from '../format';
-import { useRunChanges } from '../live';
+import { invalidateSoon, queries } from '../queries';
 import { Link, runPath } from '../router';
 import { useMe, whyNot } from '../session';
 
+const someCanary = (deployments: DeploymentEntry[] | undefined) => deployments?.some((d) => d.status === 'canary') ?? false;
+
 export function DeploymentsPage() {
   const me = useMe();
-  const list = useResource<DeploymentsResponse>('/api/deployments');
-  const reloadSoon = useDebounced(list.reload, 300);
-  const deployments = list.data?.deployments;
-
-  // Runs that had a canary: their next change (promoted, rolled back) changes their deployments' rows.
-  const canaryRuns = useRef(new Set<string>());
-  useEffect(() => {
-    for (const d of deployments ?? []) if (d.status === 'canary') canaryRuns.current.add(d.run_id);
-  }, [deployments]);
-  useRunChanges((e) => {
-    if (e.type === 'resync') return reloadSoon();
-    const was = canaryRuns.current.has(e.run.id);
-    if (e.run.status === 'canary') canaryRuns.current.add(e.run.id);
-    // A deploy without a canary adds a serving deployment and stops the one before: its run turns deployed.
-    if (was || e.run.status === 'canary' || e.run.status === 'deployed') reloadSoon();
-  });
-
+  const client = useQueryClient();
   // A canary's health (requests, errors, p95 latency, thumbs-down) and its steps change inside its workflow,
   // which reads the gateway's request log: the run stays `canary` throughout, so no run event says so. While
-  // some canary runs, and only then, the page asks again 2 s after each answer; the run events above cover a
-  // canary's start and end.
-  const canarying = deployments?.some((d) => d.status === 'canary') ?? false;
-  usePollWhile(canarying, list.loading, list.reload, CANARY_POLL_MS);
+  // some canary runs, and only then, the list is asked again every 2 s; the run events (live.tsx) cover a
+  // canary's start and end, and every other change of a deployment.
+  const list = useDeployments((data) => someCanary(data?.deployments));
+  const reloadSoon = () => invalidateSoon(client, queries.deployments.queryKey);
+  const canarying = someCanary(list.data?.deployments);
   const now = useNow(canarying ? 5000 : 30_000);
   const cannot = whyNot(me, 'approve', 'promote or abort a canary');
-  const canaries = deployments?.filter((d) => d.status === 'canary') ?? [];
 
   return (
     <main className="page">
@@ -47,77 +33,52 @@ export function DeploymentsPage() {
         <h1>Deployments</h1>
         <span className="muted small">What serves each model, its share of the gateway's traffic, and canary rollouts in progress.</span>
       </div>
-      {!deployments ? (
-        list.error ? (
-          <ErrorBox error={list.error} retry={list.reload} />
-        ) : (
-          <Loading what="deployments" />
-        )
-      ) : (
-        <>
-          {list.error && (
-            <p className="error-text small" role="alert">
-              Could not refresh: {list.error.message}
-            </p>
-          )}
-          {canaries.map((d) => (
-            <CanaryCard key={d.id} deployment={d} now={now} cannot={cannot} onSent={reloadSoon} />
-          ))}
-          {deployments.length === 0 ? (
-            <div className="empty" data-testid="deployments-empty">
-              <p>No deployments yet: a run deploys its model once an approver approves its gate.</p>
-            </div>
-          ) : (
-            <div className="table-wrap">
-              <table className="table deployments" data-testid="deployments-table">
-                <thead>
-                  <tr>
-                    <th scope="col">model</th>
-                    <th scope="col">status</th>
-                    <th scope="col">traffic</th>
-                    <th scope="col" className="hide-narrow">
-                      endpoint
-                    </th>
-                    <th scope="col">run</th>
-                    <th scope="col" className="hide-narrow">
-                      since
-                    </th>
+      <Loaded query={list} what="deployments" stale="Could not refresh">
+        {({ deployments }) => (
+          <>
+            {deployments
+              .filter((d) => d.status === 'canary')
+              .map((d) => (
+                <CanaryCard key={d.id} deployment={d} now={now} cannot={cannot} onSent={reloadSoon} />
+              ))}
+            {deployments.length === 0 ? (
+              <div className="empty" data-testid="deployments-empty">
+                <p>No deployments yet: a run deploys its model once an approver approves its gate.</p>
+              </div>
+            ) : (
+              <Table columns={['model', 'status', 'traffic', ['endpoint', 'hide-narrow'], 'run', ['since', 'hide-narrow']]} className="deployments" testId="deployments-table">
+                {deployments.map((d) => (
+                  <tr key={d.id} data-deployment-id={d.id} data-run-id={d.run_id} data-status={d.status}>
+                    <td>
+                      <Link to={`/models#${d.model_version_id}`} className="run-name">
+                        {d.model_name}
+                      </Link>{' '}
+                      <span className="version">v{d.version}</span>
+                    </td>
+                    <td>
+                      <DeploymentStatusBadge status={d.status} />
+                    </td>
+                    <td className="share-cell">
+                      <ShareBar percent={d.weight} label={`${d.model_name} v${d.version}'s share of traffic`} testId="traffic" />
+                    </td>
+                    <td className="hide-narrow mono small ellipsis" title={d.endpoint}>
+                      {d.endpoint}
+                    </td>
+                    <td>
+                      <Link to={runPath(d.run_id)} className="mono small ellipsis-link" title={d.run_id}>
+                        {d.run_id}
+                      </Link>
+                    </td>
+                    <td className="hide-narrow nowrap" title={formatDate(d.created_at)}>
+                      {formatAgo(d.created_at, now)}
+                    </td>
                   </tr>
-                </thead>
-                <tbody>
-                  {deployments.map((d) => (
-                    <tr key={d.id} data-deployment-id={d.id} data-run-id={d.run_id} data-status={d.status}>
-                      <td>
-                        <Link to={`/models#${d.model_version_id}`} className="run-name">
-                          {d.model_name}
-                        </Link>{' '}
-                        <span className="version">v{d.version}</span>
-                      </td>
-                      <td>
-                        <DeploymentStatusBadge status={d.status} />
-                      </td>
-                      <td className="share-cell">
-                        <ShareBar percent={d.weight} label={`${d.model_name} v${d.version}'s share of traffic`} testId="traffic" />
-                      </td>
-                      <td className="hide-narrow mono small ellipsis" title={d.endpoint}>
-                        {d.endpoint}
-                      </td>
-                      <td>
-                        <Link to={runPath(d.run_id)} className="mono small ellipsis-link" title={d.run_id}>
-                          {d.run_id}
-                        </Link>
-                      </td>
-                      <td className="hide-narrow nowrap" title={formatDate(d.created_at)}>
-                        {formatAgo(d.created_at, now)}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )}
-        </>
-      )}
+                ))}
+              </Table>
+            )}
+          </>
+        )}
+      </Loaded>
     </main>
   );
 }

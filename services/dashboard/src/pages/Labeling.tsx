@@ -3,26 +3,22 @@
  * two sampled responses side by side and takes A, B or Tie by button or key (1 / ← / A, 2 / → / B,
  * 3 / T; S skips one), then moves to the next pair by itself until the run has the labels it needs.
  */
-import { labelRequest, type LabelingQueue, type LabelProgress, type NextPair, type PreferencePair } from '@tempered/api-contract';
+import { labelRequest, type LabelProgress, type NextPair } from '@tempered/api-contract';
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { api, ApiFailure, post, useDebounced, useResource } from '../api';
-import { ErrorBox, Kbd, Loading, ProgressBar, Section } from '../components/common';
-import { useRunChanges } from '../live';
+import { api, ApiFailure, post } from '../api';
+import { DetailHead, ErrorBox, Kbd, Loaded, Loading, ProgressBar, Section } from '../components/common';
+import { getQuery, queries } from '../queries';
 import { Link, labelPath, runPath } from '../router';
 import { useMe, whyNot } from '../session';
 
 type Choice = 'a' | 'b' | 'tie';
 const KEYS: Record<string, Choice> = { '1': 'a', ArrowLeft: 'a', a: 'a', A: 'a', '2': 'b', ArrowRight: 'b', b: 'b', B: 'b', '3': 'tie', t: 'tie', T: 'tie' };
 
+/** The queue is fetched again when a run enters or leaves the labeling step (live.tsx). */
 export function LabelingQueuePage() {
   const me = useMe();
-  const queue = useResource<LabelingQueue>('/api/labeling');
-  const reloadSoon = useDebounced(queue.reload, 300);
-  useRunChanges((e) => {
-    if (e.type === 'resync') return reloadSoon();
-    const listed = queue.data?.runs.some((r) => r.runId === e.run.id) ?? false;
-    if (listed || e.run.status === 'waiting-labels') reloadSoon();
-  });
+  const queue = useQuery(queries.labeling);
   const cannot = whyNot(me, 'label');
 
   return (
@@ -32,89 +28,107 @@ export function LabelingQueuePage() {
         <span className="muted small">Runs whose RLHF stage waits for people to say which of two responses is better.</span>
       </div>
       {cannot && <p className="callout info">{cannot}</p>}
-      {queue.error ? (
-        <ErrorBox error={queue.error} retry={queue.reload} />
-      ) : !queue.data ? (
-        <Loading what="the labeling queue" />
-      ) : queue.data.runs.length === 0 ? (
-        <p className="muted empty" data-testid="labeling-empty">
-          No run waits for labels. A run with <code>rlhf.source: labels</code> appears here once it has trained.
-        </p>
-      ) : (
-        <ul className="queue" data-testid="labeling-queue">
-          {queue.data.runs.map((r) => (
-            <li key={r.runId} className="card queue-item">
-              <div>
-                <Link to={labelPath(r.runId)} className="run-name" data-testid="label-run">
-                  {r.name}
-                </Link>
-                <div className="muted small mono">{r.runId}</div>
-              </div>
-              <ProgressBar value={r.labeled} max={r.required} label={`Labels for ${r.name}`} />
-              <Link to={labelPath(r.runId)} className="button primary">
-                {cannot ? 'View pairs' : 'Label'}
-              </Link>
-            </li>
-          ))}
-        </ul>
-      )}
+      <Loaded query={queue} what="the labeling queue">
+        {({ runs }) =>
+          runs.length === 0 ? (
+            <p className="muted empty" data-testid="labeling-empty">
+              No run waits for labels. A run with <code>rlhf.source: labels</code> appears here once it has trained.
+            </p>
+          ) : (
+            <ul className="queue" data-testid="labeling-queue">
+              {runs.map((r) => (
+                <li key={r.runId} className="card queue-item">
+                  <div>
+                    <Link to={labelPath(r.runId)} className="run-name" data-testid="label-run">
+                      {r.name}
+                    </Link>
+                    <div className="muted small mono">{r.runId}</div>
+                  </div>
+                  <ProgressBar value={r.labeled} max={r.required} label={`Labels for ${r.name}`} />
+                  <Link to={labelPath(r.runId)} className="button primary">
+                    {cannot ? 'View pairs' : 'Label'}
+                  </Link>
+                </li>
+              ))}
+            </ul>
+          )
+        }
+      </Loaded>
     </main>
   );
 }
 
+/** One step of labeling: label the pair shown (then see the next), or skip it. */
+type Step = { label: Choice; pairId: number } | { skip: number };
+
+/**
+ * The pair on screen is a query (`GET …/pairs/next`); labeling or skipping is a mutation whose answer is the
+ * next pair, put in its place together with the progress, so a key pressed while it is on its way is ignored
+ * rather than spent on the pair just labeled.
+ */
 export function LabelPage({ runId }: { runId: string }) {
   const me = useMe();
   const cannot = whyNot(me, 'label');
-  const [pair, setPair] = useState<PreferencePair | null>();
-  const [progress, setProgress] = useState<LabelProgress>();
-  const [error, setError] = useState<ApiFailure>();
-  const [busy, setBusy] = useState(false);
-  const [chosen, setChosen] = useState<Choice>();
+  const client = useQueryClient();
+  const nextPath = `/api/runs/${encodeURIComponent(runId)}/pairs/next`;
+  // What is on screen changes only by the steps below (or "Check again"), and is forgotten on leaving.
+  const pairQuery = getQuery<NextPair>(nextPath);
+  const current = useQuery({ ...pairQuery, staleTime: Infinity, gcTime: 0 });
   const [said, setSaid] = useState('');
   const busyRef = useRef(false);
 
-  const next = useCallback(async (skip?: number) => {
-    try {
-      const r = await api<NextPair>(`/api/runs/${encodeURIComponent(runId)}/pairs/next${skip ? `?skip=${skip}` : ''}`);
-      setPair(r.pair);
-      setProgress(r.progress);
-      setChosen(undefined);
-      setError(undefined);
-    } catch (err) {
-      setError(err instanceof ApiFailure ? err : new ApiFailure(0, String(err)));
-    }
-  }, [runId]);
-  useEffect(() => {
-    setPair(undefined);
-    setProgress(undefined);
-    void next();
-  }, [next]);
+  const step = useMutation({
+    mutationFn: async (s: Step): Promise<NextPair> => {
+      if ('skip' in s) return api<NextPair>(`${nextPath}?skip=${s.skip}`);
+      let progress: LabelProgress;
+      try {
+        ({ progress } = await post<{ progress: LabelProgress }>(`/api/pairs/${s.pairId}/label`, labelRequest.parse({ label: s.label })));
+      } catch (err) {
+        // Someone else labeled it, or the run moved on: show the next pair rather than an error.
+        if (err instanceof ApiFailure && err.status === 409) return api<NextPair>(nextPath);
+        throw err;
+      }
+      setSaid(`Pair ${s.pairId} labeled ${s.label === 'tie' ? 'a tie' : s.label.toUpperCase()}. ${progress.labeled} of ${progress.required}.`);
+      return progress.labeled < progress.required ? api<NextPair>(nextPath) : { pair: null, progress };
+    },
+    onSuccess: (next) => client.setQueryData(pairQuery.queryKey, next),
+    onSettled: () => {
+      busyRef.current = false;
+    },
+  });
 
+  const pair = current.data?.pair;
+  const progress = current.data?.progress;
+  const busy = step.isPending;
+  const chosen = step.isPending && 'label' in step.variables ? step.variables.label : undefined;
+  const error = step.error ?? current.error ?? undefined;
   const done = progress !== undefined && progress.labeled >= progress.required;
 
-  const label = useCallback(
-    async (choice: Choice) => {
-      if (!pair || busyRef.current || cannot || done) return;
+  const { mutate, reset } = step;
+  const { refetch } = current;
+  // One step at a time, even for keys pressed faster than the page renders.
+  const go = useCallback(
+    (s: Step) => {
+      if (busyRef.current) return;
       busyRef.current = true;
-      setBusy(true);
-      setChosen(choice);
-      try {
-        const r = await post<{ progress: LabelProgress }>(`/api/pairs/${pair.id}/label`, labelRequest.parse({ label: choice }));
-        setProgress(r.progress);
-        setSaid(`Pair ${pair.id} labeled ${choice === 'tie' ? 'a tie' : choice.toUpperCase()}. ${r.progress.labeled} of ${r.progress.required}.`);
-        if (r.progress.labeled < r.progress.required) await next();
-      } catch (err) {
-        const failure = err instanceof ApiFailure ? err : new ApiFailure(0, String(err));
-        // Someone else labeled it, or the run moved on: show the next pair rather than an error.
-        if (failure.status === 409) await next();
-        else setError(failure);
-        setChosen(undefined);
-      } finally {
-        busyRef.current = false;
-        setBusy(false);
-      }
+      mutate(s);
     },
-    [pair, cannot, done, next],
+    [mutate],
+  );
+  const label = useCallback(
+    (choice: Choice) => {
+      if (!pair || cannot || done) return;
+      go({ label: choice, pairId: pair.id });
+    },
+    [pair, cannot, done, go],
+  );
+  const next = useCallback(
+    (skip?: number) => {
+      if (skip !== undefined) return go({ skip });
+      reset();
+      void refetch();
+    },
+    [go, reset, refetch],
   );
 
   useEffect(() => {
@@ -124,13 +138,13 @@ export function LabelPage({ runId }: { runId: string }) {
       if (t.closest('input, textarea, select, [contenteditable]')) return;
       if ((e.key === 's' || e.key === 'S') && pair && !busyRef.current) {
         e.preventDefault();
-        void next(pair.id);
+        next(pair.id);
         return;
       }
       const choice = KEYS[e.key];
       if (!choice) return;
       e.preventDefault();
-      void label(choice);
+      label(choice);
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
@@ -138,17 +152,15 @@ export function LabelPage({ runId }: { runId: string }) {
 
   return (
     <main className="page label-page">
-      <div className="page-head">
-        <div className="title-block">
-          <div className="crumbs">
-            <Link to="/labeling">Labeling</Link> /
-          </div>
-          <h1>Which response is better?</h1>
-          <div className="muted small">
+      <DetailHead
+        parent={{ to: '/labeling', label: 'Labeling' }}
+        title="Which response is better?"
+        sub={
+          <>
             for run <Link to={runPath(runId)}>{runId}</Link>
-          </div>
-        </div>
-      </div>
+          </>
+        }
+      />
       {progress && <ProgressBar value={progress.labeled} max={progress.required} label="Labels" testId="label-progress" />}
       <p className="sr-only" aria-live="polite">
         {said}
@@ -158,7 +170,7 @@ export function LabelPage({ runId }: { runId: string }) {
           {cannot}
         </p>
       )}
-      {error && <ErrorBox error={error} retry={() => void next()} />}
+      {error && <ErrorBox error={error} retry={() => next()} />}
       {done ? (
         <div className="callout ok done" data-testid="labeling-done" role="status">
           <strong>Done: {progress.labeled} labels, the run continues.</strong>
@@ -172,7 +184,7 @@ export function LabelPage({ runId }: { runId: string }) {
       ) : pair === null ? (
         <div className="callout info">
           <span>No unlabeled pair is left right now; others may be labeling the rest.</span>
-          <button type="button" onClick={() => void next()}>
+          <button type="button" onClick={() => next()}>
             Check again
           </button>
         </div>
@@ -192,18 +204,18 @@ export function LabelPage({ runId }: { runId: string }) {
           </div>
           {!cannot && (
             <div className="label-buttons" role="group" aria-label="Your preference">
-              <button type="button" className="primary" onClick={() => void label('a')} disabled={busy} data-testid="label-a" aria-keyshortcuts="1 ArrowLeft a">
+              <button type="button" className="primary" onClick={() => label('a')} disabled={busy} data-testid="label-a" aria-keyshortcuts="1 ArrowLeft a">
                 A is better <span className="hint"><Kbd>1</Kbd> <Kbd>←</Kbd></span>
               </button>
               <span className="middle-buttons">
-                <button type="button" onClick={() => void label('tie')} disabled={busy} data-testid="label-tie" aria-keyshortcuts="3 t">
+                <button type="button" onClick={() => label('tie')} disabled={busy} data-testid="label-tie" aria-keyshortcuts="3 t">
                   Tie <span className="hint"><Kbd>3</Kbd> <Kbd>T</Kbd></span>
                 </button>
-                <button type="button" onClick={() => void next(pair.id)} disabled={busy} data-testid="label-skip" aria-keyshortcuts="s" title="Show another pair; this one stays unlabeled">
+                <button type="button" onClick={() => next(pair.id)} disabled={busy} data-testid="label-skip" aria-keyshortcuts="s" title="Show another pair; this one stays unlabeled">
                   Skip <span className="hint"><Kbd>S</Kbd></span>
                 </button>
               </span>
-              <button type="button" className="primary" onClick={() => void label('b')} disabled={busy} data-testid="label-b" aria-keyshortcuts="2 ArrowRight b">
+              <button type="button" className="primary" onClick={() => label('b')} disabled={busy} data-testid="label-b" aria-keyshortcuts="2 ArrowRight b">
                 B is better <span className="hint"><Kbd>2</Kbd> <Kbd>→</Kbd></span>
               </button>
             </div>

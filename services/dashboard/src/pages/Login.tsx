@@ -1,34 +1,36 @@
 /** Sign in with a username and password; the API answers with a session cookie. */
 import { loginRequest, type LoginResponse, type Me } from '@tempered/api-contract';
+import { useMutation } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
-import { api, ApiFailure } from '../api';
+import { api } from '../api';
 
 export function LoginPage({ onSignedIn, notice }: { onSignedIn: (me: Me) => void; notice?: string }) {
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
-  const [error, setError] = useState<string>();
-  const [busy, setBusy] = useState(false);
+  const [invalid, setInvalid] = useState(false);
+  const login = useMutation({
+    mutationFn: (body: { username: string; password: string }) => api<LoginResponse>('/api/login', { method: 'POST', body, quiet401: true }),
+    onSuccess: (res) => onSignedIn(res.user),
+    onError: () => setPassword(''),
+  });
+  const failure = login.error;
+  const error = invalid
+    ? 'Enter your username and password.'
+    : !failure
+      ? undefined
+      : failure.status === 401 || failure.status === 403
+        ? 'Wrong username or password.'
+        : failure.status === 429
+          ? failure.message || 'Too many attempts; wait a minute and try again.'
+          : failure.message;
+  const busy = login.isPending;
 
-  const submit = async (e: FormEvent) => {
+  const submit = (e: FormEvent) => {
     e.preventDefault();
     const body = loginRequest.safeParse({ username: username.trim(), password });
-    if (!body.success) {
-      setError('Enter your username and password.');
-      return;
-    }
-    setBusy(true);
-    setError(undefined);
-    try {
-      const res = await api<LoginResponse>('/api/login', { method: 'POST', body: body.data, quiet401: true });
-      onSignedIn(res.user);
-    } catch (err) {
-      if (err instanceof ApiFailure && (err.status === 401 || err.status === 403)) setError('Wrong username or password.');
-      else if (err instanceof ApiFailure && err.status === 429) setError(err.message || 'Too many attempts; wait a minute and try again.');
-      else setError(err instanceof Error ? err.message : String(err));
-      setPassword('');
-    } finally {
-      setBusy(false);
-    }
+    setInvalid(!body.success);
+    if (body.success) login.mutate(body.data);
+    else login.reset();
   };
 
   return (

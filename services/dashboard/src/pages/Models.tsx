@@ -3,17 +3,19 @@
  * each), then model versions, newest first: their test metrics, which one is serving, their deployments, and
  * their lineage (dataset version → artifacts → model version → deployment) drawn left to right.
  */
-import type { BaseModelsResponse, LineageResponse, ModelEntry, ModelsResponse, RunDetail } from '@tempered/api-contract';
+import type { ModelEntry } from '@tempered/api-contract';
+import { useQuery } from '@tanstack/react-query';
 import { useEffect, useMemo, useState } from 'react';
-import { useResource } from '../api';
-import { ErrorBox, Loading } from '../components/common';
+import { Fact, Loaded } from '../components/common';
 import { MetricsCompare } from '../components/Compare';
 import { foldArtifacts, LineageGraph } from '../components/Lineage';
+import { Table } from '../components/Table';
 import { formatCount, formatDate } from '../format';
+import { queries } from '../queries';
 import { datasetPath, Link, runPath } from '../router';
 
 export function ModelsPage() {
-  const models = useResource<ModelsResponse>('/api/models');
+  const models = useQuery(queries.models);
   const [open, setOpen] = useState<string | undefined>(() => window.location.hash.slice(1) || undefined);
 
   const show = (id: string | undefined) => {
@@ -38,54 +40,43 @@ export function ModelsPage() {
       </div>
       <BaseModels onModel={show} />
       <h2>Model versions</h2>
-      {models.error ? (
-        <ErrorBox error={models.error} retry={models.reload} />
-      ) : !models.data ? (
-        <Loading what="models" />
-      ) : models.data.models.length === 0 ? (
-        <p className="muted empty">No model versions yet: a run creates one when its deployment is approved.</p>
-      ) : (
-        <ul className="model-list" data-testid="models">
-          {models.data.models.map((m) => (
-            <ModelCard key={m.id} model={m} open={open === m.id} onToggle={() => show(open === m.id ? undefined : m.id)} onModel={show} />
-          ))}
-        </ul>
-      )}
+      <Loaded query={models} what="models">
+        {({ models: list }) =>
+          list.length === 0 ? (
+            <p className="muted empty">No model versions yet: a run creates one when its deployment is approved.</p>
+          ) : (
+            <ul className="model-list" data-testid="models">
+              {list.map((m) => (
+                <ModelCard key={m.id} model={m} open={open === m.id} onToggle={() => show(open === m.id ? undefined : m.id)} onModel={show} />
+              ))}
+            </ul>
+          )
+        }
+      </Loaded>
     </main>
   );
 }
 
 function BaseModels({ onModel }: { onModel: (id: string) => void }) {
-  const catalog = useResource<BaseModelsResponse>('/api/base-models');
+  const catalog = useQuery(queries.baseModels);
   return (
     <section aria-labelledby="base-models-title" data-testid="base-models">
       <h2 id="base-models-title">Base models</h2>
-      {catalog.error ? (
-        <ErrorBox error={catalog.error} retry={catalog.reload} />
-      ) : !catalog.data ? (
-        <Loading what="base models" />
-      ) : catalog.data.baseModels.length === 0 ? (
-        <p className="muted empty">No base models in the catalog: the bootstrap converts them, and the stack registers them when it starts.</p>
-      ) : (
-        <div className="table-wrap">
-          <table className="table compact">
-            <caption className="muted small">
-              Fine-tune one with <code>model: {'{'}base: {'{'}name: …{'}'}{'}'}</code> in a spec.
-            </caption>
-            <thead>
-              <tr>
-                <th scope="col">name</th>
-                <th scope="col">architecture</th>
-                <th scope="col" className="num">parameters</th>
-                <th scope="col" className="num">context</th>
-                <th scope="col">licence</th>
-                <th scope="col">source</th>
-                <th scope="col">sha256</th>
-                <th scope="col">fine-tuned versions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {catalog.data.baseModels.map((b) => (
+      <Loaded query={catalog} what="base models">
+        {({ baseModels }) =>
+          baseModels.length === 0 ? (
+            <p className="muted empty">No base models in the catalog: the bootstrap converts them, and the stack registers them when it starts.</p>
+          ) : (
+            <Table
+              columns={['name', 'architecture', ['parameters', 'num'], ['context', 'num'], 'licence', 'source', 'sha256', 'fine-tuned versions']}
+              className="compact"
+              caption={
+                <caption className="muted small">
+                  Fine-tune one with <code>model: {'{'}base: {'{'}name: …{'}'}{'}'}</code> in a spec.
+                </caption>
+              }
+            >
+              {baseModels.map((b) => (
                 <tr key={b.name} data-testid="base-model" data-name={b.name}>
                   <th scope="row" className="mono nowrap">
                     {b.name}
@@ -101,23 +92,25 @@ function BaseModels({ onModel }: { onModel: (id: string) => void }) {
                     {b.sha256.slice(0, 12)}
                   </td>
                   <td>
-                    {b.fineTuned.length === 0
-                      ? <span className="muted">none yet</span>
-                      : b.fineTuned.map((v, i) => (
-                          <span key={v.id}>
-                            {i > 0 && ', '}
-                            <Link to={`/models#${v.id}`} onClick={(e) => (e.preventDefault(), onModel(v.id))}>
-                              {v.name} v{v.version}
-                            </Link>
-                          </span>
-                        ))}
+                    {b.fineTuned.length === 0 ? (
+                      <span className="muted">none yet</span>
+                    ) : (
+                      b.fineTuned.map((v, i) => (
+                        <span key={v.id}>
+                          {i > 0 && ', '}
+                          <Link to={`/models#${v.id}`} onClick={(e) => (e.preventDefault(), onModel(v.id))}>
+                            {v.name} v{v.version}
+                          </Link>
+                        </span>
+                      ))
+                    )}
                   </td>
                 </tr>
               ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+            </Table>
+          )
+        }
+      </Loaded>
     </section>
   );
 }
@@ -139,56 +132,32 @@ function ModelCard({ model, open, onToggle, onModel }: { model: ModelEntry; open
         </button>
       </header>
       <dl className="facts">
-        <div>
-          <dt>created</dt>
-          <dd>{formatDate(model.created_at)}</dd>
-        </div>
-        <div>
-          <dt>run</dt>
-          <dd>
-            <Link to={runPath(model.run_id)}>{model.run_id}</Link>
-          </dd>
-        </div>
+        <Fact term="created">{formatDate(model.created_at)}</Fact>
+        <Fact term="run">
+          <Link to={runPath(model.run_id)}>{model.run_id}</Link>
+        </Fact>
         {model.datasetVersionId && (
-          <div>
-            <dt>dataset</dt>
-            <dd>
-              <Link to={datasetPath(model.datasetVersionId)} className="mono">
-                {model.datasetVersionId.slice(0, 12)}
-              </Link>
-            </dd>
-          </div>
+          <Fact term="dataset">
+            <Link to={datasetPath(model.datasetVersionId)} className="mono">
+              {model.datasetVersionId.slice(0, 12)}
+            </Link>
+          </Fact>
         )}
-        <div>
-          <dt>sha256</dt>
-          <dd className="mono" title={model.sha256}>
-            {model.sha256.slice(0, 12)}
-          </dd>
-        </div>
+        <Fact term="sha256" className="mono" title={model.sha256}>
+          {model.sha256.slice(0, 12)}
+        </Fact>
       </dl>
       <MetricsCompare candidate={model.metrics} />
       {model.deployments.length > 0 && (
-        <div className="table-wrap">
-          <table className="table compact">
-            <caption>Deployments</caption>
-            <thead>
-              <tr>
-                <th scope="col">endpoint</th>
-                <th scope="col">status</th>
-                <th scope="col">since</th>
-              </tr>
-            </thead>
-            <tbody>
-              {model.deployments.map((d) => (
-                <tr key={d.id}>
-                  <td className="mono">{d.endpoint}</td>
-                  <td>{d.status}</td>
-                  <td className="nowrap">{formatDate(d.created_at)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table columns={['endpoint', 'status', 'since']} className="compact" caption={<caption>Deployments</caption>}>
+          {model.deployments.map((d) => (
+            <tr key={d.id}>
+              <td className="mono">{d.endpoint}</td>
+              <td>{d.status}</td>
+              <td className="nowrap">{formatDate(d.created_at)}</td>
+            </tr>
+          ))}
+        </Table>
       )}
       {open && <ModelLineage model={model} onModel={onModel} />}
     </li>
@@ -196,8 +165,8 @@ function ModelCard({ model, open, onToggle, onModel }: { model: ModelEntry; open
 }
 
 function ModelLineage({ model, onModel }: { model: ModelEntry; onModel: (id: string) => void }) {
-  const lineage = useResource<LineageResponse>(`/api/models/${encodeURIComponent(model.id)}/lineage`);
-  const run = useResource<RunDetail>(`/api/runs/${encodeURIComponent(model.run_id)}`);
+  const lineage = useQuery(queries.lineage(model.id));
+  const run = useQuery(queries.run(model.run_id));
   const [all, setAll] = useState(false);
   // Artifacts are named by id in the lineage; the run's artifact list gives them their kinds.
   const labels = useMemo(() => Object.fromEntries((run.data?.artifacts ?? []).map((a) => [`artifact:${a.id}`, `${a.kind} #${a.id}`])), [run.data]);
@@ -210,7 +179,9 @@ function ModelLineage({ model, onModel }: { model: ModelEntry; onModel: (id: str
           <input type="checkbox" checked={all} onChange={(e) => setAll(e.target.checked)} /> show intermediate artifacts
         </label>
       </div>
-      {lineage.error ? <ErrorBox error={lineage.error} /> : !lineage.data ? <Loading what="lineage" /> : <LineageGraph edges={edges} focus={`model_version:${model.id}`} labels={labels} onModel={onModel} />}
+      <Loaded query={lineage} what="lineage" retry={false}>
+        {() => <LineageGraph edges={edges} focus={`model_version:${model.id}`} labels={labels} onModel={onModel} />}
+      </Loaded>
     </div>
   );
 }

@@ -1,24 +1,16 @@
 /**
  * Every run, newest first, with live status: the list is fetched once per filter and then kept current by
- * the dashboard's event stream (a run that changes moves in, out or up without a refetch).
+ * the dashboard's event stream (live.tsx: a run that changes moves in, out or up without a refetch).
  */
-import type { RunStatus, RunSummary } from '@tempered/api-contract';
+import type { RunStatus } from '@tempered/api-contract';
+import { useQuery } from '@tanstack/react-query';
 import { useEffect, useRef, useState } from 'react';
-import { useResource } from '../api';
-import { ErrorBox, Loading, RUN_STATUSES, RunStatusBadge, isFinished, runStatusText } from '../components/common';
+import { Loaded, RUN_STATUSES, RunStatusBadge, isFinished, runStatusText } from '../components/common';
+import { Table } from '../components/Table';
 import { between, formatAgo, formatDate, formatDuration, useNow } from '../format';
-import { useRunChanges } from '../live';
+import { queries, RUNS_LIMIT } from '../queries';
 import { Link, navigate, runPath, setSearch, useLocation } from '../router';
 import { useMe, whyNot } from '../session';
-
-const LIMIT = 100;
-
-function matches(run: RunSummary, status: string, q: string): boolean {
-  if (status && run.status !== status) return false;
-  if (!q) return true;
-  const needle = q.toLowerCase();
-  return [run.id, run.name, run.requested_by].some((s) => s.toLowerCase().includes(needle));
-}
 
 export function RunsPage() {
   const me = useMe();
@@ -49,21 +41,7 @@ export function RunsPage() {
     return () => window.removeEventListener('keydown', onKey);
   }, []);
 
-  const params = new URLSearchParams({ limit: String(LIMIT) });
-  if (status) params.set('status', status);
-  if (q) params.set('q', q);
-  const runs = useResource<{ runs: RunSummary[] }>(`/api/runs?${params}`);
-
-  useRunChanges((e) => {
-    if (e.type === 'resync') return runs.reload();
-    runs.setData((old) => {
-      if (!old) return old;
-      const others = old.runs.filter((r) => r.id !== e.run.id);
-      const list = matches(e.run, status, q) ? [e.run, ...others] : others;
-      list.sort((a, b) => b.created_at.localeCompare(a.created_at));
-      return { runs: list.slice(0, LIMIT) };
-    });
-  });
+  const runs = useQuery(queries.runs({ status, q }));
 
   const active = runs.data?.runs.some((r) => !isFinished(r.status)) ?? false;
   const now = useNow(active ? 1000 : 30_000);
@@ -107,75 +85,60 @@ export function RunsPage() {
           />
         </label>
       </form>
-      {runs.error ? (
-        <ErrorBox error={runs.error} retry={runs.reload} />
-      ) : !runs.data ? (
-        <Loading what="runs" />
-      ) : runs.data.runs.length === 0 ? (
-        <div className="empty">
-          {status || q ? (
-            <p>No run matches these filters.</p>
-          ) : (
-            <p>
-              No runs yet.{' '}
-              {!cannotStart && (
-                <>
-                  <Link to="/runs/new">Start one</Link> from an example spec.
-                </>
+      <Loaded query={runs} what="runs">
+        {({ runs: list }) =>
+          list.length === 0 ? (
+            <div className="empty">
+              {status || q ? (
+                <p>No run matches these filters.</p>
+              ) : (
+                <p>
+                  No runs yet.{' '}
+                  {!cannotStart && (
+                    <>
+                      <Link to="/runs/new">Start one</Link> from an example spec.
+                    </>
+                  )}
+                </p>
               )}
-            </p>
-          )}
-        </div>
-      ) : (
-        <div className="table-wrap">
-          <table className="table runs" data-testid="runs-table">
-            <thead>
-              <tr>
-                <th scope="col">status</th>
-                <th scope="col">name</th>
-                <th scope="col" className="hide-narrow">
-                  requested by
-                </th>
-                <th scope="col">created</th>
-                <th scope="col" className="num hide-narrow">
-                  duration
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {runs.data.runs.map((r) => {
-                const ms = between(r.created_at, isFinished(r.status) ? r.updated_at : null, now);
-                return (
-                  <tr key={r.id} data-run-id={r.id} className="clickable" onClick={(e) => !(e.target as HTMLElement).closest('a') && navigate(runPath(r.id))}>
-                    <td>
-                      <RunStatusBadge status={r.status} />
-                    </td>
-                    <td>
-                      <Link to={runPath(r.id)} className="run-name">
-                        {r.name}
-                      </Link>
-                      <div className="muted small mono ellipsis" title={r.id}>
-                        {r.id}
-                      </div>
-                      {r.error && (
-                        <div className="error-text small ellipsis" title={r.error}>
-                          {r.error}
+            </div>
+          ) : (
+            <div className="table-wrap">
+              <Table columns={['status', 'name', ['requested by', 'hide-narrow'], 'created', ['duration', 'num hide-narrow']]} className="runs" testId="runs-table" wrap={false}>
+                {list.map((r) => {
+                  const ms = between(r.created_at, isFinished(r.status) ? r.updated_at : null, now);
+                  return (
+                    <tr key={r.id} data-run-id={r.id} className="clickable" onClick={(e) => !(e.target as HTMLElement).closest('a') && navigate(runPath(r.id))}>
+                      <td>
+                        <RunStatusBadge status={r.status} />
+                      </td>
+                      <td>
+                        <Link to={runPath(r.id)} className="run-name">
+                          {r.name}
+                        </Link>
+                        <div className="muted small mono ellipsis" title={r.id}>
+                          {r.id}
                         </div>
-                      )}
-                    </td>
-                    <td className="hide-narrow">{r.requested_by}</td>
-                    <td title={formatDate(r.created_at)} className="nowrap">
-                      {formatAgo(r.created_at, now)}
-                    </td>
-                    <td className="num hide-narrow nowrap">{ms !== undefined ? formatDuration(ms) : '—'}</td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-          {runs.data.runs.length === LIMIT && <p className="muted small">Showing the newest {LIMIT} runs; narrow the list with the filters.</p>}
-        </div>
-      )}
+                        {r.error && (
+                          <div className="error-text small ellipsis" title={r.error}>
+                            {r.error}
+                          </div>
+                        )}
+                      </td>
+                      <td className="hide-narrow">{r.requested_by}</td>
+                      <td title={formatDate(r.created_at)} className="nowrap">
+                        {formatAgo(r.created_at, now)}
+                      </td>
+                      <td className="num hide-narrow nowrap">{ms !== undefined ? formatDuration(ms) : '—'}</td>
+                    </tr>
+                  );
+                })}
+              </Table>
+              {list.length === RUNS_LIMIT && <p className="muted small">Showing the newest {RUNS_LIMIT} runs; narrow the list with the filters.</p>}
+            </div>
+          )
+        }
+      </Loaded>
     </main>
   );
 }

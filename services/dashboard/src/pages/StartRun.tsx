@@ -3,15 +3,17 @@
  * with the API's own schema, each issue shown on its line; "Start run" stays disabled until the spec is valid.
  * Issues the API finds on submit (a data path it cannot read) are shown the same way.
  */
-import { startRunRequest, type ExampleSpec } from '@tempered/api-contract';
-import { useEffect, useMemo, useState, type ChangeEvent } from 'react';
-import { ApiFailure, post, useResource } from '../api';
-import { ErrorBox, Loading } from '../components/common';
+import { startRunRequest } from '@tempered/api-contract';
+import { useMutation } from '@tanstack/react-query';
+import { useState, type ChangeEvent } from 'react';
+import { ApiFailure, post } from '../api';
+import { ErrorBox, Loaded } from '../components/common';
 import { ExamplePicker } from '../components/ExamplePicker';
-import { SpecEditor } from '../components/SpecEditor';
+import { SpecEditor, SpecWarnings } from '../components/SpecEditor';
 import { Link, navigate, runPath, setSearch, useLocation } from '../router';
 import { useMe, whyNot } from '../session';
-import { checkSpec, locate, relativePathWarnings, type LocatedIssue } from '../spec-check';
+import { useSpecDraft } from '../spec-draft';
+import { locate } from '../spec-check';
 
 const STARTER = `apiVersion: tempered/v1
 name: my-run
@@ -26,23 +28,21 @@ export function StartRunPage() {
   const me = useMe();
   const { search } = useLocation();
   const mode = search.get('from') === 'yaml' ? 'yaml' : 'example';
-  const examples = useResource<{ examples: ExampleSpec[] }>('/api/examples');
-  const [examplePath, setExamplePath] = useState<string>();
-  const [text, setText] = useState(STARTER);
-  const [serverIssues, setServerIssues] = useState<{ text: string; issues: LocatedIssue[] }>();
-  const [error, setError] = useState<ApiFailure>();
-  const [busy, setBusy] = useState(false);
-
-  useEffect(() => {
-    if (!examplePath && examples.data?.examples.length) setExamplePath(examples.data.examples[0].path);
-  }, [examples.data, examplePath]);
-  const example = examples.data?.examples.find((e) => e.path === examplePath);
-
-  const shownText = mode === 'example' ? (example?.yaml ?? '') : text;
-  const check = useMemo(() => checkSpec(shownText), [shownText]);
-  const issues = check.issues.length > 0 ? check.issues : serverIssues?.text === shownText ? serverIssues.issues : [];
-  const warnings = useMemo(() => (mode === 'yaml' && check.spec ? relativePathWarnings(text, check.spec) : []), [mode, check.spec, text]);
+  const draft = useSpecDraft(mode, STARTER);
+  const { example, text, shownText, check } = draft;
+  // A problem found before anything is sent (an invalid body, a file too large).
+  const [localError, setLocalError] = useState<ApiFailure>();
+  const start = useMutation({
+    mutationFn: ({ body }: { body: unknown; text: string }) => post<{ runId: string }>('/api/runs', body),
+    onMutate: () => setLocalError(undefined),
+    onSuccess: (res) => navigate(runPath(res.runId)),
+  });
+  // The API's issues belong to the text they were found in: they go to its lines until it changes.
+  const serverIssues = start.error && start.variables?.text === shownText ? start.error.issues : [];
+  const issues = check.issues.length > 0 ? check.issues : serverIssues.length > 0 ? locate(shownText, serverIssues) : [];
   const valid = issues.length === 0 && check.spec !== undefined && (mode === 'yaml' || example !== undefined);
+  const busy = start.isPending;
+  const error = localError ?? start.error ?? undefined;
 
   const cannot = whyNot(me, 'start');
   if (cannot) {
@@ -54,25 +54,14 @@ export function StartRunPage() {
     );
   }
 
-  const submit = async () => {
+  const submit = () => {
     if (!valid || busy) return;
     const body = startRunRequest.safeParse(mode === 'example' ? { example: example!.path } : { spec: text });
     if (!body.success) {
-      setError(new ApiFailure(400, body.error.issues.map((i) => i.message).join('; ')));
+      setLocalError(new ApiFailure(400, body.error.issues.map((i) => i.message).join('; ')));
       return;
     }
-    setBusy(true);
-    setError(undefined);
-    try {
-      const res = await post<{ runId: string }>('/api/runs', body.data);
-      navigate(runPath(res.runId));
-    } catch (err) {
-      const failure = err instanceof ApiFailure ? err : new ApiFailure(0, String(err));
-      if (failure.issues.length > 0) setServerIssues({ text: shownText, issues: locate(shownText, failure.issues) });
-      setError(failure);
-    } finally {
-      setBusy(false);
-    }
+    start.mutate({ body: body.data, text: shownText });
   };
 
   const upload = async (e: ChangeEvent<HTMLInputElement>) => {
@@ -80,11 +69,12 @@ export function StartRunPage() {
     e.target.value = '';
     if (!file) return;
     if (file.size > 1024 * 1024) {
-      setError(new ApiFailure(0, `${file.name} is over 1 MiB; a spec is a few lines of YAML`));
+      setLocalError(new ApiFailure(0, `${file.name} is over 1 MiB; a spec is a few lines of YAML`));
       return;
     }
-    setText(await file.text());
-    setError(undefined);
+    draft.setText(await file.text());
+    setLocalError(undefined);
+    start.reset();
   };
 
   return (
@@ -103,36 +93,36 @@ export function StartRunPage() {
       </div>
       {mode === 'example' ? (
         <section className="card" role="tabpanel">
-          {examples.error ? (
-            <ErrorBox error={examples.error} retry={examples.reload} />
-          ) : !examples.data ? (
-            <Loading what="examples" />
-          ) : examples.data.examples.length === 0 ? (
-            <p className="muted">No example specs on the server; write one instead.</p>
-          ) : (
-            <>
-              <ExamplePicker examples={examples.data.examples} value={examplePath} onChange={setExamplePath} />
-              {example && (
+          <Loaded query={draft.examples} what="examples">
+            {({ examples }) =>
+              examples.length === 0 ? (
+                <p className="muted">No example specs on the server; write one instead.</p>
+              ) : (
                 <>
-                  <p className="muted small">
-                    Relative data paths resolve against the example's directory on the server. To change it, copy it to the YAML tab — paths there must be
-                    absolute or s3:// URIs.{' '}
-                    <button
-                      type="button"
-                      className="link"
-                      onClick={() => {
-                        setText(example.yaml);
-                        setSearch({ from: 'yaml' });
-                      }}
-                    >
-                      Copy to the YAML tab
-                    </button>
-                  </p>
-                  <SpecEditor value={example.yaml} issues={issues} readOnly label={`Spec ${example.path}`} onSubmit={submit} />
+                  <ExamplePicker examples={examples} value={draft.examplePath} onChange={draft.setExamplePath} />
+                  {example && (
+                    <>
+                      <p className="muted small">
+                        Relative data paths resolve against the example's directory on the server. To change it, copy it to the YAML tab — paths there must
+                        be absolute or s3:// URIs.{' '}
+                        <button
+                          type="button"
+                          className="link"
+                          onClick={() => {
+                            draft.setText(example.yaml);
+                            setSearch({ from: 'yaml' });
+                          }}
+                        >
+                          Copy to the YAML tab
+                        </button>
+                      </p>
+                      <SpecEditor value={example.yaml} issues={issues} readOnly label={`Spec ${example.path}`} onSubmit={submit} />
+                    </>
+                  )}
                 </>
-              )}
-            </>
-          )}
+              )
+            }
+          </Loaded>
         </section>
       ) : (
         <section className="card" role="tabpanel">
@@ -145,16 +135,8 @@ export function StartRunPage() {
               or paste it below · <kbd>Ctrl</kbd>+<kbd>Enter</kbd> starts the run · field docs: <a href="/api/spec-schema">JSON Schema</a>
             </span>
           </div>
-          <SpecEditor value={text} onChange={setText} issues={issues} label="Pipeline spec (YAML)" onSubmit={submit} />
-          {warnings.length > 0 && (
-            <ul className="warnings" data-testid="spec-warnings">
-              {warnings.map((w) => (
-                <li key={w.path}>
-                  line {w.line} <code>{w.path}</code> {w.message}
-                </li>
-              ))}
-            </ul>
-          )}
+          <SpecEditor value={text} onChange={draft.setText} issues={issues} label="Pipeline spec (YAML)" onSubmit={submit} />
+          <SpecWarnings warnings={draft.warnings} />
         </section>
       )}
       {error && <ErrorBox error={error} />}
