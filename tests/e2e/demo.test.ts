@@ -11,7 +11,6 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Worker } from '@temporalio/worker';
 import { parse as parseYaml } from 'yaml';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { ancestors, node } from '@tempered/db';
 import { generateDemoData } from '@tempered/examples';
 import { STAGES } from '@tempered/contract';
@@ -199,10 +198,6 @@ describe('the demo pipeline end to end', () => {
     try {
       const history = await client.workflow.getHandle(runId).fetchHistory();
       await Worker.runReplayHistory({ workflowsPath: require.resolve('@tempered/workflows/workflows'), replayName: runId }, history);
-      if (process.env.RECORD_HISTORIES === '1') {
-        const { writeFileSync } = await import('node:fs');
-        writeFileSync(path.join(repoRoot, 'tests', 'histories', 'demo-e2e.json'), historyToJSON(history));
-      }
     } finally {
       await close();
     }

@@ -11,7 +11,6 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Worker } from '@temporalio/worker';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { ancestors, node } from '@tempered/db';
 import { parseSpec, type PipelineSpec } from '@tempered/spec';
 import { STAGES } from '@tempered/contract';
@@ -112,10 +111,6 @@ describe('a real base model through the whole life cycle', () => {
     try {
       const history = await client.workflow.getHandle(runId).fetchHistory();
       await Worker.runReplayHistory({ workflowsPath: require.resolve('@tempered/workflows/workflows'), replayName: runId }, history);
-      if (process.env.RECORD_HISTORIES === '1') {
-        const { writeFileSync } = await import('node:fs');
-        writeFileSync(path.join(repoRoot, 'tests', 'histories', 'real-model-e2e.json'), historyToJSON(history));
-      }
     } finally {
       await close();
     }
