@@ -5,7 +5,7 @@
  */
 import swagger from '@fastify/swagger';
 import type { FastifyInstance } from 'fastify';
-import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { specJsonSchema } from '@tempered/spec';
 
 export async function registerOpenApi(app: FastifyInstance): Promise<void> {
@@ -23,5 +23,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       security: [{ bearer: [] }, { session: [] }],
     },
     transform: jsonSchemaTransform,
+    // Schemas with an id (RunDetail, Me, ApiError, ...) go to components.schemas, referenced from each route.
+    transformObject: jsonSchemaTransformObject,
   });
 }
