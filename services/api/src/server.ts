@@ -59,7 +59,6 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.addHook('onRequest', async (req, reply) => {
-    (req as FastifyRequest & { started: number }).started = Date.now();
     reply.headers(SECURITY_HEADERS);
     const config = req.routeOptions.config as RouteConfig;
     if (!config.action || config.public) return; // the dashboard, /healthz, the OpenAPI document, sign-in, 404s
