@@ -19,7 +19,7 @@ import { createActivities, GpuSlots } from '@tempered/activities';
 import { type PipelineSpec, validateSpec } from '@tempered/spec';
 import { taskQueueFor } from '@tempered/workflows';
 import { stubActivities } from '../workflows/stubs';
-import { apiCall, cfg, db, demoSpec, quietWorkerLogs, store, temporalClient, uniqueId, waitFor } from '../support';
+import { apiCall, cfg, db, demoSpec, quietWorkerLogs, repoRoot, store, temporalClient, uniqueId, waitFor } from '../support';
 
 const database = db();
 const artifacts = store();
@@ -54,6 +54,8 @@ function pipeline(extra: Record<string, unknown> = {}, approvalTimeout = '1s'): 
   const spec = demoSpec();
   return validateSpec({ ...spec, pools: { data: pool, train: pool, rlhf: pool, eval: pool }, deploy: { ...spec.deploy, approvalTimeout }, ...extra });
 }
+/** The folder the demo's relative data paths resolve against (a spec sent inline without it is refused). */
+const specDir = path.join(repoRoot, 'examples', 'demo');
 
 function newId(prefix: string): string {
   const id = uniqueId(prefix).toLowerCase();
@@ -79,7 +81,7 @@ describe('a schedule every 2 s through the API', () => {
   let triggeredRun = '';
 
   test('creating it returns its description; the same id again is a conflict', async () => {
-    const res = await apiCall('POST', '/api/schedules', 'operator', { id, spec: pipeline(), every: '2s', comment: 'e2e every 2s' });
+    const res = await apiCall('POST', '/api/schedules', 'operator', { id, spec: pipeline(), specDir, every: '2s', comment: 'e2e every 2s' });
     assert.equal(res.status, 201, JSON.stringify(res.body));
     assert.equal(res.body.id, id);
     assert.equal(res.body.mode, 'run');
@@ -89,7 +91,7 @@ describe('a schedule every 2 s through the API', () => {
     assert.equal(res.body.createdBy, 'operator');
     assert.equal(res.body.spec.pools.data, pool);
     assert.ok(res.body.nextActionTimes.length > 0);
-    const again = await apiCall('POST', '/api/schedules', 'operator', { id, spec: pipeline(), every: '2s' });
+    const again = await apiCall('POST', '/api/schedules', 'operator', { id, spec: pipeline(), specDir, every: '2s' });
     assert.equal(again.status, 409);
     assert.equal(again.body.issues[0].path, 'id');
   });
@@ -183,7 +185,7 @@ describe('a schedule every 2 s through the API', () => {
 
 test('overlap SKIP: while a run waits at its gate, the schedule starts no other', { timeout: 40_000 }, async () => {
   const id = newId('skip');
-  const res = await apiCall('POST', '/api/schedules', 'operator', { id, spec: pipeline({}, '10m'), every: '2s' });
+  const res = await apiCall('POST', '/api/schedules', 'operator', { id, spec: pipeline({}, '10m'), specDir, every: '2s' });
   assert.equal(res.status, 201, JSON.stringify(res.body));
   const [first] = await waitFor('the first run at its gate', 20_000, async () => {
     const rs = (await runsOf(`schedule:${id}`)).filter((r) => r.status === 'waiting-approval');
@@ -211,7 +213,7 @@ test('a trigger-mode schedule starts a retrain when a new object appears under t
   };
   const old = await put('old.jsonl');
   const spec = pipeline({ retrain: { watch: { prefix: artifacts.uriOf(`${artifacts.prefix}${folder}`) }, checkEvery: '2s' } });
-  const res = await apiCall('POST', '/api/schedules', 'operator', { id, spec, comment: 'retrain on new data' });
+  const res = await apiCall('POST', '/api/schedules', 'operator', { id, spec, specDir, comment: 'retrain on new data' });
   assert.equal(res.status, 201, JSON.stringify(res.body));
   assert.equal(res.body.mode, 'trigger', 'a spec with retrain.watch makes a trigger');
   assert.equal(res.body.every, '2s', 'from retrain.checkEvery');
@@ -256,7 +258,7 @@ describe('roles and bad input', () => {
 
   test('viewers and approvers read schedules but may not manage them; operators and admins may', async () => {
     const id = newId('roles');
-    const body = { id, spec: pipeline(), every: '1h', paused: true };
+    const body = { id, spec: pipeline(), specDir, every: '1h', paused: true };
     assert.equal((await apiCall('GET', '/api/schedules', viewer)).status, 200);
     const refused = await apiCall('POST', '/api/schedules', viewer, body);
     assert.equal(refused.status, 403);
@@ -295,14 +297,16 @@ describe('roles and bad input', () => {
       [{ id: 'ok-id', spec }, 'every', /give cron or every/],
       [{ id: 'ok-id', spec, every: '2s', overlap: 'SOMETIMES' }, 'overlap'],
       [{ id: 'ok-id', spec, every: '2s', colour: 'blue' }, '', /unknown field\(s\): colour/],
-      [{ id: 'ok-id', spec: { ...spec, train: { ...spec.train, steps: -1 } }, every: '2s' }, 'spec.train.steps'],
+      [{ id: 'ok-id', spec: { ...spec, train: { ...spec.train, steps: -1 } }, every: '2s' }, 'train.steps'],
       [{ id: 'ok-id', example: '../package.yaml', every: '2s' }, 'example'],
       [{ id: 'ok-id', spec, every: '2s', mode: 'trigger' }, 'mode', /retrain\.watch or retrain\.feedback/],
-      [{ id: 'ok-id', spec: { ...spec, retrain: { watch: { prefix: 's3://elsewhere/data/' } } }, every: '2s' }, 'spec.retrain.watch.prefix', /outside the artifact bucket/],
-      [{ id: 'ok-id', spec: { ...spec, retrain: { watch: { prefix: artifacts.uriOf(`${artifacts.prefix}artifacts/`) } } }, every: '2s' }, 'spec.retrain.watch.prefix', /own artifacts/],
-      [{ id: 'ok-id', spec: { ...spec, retrain: { schedule: { every: '1h', cron: '@daily' } } } }, 'spec.retrain.schedule.cron', /exactly one of cron and every/],
+      [{ id: 'ok-id', spec: { ...spec, retrain: { watch: { prefix: 's3://elsewhere/data/' } } }, every: '2s' }, 'retrain.watch.prefix', /outside the artifact bucket/],
+      [{ id: 'ok-id', spec: { ...spec, retrain: { watch: { prefix: artifacts.uriOf(`${artifacts.prefix}artifacts/`) } } }, every: '2s' }, 'retrain.watch.prefix', /own artifacts/],
+      [{ id: 'ok-id', spec: { ...spec, retrain: { schedule: { every: '1h', cron: '@daily' } } } }, 'retrain.schedule.cron', /exactly one of cron and every/],
     ];
-    for (const [body, field, message] of cases) {
+    for (const [given, field, message] of cases) {
+      // The demo's data paths are relative: a spec sent inline names the folder they resolve against.
+      const body = typeof given === 'object' && given !== null && 'spec' in given ? { specDir, ...given } : given;
       const res = await apiCall('POST', '/api/schedules', 'operator', body);
       assert.equal(res.status, 400, `${JSON.stringify(body).slice(0, 120)}: ${JSON.stringify(res.body)}`);
       assert.ok(res.body.issues.some((i: any) => i.path === field && (!message || message.test(i.message))), `${field}: ${JSON.stringify(res.body.issues)}`);
@@ -310,7 +314,7 @@ describe('roles and bad input', () => {
     assert.equal((await apiCall('GET', '/api/schedules/ok-id', 'operator')).status, 404, 'nothing was created');
 
     const id = newId('bad');
-    assert.equal((await apiCall('POST', '/api/schedules', 'operator', { id, spec, every: '1h', paused: true })).status, 201);
+    assert.equal((await apiCall('POST', '/api/schedules', 'operator', { id, spec, specDir, every: '1h', paused: true })).status, 201);
     const backfills: Array<[unknown, string]> = [
       [{ from: 'yesterday', to: '2020-01-01T00:00:00Z' }, 'from'],
       [{ from: '2020-01-02T00:00:00Z', to: '2020-01-01T00:00:00Z' }, 'to'],

@@ -8,7 +8,7 @@
  * Roles: viewer (reads), operator (starts runs, labels), approver (decides gates), admin (all, and users).
  * Nobody approves the deployment of a run they started.
  */
-import { type Action, type GateState, type LabelProgress, ROLES, type Role, type RunStatus, type StageState, type StageStatus } from '@tempered/contract';
+import { type ApprovalReceipt, type GateState, type LabelProgress, ROLES, RUN_STATUSES, STAGE_STATUSES } from '@tempered/contract';
 import { z } from 'zod';
 
 // The platform's vocabulary (stages, statuses, roles and their policy) is @tempered/contract's; the dashboard and
@@ -60,240 +60,285 @@ export type DecisionRequest = z.input<typeof decisionRequest>;
 export type LabelRequest = z.infer<typeof labelRequest>;
 
 // ---- responses ------------------------------------------------------------------------------------------
+//
+// Every response is a zod schema; the API serializes each reply through its route's schema (a reply that does
+// not match is a logged 500, never a malformed body), and its OpenAPI description is generated from them.
+// The exported types are the JSON on the wire (`z.input`): a timestamp is a string there, while a handler
+// may hand the serializer a Date (see `timestamp`).
 
+/** An ISO 8601 time on the wire; the API may give it a Date (a database column), which it encodes. */
+export const timestamp = z.codec(z.string(), z.union([z.date(), z.string()]), {
+  decode: (s) => s,
+  encode: (v) => (v instanceof Date ? v.toISOString() : v),
+});
+const json = z.record(z.string(), z.unknown());
+type Wire<S extends z.ZodType> = z.input<S>;
+
+export const issue = z.object({ path: z.string(), message: z.string() });
 /** Every 4xx/5xx body. `issues` name the offending fields of a request or spec (`train.steps`, `decision`). */
-export interface ApiError {
-  error: string;
-  issues?: Array<{ path: string; message: string }>;
-}
+export const apiError = z.object({ error: z.string(), issues: z.array(issue).optional() }).meta({ id: 'ApiError' });
+export type ApiError = Wire<typeof apiError>;
 
-export interface Me {
-  username: string;
-  role: Role;
-  can: Record<Action, boolean>;
-}
-export interface LoginResponse {
-  token: string;
-  expiresAt: string;
-  user: Me;
-}
+export const labelProgress = z.object({ required: z.number(), labeled: z.number(), pairs: z.number() });
+export const stageState = z.object({
+  status: z.enum(STAGE_STATUSES),
+  startedAt: z.string().optional(),
+  finishedAt: z.string().optional(),
+  error: z.string().optional(),
+  summary: json.optional(),
+});
+export const gateState = z.discriminatedUnion('status', [
+  z.object({ status: z.literal('not-reached') }),
+  z.object({ status: z.literal('waiting'), deadline: z.string() }),
+  z.object({ status: z.enum(['approved', 'rejected']), approver: z.string(), comment: z.string(), decidedAt: z.string(), override: z.boolean().optional() }),
+  z.object({ status: z.literal('expired'), expiredAt: z.string() }),
+]);
+export const approvalReceipt = z.object({ decision: z.enum(['approve', 'reject']), approver: z.string(), decidedAt: z.string(), override: z.boolean().optional() });
+// The contract's own types and these schemas must describe the same JSON.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const _sameShapes: [Same<Wire<typeof labelProgress>, LabelProgress>, Same<Wire<typeof gateState>, GateState>, Same<Wire<typeof approvalReceipt>, ApprovalReceipt>] = [true, true, true];
+void _sameShapes;
 
+export const me = z.object({
+  username: z.string(),
+  role: z.enum(ROLES),
+  can: z.object({ read: z.boolean(), start: z.boolean(), label: z.boolean(), approve: z.boolean(), admin: z.boolean() }),
+}).meta({ id: 'Me' });
+export type Me = Wire<typeof me>;
+export const loginResponse = z.object({ token: z.string(), expiresAt: timestamp, user: me });
+export type LoginResponse = Wire<typeof loginResponse>;
 
-export interface RunSummary {
-  id: string;
-  name: string;
-  status: RunStatus;
-  requested_by: string;
-  created_at: string;
-  updated_at: string;
-  error: string | null;
-}
-export interface StageRow {
-  run_id: string;
-  name: string;
-  status: StageStatus;
-  attempts: number;
-  started_at: string | null;
-  finished_at: string | null;
-  error: string | null;
-  summary: Record<string, unknown> | null;
-}
-export interface ArtifactInfo {
-  id: number;
-  stage: string;
-  uri: string;
-  sha256: string;
-  bytes: number;
-  kind: string;
+export const runSummary = z.object({
+  id: z.string(),
+  name: z.string(),
+  status: z.enum(RUN_STATUSES),
+  requested_by: z.string(),
+  created_at: timestamp,
+  updated_at: timestamp,
+  error: z.string().nullable(),
+}).meta({ id: 'RunSummary' });
+export type RunSummary = Wire<typeof runSummary>;
+export const stageRow = z.object({
+  run_id: z.string(),
+  name: z.string(),
+  status: z.enum(STAGE_STATUSES),
+  attempts: z.number(),
+  started_at: timestamp.nullable(),
+  finished_at: timestamp.nullable(),
+  error: z.string().nullable(),
+  summary: json.nullable(),
+});
+export type StageRow = Wire<typeof stageRow>;
+export const artifactInfo = z.object({
+  id: z.number(),
+  stage: z.string(),
+  uri: z.string(),
+  sha256: z.string(),
+  bytes: z.number(),
+  kind: z.string(),
   /** `GET` it (authenticated) to download the bytes. */
-  download: string;
-}
-export interface ApprovalRow {
-  id: number;
-  run_id: string;
+  download: z.string(),
+});
+export type ArtifactInfo = Wire<typeof artifactInfo>;
+export const approvalRow = z.object({
+  id: z.number(),
+  run_id: z.string(),
   /** `override`: approved although the challenger did not beat the serving model. */
-  decision: 'approve' | 'reject' | 'override' | 'expired';
-  approver: string | null;
-  comment: string | null;
-  decided_at: string;
-}
-export interface MetricPoint {
-  stage: string;
-  name: string;
-  step: number;
-  value: number;
-}
-export interface LogLine {
-  id: number;
-  stage: string;
-  at: string;
-  line: string;
-}
-export interface ModelVersion {
-  id: string;
-  name: string;
-  version: number;
-  run_id: string;
-  model_uri: string;
-  sha256: string;
-  metrics: Record<string, unknown>;
-  created_at: string;
-}
-export interface Deployment {
-  id: string;
-  model_version_id: string;
-  run_id: string;
-  endpoint: string;
-  status: string;
-  created_at: string;
-}
-export interface DatasetVersion {
-  id: string;
-  name: string;
-  run_id: string;
-  snapshot_uri: string;
-  sha256: string;
-  input_count: number;
-  kept_count: number;
-  quarantined_count: number;
-  quarantine_uri: string;
-  created_at: string;
-}
+  decision: z.enum(['approve', 'reject', 'override', 'expired']),
+  approver: z.string().nullable(),
+  comment: z.string().nullable(),
+  decided_at: timestamp,
+});
+export type ApprovalRow = Wire<typeof approvalRow>;
+export const metricPoint = z.object({ stage: z.string(), name: z.string(), step: z.number(), value: z.number() });
+export type MetricPoint = Wire<typeof metricPoint>;
+export const logLine = z.object({ id: z.number(), stage: z.string(), at: timestamp, line: z.string() });
+export type LogLine = Wire<typeof logLine>;
+export const modelVersion = z.object({
+  id: z.string(),
+  name: z.string(),
+  version: z.number(),
+  run_id: z.string(),
+  model_uri: z.string(),
+  sha256: z.string(),
+  metrics: json,
+  created_at: timestamp,
+});
+export type ModelVersion = Wire<typeof modelVersion>;
+export const deployment = z.object({
+  id: z.string(),
+  model_version_id: z.string(),
+  run_id: z.string(),
+  endpoint: z.string(),
+  status: z.string(),
+  created_at: timestamp,
+});
+export type Deployment = Wire<typeof deployment>;
+export const datasetVersion = z.object({
+  id: z.string(),
+  name: z.string(),
+  run_id: z.string(),
+  snapshot_uri: z.string(),
+  sha256: z.string(),
+  input_count: z.number(),
+  kept_count: z.number(),
+  quarantined_count: z.number(),
+  quarantine_uri: z.string(),
+  created_at: timestamp,
+});
+export type DatasetVersion = Wire<typeof datasetVersion>;
 
-/** `GET /api/runs/:id`, and the `snapshot` event of its event stream. */
-export interface RunDetail {
-  run: RunSummary & { spec: Record<string, unknown> };
-  stages: StageRow[];
-  gate?: GateState;
+/** The live part of a run: the `run` event of its stream. */
+export const runLive = z.object({
+  run: runSummary.extend({ spec: json }),
+  stages: z.array(stageRow),
+  gate: gateState.optional(),
   /** Live stage states from the workflow (summaries, waiting states); absent when the run is gone from Temporal. */
-  progress?: Record<string, StageState>;
-  artifacts: ArtifactInfo[];
-  approvals: ApprovalRow[];
+  progress: z.record(z.string(), stageState).optional(),
+});
+/** `GET /api/runs/:id`, and the `snapshot` event of its event stream. */
+export const runDetail = runLive.extend({
+  artifacts: z.array(artifactInfo),
+  approvals: z.array(approvalRow),
   /** Series keyed `<stage>.<name>` (`train.loss`, `validate.val_loss`), points `[step, value]` by step. */
-  metrics: Record<string, Array<[number, number]>>;
-  labels?: LabelProgress;
-  datasetVersion?: DatasetVersion;
-  modelVersion?: ModelVersion;
-  deployment?: Deployment;
-}
+  metrics: z.record(z.string(), z.array(z.tuple([z.number(), z.number()]))),
+  labels: labelProgress.optional(),
+  datasetVersion: datasetVersion.optional(),
+  modelVersion: modelVersion.optional(),
+  deployment: deployment.optional(),
+}).meta({ id: 'RunDetail' });
+export type RunDetail = Wire<typeof runDetail>;
 
 /**
  * Server-sent events of `GET /api/runs/:id/events`: first `snapshot` (a RunDetail), then as things change
  * `run` (run, stages, gate, progress), `metrics` (new points), `logs` (new lines), `labels`, `approvals`.
- * `GET /api/events` sends `runs` ({run: RunSummary}) whenever any run changes.
+ * `GET /api/events` sends `runs` ({run: RunSummary}) whenever any run changes. Each event's data is
+ * serialized through its schema here.
  */
-export interface RunEvents {
-  snapshot: RunDetail;
-  run: Pick<RunDetail, 'run' | 'stages' | 'gate' | 'progress'>;
-  metrics: { points: MetricPoint[] };
-  logs: { lines: LogLine[] };
-  labels: LabelProgress;
-  approvals: { approvals: ApprovalRow[] };
-}
+export const runEvents = {
+  snapshot: runDetail,
+  run: runLive,
+  metrics: z.object({ points: z.array(metricPoint) }),
+  logs: z.object({ lines: z.array(logLine) }),
+  labels: labelProgress,
+  approvals: z.object({ approvals: z.array(approvalRow) }),
+};
+export type RunEvents = { [K in keyof typeof runEvents]: Wire<(typeof runEvents)[K]> };
+export const globalEvents = { runs: z.object({ run: runSummary }) };
 
-export interface PendingApproval {
-  runId: string;
-  name: string;
-  requestedBy: string;
-  deadline: string | null;
-  test: Record<string, unknown> | null;
+export const pendingApproval = z.object({
+  runId: z.string(),
+  name: z.string(),
+  requestedBy: z.string(),
+  deadline: z.string().nullable(),
+  test: json.nullable(),
   /** The serving version of the same model name, to compare with (null before its first deployment). */
-  production: (ModelVersion & { deploymentId: string }) | null;
+  production: modelVersion.extend({ deploymentId: z.string() }).nullable(),
   /** False when the caller may not decide it (wrong role, or they started the run); `reason` says why. */
-  canDecide: boolean;
-  reason?: string;
-}
-export interface ApprovalsResponse {
-  pending: PendingApproval[];
-  recent: Array<ApprovalRow & { name: string }>;
-}
+  canDecide: z.boolean(),
+  reason: z.string().optional(),
+});
+export type PendingApproval = Wire<typeof pendingApproval>;
+export const approvalsResponse = z.object({ pending: z.array(pendingApproval), recent: z.array(approvalRow.extend({ name: z.string() })) });
+export type ApprovalsResponse = Wire<typeof approvalsResponse>;
 
-export interface PreferencePair {
-  id: number;
-  runId: string;
-  prompt: string;
-  responseA: string;
-  responseB: string;
-}
-export interface LabelingQueue {
-  runs: Array<{ runId: string; name: string } & LabelProgress>;
-}
-export interface NextPair {
-  pair: PreferencePair | null;
-  progress: LabelProgress;
-}
+export const preferencePair = z.object({ id: z.number(), runId: z.string(), prompt: z.string(), responseA: z.string(), responseB: z.string() });
+export type PreferencePair = Wire<typeof preferencePair>;
+export const labelingQueue = z.object({ runs: z.array(labelProgress.extend({ runId: z.string(), name: z.string() })) });
+export type LabelingQueue = Wire<typeof labelingQueue>;
+export const nextPair = z.object({ pair: preferencePair.nullable(), progress: labelProgress });
+export type NextPair = Wire<typeof nextPair>;
 
-export interface ModelEntry extends ModelVersion {
-  datasetVersionId: string | null;
-  deployments: Deployment[];
+export const modelEntry = modelVersion.extend({
+  datasetVersionId: z.string().nullable(),
+  deployments: z.array(deployment),
   /** True for the version behind the newest serving deployment. */
-  serving: boolean;
-}
-export interface ModelsResponse {
-  models: ModelEntry[];
-}
-export interface LineageResponse {
-  /**
-   * Edges between nodes named `<type>:<id>` (dataset_version:…, artifact:…, model_version:…, deployment:…,
-   * base_model:<catalog name> for a version fine-tuned from a catalog base model).
-   */
-  edges: Array<{ parent: string; child: string; relation: string }>;
-}
+  serving: z.boolean(),
+});
+export type ModelEntry = Wire<typeof modelEntry>;
+export const modelsResponse = z.object({ models: z.array(modelEntry) });
+export type ModelsResponse = Wire<typeof modelsResponse>;
+/**
+ * Edges between nodes named `<type>:<id>` (dataset_version:…, artifact:…, model_version:…, deployment:…,
+ * base_model:<catalog name> for a version fine-tuned from a catalog base model).
+ */
+export const lineageResponse = z.object({ edges: z.array(z.object({ parent: z.string(), child: z.string(), relation: z.string() })) });
+export type LineageResponse = Wire<typeof lineageResponse>;
 
 /** A pretrained model of the catalog, which a spec names with `model.base: {name}`. */
-export interface BaseModelEntry {
-  name: string;
-  architecture: string;
-  model_type: string;
-  parameters: number;
-  context_length: number;
-  license: string;
+export const baseModelEntry = z.object({
+  name: z.string(),
+  architecture: z.string(),
+  model_type: z.string(),
+  parameters: z.number(),
+  context_length: z.number(),
+  license: z.string(),
   /** Where it came from: the registry package and the upstream model. */
-  source: string;
+  source: z.string(),
   /** Of its model.tar, stored once in S3 at `uri`. */
-  sha256: string;
-  bytes: number;
-  uri: string;
-  created_at: string;
+  sha256: z.string(),
+  bytes: z.number(),
+  uri: z.string(),
+  created_at: timestamp,
   /** Model versions fine-tuned from it (through any later stage, RLHF included), newest first. */
-  fineTuned: Array<Pick<ModelVersion, 'id' | 'name' | 'version' | 'run_id' | 'created_at'>>;
-}
+  fineTuned: z.array(modelVersion.pick({ id: true, name: true, version: true, run_id: true, created_at: true })),
+});
+export type BaseModelEntry = Wire<typeof baseModelEntry>;
 /** `GET /api/base-models`. */
-export interface BaseModelsResponse {
-  baseModels: BaseModelEntry[];
-}
+export const baseModelsResponse = z.object({ baseModels: z.array(baseModelEntry) });
+export type BaseModelsResponse = Wire<typeof baseModelsResponse>;
 
-export interface DatasetEntry extends DatasetVersion {
+export const datasetEntry = datasetVersion.extend({
   /** The clean stage's counts for the run that made this version, when it ran. */
-  clean: Record<string, unknown> | null;
-}
-export interface DatasetsResponse {
-  datasets: DatasetEntry[];
-}
-export interface DatasetDetail {
-  dataset: DatasetEntry;
+  clean: json.nullable(),
+});
+export type DatasetEntry = Wire<typeof datasetEntry>;
+export const datasetsResponse = z.object({ datasets: z.array(datasetEntry) });
+export type DatasetsResponse = Wire<typeof datasetsResponse>;
+export const datasetDetail = z.object({
+  dataset: datasetEntry,
   /** The first quarantined records with their reasons. */
-  quarantine: Array<Record<string, unknown>>;
+  quarantine: z.array(json),
   /** The clean stage's report (what each rule removed or changed). */
-  cleanReport: Record<string, unknown> | null;
-  artifacts: ArtifactInfo[];
-}
+  cleanReport: json.nullable(),
+  artifacts: z.array(artifactInfo),
+});
+export type DatasetDetail = Wire<typeof datasetDetail>;
 
-export interface AuditEntry {
-  id: number;
-  at: string;
-  actor: string;
-  action: string;
-  target: string;
-  comment: string | null;
-  details: Record<string, unknown> | null;
-}
-export interface ExampleSpec {
+export const auditEntry = z.object({
+  id: z.number(),
+  at: timestamp,
+  actor: z.string(),
+  action: z.string(),
+  target: z.string(),
+  comment: z.string().nullable(),
+  details: json.nullable(),
+});
+export type AuditEntry = Wire<typeof auditEntry>;
+export const exampleSpec = z.object({
   /** Path under examples/, the value of `example` in `POST /api/runs`. */
-  path: string;
-  name: string;
-  yaml: string;
-}
+  path: z.string(),
+  name: z.string(),
+  yaml: z.string(),
+});
+export type ExampleSpec = Wire<typeof exampleSpec>;
+
+/** Small bodies of single routes. */
+export const examplesResponse = z.object({ examples: z.array(exampleSpec) });
+export const runsResponse = z.object({ runs: z.array(runSummary) });
+export const startRunResponse = z.object({ runId: z.string(), name: z.string(), requestedBy: z.string() });
+export const logsResponse = z.object({ lines: z.array(logLine) });
+export const cancelResponse = z.object({ cancelled: z.literal(true) });
+export const labelResponse = z.object({ progress: labelProgress });
+export const okResponse = z.object({ ok: z.literal(true) });
+export const healthResponse = z.object({ status: z.literal('ok') });
+export const usersResponse = z.object({
+  users: z.array(z.object({ username: z.string(), role: z.enum(ROLES), created_at: timestamp, disabled_at: timestamp.nullable() })),
+});
+export const createUserResponse = z.object({ username: z.string(), role: z.enum(ROLES) });
+export const createTokenResponse = z.object({ token: z.string(), name: z.string() });
+export const auditResponse = z.object({ entries: z.array(auditEntry) });
+export const canarySentResponse = z.object({ sent: z.enum(['promote', 'abort']) });
 
 // ---- schedules and triggered retrains -----------------------------------------------------------------------
 
@@ -363,57 +408,58 @@ export type CreateScheduleRequest = z.input<typeof createScheduleRequest>;
 export type BackfillScheduleRequest = z.input<typeof backfillScheduleRequest>;
 
 /** One action a schedule took: the workflow it started (a run in run mode, a check in trigger mode). */
-export interface ScheduleAction {
-  scheduledAt: string;
-  takenAt: string;
-  workflowId: string;
-}
+export const scheduleAction = z.object({ scheduledAt: z.string(), takenAt: z.string(), workflowId: z.string() });
+export type ScheduleAction = Wire<typeof scheduleAction>;
 
 /** `GET /api/schedules` (each) and the head of `GET /api/schedules/:id`. */
-export interface ScheduleInfo {
-  id: string;
+export const scheduleInfo = z.object({
+  id: z.string(),
   /** The pipeline's name (the spec's `name`). */
-  pipeline: string;
-  mode: ScheduleMode;
-  cron: string | null;
-  every: string | null;
-  overlap: ScheduleOverlap;
-  paused: boolean;
+  pipeline: z.string(),
+  mode: z.enum(SCHEDULE_MODES),
+  cron: z.string().nullable(),
+  every: z.string().nullable(),
+  overlap: z.enum(SCHEDULE_OVERLAPS),
+  paused: z.boolean(),
   /** Why it is paused or resumed, and by whom; Temporal may write its own (pause on failure). */
-  note: string | null;
-  createdBy: string | null;
-  comment: string | null;
-  nextActionTimes: string[];
-  recentActions: ScheduleAction[];
-}
+  note: z.string().nullable(),
+  createdBy: z.string().nullable(),
+  comment: z.string().nullable(),
+  nextActionTimes: z.array(z.string()),
+  recentActions: z.array(scheduleAction),
+});
+export type ScheduleInfo = Wire<typeof scheduleInfo>;
 
 /** What a trigger-mode schedule last saw and did (from `retrain_triggers`). */
-export interface TriggerState {
-  lastCheckedAt: string | null;
-  lastCheck: string | null;
-  lastRunId: string | null;
-  lastReason: string | null;
+export const triggerState = z.object({
+  lastCheckedAt: z.string().nullable(),
+  lastCheck: z.string().nullable(),
+  lastRunId: z.string().nullable(),
+  lastReason: z.string().nullable(),
   /** When the state it compares against was recorded (the baseline or the last retrain). */
-  since: string;
-  watchedObjects: number | null;
-}
+  since: z.string(),
+  watchedObjects: z.number().nullable(),
+});
+export type TriggerState = Wire<typeof triggerState>;
 
-export interface ScheduleDetail extends ScheduleInfo {
+export const scheduleDetail = scheduleInfo.extend({
   /** The spec every action runs (or checks), as validated at creation. */
-  spec: Record<string, unknown>;
-  actionsTaken: number;
-  skippedOverlap: number;
-  missedCatchupWindow: number;
+  spec: json,
+  actionsTaken: z.number(),
+  skippedOverlap: z.number(),
+  missedCatchupWindow: z.number(),
   /** Workflows of this schedule running now. */
-  running: string[];
-  createdAt: string;
-  updatedAt: string | null;
-  trigger?: TriggerState;
-}
-
-export interface SchedulesResponse {
-  schedules: ScheduleInfo[];
-}
+  running: z.array(z.string()),
+  createdAt: z.string(),
+  updatedAt: z.string().nullable(),
+  trigger: triggerState.optional(),
+}).meta({ id: 'ScheduleDetail' });
+export type ScheduleDetail = Wire<typeof scheduleDetail>;
+export const schedulesResponse = z.object({ schedules: z.array(scheduleInfo) });
+export type SchedulesResponse = Wire<typeof schedulesResponse>;
+export const triggeredResponse = z.object({ triggered: z.literal(true) });
+export const backfilledResponse = z.object({ backfilled: z.literal(true), from: z.string(), to: z.string(), overlap: z.enum(SCHEDULE_OVERLAPS) });
+export const deletedResponse = z.object({ deleted: z.literal(true) });
 
 // ---- deployments and canaries ----------------------------------------------------------------------------
 
@@ -426,14 +472,16 @@ export const canaryActionRequest = z
   .strict();
 export type CanaryActionRequest = z.input<typeof canaryActionRequest>;
 
-export interface DeploymentEntry extends Deployment {
-  model_name: string;
-  version: number;
+export const deploymentEntry = deployment.extend({
+  model_name: z.string(),
+  version: z.number(),
   /** This version's share of its model's gateway traffic now, in percent (0 when it has no route). */
-  weight: number;
+  weight: z.number(),
   /** Live canary state while the deployment is a canary. */
-  canary?: { status: string; weight: number; step: number; stepStartedAt?: string; health?: Record<string, unknown>; reason?: string };
-}
-export interface DeploymentsResponse {
-  deployments: DeploymentEntry[];
-}
+  canary: z
+    .object({ status: z.string(), weight: z.number(), step: z.number(), stepStartedAt: z.string().optional(), health: json.optional(), reason: z.string().optional() })
+    .optional(),
+});
+export type DeploymentEntry = Wire<typeof deploymentEntry>;
+export const deploymentsResponse = z.object({ deployments: z.array(deploymentEntry) });
+export type DeploymentsResponse = Wire<typeof deploymentsResponse>;

@@ -8,7 +8,7 @@ import { describe, loadConfig } from '@tempered/config';
 import { createDb, migrateToLatest } from '@tempered/db';
 import { Authenticator, credentialsPath, ensureFirstUsers } from './auth';
 import { EventHub } from './events';
-import { createServer } from './server';
+import { buildServer } from './server';
 
 async function main(): Promise<void> {
   const cfg = loadConfig();
@@ -24,12 +24,13 @@ async function main(): Promise<void> {
   const temporal = new Client({ connection, namespace: cfg.temporal.namespace });
   const hub = new EventHub({ db, temporal }, cfg.databaseUrl);
   await hub.start();
-  const server = createServer({ cfg, db, temporal, store: new ArtifactStore(cfg.s3), auth: new Authenticator(db, cfg.api.token), hub });
-  server.listen(cfg.api.port, '127.0.0.1', () => console.log(`api listening on ${cfg.api.url}; dashboard at ${cfg.api.url}/; ${JSON.stringify(describe(cfg))}`));
+  const app = await buildServer({ cfg, db, temporal, store: new ArtifactStore(cfg.s3), auth: new Authenticator(db, cfg.api.token), hub });
+  await app.listen({ port: cfg.api.port, host: '127.0.0.1' });
+  console.log(`api listening on ${cfg.api.url}; dashboard at ${cfg.api.url}/; ${JSON.stringify(describe(cfg))}`);
   const stop = () => {
     void hub.stop();
-    server.closeAllConnections();
-    server.close(() => void Promise.all([db.destroy(), connection.close()]).then(() => process.exit(0)));
+    app.server.closeAllConnections();
+    void app.close().then(() => Promise.all([db.destroy(), connection.close()])).then(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

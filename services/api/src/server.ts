@@ -1,17 +1,21 @@
 /**
- * The HTTP API and the dashboard's host. Routes live in ./routes (runs, people, labels, catalog, deployments,
- * schedules); this
- * module authenticates each request (bearer token or session cookie), checks the caller's role against the
- * route's action and the CSRF header for cookie-borne changes, and turns errors into 4xx bodies that name
- * the field and the reason. `GET /api/openapi.json` describes every route; `/` serves the dashboard.
+ * The HTTP API and the dashboard's host, on Fastify. Routes live in ./routes (runs, people, labels, catalog,
+ * deployments, schedules), each declared with zod schemas for its params, query, body and responses; this
+ * module wires what they share: one hook that sets the security headers and authenticates each API request
+ * (bearer token or session cookie), checking the CSRF header for cookie-borne changes and the caller's role
+ * against the route's action; the error handler that turns every failure into `{error, issues?}` (4xx naming
+ * the field, 413, 404, 405 as before); the request log line; `/healthz`, `GET /api/openapi.json` (generated
+ * from the schemas) and, for every other GET, the dashboard.
  */
-import http from 'node:http';
-import { can, whoMay } from '@tempered/api-contract';
+import { can, healthResponse, whoMay } from '@tempered/api-contract';
 import { specJsonSchema } from '@tempered/spec';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { csrfOk } from './auth';
 import type { ApiDeps } from './deps';
-import { HttpError, ok, type Reply, type Route } from './http';
-import { openApi } from './openapi';
+import { errorReply, HttpError, MAX_BODY, route, type RouteConfig } from './http';
+import { registerOpenApi } from './openapi';
 import { catalogRoutes } from './routes/catalog';
 import { deploymentRoutes } from './routes/deployments';
 import { labelRoutes } from './routes/labels';
@@ -22,75 +26,88 @@ import { SECURITY_HEADERS, serveDashboard } from './static';
 
 export { newRunId } from './routes/runs';
 
-export function createServer(deps: ApiDeps): http.Server {
-  const open = publicRoutes(deps);
-  const routes: Route[] = [
-    {
-      method: 'GET', path: /^\/api\/spec-schema$/, action: 'read', summary: 'JSON Schema of a pipeline spec', response: 'JSON Schema',
-      handler: async () => ok(specJsonSchema()),
-    },
-    ...runRoutes(deps),
-    ...peopleRoutes(deps),
-    ...labelRoutes(deps),
-    ...catalogRoutes(deps),
-    ...deploymentRoutes(deps),
-    ...scheduleRoutes(deps),
-  ];
-  const description = openApi(routes, open);
+const NOT_SIGNED_IN = 'not signed in: send "Authorization: Bearer <token>" (tokens: credentials.json in the data directory, or POST /api/tokens) or sign in at /';
+const pathOf = (req: FastifyRequest) => req.url.split('?')[0];
 
-  function match(table: Route[], method: string, pathname: string) {
-    for (const r of table) {
-      const m = r.path.exec(pathname);
-      if (m && r.method === method) return { route: r, params: m.slice(1) };
-    }
-    return undefined;
-  }
+export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: MAX_BODY, exposeHeadRoutes: false, routerOptions: { ignoreTrailingSlash: false } });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorateRequest('who', undefined);
+  await registerOpenApi(app);
 
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<Reply> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const method = req.method ?? 'GET';
-    if (url.pathname === '/healthz') return ok({ status: 'ok' });
-    if (url.pathname === '/api/openapi.json') return ok(description);
-    if (!url.pathname.startsWith('/api/')) {
-      if (method !== 'GET') throw new HttpError(405, `${method} is not allowed here`);
-      await serveDashboard(url, res);
-      return undefined;
-    }
-    const publicHit = match(open, method, url.pathname);
-    if (publicHit) return publicHit.route.handler({ req, res, url, params: publicHit.params, who: { user: '', role: 'viewer', via: 'token' } });
-
-    const who = await deps.auth.authenticate(req);
-    if (!who) throw new HttpError(401, 'not signed in: send "Authorization: Bearer <token>" (tokens: credentials.json in the data directory, or POST /api/tokens) or sign in at /');
-    const hit = match(routes, method, url.pathname);
-    if (!hit) {
-      const other = routes.some((r) => r.path.test(url.pathname));
-      throw new HttpError(other ? 405 : 404, other ? `${method} is not allowed on ${url.pathname}` : `no route ${method} ${url.pathname}; see /api/openapi.json`);
-    }
-    if (!csrfOk(req, who)) throw new HttpError(403, 'a signed-in browser request that changes something must send the header "x-tempered: 1"');
-    if (!can(who.role, hit.route.action)) {
-      throw new HttpError(403, `${who.user} (${who.role}) may not ${hit.route.summary.toLowerCase()}; ${whoMay(hit.route.action)} may`);
-    }
-    return hit.route.handler({ req, res, url, params: hit.params, who });
-  }
-
-  return http.createServer((req, res) => {
-    const started = Date.now();
-    handle(req, res)
-      .catch((err: unknown): Reply => {
-        if (err instanceof HttpError) return { status: err.status, body: { error: err.message, ...err.extra } };
-        console.error(`${req.method} ${req.url} failed:`, err);
-        return { status: 500, body: { error: 'internal error; see the API log' } };
-      })
-      .then((reply) => {
-        if (reply && !res.headersSent) {
-          res.writeHead(reply.status, { 'content-type': 'application/json', ...SECURITY_HEADERS, ...reply.headers });
-          res.end(JSON.stringify(reply.body));
-        } else if (reply && !res.writableEnded) {
-          res.end(); // a stream failed midway: close it rather than leave the client hanging
-        }
-        // Paths only (no query strings, which may carry search text), never bodies or tokens.
-        const logPath = (req.url ?? '').split('?')[0];
-        if (logPath !== '/healthz') console.log(`${req.method} ${logPath} ${reply?.status ?? res.statusCode} ${Date.now() - started}ms`);
-      });
+  // Bodies: JSON (an empty one is no body); any other type is read as text, which a route that takes text
+  // (a YAML spec) gets as it is, and every other route parses as JSON, as the API always has.
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if ((body as string).trim() === '') done(null, undefined);
+    else json(req, body as string, done);
   });
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('*', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string;
+    if ((req.routeOptions.config as RouteConfig).rawBody) done(null, text);
+    else if (text.trim() === '') done(null, undefined);
+    else json(req, text, done);
+  });
+
+  // The paths of the API's routes, to tell a wrong method (405) from an unknown path (404).
+  const patterns: RegExp[] = [];
+  app.addHook('onRoute', (r) => {
+    if (r.url.startsWith('/api/')) patterns.push(new RegExp(`^${r.url.replace(/:[A-Za-z]+/g, '[^/]+')}$`));
+  });
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.headers(SECURITY_HEADERS);
+    const config = req.routeOptions.config as RouteConfig;
+    if (!config.action || config.public) return; // the dashboard, /healthz, the OpenAPI document, sign-in, 404s
+    const who = await deps.auth.authenticate(req.raw);
+    if (!who) throw new HttpError(401, NOT_SIGNED_IN);
+    if (!csrfOk(req.raw, who)) throw new HttpError(403, 'a signed-in browser request that changes something must send the header "x-tempered: 1"');
+    if (!can(who.role, config.action)) throw new HttpError(403, `${who.user} (${who.role}) may not ${config.summary!.toLowerCase()}; ${whoMay(config.action)} may`);
+    req.who = who;
+  });
+  // A route with a body schema and no body checks `{}`: pause, resume and trigger take none; others name their fields.
+  app.addHook('preValidation', async (req) => {
+    if (req.body === undefined && req.routeOptions.schema?.body) req.body = {};
+  });
+  // Paths only (no query strings, which may carry search text), never bodies or tokens.
+  app.addHook('onResponse', async (req, reply) => {
+    const path = pathOf(req);
+    if (path !== '/healthz') console.log(`${req.method} ${path} ${reply.statusCode} ${Math.round(reply.elapsedTime)}ms`);
+  });
+  app.setErrorHandler((err, req, reply) => errorReply(err as Error, req, reply));
+
+  /** No route here: 401 before anything else for a caller who is not signed in, then 405 or 404. */
+  async function noRoute(req: FastifyRequest): Promise<never> {
+    const path = pathOf(req);
+    if (!path.startsWith('/api/')) throw new HttpError(405, `${req.method} is not allowed here`);
+    if (!(await deps.auth.authenticate(req.raw))) throw new HttpError(401, NOT_SIGNED_IN);
+    if (patterns.some((p) => p.test(path))) throw new HttpError(405, `${req.method} is not allowed on ${path}`);
+    throw new HttpError(404, `no route ${req.method} ${path}; see /api/openapi.json`);
+  }
+  app.setNotFoundHandler((req) => noRoute(req));
+
+  app.get('/healthz', { schema: { hide: true, response: { 200: healthResponse } } }, async () => ({ status: 'ok' as const }));
+  app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  publicRoutes(app, deps);
+  route(app, {
+    method: 'GET', url: '/api/spec-schema', action: 'read', summary: 'JSON Schema of a pipeline spec',
+    response: { 200: z.record(z.string(), z.unknown()) },
+    handler: async () => specJsonSchema(),
+  });
+  runRoutes(app, deps);
+  peopleRoutes(app, deps);
+  labelRoutes(app, deps);
+  catalogRoutes(app, deps);
+  deploymentRoutes(app, deps);
+  scheduleRoutes(app, deps);
+  // Every other GET is the dashboard (an unknown /api/ path is still a JSON 404).
+  app.get('/*', { schema: { hide: true } }, async (req, reply) => {
+    if (pathOf(req).startsWith('/api/')) return noRoute(req);
+    return serveDashboard(pathOf(req), reply);
+  });
+  await app.ready();
+  return app;
 }

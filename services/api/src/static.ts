@@ -1,12 +1,13 @@
 /**
  * Serves the dashboard's built files (services/dashboard/dist). Any path that is not a file is the
  * single-page app's own route, so it gets index.html. Paths are resolved inside the dist folder only.
+ * Every response of the API carries SECURITY_HEADERS (set by the server's first hook).
  */
 import { createReadStream, existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import type http from 'node:http';
 import path from 'node:path';
 import { repoRoot } from '@tempered/config';
+import type { FastifyReply } from 'fastify';
 
 const dist = path.join(repoRoot, 'services', 'dashboard', 'dist');
 const TYPES: Record<string, string> = {
@@ -25,17 +26,20 @@ export const SECURITY_HEADERS = {
   'referrer-policy': 'same-origin',
 };
 
-export async function serveDashboard(url: URL, res: http.ServerResponse): Promise<void> {
+export async function serveDashboard(pathname: string, reply: FastifyReply): Promise<FastifyReply> {
   if (!existsSync(path.join(dist, 'index.html'))) {
-    res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' });
-    res.end('The dashboard is not built: run `npm run build -w @tempered/dashboard` (npm start does it).\n');
-    return;
+    return reply.code(503).type('text/plain; charset=utf-8').send('The dashboard is not built: run `npm run build -w @tempered/dashboard` (npm start does it).\n');
   }
-  let file = path.resolve(dist, `.${decodeURIComponent(url.pathname)}`);
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(pathname);
+  } catch {
+    decoded = '/';
+  }
+  let file = path.resolve(dist, `.${decoded}`);
   if (!file.startsWith(dist + path.sep) || !(await stat(file).then((s) => s.isFile(), () => false))) file = path.join(dist, 'index.html');
   const ext = path.extname(file);
   // Built assets carry a content hash in their names: cache them for good; index.html never.
   const cache = file.includes(`${path.sep}assets${path.sep}`) ? 'public, max-age=31536000, immutable' : 'no-cache';
-  res.writeHead(200, { 'content-type': TYPES[ext] ?? 'application/octet-stream', 'cache-control': cache, ...SECURITY_HEADERS });
-  createReadStream(file).pipe(res);
+  return reply.code(200).type(TYPES[ext] ?? 'application/octet-stream').header('cache-control', cache).send(createReadStream(file));
 }

@@ -5,7 +5,7 @@
  * states).
  */
 import type { Client } from '@temporalio/client';
-import type { ArtifactInfo, LabelProgress, LogLine, MetricPoint, RunDetail } from '@tempered/api-contract';
+import type { ArtifactInfo, LabelProgress, LogLine, MetricPoint } from '@tempered/api-contract';
 import { type Db, sql } from '@tempered/db';
 import type { PipelineProgress } from '@tempered/contract';
 import { progressQuery } from '@tempered/workflows';
@@ -82,7 +82,8 @@ export async function approvalsOf(db: Db, runId: string) {
   return db.selectFrom('approvals').selectAll().where('run_id', '=', runId).orderBy('id').execute();
 }
 
-export async function runDetail(views: Views, runId: string): Promise<RunDetail | undefined> {
+/** A run's full detail as the database has it (Dates and all); the routes and streams encode it with the `runDetail` schema. */
+export async function runDetail(views: Views, runId: string) {
   const { db } = views;
   const live = await runLive(views, runId);
   if (!live) return undefined;
@@ -100,7 +101,5 @@ export async function runDetail(views: Views, runId: string): Promise<RunDetail 
     : undefined;
   const series: Record<string, Array<[number, number]>> = {};
   for (const m of metrics.points) (series[`${m.stage}.${m.name}`] ??= []).push([m.step, m.value]);
-  return JSON.parse(
-    JSON.stringify({ ...live, artifacts, approvals, metrics: series, labels, datasetVersion, modelVersion, deployment }),
-  ) as RunDetail;
+  return { ...live, artifacts, approvals, metrics: series, labels, datasetVersion, modelVersion, deployment };
 }

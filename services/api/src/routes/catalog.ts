@@ -4,11 +4,11 @@
  * downloads. Downloads go only through rows of the artifacts table, so a client can name an artifact but never
  * a path or key of its own.
  */
-import type { ApprovalsResponse, BaseModelEntry, BaseModelsResponse, DatasetDetail, ModelEntry, PendingApproval } from '@tempered/api-contract';
-import { can } from '@tempered/api-contract';
+import { approvalsResponse, baseModelsResponse, can, datasetDetail, datasetsResponse, lineageResponse, modelsResponse } from '@tempered/api-contract';
 import { ancestors, type Db, descendants, node } from '@tempered/db';
 import type { ApiDeps } from '../deps';
-import { HttpError, ID, ok, type Route } from '../http';
+import type { FastifyInstance } from 'fastify';
+import { HttpError, idParam, numberParam, route } from '../http';
 import { downloadUrl } from '../views';
 
 const PREVIEW_BYTES = 256 * 1024;
@@ -28,10 +28,9 @@ async function production(db: Db, name?: string) {
 const summaryOf = (rows: Array<{ name: string; summary: unknown }>, stage: string) =>
   (rows.find((r) => r.name === stage)?.summary ?? null) as Record<string, unknown> | null;
 
-export function catalogRoutes({ db, store }: ApiDeps): Route[] {
-  return [
-    {
-      method: 'GET', path: /^\/api\/approvals$/, action: 'read', summary: 'Pending deployment gates with test metrics beside production; recent decisions', response: 'ApprovalsResponse',
+export function catalogRoutes(app: FastifyInstance, { db, store }: ApiDeps): void {
+  route(app, {
+      method: 'GET', url: '/api/approvals', action: 'read', summary: 'Pending deployment gates with test metrics beside production; recent decisions', response: { 200: approvalsResponse },
       async handler({ who }) {
         const [waiting, recent] = await Promise.all([
           db.selectFrom('runs').select(['id', 'name', 'requested_by']).where('status', '=', 'waiting-approval').orderBy('created_at').execute(),
@@ -42,7 +41,7 @@ export function catalogRoutes({ db, store }: ApiDeps): Route[] {
           : [];
         // Each gate is compared with the serving version of its own model name.
         const servingByName = new Map(await Promise.all([...new Set(waiting.map((w) => w.name))].map(async (n) => [n, await production(db, n)] as const)));
-        const pending: PendingApproval[] = waiting.map((r) => {
+        const pending = waiting.map((r) => {
           const prod = servingByName.get(r.name);
           const mine = stages.filter((s) => s.run_id === r.id);
           const reason = !can(who.role, 'approve')
@@ -56,17 +55,16 @@ export function catalogRoutes({ db, store }: ApiDeps): Route[] {
             requestedBy: r.requested_by,
             deadline: (summaryOf(mine, 'deploy')?.deadline as string | undefined) ?? null,
             test: summaryOf(mine, 'test'),
-            production: prod ? (JSON.parse(JSON.stringify(prod)) as PendingApproval['production']) : null,
+            production: prod ?? null,
             canDecide: reason === undefined,
             ...(reason ? { reason } : {}),
           };
         });
-        const body: ApprovalsResponse = { pending, recent: JSON.parse(JSON.stringify(recent)) };
-        return ok(body);
+        return { pending, recent };
       },
-    },
-    {
-      method: 'GET', path: /^\/api\/models$/, action: 'read', summary: 'Model versions with metrics, dataset version and deployments', response: 'ModelsResponse',
+  });
+  route(app, {
+      method: 'GET', url: '/api/models', action: 'read', summary: 'Model versions with metrics, dataset version and deployments', response: { 200: modelsResponse },
       async handler() {
         const [models, deployments, ingests, prod] = await Promise.all([
           db.selectFrom('model_versions').selectAll().orderBy('created_at', 'desc').limit(200).execute(),
@@ -74,34 +72,35 @@ export function catalogRoutes({ db, store }: ApiDeps): Route[] {
           db.selectFrom('stages').select(['run_id', 'summary']).where('name', '=', 'ingest').execute(),
           production(db),
         ]);
-        const entries: ModelEntry[] = models.map((m) => ({
-          ...(JSON.parse(JSON.stringify(m)) as ModelEntry),
+        const entries = models.map((m) => ({
+          ...m,
           datasetVersionId: ((ingests.find((i) => i.run_id === m.run_id)?.summary as { datasetVersionId?: string } | null)?.datasetVersionId) ?? null,
-          deployments: JSON.parse(JSON.stringify(deployments.filter((d) => d.model_version_id === m.id))),
+          deployments: deployments.filter((d) => d.model_version_id === m.id),
           serving: prod?.id === m.id,
         }));
-        return ok({ models: entries });
+        return { models: entries };
       },
-    },
-    {
-      method: 'GET', path: new RegExp(`^/api/models/${ID}/lineage$`), action: 'read', summary: "A model version's lineage: its ancestors (artifacts, dataset version) and its deployments", response: 'LineageResponse',
-      async handler({ params }) {
-        const self = node.modelVersion(params[0]);
+  });
+  route(app, {
+      method: 'GET', url: '/api/models/:id/lineage', action: 'read', summary: "A model version's lineage: its ancestors (artifacts, dataset version) and its deployments",
+      params: idParam, response: { 200: lineageResponse },
+      async handler({ params: { id } }) {
+        const self = node.modelVersion(id);
         const [up, down] = await Promise.all([
           ancestors(db, self),
           db.selectFrom('lineage_edges').select(['parent', 'child', 'relation']).where('parent', '=', self).execute(),
         ]);
-        if (up.length === 0 && down.length === 0) throw new HttpError(404, `no lineage for model version ${params[0]}`);
-        return ok({ edges: [...up, ...down] });
+        if (up.length === 0 && down.length === 0) throw new HttpError(404, `no lineage for model version ${id}`);
+        return { edges: [...up, ...down] };
       },
-    },
-    {
-      method: 'GET', path: /^\/api\/base-models$/, action: 'read', summary: 'The base-model catalog, each with the model versions fine-tuned from it', response: 'BaseModelsResponse',
+  });
+  route(app, {
+      method: 'GET', url: '/api/base-models', action: 'read', summary: 'The base-model catalog, each with the model versions fine-tuned from it', response: { 200: baseModelsResponse },
       async handler() {
         const rows = await db.selectFrom('base_models').selectAll().orderBy('name').execute();
         const versionPrefix = node.modelVersion('');
         const baseModels = await Promise.all(
-          rows.map(async ({ manifest: _manifest, updated_at: _updated, ...b }): Promise<BaseModelEntry> => {
+          rows.map(async ({ manifest: _manifest, updated_at: _updated, ...b }) => {
             // Lineage is the one record of what came from what: the model versions anywhere below the catalog
             // entry, or below its model.tar (a run that gave the same tar by URI).
             const below = await descendants(db, [node.baseModel(b.name), node.artifact(b)]);
@@ -109,30 +108,30 @@ export function catalogRoutes({ db, store }: ApiDeps): Route[] {
             const fineTuned = ids.length
               ? await db.selectFrom('model_versions').select(['id', 'name', 'version', 'run_id', 'created_at']).where('id', 'in', ids).orderBy('created_at', 'desc').execute()
               : [];
-            return JSON.parse(JSON.stringify({ ...b, fineTuned }));
+            return { ...b, fineTuned };
           }),
         );
-        const body: BaseModelsResponse = { baseModels };
-        return ok(body);
+        return { baseModels };
       },
-    },
-    {
-      method: 'GET', path: /^\/api\/datasets$/, action: 'read', summary: 'Dataset versions with counts', response: 'DatasetsResponse',
+  });
+  route(app, {
+      method: 'GET', url: '/api/datasets', action: 'read', summary: 'Dataset versions with counts', response: { 200: datasetsResponse },
       async handler() {
         const rows = await db.selectFrom('dataset_versions').selectAll().orderBy('created_at', 'desc').limit(200).execute();
         const cleans = rows.length
           ? await db.selectFrom('stages').select(['run_id', 'summary']).where('name', '=', 'clean').where('run_id', 'in', rows.map((r) => r.run_id)).execute()
           : [];
-        return ok({
-          datasets: rows.map((r) => ({ ...JSON.parse(JSON.stringify(r)), clean: (cleans.find((c) => c.run_id === r.run_id)?.summary as Record<string, unknown>) ?? null })),
+        return ({
+          datasets: rows.map((r) => ({ ...r, clean: (cleans.find((c) => c.run_id === r.run_id)?.summary as Record<string, unknown>) ?? null })),
         });
       },
-    },
-    {
-      method: 'GET', path: new RegExp(`^/api/datasets/${ID}$`), action: 'read', summary: 'A dataset version: quarantined records with reasons, the cleaning report, artifacts', response: 'DatasetDetail',
-      async handler({ params }) {
-        const ds = await db.selectFrom('dataset_versions').selectAll().where('id', '=', params[0]).executeTakeFirst();
-        if (!ds) throw new HttpError(404, `no dataset version ${params[0]}`);
+  });
+  route(app, {
+      method: 'GET', url: '/api/datasets/:id', action: 'read', summary: 'A dataset version: quarantined records with reasons, the cleaning report, artifacts',
+      params: idParam, response: { 200: datasetDetail },
+      async handler({ params: { id } }) {
+        const ds = await db.selectFrom('dataset_versions').selectAll().where('id', '=', id).executeTakeFirst();
+        if (!ds) throw new HttpError(404, `no dataset version ${id}`);
         const [clean, artifacts] = await Promise.all([
           db.selectFrom('stages').select('summary').where('run_id', '=', ds.run_id).where('name', '=', 'clean').executeTakeFirst(),
           db.selectFrom('artifacts').select(['id', 'stage', 'uri', 'sha256', 'bytes', 'kind']).where('run_id', '=', ds.run_id).where('stage', 'in', ['ingest', 'clean']).orderBy('id').execute(),
@@ -151,32 +150,31 @@ export function catalogRoutes({ db, store }: ApiDeps): Route[] {
           });
         const reportRow = artifacts.find((a) => a.kind === 'clean-report');
         const cleanReport = reportRow ? (JSON.parse((await store.getBytes(reportRow.uri)).toString('utf8')) as Record<string, unknown>) : null;
-        const body: DatasetDetail = {
-          dataset: { ...JSON.parse(JSON.stringify(ds)), clean: (clean?.summary as Record<string, unknown>) ?? null },
+        return {
+          dataset: { ...ds, clean: (clean?.summary as Record<string, unknown>) ?? null },
           quarantine,
           cleanReport,
           artifacts: artifacts.map((a) => ({ ...a, download: downloadUrl(a.id) })),
         };
-        return ok(body);
       },
-    },
-    {
-      method: 'GET', path: /^\/api\/artifacts\/(\d{1,18})$/, action: 'read', summary: "Download an artifact's bytes (verified against its digest by the store on upload)", response: 'application/octet-stream',
-      async handler({ params, res }) {
-        const row = await db.selectFrom('artifacts').select(['uri', 'bytes', 'sha256']).where('id', '=', Number(params[0])).executeTakeFirst();
-        if (!row) throw new HttpError(404, `no artifact ${params[0]}`);
+  });
+  route(app, {
+      method: 'GET', url: '/api/artifacts/:id', action: 'read', summary: "Download an artifact's bytes (verified against its digest by the store on upload)",
+      params: numberParam, response: { stream: 'application/octet-stream', description: "The artifact's bytes" },
+      async handler({ params: { id }, reply }) {
+        const row = await db.selectFrom('artifacts').select(['uri', 'bytes', 'sha256']).where('id', '=', Number(id)).executeTakeFirst();
+        if (!row) throw new HttpError(404, `no artifact ${id}`);
         const body = await store.open(row.uri); // keyOf refuses any URI outside the bucket and prefix
         const name = row.uri.split('/').pop()!.replace(/[^A-Za-z0-9._-]/g, '_');
-        res.writeHead(200, {
-          'content-type': 'application/octet-stream',
-          'content-length': String(row.bytes),
-          'content-disposition': `attachment; filename="${name}"`,
-          etag: `"${row.sha256}"`,
-        });
-        body.pipe(res);
-        await new Promise((resolve) => res.on('close', resolve));
-        return undefined;
+        return reply
+          .code(200)
+          .headers({
+            'content-type': 'application/octet-stream',
+            'content-length': String(row.bytes),
+            'content-disposition': `attachment; filename="${name}"`,
+            etag: `"${row.sha256}"`,
+          })
+          .send(body);
       },
-    },
-  ];
+  });
 }

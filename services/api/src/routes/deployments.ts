@@ -3,16 +3,16 @@
  * canary's live state; and a person's promote or abort of a running canary (a signal to its workflow).
  */
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { canaryActionRequest, type DeploymentEntry } from '@tempered/api-contract';
+import { canaryActionRequest, canarySentResponse, deploymentsResponse } from '@tempered/api-contract';
 import { abortCanarySignal, canaryQuery, canaryWorkflowId, promoteCanarySignal } from '@tempered/workflows';
 import { audit } from '../auth';
 import type { ApiDeps } from '../deps';
-import { bodyOf, HttpError, ID, ok, type Route } from '../http';
+import type { FastifyInstance } from 'fastify';
+import { HttpError, idParam, route } from '../http';
 
-export function deploymentRoutes({ db, temporal }: ApiDeps): Route[] {
-  return [
-    {
-      method: 'GET', path: /^\/api\/deployments$/, action: 'read', summary: 'Deployments with their traffic share and live canary state', response: 'DeploymentsResponse',
+export function deploymentRoutes(app: FastifyInstance, { db, temporal }: ApiDeps): void {
+  route(app, {
+      method: 'GET', url: '/api/deployments', action: 'read', summary: 'Deployments with their traffic share and live canary state', response: { 200: deploymentsResponse },
       async handler() {
         const [rows, routes] = await Promise.all([
           db
@@ -24,38 +24,36 @@ export function deploymentRoutes({ db, temporal }: ApiDeps): Route[] {
             .execute(),
           db.selectFrom('routes').select(['model_name', 'model_version_id', 'weight']).execute(),
         ]);
-        const deployments: DeploymentEntry[] = [];
+        const deployments = [];
         for (const r of rows) {
           const route = routes.find((x) => x.model_name === r.model_name && x.model_version_id === r.model_version_id);
           const total = routes.filter((x) => x.model_name === r.model_name).reduce((a, x) => a + x.weight, 0);
           const canary =
             r.status === 'canary' ? await temporal.workflow.getHandle(canaryWorkflowId(r.run_id)).query(canaryQuery).catch(() => undefined) : undefined;
           deployments.push({
-            ...(JSON.parse(JSON.stringify(r)) as DeploymentEntry),
+            ...r,
             weight: route && total > 0 && r.status !== 'stopped' && r.status !== 'rolled-back' ? Math.round((100 * route.weight) / total) : 0,
-            ...(canary ? { canary: JSON.parse(JSON.stringify(canary)) } : {}),
+            ...(canary ? { canary } : {}),
           });
         }
-        return ok({ deployments });
+        return { deployments };
       },
-    },
-    {
-      method: 'POST', path: new RegExp(`^/api/runs/${ID}/canary$`), action: 'approve',
-      summary: "Promote or abort a run's running canary by hand", request: canaryActionRequest, response: '{sent: "promote"|"abort"}',
-      async handler({ req, params, who }) {
-        const { action, comment } = await bodyOf(req, canaryActionRequest);
-        const handle = temporal.workflow.getHandle(canaryWorkflowId(params[0]));
+  });
+  route(app, {
+      method: 'POST', url: '/api/runs/:id/canary', action: 'approve',
+      summary: "Promote or abort a run's running canary by hand", params: idParam, body: canaryActionRequest, response: { 200: canarySentResponse },
+      async handler({ params: { id }, who, body: { action, comment } }) {
+        const handle = temporal.workflow.getHandle(canaryWorkflowId(id));
         try {
           const state = await handle.query(canaryQuery);
-          if (state.status !== 'running') throw new HttpError(409, `the canary of ${params[0]} is already ${state.status}`);
+          if (state.status !== 'running') throw new HttpError(409, `the canary of ${id} is already ${state.status}`);
           await handle.signal(action === 'promote' ? promoteCanarySignal : abortCanarySignal, { by: who.user, comment });
         } catch (err) {
-          if (err instanceof WorkflowNotFoundError) throw new HttpError(404, `run ${params[0]} has no canary`);
+          if (err instanceof WorkflowNotFoundError) throw new HttpError(404, `run ${id} has no canary`);
           throw err;
         }
-        await audit(db, { actor: who.user, action: `canary.${action}`, target: `run:${params[0]}`, comment });
-        return ok({ sent: action });
+        await audit(db, { actor: who.user, action: `canary.${action}`, target: `run:${id}`, comment });
+        return { sent: action };
       },
-    },
-  ];
+  });
 }

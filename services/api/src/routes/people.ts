@@ -1,8 +1,13 @@
 /** Sign-in, the caller, users and tokens (admin), and the audit log. */
-import { can, createTokenRequest, createUserRequest, loginRequest, type Me, type Role } from '@tempered/api-contract';
+import {
+  auditResponse, can, createTokenRequest, createTokenResponse, createUserRequest, createUserResponse, loginRequest, loginResponse, type Me, okResponse,
+  type Role, usersResponse, me as meSchema,
+} from '@tempered/api-contract';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { audit, clearedSessionCookie, createUser, issueToken, sessionCookie } from '../auth';
 import type { ApiDeps } from '../deps';
-import { bodyOf, HttpError, ok, type Route } from '../http';
+import { HttpError, route } from '../http';
 
 export const meOf = (user: string, role: Role): Me => ({
   username: user,
@@ -11,75 +16,69 @@ export const meOf = (user: string, role: Role): Me => ({
 });
 
 /** Routes that need no caller: sign-in. */
-export function publicRoutes({ db, auth }: ApiDeps): Route[] {
-  return [
-    {
-      method: 'POST', path: /^\/api\/login$/, action: 'read', summary: 'Sign in with a password; sets the session cookie', request: loginRequest, response: 'LoginResponse',
-      async handler({ req }) {
-        const { username, password } = await bodyOf(req, loginRequest);
-        const result = await auth.login(username, password);
-        if (result === 'locked') throw new HttpError(429, `too many failed sign-ins for ${username}; wait 5 minutes or ask an admin`);
-        if (!result) {
-          await audit(db, { actor: username, action: 'login.failed', target: `user:${username}` });
-          throw new HttpError(401, 'wrong username or password');
-        }
-        return {
-          status: 200,
-          body: { token: result.token, expiresAt: result.expiresAt.toISOString(), user: meOf(username, result.role) },
-          headers: { 'set-cookie': sessionCookie(result.token, result.expiresAt) },
-        };
-      },
+export function publicRoutes(app: FastifyInstance, { db, auth }: ApiDeps): void {
+  route(app, {
+    method: 'POST', url: '/api/login', action: 'read', public: true, summary: 'Sign in with a password; sets the session cookie',
+    body: loginRequest, response: { 200: loginResponse },
+    async handler({ reply, body: { username, password } }) {
+      const result = await auth.login(username, password);
+      if (result === 'locked') throw new HttpError(429, `too many failed sign-ins for ${username}; wait 5 minutes or ask an admin`);
+      if (!result) {
+        await audit(db, { actor: username, action: 'login.failed', target: `user:${username}` });
+        throw new HttpError(401, 'wrong username or password');
+      }
+      reply.header('set-cookie', sessionCookie(result.token, result.expiresAt));
+      return { token: result.token, expiresAt: result.expiresAt, user: meOf(username, result.role) };
     },
-  ];
+  });
 }
 
-export function peopleRoutes({ db, auth }: ApiDeps): Route[] {
-  return [
-    {
-      method: 'POST', path: /^\/api\/logout$/, action: 'read', summary: 'Sign out: revokes the session', response: '{ok: true}',
-      async handler({ req }) {
-        await auth.logout(req);
-        return { status: 200, body: { ok: true }, headers: { 'set-cookie': clearedSessionCookie } };
-      },
+const auditQuery = z.object({ target: z.string().optional(), limit: z.string().optional() });
+
+export function peopleRoutes(app: FastifyInstance, { db, auth }: ApiDeps): void {
+  route(app, {
+    method: 'POST', url: '/api/logout', action: 'read', summary: 'Sign out: revokes the session', response: { 200: okResponse },
+    async handler({ req, reply }) {
+      await auth.logout(req.raw);
+      reply.header('set-cookie', clearedSessionCookie);
+      return { ok: true };
     },
-    {
-      method: 'GET', path: /^\/api\/me$/, action: 'read', summary: 'The caller and what their role allows', response: 'Me',
-      handler: async ({ who }) => ok(meOf(who.user, who.role)),
+  });
+  route(app, {
+    method: 'GET', url: '/api/me', action: 'read', summary: 'The caller and what their role allows', response: { 200: meSchema },
+    handler: async ({ who }) => meOf(who.user, who.role),
+  });
+  route(app, {
+    method: 'GET', url: '/api/users', action: 'admin', summary: 'Users (admin)', response: { 200: usersResponse },
+    handler: async () => ({ users: await db.selectFrom('users').select(['username', 'role', 'created_at', 'disabled_at']).orderBy('username').execute() }),
+  });
+  route(app, {
+    method: 'POST', url: '/api/users', action: 'admin', summary: 'Create a user (admin)', body: createUserRequest, response: { 201: createUserResponse },
+    async handler({ reply, who, body }) {
+      const exists = await db.selectFrom('users').select('username').where('username', '=', body.username).executeTakeFirst();
+      if (exists) throw new HttpError(409, `username: ${body.username} exists`, { issues: [{ path: 'username', message: 'already taken' }] });
+      await createUser(db, body.username, body.role, body.password);
+      await audit(db, { actor: who.user, action: 'user.create', target: `user:${body.username}`, details: { role: body.role } });
+      reply.code(201);
+      return { username: body.username, role: body.role };
     },
-    {
-      method: 'GET', path: /^\/api\/users$/, action: 'admin', summary: 'Users (admin)', response: '{users}',
-      handler: async () =>
-        ok({ users: await db.selectFrom('users').select(['username', 'role', 'created_at', 'disabled_at']).orderBy('username').execute() }),
+  });
+  route(app, {
+    method: 'POST', url: '/api/tokens', action: 'read', summary: 'Create an API token for the caller (shown once)', body: createTokenRequest, response: { 201: createTokenResponse },
+    async handler({ reply, who, body: { name } }) {
+      const { token } = await issueToken(db, who.user, name, 'api');
+      await audit(db, { actor: who.user, action: 'token.create', target: `user:${who.user}`, details: { name } });
+      reply.code(201);
+      return { token, name };
     },
-    {
-      method: 'POST', path: /^\/api\/users$/, action: 'admin', summary: 'Create a user (admin)', request: createUserRequest, response: '{username, role}',
-      async handler({ req, who }) {
-        const body = await bodyOf(req, createUserRequest);
-        const exists = await db.selectFrom('users').select('username').where('username', '=', body.username).executeTakeFirst();
-        if (exists) throw new HttpError(409, `username: ${body.username} exists`, { issues: [{ path: 'username', message: 'already taken' }] });
-        await createUser(db, body.username, body.role, body.password);
-        await audit(db, { actor: who.user, action: 'user.create', target: `user:${body.username}`, details: { role: body.role } });
-        return ok({ username: body.username, role: body.role }, 201);
-      },
+  });
+  route(app, {
+    method: 'GET', url: '/api/audit', action: 'read', summary: 'The audit log, newest first; ?target=run:<id> &limit=', querystring: auditQuery, response: { 200: auditResponse },
+    async handler({ query }) {
+      const limit = Math.min(Number(query.limit ?? 100) || 100, 1000);
+      let q = db.selectFrom('audit_log').selectAll();
+      if (query.target) q = q.where('target', '=', query.target);
+      return { entries: await q.orderBy('id', 'desc').limit(limit).execute() };
     },
-    {
-      method: 'POST', path: /^\/api\/tokens$/, action: 'read', summary: "Create an API token for the caller (shown once)", request: createTokenRequest, response: '{token}',
-      async handler({ req, who }) {
-        const { name } = await bodyOf(req, createTokenRequest);
-        const { token } = await issueToken(db, who.user, name, 'api');
-        await audit(db, { actor: who.user, action: 'token.create', target: `user:${who.user}`, details: { name } });
-        return ok({ token, name }, 201);
-      },
-    },
-    {
-      method: 'GET', path: /^\/api\/audit$/, action: 'read', summary: 'The audit log, newest first; ?target=run:<id> &limit=', response: '{entries: AuditEntry[]}',
-      async handler({ url }) {
-        const limit = Math.min(Number(url.searchParams.get('limit') ?? 100) || 100, 1000);
-        let q = db.selectFrom('audit_log').selectAll();
-        const target = url.searchParams.get('target');
-        if (target) q = q.where('target', '=', target);
-        return ok({ entries: await q.orderBy('id', 'desc').limit(limit).execute() });
-      },
-    },
-  ];
+  });
 }

@@ -8,8 +8,6 @@
  * does not echo back as written (the cron text, the interval, who created it and why). Operators and admins
  * manage them; everyone reads. Every change goes to the audit log with the caller's comment.
  */
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import {
   type Client,
   ScheduleAlreadyRunning,
@@ -19,28 +17,31 @@ import {
   type ScheduleOptions,
 } from '@temporalio/client';
 import {
+  backfilledResponse,
   backfillScheduleRequest,
   createScheduleRequest,
+  deletedResponse,
   type ScheduleDetail,
+  scheduleDetail,
   type ScheduleInfo,
   type ScheduleMode,
   type ScheduleOverlap,
   scheduleCommentRequest,
+  schedulesResponse,
+  triggeredResponse,
   type TriggerState,
   triggerScheduleRequest,
 } from '@tempered/api-contract';
 import type { ArtifactStore } from '@tempered/artifacts';
-import { repoRoot } from '@tempered/config';
 import type { Db } from '@tempered/db';
-import { parseSpec, type PipelineSpec, SpecError, validateSpec } from '@tempered/spec';
 import type { PipelineInput, RetrainTriggerInput } from '@tempered/contract';
 import { CONTROL_TASK_QUEUE, RETRAIN_WORKFLOW_TYPE, WORKFLOW_TYPE } from '@tempered/workflows';
-import type { z } from 'zod';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { audit } from '../auth';
 import type { ApiDeps } from '../deps';
-import { HttpError, ID, ok, parseJson, readBody, type Route } from '../http';
-
-const examplesRoot = path.join(repoRoot, 'examples');
+import { badField, HttpError, idParam, route } from '../http';
+import { takeSpec } from '../intake';
 
 /** What Tempered keeps in a schedule's memo; its presence marks a schedule as one of ours. */
 interface ScheduleMemo {
@@ -53,44 +54,7 @@ interface ScheduleMemo {
   comment: string | null;
 }
 
-function badRequest(field: string, message: string): HttpError {
-  return new HttpError(400, `${field}: ${message}`, { issues: [{ path: field, message }] });
-}
-
-/** A body checked against a contract schema, where an empty body means `{}` (pause, resume and trigger take none). */
-async function optionalBodyOf<S extends z.ZodType>(req: Parameters<Route['handler']>[0]['req'], schema: S): Promise<z.output<S>> {
-  const text = (await readBody(req)).trim();
-  const result = schema.safeParse(text ? parseJson(text) : {});
-  if (result.success) return result.data;
-  const issues = result.error.issues.map((i) => ({
-    path: i.path.map(String).join('.'),
-    message: i.code === 'unrecognized_keys' ? `unknown field(s): ${i.keys.join(', ')}` : i.message,
-  }));
-  throw new HttpError(400, issues.map((i) => `${i.path || '(body)'}: ${i.message}`).join('; '), { issues });
-}
-
-/** The pipeline a schedule runs: an inline spec (YAML text or an object), or an example under examples/. */
-async function specOf(body: { spec?: string | Record<string, unknown>; example?: string; specDir?: string }): Promise<{ spec: PipelineSpec; specDir?: string; example?: string }> {
-  try {
-    if (body.example === undefined) {
-      const spec = typeof body.spec === 'string' ? parseSpec(body.spec) : validateSpec(body.spec);
-      return { spec, specDir: body.specDir };
-    }
-    const file = path.resolve(examplesRoot, body.example);
-    if (!file.startsWith(examplesRoot + path.sep)) throw badRequest('example', 'must be a path under examples/');
-    const yaml = await readFile(file, 'utf8').catch(() => {
-      throw badRequest('example', `no example ${body.example}; GET /api/examples lists them`);
-    });
-    return { spec: parseSpec(yaml), specDir: path.dirname(file), example: body.example };
-  } catch (err) {
-    // Spec issues name fields of the spec: prefix them so they point into the request body.
-    if (err instanceof SpecError) {
-      const issues = err.issues.map((i) => ({ path: i.path ? `spec.${i.path}` : 'spec', message: i.message }));
-      throw new HttpError(400, err.message, { issues });
-    }
-    throw err;
-  }
-}
+const badRequest = badField;
 
 /** The same rule as the trigger's activity: under the artifact prefix, outside the platform's own artifacts/. */
 function checkWatchedPrefix(store: ArtifactStore, uri: string): void {
@@ -98,12 +62,12 @@ function checkWatchedPrefix(store: ArtifactStore, uri: string): void {
   try {
     key = store.keyOf(uri);
   } catch (err) {
-    throw badRequest('spec.retrain.watch.prefix', (err as Error).message);
+    throw badRequest('retrain.watch.prefix', (err as Error).message);
   }
   if (uri.endsWith('/') && !key.endsWith('/')) key += '/';
   const own = `${store.prefix}artifacts/`;
   if (own.startsWith(key) || key.startsWith(own)) {
-    throw badRequest('spec.retrain.watch.prefix', `covers the platform's own artifacts (${store.uriOf(own)}), which every run writes; watch a folder of inputs instead`);
+    throw badRequest('retrain.watch.prefix', `covers the platform's own artifacts (${store.uriOf(own)}), which every run writes; watch a folder of inputs instead`);
   }
 }
 
@@ -192,12 +156,13 @@ function temporalRefusal(err: unknown, field: string): never {
 
 const withComment = (what: string, who: string, comment: string | undefined) => `${what} by ${who}${comment ? `: ${comment}` : ''}`;
 
-export function scheduleRoutes({ db, temporal, store }: ApiDeps): Route[] {
+const commentQuery = z.object({ comment: z.string().optional() });
+
+export function scheduleRoutes(app: FastifyInstance, { db, temporal, store }: ApiDeps): void {
   const handleOf = (id: string) => temporal.schedule.getHandle(id);
 
-  return [
-    {
-      method: 'GET', path: /^\/api\/schedules$/, action: 'read', summary: 'List schedules (timing, paused state, next and recent actions)', response: 'SchedulesResponse',
+  route(app, {
+      method: 'GET', url: '/api/schedules', action: 'read', summary: 'List schedules (timing, paused state, next and recent actions)', response: { 200: schedulesResponse },
       async handler() {
         // Temporal lists schedules from its visibility store (eventually consistent); describing each gives
         // the current paused state and actions.
@@ -207,16 +172,15 @@ export function scheduleRoutes({ db, temporal, store }: ApiDeps): Route[] {
           ids.map((id) => describeOurs(temporal, id).then(({ d, memo }) => infoOf(id, d, memo), () => undefined)),
         );
         const schedules = described.filter((s): s is ScheduleInfo => s !== undefined).sort((a, b) => a.id.localeCompare(b.id));
-        return ok({ schedules });
+        return { schedules };
       },
-    },
-    {
-      method: 'POST', path: /^\/api\/schedules$/, action: 'start',
+  });
+  route(app, {
+      method: 'POST', url: '/api/schedules', action: 'start',
       summary: 'Create a schedule ({id, spec | example, mode?, cron? | every?, overlap? (SKIP), paused?, comment?})',
-      request: createScheduleRequest, response: 'ScheduleDetail',
-      async handler({ req, who }) {
-        const body = await optionalBodyOf(req, createScheduleRequest);
-        const { spec, specDir, example } = await specOf(body);
+      body: createScheduleRequest, response: { 201: scheduleDetail },
+      async handler({ reply, who, body }) {
+        const { spec, specDir, example } = await takeSpec(body);
         const retrain = spec.retrain;
         const mode: ScheduleMode = body.mode ?? (retrain?.watch || retrain?.feedback ? 'trigger' : 'run');
         if (mode === 'trigger') {
@@ -276,77 +240,73 @@ export function scheduleRoutes({ db, temporal, store }: ApiDeps): Route[] {
           actor: who.user, action: 'schedule.create', target: `schedule:${body.id}`, comment: body.comment,
           details: { pipeline: spec.name, mode, cron: memo.cron, every: memo.every, overlap: body.overlap, paused: body.paused, ...(example ? { example } : {}) },
         });
-        return ok(await detailOf({ temporal, db }, body.id), 201);
+        reply.code(201);
+        return detailOf({ temporal, db }, body.id);
       },
-    },
-    {
-      method: 'GET', path: new RegExp(`^/api/schedules/${ID}$`), action: 'read',
-      summary: 'Describe a schedule (timing, paused state and note, next and recent actions, trigger state)', response: 'ScheduleDetail',
-      handler: async ({ params }) => ok(await detailOf({ temporal, db }, params[0])),
-    },
-    {
-      method: 'POST', path: new RegExp(`^/api/schedules/${ID}/pause$`), action: 'start', summary: 'Pause a schedule (no actions until resumed)',
-      request: scheduleCommentRequest, response: 'ScheduleDetail',
-      async handler({ req, params, who }) {
-        const body = await optionalBodyOf(req, scheduleCommentRequest);
-        await describeOurs(temporal, params[0]);
-        await handleOf(params[0]).pause(withComment('paused', who.user, body.comment));
-        await audit(db, { actor: who.user, action: 'schedule.pause', target: `schedule:${params[0]}`, comment: body.comment });
-        return ok(await detailOf({ temporal, db }, params[0]));
+  });
+  route(app, {
+      method: 'GET', url: '/api/schedules/:id', action: 'read',
+      summary: 'Describe a schedule (timing, paused state and note, next and recent actions, trigger state)', params: idParam, response: { 200: scheduleDetail },
+      handler: async ({ params: { id } }) => detailOf({ temporal, db }, id),
+  });
+  route(app, {
+      method: 'POST', url: '/api/schedules/:id/pause', action: 'start', summary: 'Pause a schedule (no actions until resumed)',
+      params: idParam, body: scheduleCommentRequest, response: { 200: scheduleDetail },
+      async handler({ params: { id }, who, body }) {
+        await describeOurs(temporal, id);
+        await handleOf(id).pause(withComment('paused', who.user, body.comment));
+        await audit(db, { actor: who.user, action: 'schedule.pause', target: `schedule:${id}`, comment: body.comment });
+        return await detailOf({ temporal, db }, id);
       },
-    },
-    {
-      method: 'POST', path: new RegExp(`^/api/schedules/${ID}/resume$`), action: 'start', summary: 'Resume a schedule (missed times are not taken: backfill them)',
-      request: scheduleCommentRequest, response: 'ScheduleDetail',
-      async handler({ req, params, who }) {
-        const body = await optionalBodyOf(req, scheduleCommentRequest);
-        await describeOurs(temporal, params[0]);
-        await handleOf(params[0]).unpause(withComment('resumed', who.user, body.comment));
-        await audit(db, { actor: who.user, action: 'schedule.resume', target: `schedule:${params[0]}`, comment: body.comment });
-        return ok(await detailOf({ temporal, db }, params[0]));
+  });
+  route(app, {
+      method: 'POST', url: '/api/schedules/:id/resume', action: 'start', summary: 'Resume a schedule (missed times are not taken: backfill them)',
+      params: idParam, body: scheduleCommentRequest, response: { 200: scheduleDetail },
+      async handler({ params: { id }, who, body }) {
+        await describeOurs(temporal, id);
+        await handleOf(id).unpause(withComment('resumed', who.user, body.comment));
+        await audit(db, { actor: who.user, action: 'schedule.resume', target: `schedule:${id}`, comment: body.comment });
+        return await detailOf({ temporal, db }, id);
       },
-    },
-    {
-      method: 'POST', path: new RegExp(`^/api/schedules/${ID}/trigger$`), action: 'start',
-      summary: 'Trigger a schedule now, paused or not ({comment?, overlap? (ALLOW_ALL)})', request: triggerScheduleRequest, response: '{triggered: true}',
-      async handler({ req, params, who }) {
-        const body = await optionalBodyOf(req, triggerScheduleRequest);
-        await describeOurs(temporal, params[0]);
-        await handleOf(params[0]).trigger(body.overlap);
-        await audit(db, { actor: who.user, action: 'schedule.trigger', target: `schedule:${params[0]}`, comment: body.comment, details: { overlap: body.overlap } });
-        return ok({ triggered: true });
+  });
+  route(app, {
+      method: 'POST', url: '/api/schedules/:id/trigger', action: 'start',
+      summary: 'Trigger a schedule now, paused or not ({comment?, overlap? (ALLOW_ALL)})', params: idParam, body: triggerScheduleRequest, response: { 200: triggeredResponse },
+      async handler({ params: { id }, who, body }) {
+        await describeOurs(temporal, id);
+        await handleOf(id).trigger(body.overlap);
+        await audit(db, { actor: who.user, action: 'schedule.trigger', target: `schedule:${id}`, comment: body.comment, details: { overlap: body.overlap } });
+        return { triggered: true };
       },
-    },
-    {
-      method: 'POST', path: new RegExp(`^/api/schedules/${ID}/backfill$`), action: 'start',
-      summary: 'Backfill a schedule: take now the actions of a past window ({from, to (ISO 8601), overlap? (ALLOW_ALL), comment?})', request: backfillScheduleRequest, response: '{backfilled: true, from, to, overlap}',
-      async handler({ req, params, who }) {
-        const body = await optionalBodyOf(req, backfillScheduleRequest);
-        await describeOurs(temporal, params[0]);
+  });
+  route(app, {
+      method: 'POST', url: '/api/schedules/:id/backfill', action: 'start',
+      summary: 'Backfill a schedule: take now the actions of a past window ({from, to (ISO 8601), overlap? (ALLOW_ALL), comment?})', params: idParam, body: backfillScheduleRequest, response: { 200: backfilledResponse },
+      async handler({ params: { id }, who, body }) {
+        await describeOurs(temporal, id);
         const window = { start: new Date(body.from), end: new Date(body.to), overlap: body.overlap };
         try {
-          await handleOf(params[0]).backfill(window);
+          await handleOf(id).backfill(window);
         } catch (err) {
           temporalRefusal(err, 'from');
         }
         await audit(db, {
-          actor: who.user, action: 'schedule.backfill', target: `schedule:${params[0]}`, comment: body.comment,
+          actor: who.user, action: 'schedule.backfill', target: `schedule:${id}`, comment: body.comment,
           details: { from: window.start.toISOString(), to: window.end.toISOString(), overlap: body.overlap },
         });
-        return ok({ backfilled: true, from: window.start.toISOString(), to: window.end.toISOString(), overlap: body.overlap });
+        return { backfilled: true, from: window.start.toISOString(), to: window.end.toISOString(), overlap: body.overlap };
       },
-    },
-    {
-      method: 'DELETE', path: new RegExp(`^/api/schedules/${ID}$`), action: 'start', summary: 'Delete a schedule (runs it started go on; a trigger forgets its state); ?comment=',
-      response: '{deleted: true}',
-      async handler({ url, params, who }) {
-        await describeOurs(temporal, params[0]);
-        await handleOf(params[0]).delete();
-        await db.deleteFrom('retrain_triggers').where('id', '=', params[0]).execute();
-        const comment = url.searchParams.get('comment')?.slice(0, 2000) || undefined;
-        await audit(db, { actor: who.user, action: 'schedule.delete', target: `schedule:${params[0]}`, comment });
-        return ok({ deleted: true });
+  });
+  route(app, {
+      method: 'DELETE', url: '/api/schedules/:id', action: 'start', summary: 'Delete a schedule (runs it started go on; a trigger forgets its state); ?comment=',
+      params: idParam, querystring: commentQuery, response: { 200: deletedResponse },
+      async handler({ params: { id }, query, who }) {
+        await describeOurs(temporal, id);
+        await handleOf(id).delete();
+        await db.deleteFrom('retrain_triggers').where('id', '=', id).execute();
+        const comment = query.comment?.slice(0, 2000) || undefined;
+        await audit(db, { actor: who.user, action: 'schedule.delete', target: `schedule:${id}`, comment });
+        return { deleted: true };
       },
-    },
-  ];
+  });
 }

@@ -1,0 +1,69 @@
+/**
+ * The one spec intake, shared by runs and schedules: a spec sent as YAML text or an object, or an example
+ * under examples/, validated into a PipelineSpec. Issues name the spec's own fields (`train.steps`,
+ * `data.sources.0.uri`) whichever route took it, and a spec without a folder of its own (sent as text, no
+ * `specDir`) is refused when it names relative data paths.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { repoRoot } from '@tempered/config';
+import { parseSpec, type PipelineSpec, SpecError, validateSpec } from '@tempered/spec';
+import { badField, badRequest, HttpError, type Issue } from './http';
+
+export const examplesRoot = path.join(repoRoot, 'examples');
+
+export interface SpecSource {
+  /** YAML text or an already parsed object. */
+  spec?: string | Record<string, unknown>;
+  /** A path under examples/. */
+  example?: string;
+  /** The folder relative data paths resolve against (the CLI sends its spec file's). */
+  specDir?: string;
+}
+
+export interface TakenSpec {
+  spec: PipelineSpec;
+  specDir?: string;
+  example?: string;
+}
+
+/**
+ * A spec sent as text has no directory of its own, so a relative data path would resolve against the
+ * worker's working directory and fail at ingest minutes later: refuse it now, at the field.
+ */
+function relativePathIssues(spec: PipelineSpec): Issue[] {
+  const uris = [
+    ...spec.data.sources.map((s, i) => ({ path: `data.sources.${i}.uri`, uri: s.uri })),
+    // Preferences are read only when RLHF runs on a dataset (or feedback plus a dataset).
+    ...(spec.rlhf.preferences && spec.rlhf.method !== 'none' && spec.rlhf.source !== 'labels' ? [{ path: 'rlhf.preferences.uri', uri: spec.rlhf.preferences.uri }] : []),
+  ];
+  return uris
+    .filter(({ uri }) => !/^(s3|file):\/\//.test(uri) && !path.isAbsolute(uri))
+    .map(({ path: p, uri }) => ({ path: p, message: `"${uri}" is relative, and a spec sent as text has no folder to resolve it against: use an absolute path, an s3:// URI, or start the example that contains it` }));
+}
+
+/** The spec of a request, validated; a 400 names the spec's fields (a missing spec is `spec`). */
+export async function takeSpec(source: SpecSource): Promise<TakenSpec> {
+  let taken: TakenSpec;
+  try {
+    if (source.example !== undefined) {
+      const file = path.resolve(examplesRoot, source.example);
+      if (!file.startsWith(examplesRoot + path.sep)) throw badField('example', 'must be a path under examples/');
+      const yaml = await readFile(file, 'utf8').catch(() => {
+        throw badField('example', `no example ${source.example}; GET /api/examples lists them`);
+      });
+      taken = { spec: parseSpec(yaml), specDir: path.dirname(file), example: source.example };
+    } else {
+      const spec = typeof source.spec === 'string' ? parseSpec(source.spec) : validateSpec(source.spec);
+      taken = { spec, specDir: source.specDir };
+    }
+  } catch (err) {
+    if (err instanceof SpecError) throw new HttpError(400, err.message, { issues: err.issues.map((i) => ({ path: i.path || 'spec', message: i.message })) });
+    throw err;
+  }
+  if (taken.specDir === undefined) {
+    const issues = relativePathIssues(taken.spec);
+    if (issues.length > 0) throw badRequest(issues);
+  }
+  return taken;
+}
