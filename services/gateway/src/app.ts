@@ -84,6 +84,7 @@ export function createGateway({ cfg, db, blocklist = Blocklist.load(cfg.gateway.
     keepAliveTimeout: 65_000, // longer than the usual load balancer's idle timeout
     genReqId: () => `req-${randomUUID()}`,
     routerOptions: { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true },
+    exposeHeadRoutes: false, // a route answers the methods it names, and no other
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

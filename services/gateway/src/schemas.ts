@@ -47,14 +47,17 @@ export const CompletionRequest = z
   })
   .describe('An OpenAI completion request. Fields other than model and prompt go to the model server as given.');
 
-const chatMessage = z.object({
-  role: z.enum(['system', 'user', 'assistant'], { error: 'must be one of system, user, assistant' }),
-  content: z
-    .union([z.string(), z.array(z.unknown().describe('A content part: {type: "text", text} parts are joined by newlines, others are ignored.'))], {
-      error: 'must be a string or an array of content parts',
-    })
-    .describe('The text, or content parts.'),
-});
+const chatMessage = z.object(
+  {
+    role: z.enum(['system', 'user', 'assistant'], { error: 'must be one of system, user, assistant' }),
+    content: z
+      .union([z.string(), z.array(z.unknown().describe('A content part: {type: "text", text} parts are joined by newlines, others are ignored.'))], {
+        error: 'must be a string or an array of content parts',
+      })
+      .describe('The text, or content parts.'),
+  },
+  { error: 'must be a message {role, content}' },
+);
 
 export const ChatCompletionRequest = z
   .looseObject({
@@ -121,9 +124,9 @@ export const ErrorBody = z
     id: z.string().optional().describe('The request id (also the x-request-id header).'),
     error: z.looseObject({
       message: z.string(),
-      type: z.string().optional(),
-      param: z.string().nullable().optional().describe('The offending field, for a 400.'),
-      code: z.union([z.number(), z.string()]).nullable().optional(),
+      type: z.string().nullish(),
+      param: z.string().nullish().describe('The offending field, for a 400.'),
+      code: z.union([z.number(), z.string()]).nullish(),
     }),
     available_models: z.array(z.string()).optional().describe('With a 404 for an unknown model: the models deployed now.'),
   })

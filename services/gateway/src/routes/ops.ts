@@ -11,7 +11,7 @@ import { errorResponses, Health } from '../schemas';
 export const opsRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = async (app, { gw }) => {
   // Any method answers, as load balancers probe differently; only GET /healthz is in the OpenAPI document.
   for (const url of ['/healthz', '/health']) {
-    for (const method of ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const) {
+    for (const method of ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const) {
       app.route({
         method,
         url,
