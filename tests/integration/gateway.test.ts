@@ -325,6 +325,62 @@ describe('gateway in front of real model servers', () => {
     assert.equal(metric(text, 'tempered_gateway_route_weight', { model: name, version: v1 }), 70);
   });
 
+  test('/metrics is prom-client exposition text carrying every gateway metric under its name and type', async () => {
+    const res = await fetch(`${gw}/metrics`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+    const text = await res.text();
+    const types: Record<string, string> = {
+      tempered_gateway_requests_total: 'counter',
+      tempered_gateway_errors_total: 'counter',
+      tempered_gateway_request_duration_seconds: 'histogram',
+      tempered_gateway_upstream_duration_seconds: 'histogram',
+      tempered_gateway_flagged_total: 'counter',
+      tempered_gateway_feedback_total: 'counter',
+      tempered_gateway_route_weight: 'gauge',
+      tempered_gateway_request_log_pending: 'gauge',
+      tempered_gateway_request_log_dropped_total: 'counter',
+    };
+    const declared = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
+    assert.deepEqual(Object.fromEntries(declared), types);
+    for (const metricName of Object.keys(types)) assert.match(text, new RegExp(`^# HELP ${metricName} \\S`, 'm'));
+    // Every sample is `name{label="value",...} number`, and belongs to a declared metric.
+    for (const line of text.split('\n')) {
+      if (line === '' || line.startsWith('#')) continue;
+      const m = /^([a-z_]+)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|[+-]Inf|NaN)$/.exec(line);
+      assert.ok(m, `not an exposition sample: ${line}`);
+      assert.ok(declared.has(m[1].replace(/_(bucket|sum|count)$/, '')), line);
+    }
+    assert.ok(metric(text, 'tempered_gateway_upstream_duration_seconds_count', { model: name, version: v1 }) > 0);
+  });
+
+  test('the OpenAPI document at /openapi.json lists every route with its request and response schemas', async () => {
+    const res = await call(gw, '/openapi.json', undefined);
+    assert.equal(res.status, 200);
+    const doc = res.body;
+    assert.match(doc.openapi, /^3\./);
+    const operations = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`));
+    assert.deepEqual(operations.sort(), [
+      'GET /healthz',
+      'GET /metrics',
+      'GET /v1/models',
+      'POST /v1/chat/completions',
+      'POST /v1/completions',
+      'POST /v1/feedback',
+      'POST /v1/feedback/pairwise',
+    ]);
+    const body = (p: string) => doc.paths[p].post.requestBody.content['application/json'].schema;
+    assert.deepEqual(body('/v1/completions').required, ['model', 'prompt']);
+    assert.deepEqual(body('/v1/chat/completions').required, ['model', 'messages']);
+    assert.deepEqual(body('/v1/feedback').properties.rating.enum, ['up', 'down']);
+    assert.deepEqual(body('/v1/feedback/pairwise').properties.preferred.enum, ['a', 'b', 'tie']);
+    const completion = doc.paths['/v1/completions'].post.responses;
+    assert.ok(completion['200'].content['application/json'].schema.properties.choices, JSON.stringify(completion['200']));
+    assert.ok(completion['4XX'].content['application/json'].schema.properties.error.properties.param, 'the error body names the param');
+    assert.ok(doc.paths['/v1/feedback'].post.responses['201']);
+    assert.ok(doc.paths['/v1/models'].get.responses['200'].content['application/json'].schema.properties.data);
+  });
+
   test('feedback is stored with the serving version and becomes preference pairs', async () => {
     const since = new Date(Date.now() - 1000);
     // The same prompt answered by each version (pinned): different models, different answers.

@@ -5,7 +5,7 @@
  */
 import { loadConfig } from '@tempered/config';
 import { createDb, migrateToLatest } from '@tempered/db';
-import { createGateway } from './server';
+import { createGateway } from './app';
 
 async function main(): Promise<void> {
   const cfg = loadConfig();
@@ -13,28 +13,32 @@ async function main(): Promise<void> {
   await migrateToLatest(db);
   const gateway = createGateway({ cfg, db });
   await gateway.start();
-  gateway.server.keepAliveTimeout = 65_000; // longer than the usual load balancer's idle timeout
-  gateway.server.on('error', (err: NodeJS.ErrnoException) => {
+  try {
+    await gateway.app.listen({ port: cfg.gateway.port, host: '127.0.0.1' });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
     console.error(
-      err.code === 'EADDRINUSE'
+      e.code === 'EADDRINUSE'
         ? `gateway: port ${cfg.gateway.port} is taken; stop what holds it, or set TEMPERED_GATEWAY_PORT (or TEMPERED_PORT_OFFSET)`
-        : `gateway: ${err.message}`,
+        : `gateway: ${e.message}`,
     );
     process.exit(1);
-  });
-  gateway.server.listen(cfg.gateway.port, '127.0.0.1', () =>
-    console.log(
-      `gateway listening on ${cfg.gateway.url} (${cfg.gateway.key ? 'bearer key required' : 'no key'}; ` +
-        `blocklist of ${gateway.blocklist.size}; models: ${gateway.routes.modelNames().join(', ') || 'none yet'})`,
-    ),
+  }
+  console.log(
+    `gateway listening on ${cfg.gateway.url} (${cfg.gateway.key ? 'bearer key required' : 'no key'}; ` +
+      `blocklist of ${gateway.blocklist.size}; models: ${gateway.routes.modelNames().join(', ') || 'none yet'})`,
   );
   let stopping = false;
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    gateway.server.close(() => void gateway.close().then(() => db.destroy()).then(() => process.exit(0)));
-    gateway.server.closeIdleConnections();
     setTimeout(() => process.exit(0), 10_000).unref();
+    // Fastify stops accepting, closes idle connections and waits for the requests under way.
+    void gateway.app
+      .close()
+      .then(() => gateway.close())
+      .then(() => db.destroy())
+      .then(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -32,9 +32,9 @@ export class RequestLog {
     if (this.pending.length > this.opts.maxPending) {
       const dropped = this.pending.splice(0, this.pending.length - this.opts.maxPending);
       for (const r of dropped) this.unwritten.delete(r.id);
-      this.metrics.logDropped.inc({}, dropped.length);
+      this.metrics.logDropped.inc(dropped.length);
     }
-    this.metrics.logPending.set({}, this.pending.length);
+    this.metrics.logPending.set(this.pending.length);
     if (this.pending.length >= this.opts.batchSize) void this.flush();
   }
 
@@ -66,7 +66,7 @@ export class RequestLog {
         console.error(`request log: writing ${batch.length} rows failed, will retry: ${(err as Error).message}`);
       } finally {
         this.flushing = undefined;
-        this.metrics.logPending.set({}, this.pending.length);
+        this.metrics.logPending.set(this.pending.length);
       }
     })();
     await this.flushing;
