@@ -44,6 +44,9 @@ done
 side_log="$TEMPERED_DATA_DIR/side-lane.log"
 (
   set -e
+  # One torch thread per trainer in this lane, so that the main lane's trainers (two threads each, from the
+  # stack's worker) and this lane's share the two cores instead of oversubscribing them: torch's threads spin.
+  export TEMPERED_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
   say "Type checks"
   npx turbo run typecheck --output-logs=errors-only --log-prefix=none
   say "Trainer tests (pytest)"
