@@ -48,7 +48,8 @@ side_log="$TEMPERED_DATA_DIR/side-lane.log"
   # stack's worker) and this lane's share the two cores instead of oversubscribing them: torch's threads spin.
   export TEMPERED_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
   say "Type checks"
-  npx turbo run typecheck --output-logs=errors-only --log-prefix=none
+  # Turbo's cache outside the checkout (keyed by every input file's content), so a fresh clone reuses it.
+  npx turbo run typecheck --cache-dir="$TEMPERED_CACHE_DIR/turbo" --output-logs=errors-only --log-prefix=none
   say "Trainer tests (pytest)"
   (cd services/trainer && "$venv/bin/python" -m pytest -q tests)
   say "Unit, workflow, in-process stage, gateway and fault tests"
