@@ -116,11 +116,12 @@ fi
 apt_need() { # <what it is for> <command that must exist> <debian package>
   if command -v "$2" >/dev/null; then return 0; fi
   command -v apt-get >/dev/null || die "$2 is missing and there is no apt-get to install it" "install $3 ($1)"
-  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  ok "installing Debian's $3 for $1 (first time only)…"
-  apt_install() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$3" >/dev/null; }
-  apt_install || { $sudo apt-get update -q >/dev/null && apt_install; } || die "apt-get install $3 failed" "sudo apt-get update && sudo apt-get install $3"
-  ok "$3 installed ($(elapsed))"
+  local sudo="" pkg="$3"; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  ok "installing Debian's $pkg for $1 (first time only)…"
+  # $pkg, not $3: a function's positional parameters are its own, and this one has none.
+  apt_install() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" >/dev/null; }
+  apt_install || { $sudo apt-get update -q >/dev/null && apt_install; } || die "apt-get install $pkg failed" "sudo apt-get update && sudo apt-get install $pkg"
+  ok "$pkg installed ($(elapsed))"
 }
 
 say "Chromium (browser tests)"
