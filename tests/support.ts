@@ -10,6 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { TrainerServer } from '@tempered/activities';
 import { ArtifactStore } from '@tempered/artifacts';
 import { childEnv, loadConfig, repoRoot } from '@tempered/config';
 import { createDb } from '@tempered/db';
@@ -32,6 +33,11 @@ export function quietWorkerLogs(): void {
 }
 
 export const db = () => createDb(cfg.databaseUrl, 2);
+/**
+ * The pre-started trainer of this test process, for suites that call activities in-process (as a worker
+ * does): started by the first trainer job, it ends with the process.
+ */
+export const trainerServer = new TrainerServer(cfg);
 export const store = () => new ArtifactStore(cfg.s3);
 
 export function uniqueId(prefix: string): string {

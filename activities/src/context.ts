@@ -11,6 +11,7 @@ import { ArtifactStore } from '@tempered/artifacts';
 import type { Config } from '@tempered/config';
 import type { StageName } from '@tempered/contract';
 import type { GpuSlots } from './gpus';
+import type { TrainerServer } from './trainer-server';
 import { type Db, sql } from '@tempered/db';
 
 export interface Deps {
@@ -24,6 +25,8 @@ export interface Deps {
    * TEMPERED_STAGE_CACHE=off.
    */
   stageCache?: boolean;
+  /** The pre-started trainer jobs fork from (./trainer-server.ts); unset: each job is a plain process. */
+  trainerServer?: TrainerServer;
 }
 
 /**

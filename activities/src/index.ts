@@ -19,6 +19,7 @@ import { retrainCheck } from './triggers';
 
 export type { Deps } from './context';
 export { GpuSlots } from './gpus';
+export { TrainerServer } from './trainer-server';
 export type { ProposePairsResult } from './labels';
 export { STAGE_CODE_VERSIONS, type CacheMark } from './cache';
 export { stageBaseModel, type StagedBaseModel } from './base-models';

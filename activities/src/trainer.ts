@@ -4,7 +4,8 @@
  * the trainer keeps running. The trainer gets this worker's GPU slot (CUDA_VISIBLE_DEVICES); a Temporal
  * cancellation kills its whole process group, and so does a watchdog when it stops emitting events for
  * longer than the activity's heartbeat timeout (a hung or stopped trainer), so the retry that Temporal
- * schedules never races a zombie for the same GPU.
+ * schedules never races a zombie for the same GPU. With a pre-started trainer (./trainer-server.ts) the process
+ * is its client, which stands for the forked job in all of this: same events, exit code and process-group kill.
  */
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -36,19 +37,20 @@ export async function runTrainer(
   const configPath = path.join(scratch, `${command}-config.json`);
   await writeFile(configPath, JSON.stringify(config, null, 2));
   const ctx = Context.current();
-  return deps.gpus.with((gpu) => spawnTrainer(deps, command, configPath, scratch, gpu, onEvent, ctx));
+  const launch = (await deps.trainerServer?.command()) ?? ['-m', 'tempered_trainer'];
+  return deps.gpus.with((gpu) => spawnTrainer(deps, [...launch, command, '--config', configPath], command, scratch, gpu, onEvent, ctx));
 }
 
 async function spawnTrainer(
   deps: Deps,
+  args: string[],
   command: string,
-  configPath: string,
   scratch: string,
   gpu: string | undefined,
   onEvent: (e: TrainerEvent) => Promise<void> | void,
   ctx: Context,
 ): Promise<TrainerRun> {
-  const child = spawn(deps.cfg.python, ['-m', 'tempered_trainer', command, '--config', configPath], {
+  const child = spawn(deps.cfg.python, args, {
     cwd: scratch,
     detached: true, // its own process group, so cancellation also ends anything it started
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -19,7 +19,7 @@ import { ancestors, node, registerBaseModels, type BaseModelStore } from '@tempe
 import { generateDemoData } from '@tempered/examples';
 import type { PipelineSpec } from '@tempered/spec';
 import type { CleanResult, IngestResult, SplitResult, TokenizeResult, TrainResult, ValidateResult } from '@tempered/contract';
-import { apiCall, cfg, db, demoSpec, store, uniqueId } from '../support';
+import { apiCall, cfg, db, demoSpec, store, trainerServer, uniqueId } from '../support';
 
 /** A base-model folder as the bootstrap writes it: `model/`, `model.tar` and `manifest.json`. */
 function writeBaseModel(root: string, name: string, tar?: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
@@ -59,7 +59,7 @@ describe('base-model catalog', { timeout: 10 * 60_000 }, () => {
   const s3 = store();
   const root = mkdtempSync(path.join(tmpdir(), 'tempered-base-models-'));
   // The activities see the test's own catalog folder, never the bootstrap's.
-  const deps = { cfg: { ...cfg, baseModelsDir: root }, db: database, store: s3, gpus: new GpuSlots([]) };
+  const deps = { cfg: { ...cfg, baseModelsDir: root }, db: database, store: s3, gpus: new GpuSlots([]), trainerServer };
   const env = new MockActivityEnvironment();
   const runId = uniqueId('base');
   const name = uniqueId('tiny');

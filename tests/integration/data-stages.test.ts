@@ -13,12 +13,12 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, GpuSlots } from '@tempered/activities';
 import { generateDemoData, type DemoDataSummary } from '@tempered/examples';
 import type { CleanResult, IngestResult } from '@tempered/contract';
-import { cfg, db, demoSpec, store, uniqueId } from '../support';
+import { cfg, db, demoSpec, store, trainerServer, uniqueId } from '../support';
 
 describe('data stages on the real stack', () => {
   const database = db();
   // Without the stage cache: these tests check what the stages compute (a second ingest must recompute).
-  const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), stageCache: false });
+  const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), stageCache: false, trainerServer });
   const env = new MockActivityEnvironment();
   const runId = uniqueId('int');
   const dataDir = path.join(cfg.dataDir, 'uploads', 'integration');

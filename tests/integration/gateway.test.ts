@@ -16,7 +16,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, GpuSlots } from '@tempered/activities';
 import { feedbackPreferencePairs, listRoutes, setRoutes } from '@tempered/db';
 import type { DeployResult } from '@tempered/contract';
-import { cfg, db, demoSpec, freePort, repoRoot, store, trainerCommand, trainerEnv, uniqueId, waitFor } from '../support';
+import { cfg, db, demoSpec, freePort, repoRoot, store, trainerCommand, trainerEnv, trainerServer, uniqueId, waitFor } from '../support';
 
 
 /** `python -m tempered_trainer serve` on a free port; resolves with its URL once it listens. */
@@ -142,7 +142,7 @@ describe('gateway in front of real model servers', () => {
   });
 
   test('the deploy activity routes the model name to the version it deployed, weight 100', { timeout: 180_000 }, async () => {
-    const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]) });
+    const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), trainerServer });
     const spec = demoSpec();
     spec.name = name;
     const model = await store().putFile(trainedTar, 'model', 'model.tar');

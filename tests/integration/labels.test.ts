@@ -13,11 +13,11 @@ import { createActivities, GpuSlots, type ProposePairsResult } from '@tempered/a
 import { generateDemoData } from '@tempered/examples';
 import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, CleanResult, IngestResult, RewardModelResult, RlhfResult, SplitResult, TokenizeResult, TrainResult, ValidateResult } from '@tempered/contract';
-import { cfg, db, demoSpec, store, uniqueId } from '../support';
+import { cfg, db, demoSpec, store, trainerServer, uniqueId } from '../support';
 
 describe('preference pairs labeled by people', { timeout: 10 * 60_000 }, () => {
   const database = db();
-  const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]) });
+  const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), trainerServer });
   const env = new MockActivityEnvironment();
   const runId = uniqueId('labels');
   const tiesRunId = uniqueId('labels-ties');

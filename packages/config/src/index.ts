@@ -81,6 +81,11 @@ export interface Config {
   trainer: {
     /** TEMPERED_NUM_THREADS: torch's intra-op threads in each trainer process (default: one per core). */
     threads: number | undefined;
+    /**
+     * Off with TEMPERED_TRAINER_PREFORK=off (or 0, false, no, disabled): each trainer job imports the ML
+     * libraries itself instead of forking from the worker's pre-started trainer (activities/src/trainer-server.ts).
+     */
+    prefork: boolean;
     /** The parent's variables a child may see (CHILD_ENV_ALLOWED): never a credential. */
     inherited: Record<string, string>;
   };
@@ -106,6 +111,9 @@ function intFrom(env: Env, name: string, fallback: number): number {
   if (!Number.isInteger(n) || n < 0) throw new Error(`${name}=${raw} is not a whole number; unset it or give one`);
   return n;
 }
+
+/** A feature switch that is on unless set to off, 0, false, no or disabled. */
+const switchedOn = (raw: string | undefined) => !['off', '0', 'false', 'no', 'disabled'].includes((raw ?? '').trim().toLowerCase());
 
 /** Where the Python venv for a given requirements file lives: keyed by its content, outside the repo. */
 export function venvDir(cacheDir: string): string {
@@ -168,9 +176,10 @@ export function loadConfig(env: Env = process.env): Config {
     baseModelsDir: path.resolve(env.TEMPERED_BASE_MODELS_DIR || path.join(cacheDir, 'base-models')),
     localDataRoots: [path.join(repoRoot, 'examples'), path.join(dataDir, 'uploads'), ...(env.TEMPERED_LOCAL_DATA_ROOTS ?? '').split(':').filter(Boolean).map((p) => path.resolve(p))],
     external: { temporal: Boolean(env.TEMPORAL_ADDRESS), postgres: Boolean(env.DATABASE_URL), s3: Boolean(env.S3_ENDPOINT) },
-    stageCache: !['off', '0', 'false', 'no', 'disabled'].includes((env.TEMPERED_STAGE_CACHE ?? '').trim().toLowerCase()),
+    stageCache: switchedOn(env.TEMPERED_STAGE_CACHE),
     trainer: {
       threads: env.TEMPERED_NUM_THREADS ? intFrom(env, 'TEMPERED_NUM_THREADS', 0) || undefined : undefined,
+      prefork: switchedOn(env.TEMPERED_TRAINER_PREFORK),
       inherited: Object.fromEntries(CHILD_ENV_ALLOWED.flatMap((k) => (env[k] === undefined ? [] : [[k, env[k] as string]]))),
     },
   };

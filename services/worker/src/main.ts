@@ -12,7 +12,7 @@ import { readdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { ArtifactStore } from '@tempered/artifacts';
-import { createActivities, GpuSlots } from '@tempered/activities';
+import { createActivities, GpuSlots, TrainerServer } from '@tempered/activities';
 import { describe, loadConfig } from '@tempered/config';
 import { createDb, migrateToLatest } from '@tempered/db';
 import { CONTROL_TASK_QUEUE, taskQueueFor } from '@tempered/workflows';
@@ -48,8 +48,10 @@ async function main(): Promise<void> {
   const store = new ArtifactStore(cfg.s3);
   await store.ensureBucket();
   // GPU pools hand their GPUs to the trainer; CPU pools (data stages) never take one.
-  const gpuActivities = createActivities({ cfg, db, store, gpus: new GpuSlots(gpus) });
-  const cpuActivities = createActivities({ cfg, db, store, gpus: new GpuSlots([]) });
+  // One pre-started trainer per worker process, shared by its pools: jobs fork from it instead of importing torch.
+  const trainerServer = cfg.trainer.prefork ? new TrainerServer(cfg) : undefined;
+  const gpuActivities = createActivities({ cfg, db, store, gpus: new GpuSlots(gpus), trainerServer });
+  const cpuActivities = createActivities({ cfg, db, store, gpus: new GpuSlots([]), trainerServer });
   const connection = await NativeConnection.connect({ address: cfg.temporal.address });
 
   const workers: Worker[] = [];
@@ -84,6 +86,7 @@ async function main(): Promise<void> {
   try {
     await Promise.all(workers.map((w) => w.run()));
   } finally {
+    trainerServer?.close();
     await connection.close();
     await db.destroy();
   }
