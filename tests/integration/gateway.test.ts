@@ -284,10 +284,11 @@ describe('gateway in front of real model servers', () => {
     const notJson = await call(gw, '/v1/completions', '{"model":');
     assert.equal(notJson.status, 400);
     assert.match(notJson.body.error.message, /not valid JSON/);
-    // The model server's own refusal (a bad max_tokens) is passed on with its status and message.
+    // A sampling number out of OpenAI's range is refused here, naming the field, before any model server sees it.
     const refused = await complete({ model: name, prompt: 'reverse 1', max_tokens: -1 });
     assert.equal(refused.status, 400);
-    assert.match(refused.body.error.message, /max_tokens/);
+    assert.equal(refused.body.error.param, 'max_tokens');
+    assert.equal(refused.version, null);
 
     const unknown = await call(gw, '/v1/completions', { model: 'no-such-model', prompt: 'reverse 1' });
     assert.equal(unknown.status, 404);
@@ -340,6 +341,7 @@ describe('gateway in front of real model servers', () => {
       tempered_gateway_route_weight: 'gauge',
       tempered_gateway_request_log_pending: 'gauge',
       tempered_gateway_request_log_dropped_total: 'counter',
+      tempered_gateway_request_log_rejected_total: 'counter',
     };
     const declared = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
     assert.deepEqual(Object.fromEntries(declared), types);

@@ -8,10 +8,12 @@ import pg from 'pg';
 import type { ArtifactRef } from '@tempered/contract';
 import type { Database } from './schema';
 import { migrations } from './migrations';
+import { PgSafeTextPlugin } from './sanitize';
 
 export * from './schema';
 export * from './gateway';
 export * from './base-models';
+export { pgSafe, pgSafeText } from './sanitize';
 export { sql };
 
 // bigint columns (artifact sizes) fit in a JS number for any artifact we will ever store.
@@ -22,6 +24,8 @@ export type Db = Kysely<Database>;
 export function createDb(databaseUrl: string, max = 5): Db {
   return new Kysely<Database>({
     dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: databaseUrl, max }) }),
+    // Every bound string made storable here (sanitize.ts), so that no writer's NUL can fail its INSERT.
+    plugins: [new PgSafeTextPlugin()],
   });
 }
 

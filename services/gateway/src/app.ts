@@ -13,9 +13,10 @@
  *   GET  /openapi.json            routes/ops.ts          the OpenAPI 3 document generated from schemas.ts
  *   GET  /healthz                 routes/ops.ts          {status: "ok"}, never needs the key
  *
- * Around them: auth.ts (the bearer key), errors.ts (OpenAI's error body, 400 naming the field), schemas.ts
- * (the contract), upstream.ts (calling model servers), routing.ts (weights, stickiness), processing.ts
- * (normalization, blocklist), request-log.ts (the batched record of served requests), metrics.ts.
+ * Around them: auth.ts (the bearer key), body.ts (JSON bodies: bounded depth, well-formed text), errors.ts
+ * (OpenAI's error body, 400 naming the field), schemas.ts (the contract), upstream.ts (calling model servers),
+ * routing.ts (weights, stickiness), processing.ts (normalization, blocklist), request-log.ts (the batched
+ * record of served requests), metrics.ts.
  *
  * `model` is a model name (traffic split between its versions by weight, sticky per client: the
  * `x-client-key` header, else the body's `user`, else the client's address) or a version id (pinned to it).
@@ -33,8 +34,9 @@ import type { Db } from '@tempered/db';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { installAuth } from './auth';
+import { parseBody } from './body';
 import type { GatewayContext } from './context';
-import { HttpError, installErrorHandling, normalizedPath } from './errors';
+import { installErrorHandling, normalizedPath } from './errors';
 import { GatewayMetrics } from './metrics';
 import { Blocklist } from './processing';
 import { RequestLog } from './request-log';
@@ -44,6 +46,11 @@ import { feedbackRoutes } from './routes/feedback';
 import { modelRoutes } from './routes/models';
 import { opsRoutes } from './routes/ops';
 import { MAX_BODY, MODEL_FIELD_MESSAGE } from './schemas';
+
+// What a test or a bench needs to drive a gateway's parts on their own.
+export { GatewayMetrics } from './metrics';
+export { RequestLog, type RequestRecord } from './request-log';
+export { MAX_JSON_DEPTH } from './schemas';
 
 export interface GatewayDeps {
   cfg: Config;
@@ -89,15 +96,16 @@ export function createGateway({ cfg, db, blocklist = Blocklist.load(cfg.gateway.
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
-  // A route that takes a body reads it as JSON, whatever its content type says, with the parse error in the
-  // message; other routes (and unknown ones) ignore any body, as they always have.
+  // A route that takes a body reads it as JSON, whatever its content type says (body.ts: the parse error,
+  // a nesting too deep or a lone surrogate is a 400); other routes (and unknown ones) ignore any body, as
+  // they always have.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (req, text, done) => {
     if (!req.routeOptions.schema?.body) return done(null, undefined);
     try {
-      done(null, JSON.parse(text as string));
+      done(null, parseBody(text as string));
     } catch (err) {
-      done(new HttpError(400, `the body is not valid JSON: ${(err as Error).message}`), undefined);
+      done(err as Error, undefined);
     }
   });
 

@@ -66,6 +66,11 @@ export class GatewayMetrics {
     help: 'Request records dropped because the database stayed unreachable.',
     registers: this.registers,
   });
+  readonly logRejected = new Counter({
+    name: 'tempered_gateway_request_log_rejected_total',
+    help: 'Request records set aside because the database refused them on their own (the rest of their batch was written).',
+    registers: this.registers,
+  });
 
   /** The exposition's content type (text format 0.0.4). */
   get contentType(): string {

@@ -3,10 +3,12 @@
  * runs; a failure is a 400 naming the field, see errors.ts) and what the gateway itself answers (checked as
  * it is sent). The OpenAPI document at /openapi.json is generated from these.
  *
- * The request schemas check shape only, and only what the gateway itself relies on: fields meant for the model
- * server (max_tokens, temperature, ...) pass through unchecked, as the model server is the one to judge them
- * and its refusal is passed on. Rules on content (a prompt empty once normalized, a system message only first,
- * ...) are checked by processing.ts, which normalizes the text.
+ * The request schemas check shape, and the sampling numbers against OpenAI's own ranges (temperature 0..2,
+ * top_p 0..1, penalties -2..2, whole token counts): a number a model server would fail on (a temperature of
+ * 1e-320 divides its logits into infinities) is the client's mistake, a 400 here, not a 502 counted against
+ * the model version. Other fields meant for the model server pass through unchecked, and its refusal is
+ * passed on. Rules on content (a prompt empty once normalized, a system message only first, ...) are checked
+ * by processing.ts, which normalizes the text; body.ts bounds the nesting and refuses lone surrogates.
  */
 import { z } from 'zod';
 
@@ -14,6 +16,16 @@ import { z } from 'zod';
 export const MAX_COMMENT = 4000;
 /** Longest request body, in bytes (413 beyond). */
 export const MAX_BODY = 1024 * 1024;
+/**
+ * Deepest nesting of arrays and objects in a request body (400 beyond). OpenAI's requests nest a handful of
+ * levels; the model server's json.loads fails near 1,000 and the gateway's own JSON.stringify near 10,000.
+ */
+export const MAX_JSON_DEPTH = 64;
+/**
+ * Smallest temperature above 0 (greedy). OpenAI accepts 0..2; below this, sampling is greedy in all but name,
+ * and a denormal such as 1e-320 is 0 in the model's float32, so logits / temperature are infinities.
+ */
+export const MIN_TEMPERATURE = 1e-6;
 
 /** Said of `model` when it is missing; errors.ts adds the models deployed now. */
 export const MODEL_FIELD_MESSAGE = 'must be a model name or a model version id';
@@ -32,6 +44,41 @@ const streamField = z
 /** A field the gateway forwards to the model server, which validates it. */
 const forwarded = (what: string) => z.unknown().optional().describe(`${what}; forwarded to the model server, which validates it.`);
 
+/** A finite number in [min, max] (null as OpenAI allows: the model server's default), forwarded as given. */
+const inRange = (min: number, max: number, what: string) => {
+  const said = `must be a number from ${min} to ${max}`;
+  return z.number({ error: said }).min(min, { error: said }).max(max, { error: said }).nullish().describe(`${what}, ${min} to ${max}.`);
+};
+
+/** A whole number (a safe integer) of at least `min` and at most `max`, or null. */
+const whole = (what: string, min: number, max?: number) => {
+  const range = max === undefined ? `>= ${min}` : `from ${min} to ${max}`;
+  const said = `must be a whole number ${range}`;
+  const int = z.int({ error: said }).min(min, { error: said });
+  return (max === undefined ? int : int.max(max, { error: said })).nullish().describe(`${what}, a whole number ${range}.`);
+};
+
+const temperatureSaid = `must be 0 (greedy) or a number from ${MIN_TEMPERATURE} to 2`;
+const temperatureField = z
+  .number({ error: temperatureSaid })
+  .min(0, { error: temperatureSaid })
+  .max(2, { error: temperatureSaid })
+  .refine((t) => t === 0 || t >= MIN_TEMPERATURE, { error: temperatureSaid })
+  .nullish()
+  .describe(`Sampling temperature: 0 (greedy) or ${MIN_TEMPERATURE} to 2 (OpenAI's range is 0 to 2).`);
+
+/** The sampling fields both OpenAI calls share, checked against OpenAI's ranges and forwarded to the model server. */
+const sampling = {
+  max_tokens: whole('Most tokens to generate', 1),
+  temperature: temperatureField,
+  top_p: inRange(0, 1, 'Nucleus sampling'),
+  n: whole('Choices to generate', 1, 128),
+  stop: forwarded('Stop sequences'),
+  seed: z.int({ error: 'must be a whole number' }).nullish().describe('Sampling seed, a whole number.'),
+  presence_penalty: inRange(-2, 2, 'Presence penalty'),
+  frequency_penalty: inRange(-2, 2, 'Frequency penalty'),
+};
+
 const userField = z.unknown().optional().describe('The end user; when a string and no x-client-key header is sent, the key that keeps a client on one version.');
 
 export const CompletionRequest = z
@@ -41,8 +88,7 @@ export const CompletionRequest = z
     prompt: z
       .union([z.string(), z.tuple([z.string()])], { error: 'must be a string (or a list of exactly one string)' })
       .describe('The prompt, normalized like training data (NFKC, control characters, whitespace) before it goes upstream.'),
-    max_tokens: forwarded('Most tokens to generate'),
-    temperature: forwarded('Sampling temperature'),
+    ...sampling,
     user: userField,
   })
   .describe('An OpenAI completion request. Fields other than model and prompt go to the model server as given.');
@@ -67,15 +113,8 @@ export const ChatCompletionRequest = z
       .array(chatMessage, { error: 'must be a non-empty array of {role, content}' })
       .min(1, { error: 'must be a non-empty array of {role, content}' })
       .describe('The conversation: a system message only first, at least one non-empty user message, ending with one to answer.'),
-    max_tokens: forwarded('Most tokens to generate'),
-    max_completion_tokens: forwarded('Most tokens to generate, when max_tokens is not given'),
-    temperature: forwarded('Sampling temperature'),
-    top_p: forwarded('Nucleus sampling'),
-    n: forwarded('Choices to generate'),
-    stop: forwarded('Stop sequences'),
-    seed: forwarded('Sampling seed'),
-    presence_penalty: forwarded('Presence penalty'),
-    frequency_penalty: forwarded('Frequency penalty'),
+    ...sampling,
+    max_completion_tokens: whole('Most tokens to generate, when max_tokens is not given', 1),
     user: userField,
   })
   .describe('An OpenAI chat request: the whole conversation goes upstream, every turn normalized. Other fields are ignored.');
