@@ -18,7 +18,8 @@ Commands:
                                   end a running canary by hand (an approver): all traffic to the new
                                   version, or back to the previous one
   approve RUN [--comment TEXT] [--override]
-                                  approve the deployment gate (as an approver who did not start the run);
+                                  approve the deployment gate (as an approver who neither started the run
+                                  nor created the schedule or trigger that started it);
                                   --override deploys a challenger that lost to the serving model
   reject RUN [--comment TEXT]     reject it: the run ends undeployed
   schedules SUBCOMMAND            pipelines on a clock and triggered retrains: create, list, show, pause,
