@@ -8,13 +8,15 @@
  * Sign-ins come from different loopback addresses (127.0.0.x), which the API sees as different clients.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Client, type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { verifyApproval } from '@tempered/activities';
-import { approvalSignature } from '@tempered/config';
+import { approvalKey, approvalSignature } from '@tempered/config';
 import type { PipelineInput, PipelineProgress, RetrainTriggerInput, RetrainTriggerOutcome } from '@tempered/contract';
 import type { PipelineSpec } from '@tempered/spec';
 import { approveDeploymentUpdate, progressQuery, RETRAIN_WORKFLOW_TYPE, taskQueueFor, WORKFLOW_TYPE } from '@tempered/workflows';
@@ -277,6 +279,19 @@ describe('approvals: the person behind a run, and decisions signed by the API', 
     return String((err.cause as Error | undefined)?.message);
   };
 
+  test('the approval key is made once, mode 600, 32 random bytes; a file that holds none is refused', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'approval-key-'));
+    const file = path.join(dir, 'keys', 'approval.key');
+    const key = approvalKey(file);
+    assert.equal(key.length, 32);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.match(readFileSync(file, 'utf8'), /^[0-9a-f]{64}\n$/);
+    assert.deepEqual(approvalKey(file), key);
+    const bad = path.join(dir, 'bad.key');
+    writeFileSync(bad, 'not a key');
+    assert.throws(() => approvalKey(bad), /does not hold an approval key/);
+  });
+
   test('schedules and triggers record their creator as responsible for the runs they start', async () => {
     for (const mode of ['run', 'trigger'] as const) {
       const id = uniqueId(`acct-${mode}`).toLowerCase();
@@ -310,7 +325,6 @@ describe('approvals: the person behind a run, and decisions signed by the API', 
     const forged = approvalSignature(Buffer.alloc(32, 7), { runId: handle.workflowId, decision: 'approve', approver: 'approver', signedAt });
     assert.match(await refusal(send({ signedAt, signature: forged })), /signature does not match/);
     // A signature of the API for another approver's decision does not carry over to this one.
-    const { approvalKey } = await import('@tempered/config');
     const key = approvalKey(cfg.approvalKeyFile);
     const bobs = approvalSignature(key, { runId: handle.workflowId, decision: 'approve', approver: 'bob', signedAt });
     assert.match(await refusal(send({ signedAt, signature: bobs })), /signature does not match/);
