@@ -16,17 +16,19 @@ import { test } from './test';
 import { deploy } from './deploy';
 import { canaryHealth, finishCanary, setCanaryWeight } from './canary';
 import { retrainCheck } from './triggers';
+import { verifyApproval } from './approvals';
 
 export type { Deps } from './context';
 export { GpuSlots } from './gpus';
 export { TrainerServer } from './trainer-server';
 export type { ProposePairsResult } from './labels';
 export { STAGE_CODE_VERSIONS, type CacheMark } from './cache';
+export { APPROVAL_SIGNATURE_MAX_AGE_MS, verifyApproval } from './approvals';
 export { stageBaseModel, type StagedBaseModel } from './base-models';
 
 type Bound<F> = F extends (deps: Deps, ...args: infer A) => infer R ? (...args: A) => R : never;
 
-const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, split, train, validate, proposePairs, rlhf, rewardModel, rl, test, deploy, setCanaryWeight, canaryHealth, finishCanary, retrainCheck };
+const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, split, train, validate, proposePairs, rlhf, rewardModel, rl, test, deploy, setCanaryWeight, canaryHealth, finishCanary, retrainCheck, verifyApproval };
 
 export type Activities = { [K in keyof typeof stages]: Bound<(typeof stages)[K]> };
 

@@ -92,6 +92,10 @@ export function stubActivities(opts: StubOptions = {}): { activities: Activities
     async recordApproval(i) {
       note(i, (log) => log.approvals.push(i.decision));
     },
+    // Decisions here come from the tests themselves, unsigned; tests/integration/accounts.test.ts checks signatures.
+    async verifyApproval() {
+      return { ok: true } as const;
+    },
     async ingest(i) {
       call(i, 'ingest');
       return { datasetVersionId: 'ds-stub', dataset: ref('dataset', 1), quarantine: ref('quarantine', 2), counts: { input: 10, kept: 9, quarantined: 1 } };

@@ -28,7 +28,13 @@ export async function retrainTrigger(input: RetrainTriggerInput): Promise<Retrai
   const check = await retrainCheck({ triggerId: input.triggerId, runId, spec: input.spec, requestedBy: input.requestedBy, overlap: input.overlap ?? 'SKIP' });
   if (check.decision !== 'start') return { decision: check.decision, reason: check.reason };
 
-  const run: PipelineInput = { spec: check.spec, specDir: input.specDir, requestedBy: input.requestedBy };
+  const run: PipelineInput = {
+    spec: check.spec,
+    specDir: input.specDir,
+    requestedBy: input.requestedBy,
+    // The trigger's creator: they may not approve what their trigger started.
+    ...(input.responsible !== undefined ? { responsible: input.responsible } : {}),
+  };
   await startChild(WORKFLOW_TYPE, {
     workflowId: check.runId,
     taskQueue: CONTROL_TASK_QUEUE,

@@ -17,6 +17,8 @@ export function taskQueueFor(pool: string): string {
 export const CONTROL_TASK_QUEUE = 'tempered-control';
 
 export const approveDeploymentUpdate = defineUpdate<ApprovalReceipt, [ApprovalDecision]>('approveDeployment');
+/** The patch id under which a decision counts only once its signature is checked (see workflows.ts). */
+export const SIGNED_APPROVALS_PATCH = 'signed-approvals';
 export const progressQuery = defineQuery<PipelineProgress>('progress');
 export const canaryQuery = defineQuery<CanaryState>('canary');
 /** A person ends a canary early: promote sends all traffic to the new version, abort rolls back. */

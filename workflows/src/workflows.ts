@@ -5,14 +5,16 @@
  *
  * Workflow code only: deterministic, no I/O. Every stage is an activity on the pool the spec names; stages
  * hand each other small artifact references, never data. The deployment gate is the `approveDeployment`
- * Update, whose validator refuses a bad decision (or the run's own requester) before it enters history; a
+ * Update, whose validator refuses a bad decision (or the run's own requester or the person behind it) before it enters history; a
  * timer turns silence into a recorded expiry.
  */
 import {
+  ApplicationFailure,
   CancellationScope,
   condition,
   executeChild,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -20,7 +22,7 @@ import {
 import type { Activities } from '@tempered/activities';
 import { canaryRollout } from './canary';
 import { type ApprovalDecision, type PipelineInput, type PipelineOutcome, type PipelineProgress, STAGES, type StageName } from '@tempered/contract';
-import { approveDeploymentUpdate, canaryWorkflowId, labelsChangedSignal, msOf, progressQuery, taskQueueFor } from './shared';
+import { approveDeploymentUpdate, canaryWorkflowId, SIGNED_APPROVALS_PATCH, labelsChangedSignal, msOf, progressQuery, taskQueueFor } from './shared';
 
 /** Failure types that retrying cannot fix: the activity options list them as non-retryable. */
 const NON_RETRYABLE = ['BadInput', 'GateFailed', 'ArtifactPathError'];
@@ -65,7 +67,15 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
   let championBeatsChallenger: { championExactMatch: number; challengerExactMatch: number; margin: number } | undefined;
   setHandler(
     approveDeploymentUpdate,
-    (d) => {
+    async (d) => {
+      // Runs started since decisions are signed count one only after an activity checked the API's signature
+      // (workflow code must not hold the key); runs from before replay as they ran.
+      if (patched(SIGNED_APPROVALS_PATCH)) {
+        const check = await book.verifyApproval({ runId, decision: d });
+        if (!check.ok) throw ApplicationFailure.create({ message: check.reason, type: 'BadApproval', nonRetryable: true });
+        // Another decision may have been counted while this one was being checked.
+        if (decision !== undefined) throw ApplicationFailure.create({ message: 'the deployment gate was decided meanwhile', type: 'BadApproval', nonRetryable: true });
+      }
       decision = { ...d, decidedAt: new Date().toISOString() };
       const override = d.decision === 'approve' && championBeatsChallenger !== undefined;
       return { decision: d.decision, approver: d.approver, decidedAt: decision.decidedAt, ...(override ? { override } : {}) };
@@ -79,6 +89,10 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
         if (typeof d.approver !== 'string' || d.approver.trim() === '') throw new Error('approver is required');
         if (d.approver === input.requestedBy) {
           throw new Error(`${d.approver} started this run and cannot approve its deployment; ask another approver`);
+        }
+        // A scheduled or triggered run's requester is `schedule:<id>`; the person behind it is `responsible`.
+        if (input.responsible !== undefined && d.approver === input.responsible) {
+          throw new Error(`${d.approver} is responsible for this run (they started it or created its schedule or trigger) and cannot approve its deployment; ask another approver`);
         }
         const lost = championBeatsChallenger;
         if (d.decision === 'approve' && lost && d.override !== true) {

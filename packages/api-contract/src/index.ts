@@ -26,14 +26,30 @@ export const CSRF_HEADER = 'x-tempered';
 // ---- requests -------------------------------------------------------------------------------------------
 
 export const loginRequest = z.object({ username: z.string().min(1).max(64), password: z.string().min(1).max(256) }).strict();
-export const createUserRequest = z
-  .object({
-    username: z.string().regex(/^[a-z][a-z0-9._-]{1,31}$/, 'lowercase letters, digits, ".", "_" or "-", 2–32 characters, starting with a letter'),
-    password: z.string().min(10, 'at least 10 characters').max(256),
-    role: z.enum(ROLES),
-  })
+const username = z.string().regex(/^[a-z][a-z0-9._-]{1,31}$/, 'lowercase letters, digits, ".", "_" or "-", 2–32 characters, starting with a letter');
+const password = z.string().min(10, 'at least 10 characters').max(256);
+export const createUserRequest = z.object({ username, password, role: z.enum(ROLES) }).strict();
+/** `/api/users/:username/...` */
+export const usernameParam = z.object({ username: z.string().min(1).max(64) });
+/** An admin changes a user's role or disables (or re-enables) them; at least one field. */
+export const updateUserRequest = z
+  .object({ role: z.enum(ROLES).optional(), disabled: z.boolean().optional(), comment: z.string().max(2000).optional() })
+  .strict()
+  .refine((b) => b.role !== undefined || b.disabled !== undefined, { message: 'give role or disabled', path: ['role'] });
+/** A new password: one's own needs the current one; an admin setting another user's does not. */
+export const changePasswordRequest = z.object({ password, currentPassword: z.string().min(1).max(256).optional() }).strict();
+
+/**
+ * How long API tokens live, in days. A token minted from a dashboard session lives at most
+ * `fromSessionMaxDays`: a stolen 12-hour cookie must not become a credential for a year, while a month
+ * still covers a person creating a token for a script they run by hand. From a token, up to `maxDays`.
+ */
+export const TOKEN_DAYS = { default: 90, maxDays: 365, fromSessionMaxDays: 30 } as const;
+export const createTokenRequest = z
+  .object({ name: z.string().min(1).max(64), expiresInDays: z.number().int().min(1).max(TOKEN_DAYS.maxDays).optional() })
   .strict();
-export const createTokenRequest = z.object({ name: z.string().min(1).max(64) }).strict();
+export const tokenIdParam = z.object({ id: z.string().regex(/^\d{1,18}$/) });
+export const tokensQuery = z.object({ user: z.string().max(64).optional() });
 /** `POST /api/runs` with JSON: a spec (YAML text or an object), or the path of an example under examples/. */
 export const startRunRequest = z
   .object({
@@ -55,6 +71,8 @@ export const labelRequest = z.object({ label: z.enum(['a', 'b', 'tie']) }).stric
 
 export type LoginRequest = z.infer<typeof loginRequest>;
 export type CreateUserRequest = z.infer<typeof createUserRequest>;
+export type UpdateUserRequest = z.infer<typeof updateUserRequest>;
+export type CreateTokenRequest = z.infer<typeof createTokenRequest>;
 export type StartRunRequest = z.input<typeof startRunRequest>;
 export type DecisionRequest = z.input<typeof decisionRequest>;
 export type LabelRequest = z.infer<typeof labelRequest>;
@@ -336,7 +354,16 @@ export const usersResponse = z.object({
   users: z.array(z.object({ username: z.string(), role: z.enum(ROLES), created_at: timestamp, disabled_at: timestamp.nullable() })),
 });
 export const createUserResponse = z.object({ username: z.string(), role: z.enum(ROLES) });
-export const createTokenResponse = z.object({ token: z.string(), name: z.string() });
+export const createTokenResponse = z.object({ token: z.string(), id: z.string(), name: z.string(), expiresAt: timestamp });
+export const userResponse = z.object({ username: z.string(), role: z.enum(ROLES), disabled_at: timestamp.nullable() });
+export const passwordChangedResponse = z.object({ username: z.string(), sessionsRevoked: z.number().int() });
+export const unlockedResponse = z.object({ username: z.string(), unlocked: z.number().int() });
+export const tokenInfo = z.object({
+  id: z.string(), username: z.string(), name: z.string(), kind: z.enum(['api', 'session']),
+  created_at: timestamp, expires_at: timestamp.nullable(), last_used_at: timestamp.nullable(),
+});
+export const tokensResponse = z.object({ tokens: z.array(tokenInfo) });
+export const revokedResponse = z.object({ id: z.string(), revoked: z.literal(true) });
 export const auditResponse = z.object({ entries: z.array(auditEntry) });
 export const canarySentResponse = z.object({ sent: z.enum(['promote', 'abort']) });
 

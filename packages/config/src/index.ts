@@ -75,6 +75,11 @@ export interface Config {
   localDataRoots: string[];
   /** Parts of the stack given from outside (TEMPORAL_ADDRESS, DATABASE_URL, S3_ENDPOINT set): `stack up` starts only the rest. */
   external: { temporal: boolean; postgres: boolean; s3: boolean };
+  /**
+   * The key with which the API signs gate decisions and the workers check them (TEMPERED_APPROVAL_KEY_FILE,
+   * default `<dataDir>/approval.key`, created mode 600 at first use: see ./approval-key.ts).
+   */
+  approvalKeyFile: string;
   /** Off with TEMPERED_STAGE_CACHE=off (or 0, false, no, disabled): no stage reuses another run's output. */
   stageCache: boolean;
   /** The Python children (trainer jobs and model servers) and what they inherit. */
@@ -176,6 +181,7 @@ export function loadConfig(env: Env = process.env): Config {
     baseModelsDir: path.resolve(env.TEMPERED_BASE_MODELS_DIR || path.join(cacheDir, 'base-models')),
     localDataRoots: [path.join(repoRoot, 'examples'), path.join(dataDir, 'uploads'), ...(env.TEMPERED_LOCAL_DATA_ROOTS ?? '').split(':').filter(Boolean).map((p) => path.resolve(p))],
     external: { temporal: Boolean(env.TEMPORAL_ADDRESS), postgres: Boolean(env.DATABASE_URL), s3: Boolean(env.S3_ENDPOINT) },
+    approvalKeyFile: path.resolve(env.TEMPERED_APPROVAL_KEY_FILE || path.join(dataDir, 'approval.key')),
     stageCache: switchedOn(env.TEMPERED_STAGE_CACHE),
     trainer: {
       threads: env.TEMPERED_NUM_THREADS ? intFrom(env, 'TEMPERED_NUM_THREADS', 0) || undefined : undefined,
@@ -201,6 +207,8 @@ export function childEnv(cfg: Pick<Config, 'trainerDir' | 'trainer'>, extra: Rec
     ...extra,
   };
 }
+
+export { approvalKey, approvalSignature, type SignedFields } from './approval-key';
 
 /** Connection details that may be printed: never credentials. */
 export function describe(cfg: Config): Record<string, string> {

@@ -228,6 +228,14 @@ export interface ApprovalDecision {
   comment?: string;
   /** Deploy although the challenger does not beat the serving model by the spec's margin (recorded as such). */
   override?: boolean;
+  /**
+   * When the API signed the decision (ISO 8601) and its HMAC-SHA256 (hex) over run id, decision, approver,
+   * override, comment and this time, with the key only the API and the workers hold: the workflow counts a
+   * decision only once an activity has checked it, so a caller who reaches Temporal directly cannot decide
+   * a gate in someone else's name.
+   */
+  signedAt?: string;
+  signature?: string;
 }
 export interface ApprovalReceipt {
   decision: 'approve' | 'reject';
@@ -241,8 +249,13 @@ export interface PipelineInput {
   spec: PipelineSpec;
   /** Directory of the spec file, against which relative local data paths resolve. */
   specDir?: string;
-  /** Who started the run; they cannot approve its deployment. */
+  /** Who started the run (a person, or `schedule:<id>` / `trigger:<id>`); they cannot approve its deployment. */
   requestedBy: string;
+  /**
+   * The person behind the run: the caller who started it, or who created the schedule or trigger that did.
+   * They cannot approve its deployment either. Absent in runs started before it was recorded.
+   */
+  responsible?: string;
 }
 
 export interface PipelineOutcome {

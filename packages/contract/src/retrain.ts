@@ -12,6 +12,8 @@ export interface RetrainTriggerInput {
   specDir?: string;
   /** `trigger:<id>`: whom the runs it starts are recorded as requested by. */
   requestedBy: string;
+  /** The person who created the trigger: passed on as the runs' `responsible`, who may not approve them. */
+  responsible?: string;
   /**
    * SKIP (default): no retrain starts while the previous one this trigger started is still in progress; the
    * change is kept and starts one at the first check after it ends. Any other policy starts one regardless.

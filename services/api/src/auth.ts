@@ -64,11 +64,13 @@ export async function createUser(db: Db, username: string, role: Role, password:
     .execute();
 }
 
-export async function issueToken(db: Db, username: string, name: string, kind: 'api' | 'session'): Promise<{ token: string; expiresAt: Date | null }> {
+/** A new token; `expiresAt` null never expires (the first users' CLI tokens), sessions last SESSION_HOURS. */
+export async function issueToken(
+  db: Db, username: string, name: string, kind: 'api' | 'session', expiresAt: Date | null = kind === 'session' ? new Date(Date.now() + SESSION_HOURS * 3_600_000) : null,
+): Promise<{ token: string; id: string; expiresAt: Date | null }> {
   const token = newToken(kind);
-  const expiresAt = kind === 'session' ? new Date(Date.now() + SESSION_HOURS * 3_600_000) : null;
-  await db.insertInto('api_tokens').values({ username, name, kind, sha256: digest(token), expires_at: expiresAt }).execute();
-  return { token, expiresAt };
+  const row = await db.insertInto('api_tokens').values({ username, name, kind, sha256: digest(token), expires_at: expiresAt }).returning('id').executeTakeFirstOrThrow();
+  return { token, id: String(row.id), expiresAt };
 }
 
 /** Creates the first users when there are none; returns their plain credentials only then. */
@@ -102,13 +104,20 @@ export function sessionCookie(token: string, expiresAt: Date | null): string {
 }
 export const clearedSessionCookie = `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`;
 
+/** Sign-in throttling: failures are counted per client and user, and per client, over one window. */
+export const LOGIN_THROTTLE = { windowMs: 300_000, perClientAndUser: 5, perClient: 50 } as const;
+
 /**
  * Resolves the caller of a request from its bearer token or session cookie. Lookups are cached for a few
- * seconds, so a busy dashboard costs no database round trip per request; a revoked token dies within that.
+ * seconds, so a busy dashboard costs no database round trip per request; every change to a user or token made
+ * through this process (revoke, disable, role, password) drops that user's cached entries at once.
  */
 export class Authenticator {
   private readonly cache = new Map<string, { principal: Principal | undefined; until: number }>();
+  /** Failed sign-ins by `client\nusername` (one client guessing one user) and by `client` (one client spraying many). */
   private readonly failures = new Map<string, { count: number; since: number }>();
+  /** Checked when the user is unknown or cannot sign in, so every wrong answer costs one scrypt. */
+  private readonly dummyHash = hashPassword(randomBytes(16).toString('hex'));
 
   constructor(
     private readonly db: Db,
@@ -130,7 +139,7 @@ export class Authenticator {
     const row = await this.db
       .selectFrom('api_tokens')
       .innerJoin('users', 'users.username', 'api_tokens.username')
-      .select(['users.username', 'users.role', 'api_tokens.id'])
+      .select(['users.username', 'users.role', 'api_tokens.id', 'api_tokens.expires_at'])
       .where('api_tokens.sha256', '=', key)
       .where('api_tokens.revoked_at', 'is', null)
       .where('users.disabled_at', 'is', null)
@@ -138,24 +147,67 @@ export class Authenticator {
       .executeTakeFirst();
     const principal = row ? { user: row.username, role: row.role as Role, via } : undefined;
     if (this.cache.size > 10_000) this.cache.clear();
-    this.cache.set(key, { principal, until: Date.now() + 5000 });
+    // Never cached past the token's expiry.
+    const until = Math.min(Date.now() + 5000, row?.expires_at ? new Date(row.expires_at).getTime() : Infinity);
+    this.cache.set(key, { principal, until });
     if (row) void this.db.updateTable('api_tokens').set({ last_used_at: sql`now()` }).where('id', '=', row.id).execute().catch(() => {});
     return principal;
   }
 
-  /** Password sign-in; five failures for one user within 5 minutes lock it for the rest of that window. */
-  async login(username: string, password: string): Promise<{ token: string; expiresAt: Date; role: Role } | 'locked' | undefined> {
-    const f = this.failures.get(username);
-    if (f && Date.now() - f.since < 300_000 && f.count >= 5) return 'locked';
-    const user = await this.db.selectFrom('users').selectAll().where('username', '=', username).where('disabled_at', 'is', null).executeTakeFirst();
-    if (!user || !(await verifyPassword(password, user.password_hash))) {
-      const fresh = !f || Date.now() - f.since >= 300_000;
-      this.failures.set(username, { count: fresh ? 1 : f.count + 1, since: fresh ? Date.now() : f.since });
+  /**
+   * Drops the cached lookups of a user's tokens, so a revocation, disabling or role change holds at once, and
+   * the cached refusals (which name no user), so re-enabling one holds at once too.
+   */
+  forgetUser(username: string): void {
+    for (const [key, entry] of this.cache) if (entry.principal === undefined || entry.principal.user === username) this.cache.delete(key);
+  }
+
+  private locked(key: string): boolean {
+    const f = this.failures.get(key);
+    const limit = key.includes('\n') ? LOGIN_THROTTLE.perClientAndUser : LOGIN_THROTTLE.perClient;
+    return f !== undefined && Date.now() - f.since < LOGIN_THROTTLE.windowMs && f.count >= limit;
+  }
+
+  private fail(key: string): void {
+    const f = this.failures.get(key);
+    const fresh = !f || Date.now() - f.since >= LOGIN_THROTTLE.windowMs;
+    if (this.failures.size > 10_000) this.failures.clear();
+    this.failures.set(key, { count: fresh ? 1 : f.count + 1, since: fresh ? Date.now() : f.since });
+  }
+
+  /**
+   * Password sign-in from `client` (the peer's address). Five failures for one user from one client within
+   * 5 minutes lock that pair, and fifty from one client lock the client, for the rest of the window: a guesser
+   * elsewhere cannot lock a user out, and an admin can unlock at once. Unknown, disabled and password-less users
+   * are checked against a dummy hash, so the answer takes the same time whether the user exists or not.
+   */
+  async login(username: string, password: string, client: string): Promise<{ token: string; expiresAt: Date; role: Role } | 'locked' | undefined> {
+    const pair = `${client}\n${username}`;
+    if (this.locked(pair) || this.locked(client)) return 'locked';
+    const user = await this.db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
+    const usable = user !== undefined && user.disabled_at === null && user.password_hash !== null;
+    const matches = await verifyPassword(password, usable ? user.password_hash : await this.dummyHash);
+    if (!usable || !matches) {
+      this.fail(pair);
+      this.fail(client);
       return undefined;
     }
-    this.failures.delete(username);
+    this.failures.delete(pair);
     const { token, expiresAt } = await issueToken(this.db, username, 'dashboard session', 'session');
     return { token, expiresAt: expiresAt!, role: user.role as Role };
+  }
+
+  /** Clears a user's sign-in lockouts (and those of the clients that caused them); the count of pairs cleared. */
+  unlock(username: string): number {
+    let cleared = 0;
+    for (const key of [...this.failures.keys()]) {
+      const [client, user] = key.split('\n');
+      if (user !== username) continue;
+      this.failures.delete(key);
+      this.failures.delete(client);
+      cleared++;
+    }
+    return cleared;
   }
 
   async logout(req: http.IncomingMessage): Promise<void> {

@@ -68,7 +68,7 @@ type Schema = z.ZodType | undefined;
 type Out<S extends Schema> = S extends z.ZodType ? z.output<S> : undefined;
 
 export interface RouteDef<B extends Schema, Q extends Schema, P extends Schema> {
-  method: 'GET' | 'POST' | 'DELETE';
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   /** Fastify's path syntax: `/api/runs/:id`. */
   url: string;
   action: Action;

@@ -17,6 +17,8 @@ const OPTIONS = {
   paused: { type: 'boolean' },
   from: { type: 'string' },
   to: { type: 'string' },
+  days: { type: 'string' },
+  for: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 

@@ -10,7 +10,7 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { CliError } from './args';
 
 /** A user of the local stack the command acts as when no --user is given: who may do what it does. */
-export type DefaultUser = 'operator' | 'approver';
+export type DefaultUser = 'operator' | 'approver' | 'admin';
 
 /** The API token: TEMPERED_API_TOKEN, or with --user (or without a token) that user's from credentials.json. */
 export function token(user: string | undefined, defaultUser: DefaultUser): string {
@@ -44,7 +44,7 @@ function refusal(res: Response, payload: Partial<ApiError>): CliError {
 }
 
 /** One JSON request; T is the route's response type (the API's route table names it). */
-export async function api<T>(method: 'GET' | 'POST' | 'DELETE', route: string, auth: string, body?: unknown): Promise<T> {
+export async function api<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', route: string, auth: string, body?: unknown): Promise<T> {
   const res = await request(route, {
     method,
     headers: { authorization: `Bearer ${auth}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },

@@ -1,4 +1,4 @@
-/** The help texts: `tempered --help`, `tempered schedules --help` and `tempered schedules SUBCOMMAND --help`. */
+/** The help texts: `tempered --help`, `tempered schedules --help` and `tempered schedules SUBCOMMAND --help`, `tempered users|tokens --help`. */
 
 export const HELP = `tempered: run and steer model life cycles
 
@@ -18,11 +18,15 @@ Commands:
                                   end a running canary by hand (an approver): all traffic to the new
                                   version, or back to the previous one
   approve RUN [--comment TEXT] [--override]
-                                  approve the deployment gate (as an approver who did not start the run);
+                                  approve the deployment gate (as an approver who neither started the run
+                                  nor created the schedule or trigger that started it);
                                   --override deploys a challenger that lost to the serving model
   reject RUN [--comment TEXT]     reject it: the run ends undeployed
   schedules SUBCOMMAND            pipelines on a clock and triggered retrains: create, list, show, pause,
                                   resume, trigger, backfill, delete (tempered schedules --help)
+  users SUBCOMMAND                people (admin): list, create, role, disable, enable, unlock, password
+                                  (tempered users --help)
+  tokens SUBCOMMAND               API tokens: list, create (with an expiry), revoke (tempered tokens --help)
 
 Options:
   --user NAME    act as this user of the local stack (operator, approver, admin; from credentials.json
@@ -100,3 +104,32 @@ first while it runs, BUFFER_ALL one after another).`,
 
 Deletes the schedule. Runs it started go on; a trigger forgets what it last saw.`,
 };
+
+export const USERS_HELP = `tempered users: the people of this Tempered (an admin; one's own password anyone)
+
+Usage: tempered users <subcommand> [--user NAME] [--comment TEXT] [--json]
+
+Subcommands:
+  list                    users, their roles, whether disabled
+  create NAME ROLE        a new user (viewer, operator, approver, admin); reads the password from stdin
+  role NAME ROLE          change their role
+  disable NAME            they can no longer sign in, and every token of theirs stops working at once
+  enable NAME             undo disable
+  unlock NAME             clear their sign-in lockout (five wrong passwords from one client lock it 5 minutes)
+  password NAME           set their password from stdin (two lines when it is your own: current, then new);
+                          revokes their dashboard sessions
+
+Acts as admin of the local stack by default (--user). Passwords are read from stdin, never the command line
+(which every local user can read): printf '%s\\n' "$PW" | tempered users create alice operator`;
+
+export const TOKENS_HELP = `tempered tokens: API tokens, for scripts and the CLI
+
+Usage: tempered tokens <subcommand> [--user NAME] [--json]
+
+Subcommands:
+  list [--for USER]       your live tokens and sessions (an admin: anyone's, with --for)
+  create NAME [--days N]  a new token for you, shown once; expires in N days (default 90, at most 365;
+                          30 when made from a dashboard session)
+  revoke ID               revoke one of yours (an admin: anyone's); it stops working at once
+
+Acts as operator of the local stack by default (--user).`;

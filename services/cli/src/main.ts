@@ -11,13 +11,14 @@
  *   wait.ts       waiting for a run (to its gate or its end) on its event stream, with live progress
  *   commands/     runs.ts (run, runs, show, logs, follow, status), approvals.ts (approve, reject),
  *                 deployments.ts (deployments, canary promote/abort), models.ts (models, base-models),
- *                 schedules.ts (schedules …)
+ *                 schedules.ts (schedules …), people.ts (users …, tokens …)
  */
 import { CliError, parseCommandLine } from './args';
 import { decide } from './commands/approvals';
 import { deployments } from './commands/deployments';
 import { baseModels, models } from './commands/models';
 import { follow, logs, run, runs, show } from './commands/runs';
+import { tokens, users } from './commands/people';
 import { schedules } from './commands/schedules';
 import { HELP } from './help';
 
@@ -26,6 +27,8 @@ async function main(argv: string[]): Promise<number | void> {
   const inv = parseCommandLine(argv);
   const { command, flags } = inv;
   if (command === 'schedules') return schedules(inv.positionals.slice(1), flags);
+  if (command === 'users') return users(inv.positionals.slice(1), flags);
+  if (command === 'tokens') return tokens(inv.positionals.slice(1), flags);
   if (flags.help || !command) return void console.log(HELP);
   switch (command) {
     case 'run':

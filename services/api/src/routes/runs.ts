@@ -10,6 +10,7 @@ import {
   approvalReceipt, cancelResponse, decisionRequest, type ExampleSpec, examplesResponse, logsResponse, runDetail as runDetailSchema, runsResponse,
   startRunRequest, startRunResponse,
 } from '@tempered/api-contract';
+import { approvalKey, approvalSignature } from '@tempered/config';
 import { notifyChange } from '@tempered/db';
 import { parseSpec } from '@tempered/spec';
 import { type PipelineInput, RUN_STATUSES } from '@tempered/contract';
@@ -53,7 +54,7 @@ async function listExamples(): Promise<ExampleSpec[]> {
 const runsQuery = z.object({ status: z.string().optional(), q: z.string().optional(), limit: z.string().optional() });
 const logsQuery = z.object({ after: z.string().optional(), limit: z.string().optional() });
 
-export function runRoutes(app: FastifyInstance, { db, temporal, hub }: ApiDeps): void {
+export function runRoutes(app: FastifyInstance, { cfg, db, temporal, hub }: ApiDeps): void {
   const views = { db, temporal };
 
   route(app, {
@@ -89,7 +90,7 @@ export function runRoutes(app: FastifyInstance, { db, temporal, hub }: ApiDeps):
       if (isJson && req.validationError) throw req.validationError;
       const { spec, specDir, example } = await takeSpec(isJson ? body : { spec: typeof req.body === 'string' ? req.body : '' });
       const runId = newRunId(spec.name);
-      const input: PipelineInput = { spec, specDir, requestedBy: who.user };
+      const input: PipelineInput = { spec, specDir, requestedBy: who.user, responsible: who.user };
       await db.insertInto('runs').values({ id: runId, name: spec.name, spec: JSON.stringify(spec), status: 'queued', requested_by: who.user }).execute();
       await temporal.workflow.start(WORKFLOW_TYPE, { taskQueue: CONTROL_TASK_QUEUE, workflowId: runId, args: [input] });
       await audit(db, { actor: who.user, action: 'run.start', target: `run:${runId}`, details: example ? { example } : undefined });
@@ -151,9 +152,10 @@ export function runRoutes(app: FastifyInstance, { db, temporal, hub }: ApiDeps):
     async handler({ params, who, body }) {
       const runId = params.id;
       try {
-        const receipt = await temporal.workflow
-          .getHandle(runId)
-          .executeUpdate(approveDeploymentUpdate, { args: [{ decision: body.decision, approver: who.user, comment: body.comment, override: body.override }] });
+        const decision = { decision: body.decision, approver: who.user, comment: body.comment, override: body.override, signedAt: new Date().toISOString() };
+        // Signed, so the workflow can tell a decision made here from one sent to Temporal directly.
+        const signature = approvalSignature(approvalKey(cfg.approvalKeyFile), { runId, ...decision });
+        const receipt = await temporal.workflow.getHandle(runId).executeUpdate(approveDeploymentUpdate, { args: [{ ...decision, signature }] });
         const action = receipt.override ? 'gate.override' : `gate.${body.decision}`;
         await audit(db, { actor: who.user, action, target: `run:${runId}`, comment: body.comment });
         return receipt;

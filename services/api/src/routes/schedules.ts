@@ -1,6 +1,7 @@
 /**
  * Schedules: a pipeline on a clock, as a Temporal Schedule per pipeline. In run mode every action starts a
- * `lifecyclePipeline` run (requested by `schedule:<id>`; the run's row appears with its first bookkeeping
+ * `lifecyclePipeline` run (requested by `schedule:<id>`, with its creator as the person responsible, who may
+ * not approve it; the run's row appears with its first bookkeeping
  * call); in trigger mode every action starts a `retrainTrigger` check, which starts a run only when the spec's
  * `retrain.watch` or `retrain.feedback` threshold passes (requested by `trigger:<id>`).
  *
@@ -206,14 +207,15 @@ export function scheduleRoutes(app: FastifyInstance, { db, temporal, store }: Ap
                 taskQueue: CONTROL_TASK_QUEUE,
                 // Temporal appends the action's time: <id>-2030-01-01T03:00:00Z.
                 workflowId: body.id,
-                args: [{ spec, specDir, requestedBy } satisfies PipelineInput],
+                // The schedule's creator stands behind its runs: the four-eyes rule applies to them.
+                args: [{ spec, specDir, requestedBy, responsible: who.user } satisfies PipelineInput],
               }
             : {
                 type: 'startWorkflow',
                 workflowType: RETRAIN_WORKFLOW_TYPE,
                 taskQueue: CONTROL_TASK_QUEUE,
                 workflowId: `${body.id}-check`,
-                args: [{ triggerId: body.id, spec, specDir, requestedBy, overlap: body.overlap } satisfies RetrainTriggerInput],
+                args: [{ triggerId: body.id, spec, specDir, requestedBy, responsible: who.user, overlap: body.overlap } satisfies RetrainTriggerInput],
                 // A check takes seconds; one stuck (its pool unserved) must not block the schedule for ever.
                 workflowExecutionTimeout: '1h',
               };
