@@ -9,7 +9,7 @@
  */
 import { can, healthResponse, whoMay } from '@tempered/api-contract';
 import { specJsonSchema } from '@tempered/spec';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { csrfOk } from './auth';
@@ -36,7 +36,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
     // (`{error}`, the security headers), for anyone, signed in or not.
     frameworkErrors: (err, req, reply) => {
       const badUrl = (err as FastifyError).code === 'FST_ERR_BAD_URL';
-      reply.headers(SECURITY_HEADERS).code(400).send({ error: badUrl ? 'the path is not a valid URL: a % must start an escape such as %2F' : err.message });
+      (reply as FastifyReply).headers(SECURITY_HEADERS).code(400).send({ error: badUrl ? 'the path is not a valid URL: a % must start an escape such as %2F' : err.message });
     },
   });
   app.setValidatorCompiler(validatorCompiler);
