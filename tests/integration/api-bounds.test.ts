@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { DEFAULT_LIMITS, localData } from '@tempered/config';
+import { DEFAULT_LIMITS, limitsFrom, localData } from '@tempered/config';
+import { parseSpec, SpecError } from '@tempered/spec';
 import { CONTROL_TASK_QUEUE, WORKFLOW_TYPE } from '@tempered/workflows';
 import { apiCall, cfg, db, demoSpec, repoRoot, temporalClient, uniqueId } from './../support';
 
@@ -229,4 +230,14 @@ test('cancelling a finished run is a 409, and writes no audit row', async () => 
   } finally {
     await close();
   }
+});
+
+test('an admin sets the limits in the environment; a bad value stops the process at start, naming the variable', () => {
+  const limits = limitsFrom({ TEMPERED_MAX_TRAIN_STEPS: '500', TEMPERED_MAX_APPROVAL_TIMEOUT: '7d', TEMPERED_MIN_STACKING_INTERVAL: '10m' });
+  assert.deepEqual(limits, { ...DEFAULT_LIMITS, trainSteps: 500, approvalTimeoutMs: 7 * 86_400_000, minStackingIntervalMs: 600_000 });
+  assert.throws(() => limitsFrom({ TEMPERED_MAX_BATCH_SIZE: '-1' }), /TEMPERED_MAX_BATCH_SIZE=-1 is not a positive whole number/);
+  assert.throws(() => limitsFrom({ TEMPERED_MAX_APPROVAL_TIMEOUT: 'a week' }), /TEMPERED_MAX_APPROVAL_TIMEOUT=a week is not a duration/);
+  const yaml = 'apiVersion: tempered/v1\nname: x\ndata: {sources: [{uri: s3://b/k.jsonl}]}\nrlhf: {method: none}\ntrain: {steps: 600}\n';
+  assert.equal(parseSpec(yaml).train.steps, 600, 'without limits (the CLI, the dashboard) the schema alone decides');
+  assert.throws(() => parseSpec(yaml, limits), (err: unknown) => err instanceof SpecError && err.issues[0].path === 'train.steps' && err.issues[0].message === 'at most 500');
 });
