@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { repoRoot } from '@tempered/config';
+import { DEFAULT_LIMITS, repoRoot } from '@tempered/config';
 import { parseSpec } from '@tempered/spec';
 import { readFileSync } from 'node:fs';
 import type { Principal } from '../../services/api/src/auth';
@@ -24,7 +24,8 @@ const deps = {
   temporal: unreachable,
   store: unreachable,
   hub: unreachable,
-  cfg: unreachable,
+  // The spec intake reads the limits and the allowed data roots; nothing else of the configuration.
+  cfg: { limits: DEFAULT_LIMITS, localDataRoots: [path.join(repoRoot, 'examples')], dataDir: path.join(repoRoot, '.tempered', 'unit-test-data') },
 } as unknown as ApiDeps;
 
 let app: FastifyInstance;

@@ -10,6 +10,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
+import { type Limits, limitsFrom } from './limits';
+
+export * from './limits';
+export * from './local-data';
 
 /** The repository root: this file lives at packages/config/src/index.ts. */
 export const repoRoot = path.resolve(__dirname, '..', '..', '..');
@@ -73,6 +77,8 @@ export interface Config {
    * holds credentials, is never readable this way.
    */
   localDataRoots: string[];
+  /** What one spec or schedule may ask of the machines (TEMPERED_MAX_*, TEMPERED_MIN_*; see ./limits.ts). */
+  limits: Limits;
   /** Parts of the stack given from outside (TEMPORAL_ADDRESS, DATABASE_URL, S3_ENDPOINT set): `stack up` starts only the rest. */
   external: { temporal: boolean; postgres: boolean; s3: boolean };
   /**
@@ -180,6 +186,7 @@ export function loadConfig(env: Env = process.env): Config {
     workDir: path.resolve(env.TEMPERED_WORK_DIR || path.join(dataDir, 'work')),
     baseModelsDir: path.resolve(env.TEMPERED_BASE_MODELS_DIR || path.join(cacheDir, 'base-models')),
     localDataRoots: [path.join(repoRoot, 'examples'), path.join(dataDir, 'uploads'), ...(env.TEMPERED_LOCAL_DATA_ROOTS ?? '').split(':').filter(Boolean).map((p) => path.resolve(p))],
+    limits: limitsFrom(env),
     external: { temporal: Boolean(env.TEMPORAL_ADDRESS), postgres: Boolean(env.DATABASE_URL), s3: Boolean(env.S3_ENDPOINT) },
     approvalKeyFile: path.resolve(env.TEMPERED_APPROVAL_KEY_FILE || path.join(dataDir, 'approval.key')),
     stageCache: switchedOn(env.TEMPERED_STAGE_CACHE),

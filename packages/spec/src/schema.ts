@@ -5,10 +5,25 @@
  */
 import { z } from 'zod';
 
-/** A duration Temporal understands: "90s", "10m", "24h", "2d". */
+const DURATION = /^(\d+)(ms|s|m|h|d)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+/** Milliseconds of a duration ("90s", "10m", "24h", "2d"); undefined for anything else. */
+export function durationMs(text: string): number | undefined {
+  const m = DURATION.exec(text);
+  return m ? Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS] : undefined;
+}
+/**
+ * The longest duration any spec field may name: a year. Past it a timer is no longer a timer, and past
+ * about 290 years Temporal cannot represent it at all (the workflow would fail long after the run started).
+ * Fields an admin bounds more tightly (deploy.approvalTimeout) are checked by `specLimitIssues`.
+ */
+export const MAX_DURATION_MS = 366 * UNIT_MS.d;
+
+/** A duration Temporal understands: "90s", "10m", "24h", "2d", at most a year. */
 const duration = z
   .string()
-  .regex(/^\d+(ms|s|m|h|d)$/, 'expected a duration such as "90s", "10m", "24h" or "2d"');
+  .regex(DURATION, 'expected a duration such as "90s", "10m", "24h" or "2d"')
+  .refine((d) => durationMs(d)! <= MAX_DURATION_MS, { message: 'at most 366d' });
 
 /** A task queue; `gpu` stages run on a worker started with `--pool gpu` (or one serving both on CPU). */
 const pool = z.string().regex(/^[a-z][a-z0-9-]*(:[a-z0-9-]+)?$/, 'expected a pool name such as "cpu", "gpu" or "gpu:a100"');

@@ -9,7 +9,7 @@
  */
 import { can, healthResponse, whoMay } from '@tempered/api-contract';
 import { specJsonSchema } from '@tempered/spec';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { csrfOk } from './auth';
@@ -30,7 +30,15 @@ const NOT_SIGNED_IN = 'not signed in: send "Authorization: Bearer <token>" (toke
 const pathOf = (req: FastifyRequest) => req.url.split('?')[0];
 
 export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: MAX_BODY, exposeHeadRoutes: false, routerOptions: { ignoreTrailingSlash: false } });
+  const app = Fastify({
+    logger: false, bodyLimit: MAX_BODY, exposeHeadRoutes: false, routerOptions: { ignoreTrailingSlash: false },
+    // A path the router cannot decode (`/%`) never reaches a route or a hook: answer it in the API's shape
+    // (`{error}`, the security headers), for anyone, signed in or not.
+    frameworkErrors: (err, req, reply) => {
+      const badUrl = (err as FastifyError).code === 'FST_ERR_BAD_URL';
+      (reply as FastifyReply).headers(SECURITY_HEADERS).code(400).send({ error: badUrl ? 'the path is not a valid URL: a % must start an escape such as %2F' : err.message });
+    },
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('who', undefined);

@@ -5,7 +5,7 @@
  * good by the next.
  */
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { labelingQueue, labelRequest, labelResponse, nextPair } from '@tempered/api-contract';
+import { labelingQueue, labelRequest, labelResponse, nextPair, rowIdQuery } from '@tempered/api-contract';
 import { notifyChange, sql } from '@tempered/db';
 import { labelsChangedSignal } from '@tempered/workflows';
 import type { FastifyInstance } from 'fastify';
@@ -30,11 +30,11 @@ export function labelRoutes(app: FastifyInstance, { db, temporal }: ApiDeps): vo
   });
   route(app, {
     method: 'GET', url: '/api/runs/:id/pairs/next', action: 'read', summary: 'The next unlabeled pair of a run (?skip=<pair id> to pass one over)',
-    params: idParam, querystring: z.object({ skip: z.string().optional() }), response: { 200: nextPair },
+    params: idParam, querystring: z.object({ skip: rowIdQuery }), response: { 200: nextPair },
     async handler({ params, query }) {
       const progress = await labelProgress(db, params.id);
       if (!progress) throw new HttpError(404, `run ${params.id} does not take labels (its spec's rlhf.source is not "labels")`);
-      const skip = Number(query.skip ?? 0) || 0;
+      const skip = query.skip ?? 0;
       const row = await db
         .selectFrom('preference_pairs')
         .select(['id', 'run_id', 'prompt', 'response_a', 'response_b'])

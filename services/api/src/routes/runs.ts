@@ -7,8 +7,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import {
-  approvalReceipt, cancelResponse, decisionRequest, type ExampleSpec, examplesResponse, logsResponse, runDetail as runDetailSchema, runsResponse,
-  startRunRequest, startRunResponse,
+  approvalReceipt, cancelResponse, decisionRequest, type ExampleSpec, examplesResponse, logsQuery, logsResponse, runDetail as runDetailSchema, runsQuery,
+  runsResponse, startRunRequest, startRunResponse,
 } from '@tempered/api-contract';
 import { approvalKey, approvalSignature } from '@tempered/config';
 import { notifyChange } from '@tempered/db';
@@ -16,7 +16,6 @@ import { parseSpec } from '@tempered/spec';
 import { type PipelineInput, RUN_STATUSES } from '@tempered/contract';
 import { approveDeploymentUpdate, CONTROL_TASK_QUEUE, WORKFLOW_TYPE } from '@tempered/workflows';
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
 import { audit } from '../auth';
 import type { ApiDeps } from '../deps';
 import { SSE_HEADERS } from '../events';
@@ -51,9 +50,6 @@ async function listExamples(): Promise<ExampleSpec[]> {
   return out.sort((a, b) => a.path.localeCompare(b.path));
 }
 
-const runsQuery = z.object({ status: z.string().optional(), q: z.string().optional(), limit: z.string().optional() });
-const logsQuery = z.object({ after: z.string().optional(), limit: z.string().optional() });
-
 export function runRoutes(app: FastifyInstance, { cfg, db, temporal, hub }: ApiDeps): void {
   const views = { db, temporal };
 
@@ -66,7 +62,6 @@ export function runRoutes(app: FastifyInstance, { cfg, db, temporal, hub }: ApiD
     method: 'GET', url: '/api/runs', action: 'read', summary: 'Runs, newest first; ?status=a,b &q=search &limit=',
     querystring: runsQuery, response: { 200: runsResponse },
     async handler({ query }) {
-      const limit = Math.min(Number(query.limit ?? 50) || 50, 500);
       const statuses = (query.status ?? '').split(',').filter(Boolean);
       const bad = statuses.find((s) => !(RUN_STATUSES as readonly string[]).includes(s));
       if (bad) throw new HttpError(400, `status: unknown status "${bad}"; one of ${RUN_STATUSES.join(', ')}`, { issues: [{ path: 'status', message: `unknown status "${bad}"` }] });
@@ -77,7 +72,7 @@ export function runRoutes(app: FastifyInstance, { cfg, db, temporal, hub }: ApiD
         const like = `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
         rows = rows.where((eb) => eb.or([eb('id', 'ilike', like), eb('name', 'ilike', like), eb('requested_by', 'ilike', like)]));
       }
-      return { runs: await rows.orderBy('created_at', 'desc').limit(limit).execute() };
+      return { runs: await rows.orderBy('created_at', 'desc').limit(query.limit).execute() };
     },
   });
   route(app, {
@@ -88,7 +83,7 @@ export function runRoutes(app: FastifyInstance, { cfg, db, temporal, hub }: ApiD
     async handler({ req, reply, who, body }) {
       const isJson = (req.headers['content-type'] ?? '').includes('json');
       if (isJson && req.validationError) throw req.validationError;
-      const { spec, specDir, example } = await takeSpec(isJson ? body : { spec: typeof req.body === 'string' ? req.body : '' });
+      const { spec, specDir, example } = await takeSpec(isJson ? body : { spec: typeof req.body === 'string' ? req.body : '' }, cfg);
       const runId = newRunId(spec.name);
       const input: PipelineInput = { spec, specDir, requestedBy: who.user, responsible: who.user };
       await db.insertInto('runs').values({ id: runId, name: spec.name, spec: JSON.stringify(spec), status: 'queued', requested_by: who.user }).execute();
@@ -126,17 +121,20 @@ export function runRoutes(app: FastifyInstance, { cfg, db, temporal, hub }: ApiD
     method: 'GET', url: '/api/runs/:id/logs', action: 'read', summary: "A run's log: the tail, or the lines after ?after=<id>",
     params: idParam, querystring: logsQuery, response: { 200: logsResponse },
     async handler({ query, params }) {
-      const after = Math.max(0, Number(query.after ?? 0) || 0);
-      const limit = Math.min(Math.max(1, Number(query.limit ?? 200) || 200), 2000);
-      return { lines: await logsAfter(db, params.id, after, limit) };
+      return { lines: await logsAfter(db, params.id, query.after ?? 0, query.limit) };
     },
   });
   route(app, {
     method: 'POST', url: '/api/runs/:id/cancel', action: 'start', summary: 'Cancel a run (its trainer is stopped, the stage recorded cancelled)',
     params: idParam, response: { 200: cancelResponse },
     async handler({ params, who }) {
+      const handle = temporal.workflow.getHandle(params.id);
       try {
-        await temporal.workflow.getHandle(params.id).cancel();
+        // Temporal takes a cancel request for a closed workflow as done (a no-op): say so instead of
+        // answering `cancelled: true` and auditing a cancel that changed nothing.
+        const { status } = await handle.describe();
+        if (status.name !== 'RUNNING') throw new HttpError(409, `run ${params.id} has already finished (${status.name.toLowerCase().replace('_', ' ')}); there is nothing to cancel`);
+        await handle.cancel();
       } catch (err) {
         if (err instanceof WorkflowNotFoundError) throw new HttpError(404, `no running run ${params.id}`);
         throw err;

@@ -34,8 +34,10 @@ import {
   triggerScheduleRequest,
 } from '@tempered/api-contract';
 import type { ArtifactStore } from '@tempered/artifacts';
+import type { Limits } from '@tempered/config';
 import type { Db } from '@tempered/db';
 import type { PipelineInput, RetrainTriggerInput } from '@tempered/contract';
+import { durationMs, durationText } from '@tempered/spec';
 import { CONTROL_TASK_QUEUE, RETRAIN_WORKFLOW_TYPE, WORKFLOW_TYPE } from '@tempered/workflows';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -155,11 +157,32 @@ function temporalRefusal(err: unknown, field: string): never {
   throw err;
 }
 
+/** Overlap policies under which a schedule's runs pile up: ALLOW_ALL starts each at once, BUFFER_ALL queues each. */
+const STACKING: readonly ScheduleOverlap[] = ['ALLOW_ALL', 'BUFFER_ALL'];
+
+/**
+ * The shortest time between two actions of a schedule: its interval, or for a cron schedule the shortest
+ * gap between the next action times Temporal computed (its own reading of the expression, so no second
+ * cron parser can disagree with it); undefined when Temporal lists fewer than two.
+ */
+function shortestGapMs(d: ScheduleDescription, every: string | null): number | undefined {
+  if (every) return durationMs(every);
+  const times = d.info.nextActionTimes.map((t) => t.getTime());
+  const gaps = times.slice(1).map((t, i) => t - times[i]);
+  return gaps.length > 0 ? Math.min(...gaps) : undefined;
+}
+
+/** A 400 for timing that would start runs faster than `limits` let them pile up; undefined when it is within them. */
+function stackingRefusal(gapMs: number | undefined, overlap: ScheduleOverlap, field: string, limits: Limits): HttpError | undefined {
+  if (!STACKING.includes(overlap) || gapMs === undefined || gapMs >= limits.minStackingIntervalMs) return undefined;
+  return badRequest(field, `with overlap ${overlap} at least ${durationText(limits.minStackingIntervalMs)} between runs (this starts one every ${durationText(gapMs)}, faster than runs end); give a longer interval, or overlap SKIP or BUFFER_ONE`);
+}
+
 const withComment = (what: string, who: string, comment: string | undefined) => `${what} by ${who}${comment ? `: ${comment}` : ''}`;
 
 const commentQuery = z.object({ comment: z.string().optional() });
 
-export function scheduleRoutes(app: FastifyInstance, { db, temporal, store }: ApiDeps): void {
+export function scheduleRoutes(app: FastifyInstance, { cfg, db, temporal, store }: ApiDeps): void {
   const handleOf = (id: string) => temporal.schedule.getHandle(id);
 
   route(app, {
@@ -181,7 +204,7 @@ export function scheduleRoutes(app: FastifyInstance, { db, temporal, store }: Ap
       summary: 'Create a schedule ({id, spec | example, mode?, cron? | every?, overlap? (SKIP), paused?, comment?})',
       body: createScheduleRequest, response: { 201: scheduleDetail },
       async handler({ reply, who, body }) {
-        const { spec, specDir, example } = await takeSpec(body);
+        const { spec, specDir, example } = await takeSpec(body, cfg);
         const retrain = spec.retrain;
         const mode: ScheduleMode = body.mode ?? (retrain?.watch || retrain?.feedback ? 'trigger' : 'run');
         if (mode === 'trigger') {
@@ -189,10 +212,18 @@ export function scheduleRoutes(app: FastifyInstance, { db, temporal, store }: Ap
           if (retrain.watch) checkWatchedPrefix(store, retrain.watch.prefix);
         }
         const fromSpec = mode === 'run' ? { cron: retrain?.schedule?.cron, every: retrain?.schedule?.every } : { cron: undefined, every: retrain?.checkEvery };
-        const timing = body.cron !== undefined || body.every !== undefined ? { cron: body.cron, every: body.every } : fromSpec;
+        const fromBody = body.cron !== undefined || body.every !== undefined;
+        const timing = fromBody ? { cron: body.cron, every: body.every } : fromSpec;
         if (timing.cron === undefined && timing.every === undefined) {
           throw badRequest('every', 'give cron or every (or retrain.schedule in the spec)');
         }
+        const timingField = fromBody
+          ? timing.cron !== undefined ? 'cron' : 'every'
+          : mode === 'trigger' ? 'retrain.checkEvery' : timing.cron !== undefined ? 'retrain.schedule.cron' : 'retrain.schedule.every';
+        const tooOften = timing.every !== undefined ? stackingRefusal(durationMs(timing.every), body.overlap, timingField, cfg.limits) : undefined;
+        if (tooOften) throw tooOften;
+        // A cron schedule's shortest gap is Temporal's to compute: create it paused, look, then let it go.
+        const vetCron = timing.cron !== undefined && STACKING.includes(body.overlap);
 
         const requestedBy = `${mode === 'run' ? 'schedule' : 'trigger'}:${body.id}`;
         const memo: ScheduleMemo = {
@@ -228,7 +259,7 @@ export function scheduleRoutes(app: FastifyInstance, { db, temporal, store }: Ap
             policies: { overlap: mode === 'run' ? body.overlap : 'SKIP', catchupWindow: '1d' },
             memo: { tempered: memo },
             state: {
-              paused: body.paused,
+              paused: body.paused || vetCron,
               note: withComment(body.paused ? 'created paused' : 'created', who.user, body.comment),
               // A trigger records its baseline at once, so data arriving before its first tick counts as new.
               triggerImmediately: mode === 'trigger' && !body.paused,
@@ -237,6 +268,14 @@ export function scheduleRoutes(app: FastifyInstance, { db, temporal, store }: Ap
         } catch (err) {
           if (err instanceof ScheduleAlreadyRunning) throw new HttpError(409, `schedule ${body.id} exists; delete it first or choose another id`, { issues: [{ path: 'id', message: 'already exists' }] });
           temporalRefusal(err, timing.cron !== undefined ? 'cron' : 'every');
+        }
+        if (vetCron) {
+          const refusal = stackingRefusal(shortestGapMs(await handleOf(body.id).describe(), null), body.overlap, timingField, cfg.limits);
+          if (refusal) {
+            await handleOf(body.id).delete();
+            throw refusal;
+          }
+          if (!body.paused) await handleOf(body.id).unpause(withComment('created', who.user, body.comment));
         }
         await audit(db, {
           actor: who.user, action: 'schedule.create', target: `schedule:${body.id}`, comment: body.comment,
@@ -285,8 +324,16 @@ export function scheduleRoutes(app: FastifyInstance, { db, temporal, store }: Ap
       method: 'POST', url: '/api/schedules/:id/backfill', action: 'start',
       summary: 'Backfill a schedule: take now the actions of a past window ({from, to (ISO 8601), overlap? (ALLOW_ALL), comment?})', params: idParam, body: backfillScheduleRequest, response: { 200: backfilledResponse },
       async handler({ params: { id }, who, body }) {
-        await describeOurs(temporal, id);
+        const { d, memo } = await describeOurs(temporal, id);
         const window = { start: new Date(body.from), end: new Date(body.to), overlap: body.overlap };
+        const spanMs = window.end.getTime() - window.start.getTime();
+        if (spanMs > cfg.limits.maxBackfillDays * 86_400_000) throw badRequest('to', `a backfill covers at most ${cfg.limits.maxBackfillDays} days`);
+        // Under SKIP or BUFFER_ONE a backfill starts one run (and queues one); otherwise one per action in the window.
+        const gap = STACKING.includes(body.overlap) ? shortestGapMs(d, memo.every) : undefined;
+        const actions = gap ? Math.floor(spanMs / gap) : 0;
+        if (actions > cfg.limits.maxBackfillActions) {
+          throw badRequest('from', `this window holds about ${actions} actions of the schedule; a backfill with overlap ${body.overlap} starts at most ${cfg.limits.maxBackfillActions}: shorten the window, or use overlap SKIP or BUFFER_ONE`);
+        }
         try {
           await handleOf(id).backfill(window);
         } catch (err) {
