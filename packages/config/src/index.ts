@@ -10,6 +10,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
+import { readSecrets } from './secrets';
+
+export { ensureSecrets, type GeneratedSecrets, readSecrets, secretsPath } from './secrets';
 
 /** The repository root: this file lives at packages/config/src/index.ts. */
 export const repoRoot = path.resolve(__dirname, '..', '..', '..');
@@ -77,6 +80,8 @@ export interface Config {
   external: { temporal: boolean; postgres: boolean; s3: boolean };
   /** Off with TEMPERED_STAGE_CACHE=off (or 0, false, no, disabled): no stage reuses another run's output. */
   stageCache: boolean;
+  /** The parent's variables that `stack up` may pass on to the processes it starts (see `stackEnv`). */
+  stackInherited: Record<string, string>;
   /** The Python children (trainer jobs and model servers) and what they inherit. */
   trainer: {
     /** TEMPERED_NUM_THREADS: torch's intra-op threads in each trainer process (default: one per core). */
@@ -98,6 +103,46 @@ export const CHILD_ENV_ALLOWED = [
 ] as const;
 
 type Env = Record<string, string | undefined>;
+
+/** The processes `stack up` starts, each in an environment of its own (`stackEnv`). */
+export type StackProcess = 'temporal' | 'postgres' | 's3' | 'worker' | 'api' | 'gateway';
+
+/**
+ * Credentials the environment may give (parts outside the stack, a fixed API token, the gateway key), and the
+ * processes of the stack whose configuration uses each: no other one is started with it. The secrets the
+ * stack generates itself are not here: they stay in secrets.json, which `loadConfig` reads.
+ */
+export const SECRET_ENV: Readonly<Record<string, readonly StackProcess[]>> = {
+  DATABASE_URL: ['worker', 'api', 'gateway'],
+  AWS_ACCESS_KEY_ID: ['worker', 'api'],
+  AWS_SECRET_ACCESS_KEY: ['worker', 'api'],
+  TEMPERED_API_TOKEN: ['api'],
+  TEMPERED_GATEWAY_KEY: ['gateway'],
+};
+
+/** Settings `loadConfig` reads (TEMPERED_*, TEMPORAL_*, S3_*) that are not credentials. */
+const SETTING_ENV = /^(TEMPERED|TEMPORAL|S3)_[A-Z0-9_]*$/;
+/** Node's own: options and extra TLS roots (for a PostgreSQL, S3 or Temporal outside the stack). */
+const NODE_ENV = ['NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS'];
+/** The processes of the stack that run Tempered's code and read its configuration. */
+const CONFIGURED: readonly StackProcess[] = ['postgres', 'worker', 'api', 'gateway'];
+
+/**
+ * Whether a process of the stack may be started with an inherited variable: the system's (CHILD_ENV_ALLOWED)
+ * for all; settings and Node's options for those that read the configuration; a credential only for those
+ * that use it. The Temporal dev server and the S3 server need nothing of Tempered's (S3 gets its own keys).
+ */
+export function stackEnvAllows(proc: StackProcess, name: string): boolean {
+  if ((CHILD_ENV_ALLOWED as readonly string[]).includes(name)) return true;
+  if (!CONFIGURED.includes(proc)) return false;
+  if (Object.hasOwn(SECRET_ENV, name)) return SECRET_ENV[name].includes(proc);
+  return SETTING_ENV.test(name) || NODE_ENV.includes(name);
+}
+
+/** The whole environment `stack up` starts a process with: what it may inherit, and `extra` (its own secrets). */
+export function stackEnv(cfg: Pick<Config, 'stackInherited'>, proc: StackProcess, extra: Record<string, string> = {}): Record<string, string> {
+  return { ...Object.fromEntries(Object.entries(cfg.stackInherited).filter(([k]) => stackEnvAllows(proc, k))), ...extra };
+}
 
 function intFrom(env: Env, name: string, fallback: number): number {
   const raw = env[name];
@@ -131,6 +176,9 @@ export function loadConfig(env: Env = process.env): Config {
   ports.api = apiPort;
   const gatewayPort = intFrom(env, 'TEMPERED_GATEWAY_PORT', ports.gateway);
   ports.gateway = gatewayPort;
+  // The embedded PostgreSQL's and S3's credentials, generated at the first `stack up`; absent before it (a
+  // process started then fails to authenticate, which is right: nothing else would be accepted).
+  const generated = env.DATABASE_URL && env.S3_ENDPOINT ? undefined : readSecrets(dataDir);
   return {
     dataDir,
     cacheDir,
@@ -139,14 +187,14 @@ export function loadConfig(env: Env = process.env): Config {
       address: env.TEMPORAL_ADDRESS || `127.0.0.1:${ports.temporal}`,
       namespace: env.TEMPORAL_NAMESPACE || 'default',
     },
-    databaseUrl: env.DATABASE_URL || `postgres://postgres:tempered@127.0.0.1:${ports.postgres}/tempered`,
+    databaseUrl: env.DATABASE_URL || `postgres://postgres:${generated?.postgresPassword ?? ''}@127.0.0.1:${ports.postgres}/tempered`,
     s3: {
       endpoint: env.S3_ENDPOINT === 'aws' ? undefined : env.S3_ENDPOINT || `http://127.0.0.1:${ports.s3}`,
       region: env.S3_REGION || 'us-east-1',
       bucket: env.S3_BUCKET || 'tempered',
       prefix: (env.S3_PREFIX ?? 'tempered/').replace(/^\/+/, ''),
-      accessKeyId: env.AWS_ACCESS_KEY_ID || 'tempered',
-      secretAccessKey: env.AWS_SECRET_ACCESS_KEY || 'tempered-secret',
+      accessKeyId: env.AWS_ACCESS_KEY_ID || (env.S3_ENDPOINT ? '' : generated?.s3AccessKeyId) || '',
+      secretAccessKey: env.AWS_SECRET_ACCESS_KEY || (env.S3_ENDPOINT ? '' : generated?.s3SecretAccessKey) || '',
       forcePathStyle: env.S3_FORCE_PATH_STYLE !== 'false',
     },
     python: env.TEMPERED_PYTHON || path.join(venvDir(cacheDir), 'bin', 'python'),
@@ -169,6 +217,9 @@ export function loadConfig(env: Env = process.env): Config {
     localDataRoots: [path.join(repoRoot, 'examples'), path.join(dataDir, 'uploads'), ...(env.TEMPERED_LOCAL_DATA_ROOTS ?? '').split(':').filter(Boolean).map((p) => path.resolve(p))],
     external: { temporal: Boolean(env.TEMPORAL_ADDRESS), postgres: Boolean(env.DATABASE_URL), s3: Boolean(env.S3_ENDPOINT) },
     stageCache: !['off', '0', 'false', 'no', 'disabled'].includes((env.TEMPERED_STAGE_CACHE ?? '').trim().toLowerCase()),
+    stackInherited: Object.fromEntries(
+      Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined && CONFIGURED.some((p) => stackEnvAllows(p, e[0]))),
+    ),
     trainer: {
       threads: env.TEMPERED_NUM_THREADS ? intFrom(env, 'TEMPERED_NUM_THREADS', 0) || undefined : undefined,
       inherited: Object.fromEntries(CHILD_ENV_ALLOWED.flatMap((k) => (env[k] === undefined ? [] : [[k, env[k] as string]]))),
