@@ -5,14 +5,16 @@
  * side in-process: where credentials come from, and which variables each process of the stack may inherit.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { ArtifactStore } from '@tempered/artifacts';
-import { CHILD_ENV_ALLOWED, ensureSecrets, loadConfig, readSecrets, secretsPath, type StackProcess, stackEnv, stackEnvAllows } from '@tempered/config';
+import { CHILD_ENV_ALLOWED, defaultPorts, ensureSecrets, loadConfig, readSecrets, secretsPath, type StackProcess, stackEnv, stackEnvAllows } from '@tempered/config';
 import { createDb, sql } from '@tempered/db';
-import { cfg, trainerEnv } from '../support';
+import { cfg, freePort, repoRoot, trainerEnv } from '../support';
 
 /** Every secret of the stack: the generated ones and the first users' passwords and tokens. */
 function stackSecrets(): string[] {
@@ -48,6 +50,21 @@ const environ = (pid: number) =>
 const exe = (pid: number) => path.basename(readlinkSync(`/proc/${pid}/exe`));
 const isNode = (pid: number) => exe(pid).startsWith('node');
 const isPython = (pid: number) => exe(pid).startsWith('python');
+
+/** 'accepted', or the error code PostgreSQL answers a sign-in as its superuser with (28P01: wrong password). */
+async function signIn(databaseUrl: string, password: string): Promise<string | undefined> {
+  const url = new URL(databaseUrl);
+  url.password = password;
+  const db = createDb(url.toString(), 1);
+  try {
+    await sql`select 1`.execute(db);
+    return 'accepted';
+  } catch (err) {
+    return (err as { code?: string }).code;
+  } finally {
+    await db.destroy();
+  }
+}
 
 const PARTS: StackProcess[] = ['temporal', 'postgres', 's3', 'worker', 'api', 'gateway'];
 
@@ -125,21 +142,8 @@ describe('the running stack keeps its secrets', () => {
   });
 
   test("the old defaults are refused: PostgreSQL's `tempered`, S3's `tempered`/`tempered-secret`", async () => {
-    const url = new URL(cfg.databaseUrl);
-    const tryLogin = async (password: string) => {
-      url.password = password;
-      const db = createDb(url.toString(), 1);
-      try {
-        await sql`select 1`.execute(db);
-        return 'accepted';
-      } catch (err) {
-        return (err as { code?: string }).code;
-      } finally {
-        await db.destroy();
-      }
-    };
-    assert.equal(await tryLogin('tempered'), '28P01', 'invalid_password');
-    assert.equal(await tryLogin(readSecrets(cfg.dataDir)!.postgresPassword!), 'accepted');
+    assert.equal(await signIn(cfg.databaseUrl, 'tempered'), '28P01', 'invalid_password');
+    assert.equal(await signIn(cfg.databaseUrl, readSecrets(cfg.dataDir)!.postgresPassword!), 'accepted');
 
     // A write, not a HEAD: versitygw answers an unknown key's HEAD with a bodiless 404, which reads as "no such object".
     const put = (keys: Partial<typeof cfg.s3>) => new ArtifactStore({ ...cfg.s3, ...keys }).putBytes('probe', 'dataset', 'secrets-probe.txt');
@@ -150,7 +154,9 @@ describe('the running stack keeps its secrets', () => {
 });
 
 describe('where credentials come from', () => {
-  const dataDir = () => mkdtempSync(path.join(tmpdir(), 'tempered-secrets-'));
+  const made: string[] = [];
+  const dataDir = () => (made.push(mkdtempSync(path.join(tmpdir(), 'tempered-secrets-'))), made.at(-1)!);
+  after(() => made.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
   test('a first start generates each secret once, mode 600; a later one keeps them and adds a missing field', () => {
     const dir = dataDir();
@@ -211,5 +217,66 @@ describe('where credentials come from', () => {
     assert.deepEqual(names('worker'), sorted('HOME', 'PATH', ...settings, 'DATABASE_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'));
     assert.deepEqual(names('api'), sorted('HOME', 'PATH', ...settings, 'DATABASE_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'TEMPERED_API_TOKEN'));
     assert.deepEqual(names('gateway'), sorted('HOME', 'PATH', ...settings, 'DATABASE_URL', 'TEMPERED_GATEWAY_KEY'));
+  });
+});
+
+describe('a data directory of an older version', () => {
+  const tsx = path.join(repoRoot, 'node_modules', '.bin', 'tsx');
+
+  /** The stack's PostgreSQL host on its own data directory and port; resolves once it is ready. */
+  function startHost(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; output: () => string }> {
+    const child = spawn(tsx, [path.join(repoRoot, 'infra', 'src', 'postgres-host.ts')], { cwd: repoRoot, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    return new Promise((resolve, reject) => {
+      const take = (chunk: Buffer) => {
+        out += chunk;
+        if (out.includes('postgres ready')) resolve({ child, output: () => out });
+      };
+      child.stdout!.on('data', take);
+      child.stderr!.on('data', take);
+      child.once('exit', (code) => reject(new Error(`postgres host exited (${code}):\n${out}`)));
+    });
+  }
+
+  async function stopHost(host: { child: ChildProcess }): Promise<void> {
+    const exited = new Promise((r) => host.child.once('exit', r));
+    process.kill(-host.child.pid!, 'SIGTERM');
+    await exited;
+  }
+
+  test('keeps working: its superuser moves off the old default, its api.log loses the admin password, its modes tighten', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tempered-older-'));
+    const port = await freePort();
+    const env = { ...process.env, TEMPERED_DATA_DIR: dir, TEMPERED_PORT_OFFSET: String(port - defaultPorts.postgres) };
+    const url = `postgres://postgres@127.0.0.1:${port}/tempered`;
+    try {
+      // What an older version left: a cluster initialised with the old default, no secrets.json, and an
+      // api.log (0644, in a 0755 folder) with the first admin's password.
+      chmodSync(dir, 0o755);
+      writeFileSync(secretsPath(dir), JSON.stringify({ postgresPassword: 'tempered' }));
+      await stopHost(await startHost(env));
+      rmSync(secretsPath(dir));
+      mkdirSync(path.join(dir, 'logs'), { mode: 0o755 });
+      const apiLog = path.join(dir, 'logs', 'api.log');
+      writeFileSync(apiLog, 'created users admin, operator, approver\nfirst admin: username admin, password Old-Admin-Pw-123\napi listening\n', { mode: 0o644 });
+
+      // What `stack up` does before starting anything, then PostgreSQL's start.
+      await promisify(execFile)(tsx, ['-e', "require('./infra/src/stack').prepare()"], { cwd: repoRoot, env });
+      const log = readFileSync(apiLog, 'utf8');
+      assert.ok(!log.includes('Old-Admin-Pw-123'), log);
+      assert.match(log, /^first admin: username admin, password \[removed: it is in credentials\.json\]$/m);
+      assert.equal(octal(mode(apiLog)), '0600');
+      assert.equal(octal(mode(dir)), octal(process.getuid?.() === 0 ? 0o710 : 0o700));
+      const host = await startHost(env);
+      try {
+        assert.match(host.output(), /the superuser had the old default password; it now has the generated one/);
+        assert.equal(await signIn(url, 'tempered'), '28P01', 'the old default is refused from now on');
+        assert.equal(await signIn(url, readSecrets(dir)!.postgresPassword!), 'accepted');
+      } finally {
+        await stopHost(host);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -4,7 +4,8 @@
  * Nothing else in the code base reads `process.env` for Tempered settings: services call `loadConfig()` at
  * start and pass the result down. Every default targets the embedded stack on one machine (see
  * infra/README.md); every value can point at production parts instead (a Temporal cluster, any PostgreSQL,
- * AWS S3).
+ * AWS S3). The embedded PostgreSQL's and S3's credentials are no defaults: `stack up` generates them at the
+ * first start into `<dataDir>/secrets.json` (./secrets.ts), read here when the environment gives none.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -94,7 +95,8 @@ export interface Config {
 /**
  * What a trainer job or a model server may inherit from the process that starts it: the operating system's
  * and the ML runtime's settings. Everything else (S3 keys, API tokens, the gateway key, DATABASE_URL) stays
- * out, so a model's code or a dependency cannot read a platform secret from its environment.
+ * out, so a model's code or a dependency cannot read a platform secret from its environment. The same list is
+ * the system part of what each process of the stack inherits (`stackEnvAllows`).
  */
 export const CHILD_ENV_ALLOWED = [
   'PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'TZ', 'TMPDIR', 'TEMP', 'TMP',
