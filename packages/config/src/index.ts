@@ -189,7 +189,7 @@ export function loadConfig(env: Env = process.env): Config {
       address: env.TEMPORAL_ADDRESS || `127.0.0.1:${ports.temporal}`,
       namespace: env.TEMPORAL_NAMESPACE || 'default',
     },
-    databaseUrl: env.DATABASE_URL || `postgres://postgres:${generated?.postgresPassword ?? ''}@127.0.0.1:${ports.postgres}/tempered`,
+    databaseUrl: env.DATABASE_URL || `postgres://postgres:${encodeURIComponent(generated?.postgresPassword ?? '')}@127.0.0.1:${ports.postgres}/tempered`,
     s3: {
       endpoint: env.S3_ENDPOINT === 'aws' ? undefined : env.S3_ENDPOINT || `http://127.0.0.1:${ports.s3}`,
       region: env.S3_REGION || 'us-east-1',
