@@ -136,6 +136,21 @@ describe('the running stack keeps its secrets', () => {
         }
       }
     }
+    // Model servers the worker started (one pid file each, once a run is deployed): what `childEnv` gives.
+    const servers = readdirSync(path.join(cfg.dataDir, 'run')).filter((f) => f.startsWith('model-server-'));
+    for (const f of servers) {
+      const pid = Number(readFileSync(path.join(cfg.dataDir, 'run', f), 'utf8'));
+      let env: Record<string, string>;
+      try {
+        env = environ(pid);
+      } catch {
+        continue; // stopped meanwhile
+      }
+      for (const [name, value] of Object.entries(env)) {
+        assert.ok(name in trainerEnv || (CHILD_ENV_ALLOWED as readonly string[]).includes(name), `model server ${f} was given ${name}`);
+        secrets.forEach((s, i) => assert.ok(!value.includes(s), `secret #${i} in ${name} of model server ${f}`));
+      }
+    }
     const api = environ(processesOf('api').find(isNode)!);
     assert.equal(api.TEMPERED_DATA_DIR, cfg.dataDir, "the API's settings reach it");
     for (const name of ['AWS_SECRET_ACCESS_KEY', 'DATABASE_URL', 'TEMPERED_GATEWAY_KEY']) assert.equal(api[name], undefined, name);
