@@ -5,6 +5,11 @@
  * finds it running instead of starting it twice. Once PostgreSQL and S3 are up, `up` registers the base models
  * the bootstrap converted (the catalog a spec's `model.base: {name}` refers to).
  *
+ * Before anything starts, `up` makes the data directory its owner's alone (data-dir.ts) and generates the
+ * embedded PostgreSQL's and S3's credentials at the first start (secrets.json, mode 600). Each process gets
+ * an environment of only what it needs (`stackEnv`), and no secret on its command line, where any local user
+ * could read it.
+ *
  *   tsx infra/src/stack.ts up [--core]     start what is not running (--core: no worker, API or gateway)
  *   tsx infra/src/stack.ts down            stop everything, model servers included
  *   tsx infra/src/stack.ts status          one line per part
@@ -16,13 +21,17 @@ import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { ArtifactStore } from '@tempered/artifacts';
-import { type Config, describe, loadConfig, repoRoot } from '@tempered/config';
+import { type Config, describe, ensureSecrets, loadConfig, repoRoot, secretsPath, type StackProcess, stackEnv } from '@tempered/config';
 import { createDb, migrateToLatest, registerBaseModels } from '@tempered/db';
+import { secureDataDir } from './data-dir';
 
 interface Part {
-  name: string;
-  /** What to run; undefined when the part is not managed here (e.g. DATABASE_URL points elsewhere). */
-  command(cfg: Config): { cmd: string; args: string[] } | undefined;
+  name: StackProcess;
+  /**
+   * What to run; undefined when the part is not managed here (e.g. DATABASE_URL points elsewhere). `env`:
+   * the part's own secrets, added to what `stackEnv` lets it inherit.
+   */
+  command(cfg: Config): { cmd: string; args: string[]; env?: Record<string, string> } | undefined;
   /**
    * Resolves once the part answers; throws with a message that says what to do. `logFrom` is where this
    * start's output begins in the part's log, which is appended to across starts.
@@ -116,9 +125,9 @@ const parts: Part[] = [
         ? undefined
         : {
             cmd: bin(cfg, 'versitygw'),
+            // The root keys in its environment (readable by its owner only), never on the command line.
+            env: { ROOT_ACCESS_KEY_ID: cfg.s3.accessKeyId, ROOT_SECRET_ACCESS_KEY: cfg.s3.secretAccessKey },
             args: [
-              '--access', cfg.s3.accessKeyId,
-              '--secret', cfg.s3.secretAccessKey,
               '--port', `127.0.0.1:${cfg.ports.s3}`,
               '--quiet',
               // posix backend on a local directory; metadata in a sidecar directory because not every
@@ -202,7 +211,7 @@ async function startPart(cfg: Config, part: Part): Promise<string> {
     return 'already running';
   }
   if (!existsSync(spec.cmd)) throw new Error(`${part.name}: ${spec.cmd} is missing. Run: ${part.hint}`);
-  for (const dir of ['logs', 'run', 'temporal', 's3/objects', 's3/sidecar']) await mkdir(path.join(cfg.dataDir, dir), { recursive: true });
+  for (const dir of ['temporal', 's3/objects', 's3/sidecar']) await mkdir(path.join(cfg.dataDir, dir), { recursive: true, mode: 0o700 });
   const port = { temporal: cfg.ports.temporal, postgres: cfg.ports.postgres, s3: cfg.ports.s3, api: cfg.ports.api, gateway: cfg.ports.gateway }[
     part.name as 'temporal'
   ];
@@ -213,10 +222,18 @@ async function startPart(cfg: Config, part: Part): Promise<string> {
   }
   const logPath = path.join(cfg.dataDir, 'logs', `${part.name}.log`);
   const logFrom = existsSync(logPath) ? statSync(logPath).size : 0;
-  const out = openSync(logPath, 'a');
-  const child = spawn(spec.cmd, spec.args, { detached: true, stdio: ['ignore', out, out], cwd: repoRoot, env: process.env });
+  const out = openSync(logPath, 'a', 0o600);
+  // umask 077 for the child (it inherits the umask of the moment of the spawn): every file a part writes
+  // (objects, the Temporal database, trainer output, model servers' files) is its owner's alone.
+  const umask = process.umask(0o077);
+  let child;
+  try {
+    child = spawn(spec.cmd, spec.args, { detached: true, stdio: ['ignore', out, out], cwd: repoRoot, env: stackEnv(cfg, part.name, spec.env) });
+  } finally {
+    process.umask(umask);
+  }
   child.unref();
-  await writeFile(pidFile(cfg, part.name), String(child.pid));
+  await writeFile(pidFile(cfg, part.name), String(child.pid), { mode: 0o600 });
   try {
     await part.ready(cfg, logFrom);
   } catch (err) {
@@ -247,6 +264,7 @@ async function stopPid(name: string, pid: number | undefined): Promise<string> {
   return `stopped ${name}`;
 }
 
+/** Starts what is not running, with `cfg` as `prepare` returns it (loaded once the credentials exist). */
 export async function up(cfg: Config, opts: { core?: boolean } = {}): Promise<void> {
   const wanted = opts.core ? parts.filter((p) => !['worker', 'api', 'gateway'].includes(p.name)) : parts;
   for (const part of wanted) {
@@ -304,15 +322,31 @@ export async function status(cfg: Config): Promise<boolean> {
   return allUp;
 }
 
+/**
+ * Makes the data directory private and generates the embedded parts' credentials at the first start (or any
+ * field a newer version adds), before any part starts: PostgreSQL's initdb sets its password from them.
+ * Returns the configuration loaded with them.
+ */
+export function prepare(): { cfg: Config; generated: string[] } {
+  const before = loadConfig();
+  secureDataDir(before);
+  const { generated } = ensureSecrets(before.dataDir);
+  return { cfg: loadConfig(), generated };
+}
+
 async function main(): Promise<void> {
   const [command = 'status', ...flags] = process.argv.slice(2);
-  const cfg = loadConfig();
   if (command === 'up') {
-    console.log(`Starting the Tempered stack (data in ${cfg.dataDir})`);
+    console.log(`Starting the Tempered stack (data in ${loadConfig().dataDir})`);
+    const { cfg, generated } = prepare();
+    if (generated.length) console.log(`  ${'secrets'.padEnd(9)} … generated ${generated.join(', ')} in ${secretsPath(cfg.dataDir)} (mode 600)`);
     await up(cfg, { core: flags.includes('--core') });
     for (const [k, v] of Object.entries(describe(cfg))) console.log(`  ${k.padEnd(9)} ${v}`);
     console.log(`  web UI    http://127.0.0.1:${cfg.ports.temporalUi} (Temporal)`);
-  } else if (command === 'down') {
+    return;
+  }
+  const cfg = loadConfig();
+  if (command === 'down') {
     console.log(`Stopping the Tempered stack (data in ${cfg.dataDir} is kept)`);
     await down(cfg);
   } else if (command === 'status') {

@@ -4,16 +4,19 @@
  * Nothing else in the code base reads `process.env` for Tempered settings: services call `loadConfig()` at
  * start and pass the result down. Every default targets the embedded stack on one machine (see
  * infra/README.md); every value can point at production parts instead (a Temporal cluster, any PostgreSQL,
- * AWS S3).
+ * AWS S3). The embedded PostgreSQL's and S3's credentials are no defaults: `stack up` generates them at the
+ * first start into `<dataDir>/secrets.json` (./secrets.ts), read here when the environment gives none.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { type Limits, limitsFrom } from './limits';
+import { readSecrets } from './secrets';
 
 export * from './limits';
 export * from './local-data';
+export { ensureSecrets, type GeneratedSecrets, readSecrets, secretsPath } from './secrets';
 
 /** The repository root: this file lives at packages/config/src/index.ts. */
 export const repoRoot = path.resolve(__dirname, '..', '..', '..');
@@ -88,6 +91,8 @@ export interface Config {
   approvalKeyFile: string;
   /** Off with TEMPERED_STAGE_CACHE=off (or 0, false, no, disabled): no stage reuses another run's output. */
   stageCache: boolean;
+  /** The parent's variables that `stack up` may pass on to the processes it starts (see `stackEnv`). */
+  stackInherited: Record<string, string>;
   /** The Python children (trainer jobs and model servers) and what they inherit. */
   trainer: {
     /** TEMPERED_NUM_THREADS: torch's intra-op threads in each trainer process (default: one per core). */
@@ -105,7 +110,8 @@ export interface Config {
 /**
  * What a trainer job or a model server may inherit from the process that starts it: the operating system's
  * and the ML runtime's settings. Everything else (S3 keys, API tokens, the gateway key, DATABASE_URL) stays
- * out, so a model's code or a dependency cannot read a platform secret from its environment.
+ * out, so a model's code or a dependency cannot read a platform secret from its environment. The same list is
+ * the system part of what each process of the stack inherits (`stackEnvAllows`).
  */
 export const CHILD_ENV_ALLOWED = [
   'PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LANGUAGE', 'LC_ALL', 'LC_CTYPE', 'TZ', 'TMPDIR', 'TEMP', 'TMP',
@@ -114,6 +120,46 @@ export const CHILD_ENV_ALLOWED = [
 ] as const;
 
 type Env = Record<string, string | undefined>;
+
+/** The processes `stack up` starts, each in an environment of its own (`stackEnv`). */
+export type StackProcess = 'temporal' | 'postgres' | 's3' | 'worker' | 'api' | 'gateway';
+
+/**
+ * Credentials the environment may give (parts outside the stack, a fixed API token, the gateway key), and the
+ * processes of the stack whose configuration uses each: no other one is started with it. The secrets the
+ * stack generates itself are not here: they stay in secrets.json, which `loadConfig` reads.
+ */
+export const SECRET_ENV: Readonly<Record<string, readonly StackProcess[]>> = {
+  DATABASE_URL: ['worker', 'api', 'gateway'],
+  AWS_ACCESS_KEY_ID: ['worker', 'api'],
+  AWS_SECRET_ACCESS_KEY: ['worker', 'api'],
+  TEMPERED_API_TOKEN: ['api'],
+  TEMPERED_GATEWAY_KEY: ['gateway'],
+};
+
+/** Settings `loadConfig` reads (TEMPERED_*, TEMPORAL_*, S3_*) that are not credentials. */
+const SETTING_ENV = /^(TEMPERED|TEMPORAL|S3)_[A-Z0-9_]*$/;
+/** Node's own: options and extra TLS roots (for a PostgreSQL, S3 or Temporal outside the stack). */
+const NODE_ENV = ['NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS'];
+/** The processes of the stack that run Tempered's code and read its configuration. */
+const CONFIGURED: readonly StackProcess[] = ['postgres', 'worker', 'api', 'gateway'];
+
+/**
+ * Whether a process of the stack may be started with an inherited variable: the system's (CHILD_ENV_ALLOWED)
+ * for all; settings and Node's options for those that read the configuration; a credential only for those
+ * that use it. The Temporal dev server and the S3 server need nothing of Tempered's (S3 gets its own keys).
+ */
+export function stackEnvAllows(proc: StackProcess, name: string): boolean {
+  if ((CHILD_ENV_ALLOWED as readonly string[]).includes(name)) return true;
+  if (!CONFIGURED.includes(proc)) return false;
+  if (Object.hasOwn(SECRET_ENV, name)) return SECRET_ENV[name].includes(proc);
+  return SETTING_ENV.test(name) || NODE_ENV.includes(name);
+}
+
+/** The whole environment `stack up` starts a process with: what it may inherit, and `extra` (its own secrets). */
+export function stackEnv(cfg: Pick<Config, 'stackInherited'>, proc: StackProcess, extra: Record<string, string> = {}): Record<string, string> {
+  return { ...Object.fromEntries(Object.entries(cfg.stackInherited).filter(([k]) => stackEnvAllows(proc, k))), ...extra };
+}
 
 function intFrom(env: Env, name: string, fallback: number): number {
   const raw = env[name];
@@ -150,6 +196,9 @@ export function loadConfig(env: Env = process.env): Config {
   ports.api = apiPort;
   const gatewayPort = intFrom(env, 'TEMPERED_GATEWAY_PORT', ports.gateway);
   ports.gateway = gatewayPort;
+  // The embedded PostgreSQL's and S3's credentials, generated at the first `stack up`; absent before it (a
+  // process started then fails to authenticate, which is right: nothing else would be accepted).
+  const generated = env.DATABASE_URL && env.S3_ENDPOINT ? undefined : readSecrets(dataDir);
   return {
     dataDir,
     cacheDir,
@@ -158,14 +207,14 @@ export function loadConfig(env: Env = process.env): Config {
       address: env.TEMPORAL_ADDRESS || `127.0.0.1:${ports.temporal}`,
       namespace: env.TEMPORAL_NAMESPACE || 'default',
     },
-    databaseUrl: env.DATABASE_URL || `postgres://postgres:tempered@127.0.0.1:${ports.postgres}/tempered`,
+    databaseUrl: env.DATABASE_URL || `postgres://postgres:${encodeURIComponent(generated?.postgresPassword ?? '')}@127.0.0.1:${ports.postgres}/tempered`,
     s3: {
       endpoint: env.S3_ENDPOINT === 'aws' ? undefined : env.S3_ENDPOINT || `http://127.0.0.1:${ports.s3}`,
       region: env.S3_REGION || 'us-east-1',
       bucket: env.S3_BUCKET || 'tempered',
       prefix: (env.S3_PREFIX ?? 'tempered/').replace(/^\/+/, ''),
-      accessKeyId: env.AWS_ACCESS_KEY_ID || 'tempered',
-      secretAccessKey: env.AWS_SECRET_ACCESS_KEY || 'tempered-secret',
+      accessKeyId: env.AWS_ACCESS_KEY_ID || (env.S3_ENDPOINT ? '' : generated?.s3AccessKeyId) || '',
+      secretAccessKey: env.AWS_SECRET_ACCESS_KEY || (env.S3_ENDPOINT ? '' : generated?.s3SecretAccessKey) || '',
       forcePathStyle: env.S3_FORCE_PATH_STYLE !== 'false',
     },
     python: env.TEMPERED_PYTHON || path.join(venvDir(cacheDir), 'bin', 'python'),
@@ -190,6 +239,9 @@ export function loadConfig(env: Env = process.env): Config {
     external: { temporal: Boolean(env.TEMPORAL_ADDRESS), postgres: Boolean(env.DATABASE_URL), s3: Boolean(env.S3_ENDPOINT) },
     approvalKeyFile: path.resolve(env.TEMPERED_APPROVAL_KEY_FILE || path.join(dataDir, 'approval.key')),
     stageCache: switchedOn(env.TEMPERED_STAGE_CACHE),
+    stackInherited: Object.fromEntries(
+      Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined && CONFIGURED.some((p) => stackEnvAllows(p, e[0]))),
+    ),
     trainer: {
       threads: env.TEMPERED_NUM_THREADS ? intFrom(env, 'TEMPERED_NUM_THREADS', 0) || undefined : undefined,
       prefork: switchedOn(env.TEMPERED_TRAINER_PREFORK),

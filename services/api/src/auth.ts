@@ -5,7 +5,7 @@
  *
  * At the first start of a stack, `ensureFirstUsers` creates admin, operator and approver with random
  * passwords and tokens, writes them once to `credentials.json` (mode 600) in the data directory for the
- * local CLI, and prints the admin's password once.
+ * local CLI (the API's log says where the file is, never what is in it).
  */
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';

@@ -16,9 +16,9 @@ async function main(): Promise<void> {
   await migrateToLatest(db);
   const created = await ensureFirstUsers(db, cfg.dataDir);
   if (created) {
-    // Printed once, at setup; afterwards only the mode-600 file has them.
-    console.log(`created users ${Object.keys(created).join(', ')}; passwords and tokens are in ${credentialsPath(cfg.dataDir)} (mode 600)`);
-    console.log(`first admin: username admin, password ${created.admin.password}`);
+    // Where the passwords are, never the passwords: this goes to logs/api.log. infra/up.sh shows them once on
+    // the terminal of whoever started the stack.
+    console.log(`created users ${Object.keys(created).join(', ')}; their passwords and tokens are in ${credentialsPath(cfg.dataDir)} (mode 600)`);
   }
   const connection = await Connection.connect({ address: cfg.temporal.address });
   const temporal = new Client({ connection, namespace: cfg.temporal.namespace });
