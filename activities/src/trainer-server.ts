@@ -3,7 +3,8 @@
  * that has imported torch, transformers, peft and trl once and forks a child per job, so a job starts working in
  * a tenth of a second instead of paying ~5 CPU-seconds of imports. Started on the first job (a worker that only
  * runs data stages never pays for it), restarted when it has died; when it cannot start, jobs fall back to a
- * plain `python -m tempered_trainer` process, so this only ever makes jobs faster.
+ * plain `python -m tempered_trainer` process, so this only ever makes jobs faster. A job never waits for the
+ * server: while it starts, jobs start as plain processes.
  *
  * A job is started through the prefork client (`tempered_trainer.prefork run SOCKET ...`), which stands for the
  * job towards the activity: its stdio are the job's, its exit code is the job's, and killing its process group
@@ -22,24 +23,33 @@ const MAX_SOCKET_PATH = 100;
 
 export class TrainerServer {
   private child: ChildProcess | undefined;
-  private ready: Promise<string | undefined> | undefined;
+  private starting: Promise<string | undefined> | undefined;
+  /** The socket of a server that is up and answering; unset while one starts or after it died. */
+  private socket: string | undefined;
   /** Set when a start failed: jobs then start as plain processes for the rest of this worker's life. */
   private unavailable = false;
 
   constructor(private readonly cfg: Config) {}
 
-  /** The argv prefix that starts a trainer command: through the server when it runs, else a plain process. */
-  async command(): Promise<string[]> {
-    const socket = await this.socket();
-    return socket ? ['-m', 'tempered_trainer.prefork', 'run', socket] : ['-m', 'tempered_trainer'];
+  /**
+   * The argv prefix that starts a trainer command now: forked from the server when it is up, else a plain
+   * process (and the server is started for the jobs after this one). Never waits, so no job's first heartbeat
+   * comes later than it would without a server.
+   */
+  command(): string[] {
+    if (this.socket && this.pid !== undefined) return ['-m', 'tempered_trainer.prefork', 'run', this.socket];
+    void this.ready();
+    return ['-m', 'tempered_trainer'];
   }
 
-  /** Resolves to the socket of a running server, starting one if needed; undefined when none can run. */
-  async socket(): Promise<string | undefined> {
-    if (this.unavailable) return undefined;
-    const running = this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
-    if (!this.ready || !running) this.ready = this.start(); // first job, or the server died since
-    return this.ready;
+  /** Starts the server unless it runs; resolves to its socket once it answers, undefined when it cannot start. */
+  ready(): Promise<string | undefined> {
+    if (this.unavailable) return Promise.resolve(undefined);
+    if (!this.starting || this.pid === undefined) {
+      this.socket = undefined;
+      this.starting = this.start(); // the first call, or the server died since
+    }
+    return this.starting;
   }
 
   private start(): Promise<string | undefined> {
@@ -59,6 +69,7 @@ export class TrainerServer {
       const lines = createInterface({ input: child.stdout! });
       let started = false;
       const fail = (why: string) => {
+        this.socket = undefined;
         if (started) return console.error(`[trainer server] ${why}; the next job starts a new one`);
         this.unavailable = true;
         console.error(`[trainer server] not available (${why}); trainer jobs start as plain processes`);
@@ -75,6 +86,7 @@ export class TrainerServer {
           // From now on the server never keeps this process alive: it exits with it (end of its stdin).
           child.unref();
           for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as Socket | null)?.unref();
+          this.socket = socket;
           resolve(socket);
         } catch {
           fail(`unexpected first line ${line}`);

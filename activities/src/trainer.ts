@@ -37,7 +37,7 @@ export async function runTrainer(
   const configPath = path.join(scratch, `${command}-config.json`);
   await writeFile(configPath, JSON.stringify(config, null, 2));
   const ctx = Context.current();
-  const launch = (await deps.trainerServer?.command()) ?? ['-m', 'tempered_trainer'];
+  const launch = deps.trainerServer?.command() ?? ['-m', 'tempered_trainer'];
   return deps.gpus.with((gpu) => spawnTrainer(deps, [...launch, command, '--config', configPath], command, scratch, gpu, onEvent, ctx));
 }
 

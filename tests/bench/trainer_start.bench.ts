@@ -46,7 +46,8 @@ async function jobStart(server: TrainerServer): Promise<Record<string, unknown>>
   const job = ['sft', '--config', 'config.json'];
   const plain: number[] = [];
   const forked: number[] = [];
-  const prefix = await server.command(); // starts the server (not timed: a worker pays it once)
+  await server.ready(); // not timed: a worker pays it once
+  const prefix = server.command();
   for (let i = 0; i < JOBS; i++) {
     plain.push(await firstEventSeconds(['-m', 'tempered_trainer', ...job], dir));
     forked.push(await firstEventSeconds([...prefix, ...job], dir));

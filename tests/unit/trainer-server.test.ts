@@ -23,10 +23,12 @@ function badSft(prefix: string[]): { status: number | null; seconds: number; eve
   return { status: r.status, seconds: (performance.now() - t0) / 1000, event: JSON.parse(r.stdout.trim().split('\n').at(-1)!) };
 }
 
-test('jobs fork from the server at once, and a server that died is replaced by the next job', { timeout: 120_000 }, async () => {
+test('jobs fork from the server once it is up, and a server that died is replaced', { timeout: 120_000 }, async () => {
   const server = new TrainerServer(cfg);
   try {
-    const prefix = await server.command();
+    assert.deepEqual(server.command(), ['-m', 'tempered_trainer'], 'no job waits for the server to start');
+    await server.ready();
+    const prefix = server.command();
     assert.deepEqual(prefix.slice(0, 3), ['-m', 'tempered_trainer.prefork', 'run']);
     const forked = badSft(prefix);
     assert.equal(forked.status, 2, 'a bad config is bad input, as from a plain trainer');
@@ -37,9 +39,10 @@ test('jobs fork from the server at once, and a server that died is replaced by t
     const pid = server.pid!;
     process.kill(pid, 'SIGKILL');
     await new Promise((r) => setTimeout(r, 500));
-    const again = await server.command();
+    assert.deepEqual(server.command(), ['-m', 'tempered_trainer'], 'a plain process while the server is replaced');
+    await server.ready();
     assert.ok(server.pid && server.pid !== pid, 'a new server was started');
-    assert.equal(badSft(again).status, 2);
+    assert.equal(badSft(server.command()).status, 2);
   } finally {
     server.close();
   }
@@ -47,6 +50,7 @@ test('jobs fork from the server at once, and a server that died is replaced by t
 
 test('when the server cannot start, jobs start as plain trainer processes', async () => {
   const server = new TrainerServer({ ...cfg, python: '/nonexistent/python' });
-  assert.deepEqual(await server.command(), ['-m', 'tempered_trainer']);
-  assert.deepEqual(await server.command(), ['-m', 'tempered_trainer'], 'and it is not tried again for every job');
+  assert.equal(await server.ready(), undefined);
+  assert.deepEqual(server.command(), ['-m', 'tempered_trainer']);
+  assert.equal(server.pid, undefined, 'and it is not tried again for every job');
 });

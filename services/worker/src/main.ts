@@ -50,6 +50,8 @@ async function main(): Promise<void> {
   // GPU pools hand their GPUs to the trainer; CPU pools (data stages) never take one.
   // One pre-started trainer per worker process, shared by its pools: jobs fork from it instead of importing torch.
   const trainerServer = cfg.trainer.prefork ? new TrainerServer(cfg) : undefined;
+  // Started now where trainer jobs run (GPU pools: train, RLHF, evaluation), so it is up before their first job.
+  if (pools.some((p) => p.startsWith('gpu'))) void trainerServer?.ready();
   const gpuActivities = createActivities({ cfg, db, store, gpus: new GpuSlots(gpus), trainerServer });
   const cpuActivities = createActivities({ cfg, db, store, gpus: new GpuSlots([]), trainerServer });
   const connection = await NativeConnection.connect({ address: cfg.temporal.address });
