@@ -1,10 +1,11 @@
 /**
  * The pre-started trainer of one worker process (services/trainer/tempered_trainer/prefork.py): a Python process
  * that has imported torch, transformers, peft and trl once and forks a child per job, so a job starts working in
- * a tenth of a second instead of paying ~5 CPU-seconds of imports. Started on the first job (a worker that only
- * runs data stages never pays for it), restarted when it has died; when it cannot start, jobs fall back to a
- * plain `python -m tempered_trainer` process, so this only ever makes jobs faster. A job never waits for the
- * server: while it starts, jobs start as plain processes.
+ * a tenth of a second instead of paying ~7 CPU-seconds of imports. A job never waits for it: until it is up, jobs
+ * start as plain `python -m tempered_trainer` processes, and when it cannot start at all they always do, so it
+ * only ever makes jobs faster. It is started when a GPU worker starts, and otherwise once a plain job has done its
+ * imports (two imports never compete for the cores; a worker that only runs data stages never pays for it), and
+ * again when it has died.
  *
  * A job is started through the prefork client (`tempered_trainer.prefork run SOCKET ...`), which stands for the
  * job towards the activity: its stdio are the job's, its exit code is the job's, and killing its process group
@@ -12,8 +13,8 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import os from 'node:os';
 import type { Socket } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { childEnv, type Config } from '@tempered/config';
@@ -33,13 +34,11 @@ export class TrainerServer {
 
   /**
    * The argv prefix that starts a trainer command now: forked from the server when it is up, else a plain
-   * process (and the server is started for the jobs after this one). Never waits, so no job's first heartbeat
-   * comes later than it would without a server.
+   * process. Never waits and never starts the server, so a job's first event (and heartbeat) comes no later than
+   * it would without one: `ready()` starts it, when no job is importing the same libraries beside it.
    */
   command(): string[] {
-    if (this.socket && this.pid !== undefined) return ['-m', 'tempered_trainer.prefork', 'run', this.socket];
-    void this.ready();
-    return ['-m', 'tempered_trainer'];
+    return this.socket && this.pid !== undefined ? ['-m', 'tempered_trainer.prefork', 'run', this.socket] : ['-m', 'tempered_trainer'];
   }
 
   /** Starts the server unless it runs; resolves to its socket once it answers, undefined when it cannot start. */
@@ -59,9 +58,8 @@ export class TrainerServer {
     // stdin stays a pipe: the server exits when it closes, i.e. when this worker is gone.
     const child = spawn(this.cfg.python, ['-m', 'tempered_trainer.prefork', 'serve', socket], {
       stdio: ['pipe', 'pipe', 'pipe'],
-      // NVML answers any "is CUDA available" asked while importing, so that nothing creates a CUDA context a
-      // forked job could not use (the server also checks that none was made).
-      env: childEnv(this.cfg, { PYTORCH_NVML_BASED_CUDA_CHECK: '1' }),
+      // childEnv has CUDA checks go through NVML, so importing makes no CUDA context (the server checks it).
+      env: childEnv(this.cfg),
     });
     this.child = child;
     createInterface({ input: child.stderr! }).on('line', (line) => console.error(`[trainer server] ${line}`));

@@ -50,6 +50,7 @@ async function spawnTrainer(
   onEvent: (e: TrainerEvent) => Promise<void> | void,
   ctx: Context,
 ): Promise<TrainerRun> {
+  const plain = args[1] === 'tempered_trainer';
   const child = spawn(deps.cfg.python, args, {
     cwd: scratch,
     detached: true, // its own process group, so cancellation also ends anything it started
@@ -104,6 +105,9 @@ async function spawnTrainer(
         stderr.push(`(stdout) ${line}`);
         continue;
       }
+      // A plain job has done its imports: now the worker's pre-started trainer can start without competing with
+      // it. Not for tokenize, which imports no ML library: a worker that only tokenizes never needs the server.
+      if (plain && command !== 'tokenize' && event.event === 'started') void deps.trainerServer?.ready();
       if (event.event === 'finished') finished = event;
       else if (event.event === 'error') failure = event;
       log?.event(event);

@@ -35,6 +35,7 @@ describe("a trainer or model server's environment", () => {
       PYTHONUNBUFFERED: '1',
       HF_HUB_OFFLINE: '1',
       TRANSFORMERS_OFFLINE: '1',
+      PYTORCH_NVML_BASED_CUDA_CHECK: '1',
       TEMPERED_NUM_THREADS: '3',
       CUDA_VISIBLE_DEVICES: '1',
     });
@@ -45,6 +46,13 @@ describe('switches parsed once', () => {
   test('parts given from outside are known by their settings', () => {
     assert.deepEqual(loadConfig({}).external, { temporal: false, postgres: false, s3: false });
     assert.deepEqual(loadConfig({ TEMPORAL_ADDRESS: 'temporal:7233', S3_ENDPOINT: 'aws' }).external, { temporal: true, postgres: false, s3: true });
+  });
+
+  test('the stage cache and the pre-started trainer are on unless switched off', () => {
+    assert.equal(loadConfig({}).stageCache, true);
+    assert.equal(loadConfig({}).trainer.prefork, true);
+    assert.equal(loadConfig({ TEMPERED_STAGE_CACHE: 'off' }).stageCache, false);
+    assert.equal(loadConfig({ TEMPERED_TRAINER_PREFORK: 'false' }).trainer.prefork, false);
   });
 
   test('a bad thread count is refused with the variable named', () => {

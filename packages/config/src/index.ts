@@ -262,6 +262,9 @@ export function childEnv(cfg: Pick<Config, 'trainerDir' | 'trainer'>, extra: Rec
     PYTHONUNBUFFERED: '1',
     HF_HUB_OFFLINE: '1',
     TRANSFORMERS_OFFLINE: '1',
+    // "Is CUDA available?" asked through NVML, which makes no CUDA context: the pre-started trainer forks its jobs
+    // after importing the libraries, and a context made before a fork is unusable in the child.
+    PYTORCH_NVML_BASED_CUDA_CHECK: '1',
     ...(cfg.trainer.threads ? { TEMPERED_NUM_THREADS: String(cfg.trainer.threads) } : {}),
     ...extra,
   };
