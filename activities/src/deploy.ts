@@ -124,16 +124,17 @@ export async function deploy(
   const modelTar = await deps.store.download(input.model, path.join(modelDir, 'model.tar'));
   const configPath = path.join(modelDir, 'serve.json');
   await writeFile(configPath, JSON.stringify({ model: modelTar, host: '127.0.0.1', port, model_name: version.id, device: 'auto' }));
-  await mkdir(path.join(deps.cfg.dataDir, 'logs'), { recursive: true });
+  await mkdir(path.join(deps.cfg.dataDir, 'logs'), { recursive: true, mode: 0o700 });
   await mkdir(path.join(deps.cfg.dataDir, 'run'), { recursive: true });
   const logFile = path.join(deps.cfg.dataDir, 'logs', `${serverName(deploymentId)}.log`);
   const server = spawn(deps.cfg.python, ['-m', 'tempered_trainer', 'serve', '--config', configPath], {
     detached: true, // outlives this activity and the worker; `npm stop` ends it through its pid file
-    stdio: ['ignore', openSync(logFile, 'a'), openSync(logFile, 'a')],
+    // Owner-only, whatever the umask of the process that deploys (a worker the stack started has 077; not every one).
+    stdio: ['ignore', openSync(logFile, 'a', 0o600), openSync(logFile, 'a', 0o600)],
     env: childEnv(deps.cfg),
   });
   server.unref();
-  await writeFile(pidFile(deps, deploymentId), String(server.pid));
+  await writeFile(pidFile(deps, deploymentId), String(server.pid), { mode: 0o600 });
   await waitHealthy(endpoint, 120_000, () => server.exitCode === null, logFile);
 
   // 4. Smoke request: the deployment counts only if the model answers.
