@@ -211,6 +211,10 @@ def serve(sock_path: str) -> int:
                 pid = os.fork()
                 if pid == 0:
                     _become_job(request, fds, server_pid, [selector, listener, conn, *(j.conn for j in jobs.values()), *jobs])
+                try:  # also here, not only in the child: a kill right after the fork must reach the job's group
+                    os.setpgid(pid, pid)
+                except OSError:
+                    pass  # the child did it first (or has already gone)
                 for fd in fds:
                     os.close(fd)
                 job = _Job(pid, conn)

@@ -77,8 +77,11 @@ def test_killing_the_client_kills_its_job_and_the_server_serves_on(server, tmp_p
     while not _children(server["proc"].pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     [child] = _children(server["proc"].pid)
-    assert os.getpgid(child) == child, "the job leads its own process group"
+    # Just forked, it may still be becoming the job (entering the client's directory).
+    while os.readlink(f"/proc/{child}/cwd") != str(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert os.readlink(f"/proc/{child}/cwd") == str(tmp_path)
+    assert os.getpgid(child) == child, "the job leads its own process group"
     os.killpg(job.pid, signal.SIGKILL)  # what the activity does on cancel or when the watchdog fires
     job.wait(timeout=10)
     while _children(server["proc"].pid) and time.monotonic() < deadline:
