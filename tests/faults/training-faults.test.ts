@@ -31,7 +31,9 @@ const workers: ChildProcess[] = [];
 async function startWorker(pool: string): Promise<ChildProcess> {
   const child = spawn(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), [path.join(repoRoot, 'services', 'worker', 'src', 'main.ts'), '--pool', pool], {
     cwd: repoRoot,
-    env: process.env,
+    // Plain trainer processes: these faults are about the activity, its heartbeats and checkpoints (the pre-started
+    // trainer's own kill and crash behaviour is services/trainer/tests/test_prefork.py's and tests/unit's).
+    env: { ...process.env, TEMPERED_TRAINER_PREFORK: 'off' },
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -169,7 +171,7 @@ describe('training survives faults', { timeout: 25 * 60_000 }, () => {
     const runId = handle.workflowId;
 
     await waitFor('two checkpoints', 300_000, async () => ((await checkpointSteps(runId)).length >= 3 ? true : undefined), 250);
-    const [pid1] = trainerPids(runId, 1);
+    const [pid1] = await waitFor('the first attempt’s trainer', 10_000, async () => (trainerPids(runId, 1).length ? trainerPids(runId, 1) : undefined), 200).catch(() => []);
     assert.ok(pid1, 'the first attempt’s trainer runs');
     process.kill(pid1, 'SIGKILL');
 
@@ -179,7 +181,7 @@ describe('training survives faults', { timeout: 25 * 60_000 }, () => {
     // Hang: stop the second trainer; the watchdog (heartbeat timeout, 10 s) kills it and attempt 3 resumes.
     const before = (await checkpointSteps(runId)).length;
     await waitFor('a checkpoint of attempt 2', 300_000, async () => ((await checkpointSteps(runId)).length > before ? true : undefined), 250);
-    const [pid2] = trainerPids(runId, 2);
+    const [pid2] = await waitFor('the second attempt’s trainer', 10_000, async () => (trainerPids(runId, 2).length ? trainerPids(runId, 2) : undefined), 200).catch(() => []);
     assert.ok(pid2, 'the second attempt’s trainer runs');
     process.kill(pid2, 'SIGSTOP');
     assert.match(processState(pid2) ?? '', /T/, 'stopped');
