@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client, WorkflowHandle } from '@temporalio/client';
@@ -56,21 +55,14 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): voi
   }
 }
 
-/**
- * PIDs of this run's trainer jobs, optionally of one attempt: the processes working in the attempt's scratch
- * directory (…/<runId>/train-<activity>-a<attempt>), less the prefork client that stands for a forked job.
- */
+/** PIDs of this run's trainer processes (their command line holds the run's scratch path), optionally of one attempt. */
 function trainerPids(runId: string, attempt?: number): number[] {
-  const scratch = new RegExp(`/${runId}/train-[^/]*${attempt ? `-a${attempt}` : ''}$`);
-  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
-    try {
-      const cwd = readlinkSync(`/proc/${p}/cwd`);
-      const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      return scratch.test(cwd) && cmdline.includes('tempered_trainer') && !cmdline.includes('prefork\0run') ? [Number(p)] : [];
-    } catch {
-      return []; // gone meanwhile
-    }
-  });
+  const pattern = `tempered_trainer sft --config .*${runId}/train-[^ ]*${attempt ? `-a${attempt}/` : ''}`;
+  try {
+    return execFileSync('pgrep', ['-f', pattern], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
 }
 
 function processState(pid: number): string | undefined {
