@@ -27,7 +27,7 @@ if [ ! -e "$data/run/credentials-shown" ]; then
   # Once, at the first start: who can sign in. Afterwards only the mode-600 file has the passwords.
   node -e 'const c=require(process.argv[1]); for (const [u,v] of Object.entries(c)) console.log(`    ${u.padEnd(9)} (${v.role}) password ${v.password}`)' "$data/credentials.json"
   ok "These users can sign in to the dashboard; their passwords and API tokens stay in $data/credentials.json (mode 600)."
-  touch "$data/run/credentials-shown"
+  (umask 077 && touch "$data/run/credentials-shown") # owner-only, like everything under run/
 fi
 case "$example" in
   sentiment)
