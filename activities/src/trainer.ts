@@ -4,10 +4,13 @@
  * the trainer keeps running. The trainer gets this worker's GPU slot (CUDA_VISIBLE_DEVICES); a Temporal
  * cancellation kills its whole process group, and so does a watchdog when it stops emitting events for
  * longer than the activity's heartbeat timeout (a hung or stopped trainer), so the retry that Temporal
- * schedules never races a zombie for the same GPU. With a pre-started trainer (./trainer-server.ts) the process
+ * schedules never races a zombie for the same GPU. Until its first event a trainer is starting (imports, model
+ * load), which on a loaded machine can take longer than a short heartbeat timeout: while its process runs and
+ * is not stopped, the activity heartbeats for it, for up to STARTUP_LIMIT_MS. With a pre-started trainer (./trainer-server.ts) the process
  * is its client, which stands for the forked job in all of this: same events, exit code and process-group kill.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -26,6 +29,26 @@ export interface TrainerRun {
 
 /** Kept to explain a failure: the last lines the trainer wrote to stderr. */
 const STDERR_TAIL = 30;
+
+/** How long a running trainer may take to emit its first event before silence counts against it. */
+export const STARTUP_LIMIT_MS = 10 * 60_000;
+
+/**
+ * Whether a process is running: alive and neither stopped (SIGSTOP, a debugger) nor a zombie. Reads
+ * /proc/<pid>/stat's state field; without /proc, alive is all it can tell.
+ */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !'TtZX'.includes(stat[stat.lastIndexOf(')') + 2]); // the state follows the parenthesised name
+  } catch {
+    try {
+      return process.kill(pid, 0);
+    } catch {
+      return false;
+    }
+  }
+}
 
 export async function runTrainer(
   deps: Deps,
@@ -71,11 +94,19 @@ async function spawnTrainer(
   // Watchdog: Temporal times the attempt out when heartbeats stop, but only this process can end the
   // trainer. Silence for as long as the heartbeat timeout means it is hung (or stopped); kill it.
   const silenceLimitMs = ctx.info.heartbeatTimeoutMs || 0;
-  let lastEventAt = Date.now();
+  const spawnedAt = Date.now();
+  let lastEventAt = spawnedAt;
+  let started = false;
   let hung = false;
   const watchdog = silenceLimitMs
     ? setInterval(() => {
-        if (Date.now() - lastEventAt > silenceLimitMs) {
+        const now = Date.now();
+        if (!started && now - spawnedAt < STARTUP_LIMIT_MS && running(child.pid!)) {
+          // Still starting, not hung. The details are the ones this attempt began with (an earlier attempt's
+          // checkpoints), so a crash now still resumes from them.
+          ctx.heartbeat(ctx.info.heartbeatDetails);
+          lastEventAt = now;
+        } else if (now - lastEventAt > silenceLimitMs) {
           hung = true;
           kill('SIGKILL');
         }
@@ -97,6 +128,7 @@ async function spawnTrainer(
   try {
     for await (const line of createInterface({ input: child.stdout! })) {
       lastEventAt = Date.now();
+      started = true;
       if (!line.trim()) continue;
       let event: TrainerEvent;
       try {
