@@ -12,6 +12,7 @@
  */
 import fs from 'node:fs';
 import { once } from 'node:events';
+import type { Readable } from 'node:stream';
 import iconv from 'iconv-lite';
 
 export type ChatRole = 'system' | 'user' | 'assistant';
@@ -95,16 +96,19 @@ export interface TextLine {
 }
 
 /**
- * Yields the lines of a file one at a time. Decoding goes through iconv-lite's stateful decoder, so a
+ * Yields the lines of a file (a path, or a byte stream such as a decompressor's) one at a time. Decoding goes through iconv-lite's stateful decoder, so a
  * multi-byte character split across read chunks decodes correctly, undecodable bytes become U+FFFD (callers
  * use that to spot them) and a UTF-8 byte-order mark is dropped. Read errors reject the iteration.
  */
-export async function* readLines(path: string, encoding: TextEncoding = 'utf-8'): AsyncGenerator<TextLine> {
+export async function* readLines(source: string | Readable, encoding: TextEncoding = 'utf-8'): AsyncGenerator<TextLine> {
   const decoder = iconv.getDecoder(encoding);
   let pending = '';
   let line = 0;
-  for await (const chunk of fs.createReadStream(path)) {
-    pending += decoder.write(chunk as Buffer);
+  for await (const chunk of typeof source === 'string' ? fs.createReadStream(source) : source) {
+    const decoded = decoder.write(chunk as Buffer);
+    pending += decoded;
+    // A long line spans many chunks: only a chunk with a line break needs the pending text split.
+    if (!decoded.includes('\n')) continue;
     const parts = pending.split('\n');
     pending = parts.pop() ?? '';
     for (const part of parts) yield { text: stripCr(part), line: ++line };

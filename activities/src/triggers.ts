@@ -19,7 +19,7 @@ import { badInput, type Deps } from './context';
 const MAX_OBJECTS = 10_000;
 /** Data files appended to a retrain's sources at most. */
 const MAX_SOURCES = 1_000;
-const DATA_FILE = /\.(jsonl|csv)$/i;
+const DATA_FILE = /\.(jsonl|csv|txt|parquet)(\.(gz|zst))?$/i;
 
 type Listing = Record<string, string>;
 

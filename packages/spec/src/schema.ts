@@ -43,7 +43,18 @@ export const dataSourceSchema = z
       .string()
       .min(1)
       .describe('s3://bucket/key of an object, or a local file path (relative paths resolve against the spec file)'),
-    format: z.enum(['jsonl', 'csv']).optional().describe('defaults to the file extension'),
+    format: z
+      .enum(['jsonl', 'csv', 'text', 'parquet'])
+      .optional()
+      .describe('defaults to the file extension: .jsonl/.json/.ndjson, .csv, .txt/.text, .parquet/.pq (looking past a .gz or .zst)'),
+    compression: z
+      .enum(['none', 'gzip', 'zstd'])
+      .optional()
+      .describe('of a JSONL, CSV or text file; defaults to the file extension: .gz/.gzip gzip, .zst/.zstd zstd, else none (a Parquet file compresses its own pages)'),
+    documents: z
+      .enum(['line', 'file'])
+      .optional()
+      .describe('a plain-text source (ignored for the others): line (the default) makes each non-blank line one text record, file the whole file one'),
     records: recordFormat
       .optional()
       .describe('how a row becomes a training record; by default detected per row from its fields (see data.records)'),
@@ -120,7 +131,7 @@ export const retrainSchema = z
         sources: z
           .enum(['append', 'none'])
           .default('append')
-          .describe('append: every .jsonl and .csv object under the prefix becomes a data source of the retrain, after the spec\'s own; none: the retrain reads the spec\'s sources as they are'),
+          .describe('append: every .jsonl, .csv, .txt and .parquet object (and .jsonl.gz, .csv.zst and the like) under the prefix becomes a data source of the retrain, after the spec\'s own; none: the retrain reads the spec\'s sources as they are'),
       })
       .strict()
       .optional()
