@@ -488,7 +488,8 @@ async function ingestJsonl(source: IngestSource, fields: FieldMapping, sink: Sin
         value = JSON.parse(text);
       } catch (error) {
         // NUL bytes between the characters are what UTF-16 looks like when read as UTF-8.
-        const hint = text.includes('\u0000') ? ' (the line holds NUL bytes: is the file UTF-16? sources must be UTF-8 or Shift_JIS)' : '';
+        const nuls = text.split('\u0000').length - 1;
+        const hint = nuls * 4 >= text.length ? ' (a NUL byte between characters: is the file UTF-16? sources must be UTF-8 or Shift_JIS)' : '';
         await sink.reject(line, 'invalid JSON', `${(error as Error).message}${hint}`, text);
         continue;
       }
@@ -588,6 +589,9 @@ async function ingestCsv(source: IngestSource, fields: FieldMapping, sink: Sink)
     // A stray quote inside an unquoted cell is read literally instead of derailing every following row.
     relax_quotes: true,
     skip_empty_lines: true,
+    // Either line ending, mixed in one file too: csv-parse would otherwise take the first one it meets for the
+    // only one, and read every LF row of a file whose header ends in CRLF as part of one record.
+    record_delimiter: ['\r\n', '\n'],
     // What remains fatal to a record (e.g. a quote never closed before the end of the file) skips that
     // record and continues; we quarantine it from the hook.
     skip_records_with_error: true,

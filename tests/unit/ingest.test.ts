@@ -322,6 +322,13 @@ describe('CSV sources', () => {
     await assert.rejects(ingest([{ path: path.join(root, 'nope.csv') }]), /ENOENT/);
   });
 
+  test('CRLF and LF line endings mixed in one file are each a row end; a quoted newline is not', async () => {
+    const csv = 'prompt,response\r\n"two\nlines",a\nshort\r\nb,c\n';
+    const { dataset, quarantine } = await ingest([{ path: writeFile('mixed-endings.csv', csv) }]);
+    assert.deepEqual(dataset.map((r) => [r.prompt, r.response]), [['two\nlines', 'a'], ['b', 'c']]);
+    assert.deepEqual(quarantine.map((q) => [q.line, q.reason]), [[3, 'wrong number of columns: expected 2, got 1']]);
+  });
+
   test('strips a UTF-8 byte-order mark from the header', async () => {
     const file = writeFile('bom.csv', '\uFEFFprompt,response\np,r\n');
     const { dataset } = await ingest([{ path: file }]);
