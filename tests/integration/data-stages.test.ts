@@ -102,6 +102,17 @@ describe('data stages on the real stack', () => {
     assert.equal(tokenized.counts.records, 6);
   });
 
+  test('a gzip-compressed Parquet file, or an unknown extension, is refused as bad input naming the source', async () => {
+    for (const [uri, message] of [
+      ['rows.parquet.gz', /data\.sources\.0: a Parquet file compresses its own pages/],
+      ['rows.xlsx', /data\.sources\.0: cannot tell the format of "rows\.xlsx"/],
+    ] as const) {
+      const s = spec();
+      s.data.sources = [{ uri, encoding: 'utf-8' }];
+      await assert.rejects(env.run(activities.ingest, { runId, spec: s, specDir: dataDir }), (err: unknown) => err instanceof ApplicationFailure && err.nonRetryable && message.test(err.message), uri);
+    }
+  });
+
   test('a local path outside the allowed roots is refused, not read', async () => {
     const outside = path.join(tmpdir(), `${uniqueId('outside')}.jsonl`);
     writeFileSync(outside, '{"prompt":"a","response":"b"}\n');

@@ -13,7 +13,9 @@ import path from 'node:path';
 import { constants as zlibConstants, gunzipSync, gzipSync } from 'node:zlib';
 import { SourceError, contentKey, ingestFiles, type FieldMapping, type IngestReport, type IngestSource, type QuarantineEntry } from '../../activities/src/ingest-core';
 import { compressionOf, formatOf } from '../../activities/src/readers';
+import { filterPreferences } from '../../activities/src/rlhf';
 import type { DataRecord } from '../../activities/src/records';
+import { SpecError, validateSpec } from '@tempered/spec';
 import { parquetRowGroupOffsets, writeParquet, writeZstd } from '../fixtures';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tempered-readers-'));
@@ -66,6 +68,25 @@ describe('format and compression detection', () => {
     assert.equal(formatOf('dump.bin', 'parquet'), 'parquet');
     assert.equal(compressionOf('train.jsonl', 'gzip'), 'gzip');
     assert.equal(compressionOf('train.jsonl.gz', 'none'), 'none');
+  });
+});
+
+describe("the spec's source fields", () => {
+  const spec = (source: Record<string, unknown>) => ({ apiVersion: 'tempered/v1', name: 'x', data: { sources: [{ uri: 'a.jsonl', ...source }] }, rlhf: { method: 'none' } });
+  test('format, compression and documents take their values; each is optional', () => {
+    const s = validateSpec(spec({ uri: 'corpus.txt.zst', format: 'text', compression: 'zstd', documents: 'file' }));
+    assert.deepEqual(s.data.sources[0], { uri: 'corpus.txt.zst', format: 'text', compression: 'zstd', documents: 'file', encoding: 'utf-8' });
+    assert.deepEqual(validateSpec(spec({})).data.sources[0], { uri: 'a.jsonl', encoding: 'utf-8' });
+    assert.equal(validateSpec(spec({ format: 'parquet' })).data.sources[0].format, 'parquet');
+  });
+  test('a bad value is an issue at its field, naming the values allowed', () => {
+    for (const [field, value] of [['format', 'xlsx'], ['compression', 'lz4'], ['documents', 'paragraph']] as const) {
+      assert.throws(
+        () => validateSpec(spec({ [field]: value })),
+        (err: unknown) => err instanceof SpecError && err.issues.length === 1 && err.issues[0].path === `data.sources.0.${field}` && /expected one of/i.test(err.issues[0].message),
+        field,
+      );
+    }
   });
 });
 
@@ -140,6 +161,20 @@ describe('gzip and zstd', () => {
     assert.deepEqual({ input: gz.report.input }, { input: 0 });
     const zst = await ingest(write('empty.jsonl.zst', ''));
     assert.deepEqual({ input: zst.report.input }, { input: 0 });
+  });
+
+  test('preference pairs read from zstd JSONL; a pair with a lone surrogate is dropped, as the trainer could not encode it', async () => {
+    const f = file('prefs.jsonl.zst');
+    const pairs = [
+      '{"prompt": "p1", "chosen": "good", "rejected": "bad"}',
+      String.raw`{"prompt": "p2", "chosen": "good \ud800", "rejected": "bad"}`,
+      '{"prompt": "p3", "chosen": "good", "rejected": "worse"}',
+    ];
+    writeZstd(f, pairs.join('\n') + '\n');
+    const out = file('prefs-out.jsonl');
+    const spec = validateSpec({ apiVersion: 'tempered/v1', name: 'x', data: { sources: [{ uri: 'a.jsonl' }] }, rlhf: { preferences: { uri: 'prefs.jsonl.zst' } } });
+    assert.deepEqual(await filterPreferences(f, 'zstd', out, spec), { kept: 2, dropped: 1 });
+    assert.deepEqual(readJsonl<{ prompt: string }>(out).map((p) => p.prompt), ['p1', 'p3']);
   });
 
   test('a missing compressed file rejects (a read error is not quarantined)', async () => {

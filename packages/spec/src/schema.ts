@@ -276,7 +276,7 @@ export const pipelineSpecSchema = z
           .enum(['dataset', 'labels', 'feedback'])
           .default('dataset')
           .describe('dataset: the pairs in `preferences`; labels: pairs people label in the dashboard, sampled from the trained model (the run waits for them); feedback: pairs from the feedback people gave the serving model of this name through the gateway (plus `preferences`, when given)'),
-        preferences: dataSourceSchema.optional().describe('JSONL with prompt, chosen and rejected'),
+        preferences: dataSourceSchema.optional().describe('JSONL (gzip- or zstd-compressed too) with prompt, chosen and rejected'),
         labels: z
           .object({
             required: z.number().int().positive().max(10_000).default(20).describe('labels the run waits for before RLHF continues'),
