@@ -28,6 +28,7 @@ import type { RecordFormat } from '@tempered/spec';
 import {
   CHAT_ROLES,
   JsonlWriter,
+  MAX_LINE_CHARS,
   conversationOf,
   readLines,
   type ChatMessage,
@@ -111,7 +112,9 @@ export type QuarantineKind =
    */
   | 'invalid Unicode'
   /** A compressed source damaged part-way: the rest of the file from `line` on, as one entry. */
-  | 'unreadable source';
+  | 'unreadable source'
+  /** A line (a CSV record, a text file read as one document) longer than MAX_LINE_CHARS. */
+  | 'too long';
 
 export interface IngestCounts {
   input: number;
@@ -129,6 +132,7 @@ export interface IngestReport extends IngestCounts {
 }
 
 const RAW_LIMIT = 500;
+const TOO_LONG = `longer than ${MAX_LINE_CHARS / (1024 * 1024)} Mi characters; the rest of it was read past`;
 
 /**
  * A source that cannot be read as configured at all (a CSV header without a needed column, chat messages asked
@@ -475,8 +479,12 @@ async function ingestJsonl(source: IngestSource, fields: FieldMapping, sink: Sin
   const stated = source.records ?? 'auto';
   let last = 0;
   await untilDamaged(source, sink, () => last + 1, async () => {
-    for await (const { text, line } of readLines(openSource(source), source.encoding)) {
+    for await (const { text, line, tooLong } of readLines(openSource(source), source.encoding)) {
       last = line;
+      if (tooLong) {
+        await sink.reject(line, 'too long', TOO_LONG, text);
+        continue;
+      }
       if (text.trim() === '') continue;
       // The decoder turns bytes it cannot decode into U+FFFD; such a line's text is not what was written.
       if (text.includes('\uFFFD')) {
@@ -542,16 +550,23 @@ async function ingestText(source: IngestSource, sink: Sink): Promise<void> {
   let last = 0;
   if ((source.documents ?? 'line') === 'line') {
     await untilDamaged(source, sink, () => last + 1, async () => {
-      for await (const { text, line } of readLines(openSource(source), source.encoding)) {
+      for await (const { text, line, tooLong } of readLines(openSource(source), source.encoding)) {
         last = line;
-        if (text.trim() !== '') await keep(line, text);
+        if (tooLong) await sink.reject(line, 'too long', TOO_LONG, text);
+        else if (text.trim() !== '') await keep(line, text);
       }
     });
     return;
   }
   const parts: string[] = [];
+  let chars = 0;
   await untilDamaged(source, sink, () => 1, async () => {
-    for await (const { text } of readLines(openSource(source), source.encoding)) parts.push(text);
+    for await (const { text, tooLong } of readLines(openSource(source), source.encoding)) {
+      chars += text.length + 1;
+      parts.push(text);
+      // The whole file is one string: past the limit it is refused, and the rest is not held.
+      if (tooLong || chars > MAX_LINE_CHARS) return sink.reject(1, 'too long', TOO_LONG, parts.join('\n').slice(0, RAW_LIMIT));
+    }
     const document = parts.join('\n');
     if (document.trim() !== '') await keep(1, document);
   });
@@ -595,6 +610,8 @@ async function ingestCsv(source: IngestSource, fields: FieldMapping, sink: Sink)
     // What remains fatal to a record (e.g. a quote never closed before the end of the file) skips that
     // record and continues; we quarantine it from the hook.
     skip_records_with_error: true,
+    // A record past the line limit is one of those (and memory stays bounded), not a stage that runs out of it.
+    max_record_size: MAX_LINE_CHARS,
     on_skip: (error: CsvError | undefined, raw: string | undefined) => {
       const context = (error ?? {}) as Partial<{ records: number; empty_lines: number }>;
       skipped.push({

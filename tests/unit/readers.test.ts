@@ -14,7 +14,7 @@ import { constants as zlibConstants, gunzipSync, gzipSync } from 'node:zlib';
 import { SourceError, contentKey, ingestFiles, type FieldMapping, type IngestReport, type IngestSource, type QuarantineEntry } from '../../activities/src/ingest-core';
 import { compressionOf, formatOf } from '../../activities/src/readers';
 import { filterPreferences } from '../../activities/src/rlhf';
-import type { DataRecord } from '../../activities/src/records';
+import { MAX_LINE_CHARS, readLines, type DataRecord } from '../../activities/src/records';
 import { SpecError, validateSpec } from '@tempered/spec';
 import { parquetRowGroupOffsets, writeParquet, writeZstd } from '../fixtures';
 
@@ -212,6 +212,32 @@ describe('plain text', () => {
   test('gzip-compressed text, per line', async () => {
     const { report } = await ingest(write('corpus.txt.gz', gzipSync('a\nb\nc\n')));
     assert.deepEqual({ input: report.input, kept: report.kept }, { input: 3, kept: 3 });
+  });
+});
+
+describe('lines past the limit', () => {
+  test('readLines yields the head of a line over the limit, across read chunks, and goes on with the next line', async () => {
+    const f = write('long.txt', `a\n${'x'.repeat(200_000)}\r\nb\n${'c'.repeat(1000)}\n${'y'.repeat(5000)}`);
+    const lines = [];
+    for await (const l of readLines(f, 'utf-8', 1000)) lines.push({ ...l, text: l.text.slice(0, 3), length: l.text.length });
+    assert.deepEqual(lines, [
+      { text: 'a', line: 1, length: 1 },
+      { text: 'xxx', line: 2, length: 1000, tooLong: true },
+      { text: 'b', line: 3, length: 1 },
+      { text: 'ccc', line: 4, length: 1000 },
+      { text: 'yyy', line: 5, length: 1000, tooLong: true },
+    ]);
+  });
+
+  test('ingest quarantines a JSONL line, a text line and a text file over 64 Mi characters', async () => {
+    const huge = 'w'.repeat(MAX_LINE_CHARS + 10);
+    const jl = await ingest(write('huge.jsonl', `${jsonl(turns(1))}{"prompt": "${huge}", "response": "r"}\n${jsonl(turns(1, 1))}`));
+    assert.deepEqual({ input: jl.report.input, kept: jl.report.kept }, { input: 3, kept: 2 });
+    assert.deepEqual(jl.quarantine.map((q) => [q.line, q.reason, q.raw.length]), [[2, 'too long: longer than 64 Mi characters; the rest of it was read past', 500]]);
+    const txt = await ingest(write('huge.txt', `short\n${huge}\nafter\n`));
+    assert.deepEqual({ input: txt.report.input, kept: txt.report.kept, reasons: txt.report.reasons }, { input: 3, kept: 2, reasons: { 'too long': 1 } });
+    const doc = await ingest(write('huge-doc.txt', `short\n${huge}\nafter\n`), { documents: 'file' });
+    assert.deepEqual({ input: doc.report.input, reasons: doc.report.reasons }, { input: 1, reasons: { 'too long': 1 } });
   });
 });
 
