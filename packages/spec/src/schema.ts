@@ -131,7 +131,7 @@ export const retrainSchema = z
         sources: z
           .enum(['append', 'none'])
           .default('append')
-          .describe('append: every .jsonl, .csv, .txt and .parquet object (and .jsonl.gz, .csv.zst and the like) under the prefix becomes a data source of the retrain, after the spec\'s own; none: the retrain reads the spec\'s sources as they are'),
+          .describe('append: every .jsonl, .csv and .parquet object (and .jsonl.gz, .csv.zst and the like; not .txt, which is as often notes as data) under the prefix becomes a data source of the retrain, after the spec\'s own; none: the retrain reads the spec\'s sources as they are'),
       })
       .strict()
       .optional()
