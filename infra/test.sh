@@ -40,7 +40,7 @@ fi
 # their own task queues, stages called in-process, faults on their own pool, the gateway with its own model
 # servers. A new test file joins the main lane unless it is listed here.
 side_suites=(tests/unit/*.test.ts tests/workflows/*.test.ts tests/faults/*.test.ts
-  tests/integration/data-stages.test.ts tests/integration/stage-cache.test.ts tests/integration/labels.test.ts tests/integration/gateway.test.ts)
+  tests/integration/data-stages.test.ts tests/integration/data-fuzz.test.ts tests/integration/stage-cache.test.ts tests/integration/labels.test.ts tests/integration/gateway.test.ts)
 main_suites=()
 for f in tests/integration/*.test.ts tests/e2e/*.test.ts tests/browser/*.test.ts; do
   [[ " ${side_suites[*]} " == *" $f "* ]] || main_suites+=("$f")

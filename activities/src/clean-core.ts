@@ -10,10 +10,11 @@
  * is [user, assistant]). Record keys and roles pass through unchanged.
  *
  * The per-field functions are pure and exported for tests; `cleanFile` streams, so memory grows only with
- * the dedupe set (16 bytes of digest per kept record).
+ * the dedupe set (a 16-byte digest per kept record in one typed array: digest-set.ts).
  */
 import { createHash } from 'node:crypto';
 import { CHANGE_RULES, charCount, cleanText, type ChangeRule, type TextChange, type TextRules } from '@tempered/text';
+import { DigestSet } from './digest-set';
 import { JsonlWriter, conversationOf, mapTexts, readRecords, textsOf, type DataRecord, type RecordContent } from './records';
 
 export interface CleanOptions extends TextRules {
@@ -86,7 +87,7 @@ export async function cleanFile(inPath: string, outPath: string, options: CleanO
     changedRecords: 0,
     examples: { nfkc: [], control: [], whitespace: [], email: [], phone: [] },
   };
-  const seen = new Set<string>();
+  const seen = new DigestSet();
   const out = new JsonlWriter(outPath);
   try {
     for await (const record of readRecords(inPath)) {
@@ -121,13 +122,10 @@ export async function cleanFile(inPath: string, outPath: string, options: CleanO
         // the conversation it is, roles included, so a turn and the same [user, assistant] conversation are
         // duplicates; a plain text only equals a plain text.
         const same = 'text' in cleaned ? { text: cleaned.text } : conversationOf(cleaned)!.map((m) => [m.role, m.content]);
-        const digest = createHash('sha256').update(JSON.stringify(same)).digest();
-        const id = digest.subarray(0, 16).toString('base64');
-        if (seen.has(id)) {
+        if (!seen.add(createHash('sha256').update(JSON.stringify(same)).digest())) {
           report.removed.duplicate++;
           continue;
         }
-        seen.add(id);
       }
       await out.write(cleaned);
       report.kept++;

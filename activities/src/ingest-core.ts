@@ -1,9 +1,10 @@
 /**
- * Ingest, the local-file core: reads data sources (JSONL or CSV with a header row, UTF-8 or Shift_JIS), maps
- * each row onto a training record (records.ts: a turn, a conversation or plain text) by its record format, and
- * writes one dataset JSONL. Anything that cannot be read as a record goes to a quarantine JSONL with its
- * source, line and reason instead of failing the run, so that `kept + quarantined = input` always holds and a
- * person can see exactly what was left out and why.
+ * Ingest, the local-file core: reads data sources (JSONL, CSV with a header row, plain text, Parquet; UTF-8 or
+ * Shift_JIS; gzip- or zstd-compressed: readers.ts), maps each row onto a training record (records.ts: a turn, a
+ * conversation or plain text) by its record format, and writes one dataset JSONL. Anything that cannot be read
+ * as a record, or that a later stage could not process (text that is not valid Unicode, which no tokenizer can
+ * encode), goes to a quarantine JSONL with its source, line and reason instead of failing the run, so that
+ * `kept + quarantined = input` always holds and a person can see exactly what was left out and why.
  *
  * Record formats (the spec's `records`, per source or for all of `data`), and what each becomes:
  *   prompt-response    the `data.fields` names (default prompt, response)      -> {key, prompt, response}
@@ -12,6 +13,7 @@
  *                      instruction, then a blank line and the input if any     -> {key, prompt, response}
  *   messages           an OpenAI chat `messages` list; JSONL only              -> {key, messages}
  *   text               text (continued pretraining)                            -> {key, text}
+ *                      (a plain-text source is always this: each line, or the whole file, one text)
  *   auto               detected per row (per header for CSV): `detectFormat`.
  *
  * Pure local I/O, streamed and deterministic (same inputs, same bytes out); the Temporal activity around it
@@ -19,13 +21,14 @@
  */
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
-import { pipeline } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { parse, type CsvError } from 'csv-parse';
 import iconv from 'iconv-lite';
 import type { RecordFormat } from '@tempered/spec';
 import {
   CHAT_ROLES,
   JsonlWriter,
+  MAX_LINE_CHARS,
   conversationOf,
   readLines,
   type ChatMessage,
@@ -34,8 +37,12 @@ import {
   type RecordContent,
   type TextEncoding,
 } from './records';
+import { corruptionOf, openBytes, openParquet, type Compression, type ParquetSource, type SourceFormat } from './readers';
 
-export type SourceFormat = 'jsonl' | 'csv';
+export { compressionOf, formatOf, type Compression, type SourceFormat } from './readers';
+
+/** A plain-text source's documents: one per non-blank line, or the whole file as one. */
+export type TextDocuments = 'line' | 'file';
 
 export interface IngestSource {
   /** Local path of the staged file. */
@@ -43,6 +50,10 @@ export interface IngestSource {
   /** How the source is named in quarantine entries and counts (typically its URI). */
   label: string;
   format: SourceFormat;
+  /** Of the file as staged (JSONL, CSV and text; a Parquet file compresses its own pages); default none. */
+  compression?: Compression;
+  /** A plain-text source's documents; default one per line. */
+  documents?: TextDocuments;
   encoding: TextEncoding;
   /** How its rows become records: the source's `records`, else `data.records`; default auto. */
   records?: RecordFormat;
@@ -69,7 +80,10 @@ export interface IngestOutputs {
 /** One quarantine JSONL line. */
 export interface QuarantineEntry {
   source: string;
-  /** 1-based line number (JSONL) or row number with the header as row 1 (CSV). */
+  /**
+   * 1-based line number (JSONL, text per line), row number with the header as row 1 (CSV), row number
+   * (Parquet), 1 (a text file as one document); for `unreadable source`, the first line not read.
+   */
   line: number;
   reason: string;
   /** The offending text, truncated to 500 characters. */
@@ -91,7 +105,16 @@ export type QuarantineKind =
   /** A chat `messages` list that is not a conversation this system can train on (`readMessages`). */
   | 'bad messages'
   | 'wrong number of columns'
-  | 'unparseable CSV';
+  | 'unparseable CSV'
+  /**
+   * A text (or the record's key) holding a lone UTF-16 surrogate, as a JSON escape such as "\ud800" can
+   * write: it has no UTF-8 form, so the tokenizer (and anything else outside JavaScript) cannot encode it.
+   */
+  | 'invalid Unicode'
+  /** A compressed source damaged part-way: the rest of the file from `line` on, as one entry. */
+  | 'unreadable source'
+  /** A line (a CSV record, a text file read as one document) longer than MAX_LINE_CHARS. */
+  | 'too long';
 
 export interface IngestCounts {
   input: number;
@@ -109,21 +132,7 @@ export interface IngestReport extends IngestCounts {
 }
 
 const RAW_LIMIT = 500;
-
-/**
- * The format of a source: the explicit one when given, else from the extension of a path or URI
- * (`.jsonl`/`.json` -> jsonl, `.csv` -> csv).
- */
-export function formatOf(pathOrUri: string, explicit?: SourceFormat): SourceFormat {
-  if (explicit) return explicit;
-  // Ignore a query string or fragment so that presigned or versioned URLs still resolve.
-  const name = pathOrUri.split(/[?#]/, 1)[0].toLowerCase();
-  if (name.endsWith('.jsonl') || name.endsWith('.json')) return 'jsonl';
-  if (name.endsWith('.csv')) return 'csv';
-  throw new Error(
-    `cannot tell the format of "${pathOrUri}" from its extension (expected .jsonl, .json or .csv); set "format: jsonl" or "format: csv" on the source`,
-  );
-}
+const TOO_LONG = `longer than ${MAX_LINE_CHARS / (1024 * 1024)} Mi characters; the rest of it was read past`;
 
 /**
  * A source that cannot be read as configured at all (a CSV header without a needed column, chat messages asked
@@ -131,10 +140,16 @@ export function formatOf(pathOrUri: string, explicit?: SourceFormat): SourceForm
  */
 export class SourceError extends Error {}
 
-/** Refuses a record format its file format cannot hold: a CSV cell is a string, never a list of messages. */
+/**
+ * Refuses a record format its file format cannot hold: a CSV cell is a string, never a list of messages, and
+ * plain text is only text.
+ */
 export function checkRecordFormat(format: SourceFormat, records: RecordFormat | undefined, label: string): void {
   if (format === 'csv' && records === 'messages') {
     throw new SourceError(`${label}: a CSV source cannot hold chat messages (records: messages); write it as JSONL, or give this source its own \`records\` (data.records applies to every source)`);
+  }
+  if (format === 'text' && records !== undefined && records !== 'auto' && records !== 'text') {
+    throw new SourceError(`${label}: a plain-text source holds only text (records: text), not records: ${records}; give this source its own \`records: text\` (data.records applies to every source)`);
   }
 }
 
@@ -227,17 +242,11 @@ export async function ingestFiles(
           counts.input++;
           counts.quarantined++;
           counts.reasons[kind] = (counts.reasons[kind] ?? 0) + 1;
-          const entry: QuarantineEntry = {
-            source: source.label,
-            line,
-            reason: detail ? `${kind}: ${detail}` : kind,
-            raw: raw.length > RAW_LIMIT ? raw.slice(0, RAW_LIMIT) : raw,
-          };
+          const entry: QuarantineEntry = { source: source.label, line, reason: detail ? `${kind}: ${detail}` : kind, raw: clipRaw(raw) };
           await quarantine.write(entry);
         },
       };
-      if (source.format === 'jsonl') await ingestJsonl(source, fields, sink);
-      else await ingestCsv(source, fields, sink);
+      await READERS[source.format](source, fields, sink);
       report.bySource.push({ label: source.label, ...counts });
       report.input += counts.input;
       report.kept += counts.kept;
@@ -263,10 +272,63 @@ function emptyCounts(): IngestCounts {
   return { input: 0, kept: 0, quarantined: 0, reasons: {}, formats: {} };
 }
 
+/** At most RAW_LIMIT UTF-16 units of a quarantined row, never cutting a surrogate pair in two. */
+function clipRaw(raw: string): string {
+  if (raw.length <= RAW_LIMIT) return raw;
+  const cut = /[\uD800-\uDBFF]/.test(raw[RAW_LIMIT - 1]) ? RAW_LIMIT - 1 : RAW_LIMIT;
+  return raw.slice(0, cut);
+}
+
 /** Where a reader sends each input row: every row ends in exactly one of the two calls. */
 interface Sink {
   keep(record: DataRecord, format: RowFormat): Promise<void>;
   reject(line: number, kind: QuarantineKind, detail: string, raw: string): Promise<void>;
+}
+
+type Reader = (source: IngestSource, fields: FieldMapping, sink: Sink) => Promise<void>;
+const READERS: Record<SourceFormat, Reader> = {
+  jsonl: (source, fields, sink) => ingestJsonl(source, fields, sink),
+  csv: (source, fields, sink) => ingestCsv(source, fields, sink),
+  text: (source, _fields, sink) => ingestText(source, sink),
+  parquet: (source, fields, sink) => ingestParquet(source, fields, sink),
+};
+
+/**
+ * Runs a line- or row-reading loop; when a compressed source turns out damaged part-way, the rest of the file
+ * (from the first line not read) becomes one `unreadable source` entry. Other errors (a file that cannot be
+ * read at all) propagate.
+ */
+async function untilDamaged(source: IngestSource, sink: Sink, nextLine: () => number, read: () => Promise<void>): Promise<void> {
+  try {
+    await read();
+  } catch (error) {
+    const damage = corruptionOf(error);
+    if (damage === undefined) throw error;
+    await sink.reject(nextLine(), 'unreadable source', `${damage}; the rest of the file from here was not read`, '');
+  }
+}
+
+function openSource(source: IngestSource): Readable {
+  return openBytes(source.path, source.compression ?? 'none');
+}
+
+/**
+ * Why a record's texts (or its key) cannot leave JavaScript: the first lone UTF-16 surrogate, where it is.
+ * Every other stage (the tokenizer above all) needs text that has a UTF-8 form.
+ */
+function invalidUnicode(content: RecordContent, key: string): string | undefined {
+  const texts: Array<[string, string]> = [['key', key]];
+  if ('messages' in content) content.messages.forEach((m, i) => texts.push([`messages.${i}.content`, m.content]));
+  else if ('text' in content) texts.push(['text', content.text]);
+  else texts.push(['prompt', content.prompt], ['response', content.response]);
+  for (const [field, text] of texts) {
+    const lone = /\p{Cs}/u.exec(text);
+    if (lone) {
+      const unit = lone[0].charCodeAt(0).toString(16);
+      return `"${field}" holds a lone UTF-16 surrogate (\\u${unit}) at position ${lone.index}, which has no UTF-8 form`;
+    }
+  }
+  return undefined;
 }
 
 /** A row's field by name: a JSON value or a CSV cell string; undefined when absent (or JSON null). */
@@ -365,8 +427,20 @@ function contentText(content: unknown): string | { error: string } {
 
 /** A JSON value in a reason, cut short: reasons are read in a table. */
 function show(value: unknown): string {
-  const json = JSON.stringify(value) ?? String(value);
+  const json = safeJson(value);
   return json.length > 40 ? `${json.slice(0, 40)}…` : json;
+}
+
+/**
+ * JSON of any decoded value, never throwing: a value nested deeper than the stack (JSON.parse reads any depth,
+ * JSON.stringify does not) and Parquet's bigints would make JSON.stringify throw, failing the whole stage.
+ */
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) ?? String(value);
+  } catch {
+    return Array.isArray(value) ? '[…deeply nested…]' : '{…deeply nested…}';
+  }
 }
 
 /** The record of a row's content: its id when it has one, else the digest of its content. */
@@ -375,7 +449,7 @@ function toRecord(content: RecordContent, get: Getter, fields: FieldMapping): Da
   let key = contentKey(content);
   if (fields.key !== undefined) {
     const id = get(fields.key);
-    if ((typeof id === 'string' && id.trim() !== '') || (typeof id === 'number' && Number.isFinite(id))) {
+    if ((typeof id === 'string' && id.trim() !== '') || (typeof id === 'number' && Number.isFinite(id)) || typeof id === 'bigint') {
       key = String(id).trim();
     }
   }
@@ -383,41 +457,119 @@ function toRecord(content: RecordContent, get: Getter, fields: FieldMapping): Da
   return { key, ...content } as DataRecord;
 }
 
+/** Keeps a record, unless a later stage could not process its text: then it is quarantined. */
+async function keepRecord(sink: Sink, line: number, record: DataRecord, format: RowFormat, raw: string): Promise<void> {
+  const invalid = invalidUnicode(record, record.key);
+  if (invalid) await sink.reject(line, 'invalid Unicode', invalid, raw);
+  else await sink.keep(record, format);
+}
+
+/** One object-shaped row (a JSONL object, a Parquet row) read by its stated or detected format. */
+async function ingestObject(object: Record<string, unknown>, line: number, raw: string, stated: RecordFormat, fields: FieldMapping, sink: Sink): Promise<void> {
+  // A null field counts as absent: exports of mixed datasets fill the columns a row lacks with null.
+  const get: Getter = (name) => (Object.hasOwn(object, name) && object[name] !== null ? object[name] : undefined);
+  const format = stated === 'auto' ? detectFormat((name) => get(name) !== undefined, fields) : stated;
+  if (format === undefined) return sink.reject(line, 'unknown record format', unknownFormat(Object.keys(object), fields), raw);
+  const reading = readRow(format, get, fields);
+  if ('kind' in reading) return sink.reject(line, reading.kind, reading.detail, raw);
+  await keepRecord(sink, line, toRecord(reading.content, get, fields), format, raw);
+}
+
 async function ingestJsonl(source: IngestSource, fields: FieldMapping, sink: Sink): Promise<void> {
   const stated = source.records ?? 'auto';
-  for await (const { text, line } of readLines(source.path, source.encoding)) {
-    if (text.trim() === '') continue;
-    // The decoder turns bytes it cannot decode into U+FFFD; such a line's text is not what was written.
-    if (text.includes('\uFFFD')) {
-      await sink.reject(line, 'undecodable bytes', `not valid ${source.encoding}`, text);
-      continue;
+  let last = 0;
+  await untilDamaged(source, sink, () => last + 1, async () => {
+    for await (const { text, line, tooLong } of readLines(openSource(source), source.encoding)) {
+      last = line;
+      if (tooLong) {
+        await sink.reject(line, 'too long', TOO_LONG, text);
+        continue;
+      }
+      if (text.trim() === '') continue;
+      // The decoder turns bytes it cannot decode into U+FFFD; such a line's text is not what was written.
+      if (text.includes('\uFFFD')) {
+        await sink.reject(line, 'undecodable bytes', `not valid ${source.encoding}`, text);
+        continue;
+      }
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch (error) {
+        // NUL bytes between the characters are what UTF-16 looks like when read as UTF-8.
+        const nuls = text.split('\u0000').length - 1;
+        const hint = nuls * 4 >= text.length ? ' (a NUL byte between characters: is the file UTF-16? sources must be UTF-8 or Shift_JIS)' : '';
+        await sink.reject(line, 'invalid JSON', `${(error as Error).message}${hint}`, text);
+        continue;
+      }
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        await sink.reject(line, 'not a JSON object', `got ${jsonType(value)}`, text);
+        continue;
+      }
+      await ingestObject(value as Record<string, unknown>, line, text, stated, fields, sink);
     }
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (error) {
-      await sink.reject(line, 'invalid JSON', (error as Error).message, text);
-      continue;
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      await sink.reject(line, 'not a JSON object', `got ${jsonType(value)}`, text);
-      continue;
-    }
-    const object = value as Record<string, unknown>;
-    // A null field counts as absent: exports of mixed datasets fill the columns a row lacks with null.
-    const get: Getter = (name) => (Object.hasOwn(object, name) && object[name] !== null ? object[name] : undefined);
-    const format = stated === 'auto' ? detectFormat((name) => get(name) !== undefined, fields) : stated;
-    if (format === undefined) {
-      await sink.reject(line, 'unknown record format', unknownFormat(Object.keys(object), fields), text);
-      continue;
-    }
-    const reading = readRow(format, get, fields);
-    if ('kind' in reading) {
-      await sink.reject(line, reading.kind, reading.detail, text);
-      continue;
-    }
-    await sink.keep(toRecord(reading.content, get, fields), format);
+  });
+}
+
+/** Parquet: every row an object of its columns (a `messages` column of structs reads as a chat list). */
+async function ingestParquet(source: IngestSource, fields: FieldMapping, sink: Sink): Promise<void> {
+  const stated = source.records ?? 'auto';
+  let parquet: ParquetSource;
+  try {
+    parquet = await openParquet(source.path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw error;
+    // Not Parquet at all (no footer): the spec names the wrong file or format.
+    throw new SourceError(`${source.label}: not a Parquet file (${(error as Error).message}); check the file or its \`format\``);
   }
+  let last = 0;
+  await untilDamaged(source, sink, () => last + 1, async () => {
+    for await (const { row, line } of parquet.read()) {
+      last = line;
+      const raw = safeJson(row);
+      // hyparquet decodes a string column's invalid UTF-8 into U+FFFD, as the line decoder does.
+      const bad = Object.entries(row).find(([, v]) => typeof v === 'string' && v.includes('\uFFFD'));
+      if (bad) {
+        await sink.reject(line, 'undecodable bytes', `column "${bad[0]}" is not valid UTF-8`, raw);
+        continue;
+      }
+      await ingestObject(row, line, raw, stated, fields, sink);
+    }
+  });
+}
+
+/**
+ * Plain text: each non-blank line one `{key, text}` record, or (`documents: file`) the whole file one record,
+ * its line breaks kept. Either way the key is the digest of the text.
+ */
+async function ingestText(source: IngestSource, sink: Sink): Promise<void> {
+  checkRecordFormat('text', source.records, source.label);
+  const keep = async (line: number, text: string) => {
+    if (text.includes('\uFFFD')) return sink.reject(line, 'undecodable bytes', `not valid ${source.encoding}`, text);
+    await keepRecord(sink, line, { key: contentKey({ text }), text }, 'text', text);
+  };
+  let last = 0;
+  if ((source.documents ?? 'line') === 'line') {
+    await untilDamaged(source, sink, () => last + 1, async () => {
+      for await (const { text, line, tooLong } of readLines(openSource(source), source.encoding)) {
+        last = line;
+        if (tooLong) await sink.reject(line, 'too long', TOO_LONG, text);
+        else if (text.trim() !== '') await keep(line, text);
+      }
+    });
+    return;
+  }
+  const parts: string[] = [];
+  let chars = 0;
+  await untilDamaged(source, sink, () => 1, async () => {
+    for await (const { text, tooLong } of readLines(openSource(source), source.encoding)) {
+      chars += text.length + 1;
+      parts.push(text);
+      // The whole file is one string: past the limit it is refused, and the rest is not held.
+      if (tooLong || chars > MAX_LINE_CHARS) return sink.reject(1, 'too long', TOO_LONG, parts.join('\n').slice(0, RAW_LIMIT));
+    }
+    const document = parts.join('\n');
+    if (document.trim() !== '') await keep(1, document);
+  });
 }
 
 function jsonType(value: unknown): string {
@@ -452,9 +604,14 @@ async function ingestCsv(source: IngestSource, fields: FieldMapping, sink: Sink)
     // A stray quote inside an unquoted cell is read literally instead of derailing every following row.
     relax_quotes: true,
     skip_empty_lines: true,
+    // Either line ending, mixed in one file too: csv-parse would otherwise take the first one it meets for the
+    // only one, and read every LF row of a file whose header ends in CRLF as part of one record.
+    record_delimiter: ['\r\n', '\n'],
     // What remains fatal to a record (e.g. a quote never closed before the end of the file) skips that
     // record and continues; we quarantine it from the hook.
     skip_records_with_error: true,
+    // A record past the line limit is one of those (and memory stays bounded), not a stage that runs out of it.
+    max_record_size: MAX_LINE_CHARS,
     on_skip: (error: CsvError | undefined, raw: string | undefined) => {
       const context = (error ?? {}) as Partial<{ records: number; empty_lines: number }>;
       skipped.push({
@@ -469,7 +626,7 @@ async function ingestCsv(source: IngestSource, fields: FieldMapping, sink: Sink)
     info: true,
   });
   // pipeline forwards a read or decode error to the parser, so the loop below rejects instead of hanging.
-  pipeline(fs.createReadStream(source.path), iconv.decodeStream(source.encoding), parser, () => {});
+  pipeline(openSource(source), iconv.decodeStream(source.encoding), parser, () => {});
 
   let header: string[] | undefined;
   // Every row has the header's columns, so the format is settled once, from the header.
@@ -489,41 +646,45 @@ async function ingestCsv(source: IngestSource, fields: FieldMapping, sink: Sink)
     }
   };
 
-  for await (const { record, raw, info } of parser as AsyncIterable<CsvRow>) {
-    await flushSkipped(info.records);
-    const row = info.records + info.empty_lines + skippedSoFar;
-    const text = trimNewlines(raw);
-    if (header === undefined) {
-      header = record.map((name) => name.trim());
-      // The first of repeated column names counts. A missing id column is not an error: keys fall back to
-      // content digests, as for JSONL; neither is a missing alpaca input.
-      header.forEach((name, i) => columns.has(name) || columns.set(name, i));
-      format = csvFormat(header, columns, source, fields);
-      continue;
+  let last = 0;
+  await untilDamaged(source, sink, () => last + 1, async () => {
+    for await (const { record, raw, info } of parser as AsyncIterable<CsvRow>) {
+      await flushSkipped(info.records);
+      const row = info.records + info.empty_lines + skippedSoFar;
+      last = row;
+      const text = trimNewlines(raw);
+      if (header === undefined) {
+        header = record.map((name) => name.trim());
+        // The first of repeated column names counts. A missing id column is not an error: keys fall back to
+        // content digests, as for JSONL; neither is a missing alpaca input.
+        header.forEach((name, i) => columns.has(name) || columns.set(name, i));
+        format = csvFormat(header, columns, source, fields);
+        continue;
+      }
+      // A row of only spaces counts as blank, like a blank JSONL line.
+      if (record.length === 1 && record[0].trim() === '') continue;
+      if (text.includes('\uFFFD')) {
+        await sink.reject(row, 'undecodable bytes', `not valid ${source.encoding}`, text);
+        continue;
+      }
+      if (record.length !== header.length) {
+        await sink.reject(row, 'wrong number of columns', `expected ${header.length}, got ${record.length}`, text);
+        continue;
+      }
+      const get: Getter = (name) => {
+        const i = columns.get(name);
+        return i === undefined ? undefined : record[i];
+      };
+      // With the header and the column count checked, every needed cell exists; this only guards the types.
+      const reading = readRow(format!, get, fields);
+      if ('kind' in reading) {
+        await sink.reject(row, reading.kind, reading.detail, text);
+        continue;
+      }
+      await keepRecord(sink, row, toRecord(reading.content, get, fields), format!, text);
     }
-    // A row of only spaces counts as blank, like a blank JSONL line.
-    if (record.length === 1 && record[0].trim() === '') continue;
-    if (text.includes('\uFFFD')) {
-      await sink.reject(row, 'undecodable bytes', `not valid ${source.encoding}`, text);
-      continue;
-    }
-    if (record.length !== header.length) {
-      await sink.reject(row, 'wrong number of columns', `expected ${header.length}, got ${record.length}`, text);
-      continue;
-    }
-    const get: Getter = (name) => {
-      const i = columns.get(name);
-      return i === undefined ? undefined : record[i];
-    };
-    // With the header and the column count checked, every needed cell exists; this only guards the types.
-    const reading = readRow(format!, get, fields);
-    if ('kind' in reading) {
-      await sink.reject(row, reading.kind, reading.detail, text);
-      continue;
-    }
-    await sink.keep(toRecord(reading.content, get, fields), format!);
-  }
-  await flushSkipped(Number.POSITIVE_INFINITY);
+    await flushSkipped(Number.POSITIVE_INFINITY);
+  });
 }
 
 /**

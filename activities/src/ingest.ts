@@ -1,5 +1,6 @@
 /**
- * ingest: reads the spec's data sources (JSONL or CSV, UTF-8 or Shift_JIS, from S3 or a local path),
+ * ingest: reads the spec's data sources (JSONL, CSV, plain text or Parquet, gzip- or zstd-compressed or not,
+ * UTF-8 or Shift_JIS, from S3 or a local path),
  * streams them into one snapshot of training records (turns, conversations or plain text, by each source's
  * record format: ingest-core.ts), and quarantines what does not parse, with reasons. The snapshot is a dataset
  * version: same data, same version id.
@@ -12,7 +13,7 @@ import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { sha256File } from '@tempered/artifacts';
 import { type Deps, badInput, log, withScratch } from './context';
 import { cachedStage, marked } from './cache';
-import { SourceError, checkRecordFormat, formatOf, ingestFiles, type IngestSource } from './ingest-core';
+import { SourceError, checkRecordFormat, compressionOf, formatOf, ingestFiles, type IngestSource, type SourceFormat } from './ingest-core';
 import { stageSource } from './sources';
 
 export async function ingest(deps: Deps, input: { runId: string; spec: PipelineSpec; specDir?: string }): Promise<IngestResult> {
@@ -20,16 +21,19 @@ export async function ingest(deps: Deps, input: { runId: string; spec: PipelineS
   return withScratch(deps, async (dir) => {
     const sources: IngestSource[] = [];
     for (const [i, source] of spec.data.sources.entries()) {
-      let format: 'jsonl' | 'csv';
+      let format: SourceFormat;
       // A source's own record format wins over the one for all of data.
       const records = source.records ?? spec.data.records;
+      const compression = compressionOf(source.uri, source.compression);
       try {
         format = formatOf(source.uri, source.format);
         checkRecordFormat(format, records, source.uri);
+        if (format === 'parquet' && compression !== 'none') throw new Error('a Parquet file compresses its own pages; store it uncompressed (compression: none)');
       } catch (err) {
         throw badInput(`data.sources.${i}: ${(err as Error).message}`);
       }
-      sources.push({ path: await stageSource(deps, source.uri, input.specDir, dir, i), label: source.uri, format, encoding: source.encoding, records });
+      const documents = format === 'text' ? (source.documents ?? 'line') : undefined;
+      sources.push({ path: await stageSource(deps, source.uri, input.specDir, dir, i), label: source.uri, format, compression, documents, encoding: source.encoding, records });
     }
     const digests = await Promise.all(sources.map(async (s) => (await sha256File(s.path)).sha256));
 
@@ -43,7 +47,7 @@ export async function ingest(deps: Deps, input: { runId: string; spec: PipelineS
         // the label the quarantine entries name it by (the URI as written in the spec), in spec order; and the
         // field mapping. Not the spec's name: it only names the dataset version row, which is keyed by content.
         config: {
-          sources: sources.map((s) => ({ label: s.label, format: s.format, encoding: s.encoding, records: s.records })),
+          sources: sources.map((s) => ({ label: s.label, format: s.format, compression: s.compression, documents: s.documents, encoding: s.encoding, records: s.records })),
           fields: spec.data.fields,
         },
         inputs: { sources: digests },

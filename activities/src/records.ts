@@ -12,6 +12,7 @@
  */
 import fs from 'node:fs';
 import { once } from 'node:events';
+import type { Readable } from 'node:stream';
 import iconv from 'iconv-lite';
 
 export type ChatRole = 'system' | 'user' | 'assistant';
@@ -88,30 +89,69 @@ export function lastUserText(r: DataRecord): string | undefined {
 export type TextEncoding = 'utf-8' | 'shift_jis';
 
 export interface TextLine {
-  /** The line without its terminator (`\n` or `\r\n`). */
+  /** The line without its terminator (`\n` or `\r\n`); of a line longer than the limit, its first characters. */
   text: string;
   /** 1-based physical line number, blank lines included. */
   line: number;
+  /** The line was longer than the limit: `text` is its head, the rest was read past and dropped. */
+  tooLong?: true;
 }
 
 /**
- * Yields the lines of a file one at a time. Decoding goes through iconv-lite's stateful decoder, so a
- * multi-byte character split across read chunks decodes correctly, undecodable bytes become U+FFFD (callers
- * use that to spot them) and a UTF-8 byte-order mark is dropped. Read errors reject the iteration.
+ * The longest line `readLines` holds: 64 Mi UTF-16 units (128 MiB). A longer line is no training record, and
+ * one past V8's string limit (~512 Mi) would make the reader throw and fail the stage on every retry.
  */
-export async function* readLines(path: string, encoding: TextEncoding = 'utf-8'): AsyncGenerator<TextLine> {
+export const MAX_LINE_CHARS = 64 * 1024 * 1024;
+/** How much of a line over the limit is kept to show in a quarantine entry. */
+const TOO_LONG_HEAD = 1000;
+
+/**
+ * Yields the lines of a file (a path, or a byte stream such as a decompressor's) one at a time. Decoding goes
+ * through iconv-lite's stateful decoder, so a multi-byte character split across read chunks decodes correctly,
+ * undecodable bytes become U+FFFD (callers use that to spot them) and a UTF-8 byte-order mark is dropped. A line
+ * longer than `maxChars` comes out as its head with `tooLong`, memory held to the limit. Read errors reject
+ * the iteration.
+ */
+export async function* readLines(source: string | Readable, encoding: TextEncoding = 'utf-8', maxChars = MAX_LINE_CHARS): AsyncGenerator<TextLine> {
   const decoder = iconv.getDecoder(encoding);
   let pending = '';
   let line = 0;
-  for await (const chunk of fs.createReadStream(path)) {
-    pending += decoder.write(chunk as Buffer);
-    const parts = pending.split('\n');
-    pending = parts.pop() ?? '';
-    for (const part of parts) yield { text: stripCr(part), line: ++line };
+  // Reading past the rest of a line over the limit; `pending` holds its head.
+  let dropping = false;
+  for await (const chunk of typeof source === 'string' ? fs.createReadStream(source) : source) {
+    let decoded = decoder.write(chunk as Buffer);
+    if (dropping) {
+      const end = decoded.indexOf('\n');
+      if (end < 0) continue;
+      yield { text: pending, line: ++line, tooLong: true };
+      pending = '';
+      dropping = false;
+      decoded = decoded.slice(end + 1);
+    }
+    pending += decoded;
+    // A long line spans many chunks: only a chunk with a line break needs the pending text split.
+    if (decoded.includes('\n')) {
+      const parts = pending.split('\n');
+      pending = parts.pop() ?? '';
+      for (const part of parts) {
+        if (part.length > maxChars) yield { text: part.slice(0, TOO_LONG_HEAD), line: ++line, tooLong: true };
+        else yield { text: stripCr(part), line: ++line };
+      }
+    }
+    if (pending.length > maxChars) {
+      pending = pending.slice(0, TOO_LONG_HEAD);
+      dropping = true;
+    }
   }
-  pending += decoder.end() ?? '';
+  const tail = decoder.end() ?? '';
+  if (dropping) {
+    yield { text: pending, line: ++line, tooLong: true };
+    return;
+  }
+  pending += tail;
   // A final line without a terminating newline is still a line; an empty tail after the last "\n" is not.
-  if (pending !== '') yield { text: stripCr(pending), line: ++line };
+  if (pending.length > maxChars) yield { text: pending.slice(0, TOO_LONG_HEAD), line: ++line, tooLong: true };
+  else if (pending !== '') yield { text: stripCr(pending), line: ++line };
 }
 
 function stripCr(text: string): string {
@@ -123,7 +163,8 @@ function stripCr(text: string): string {
  * a line that is not JSON is a bug upstream, so it throws (with file and line) instead of skipping.
  */
 export async function* readJsonl<T = unknown>(path: string): AsyncGenerator<{ value: T; line: number }> {
-  for await (const { text, line } of readLines(path)) {
+  // A file this system wrote has no line limit: ingest already refused the input lines past it.
+  for await (const { text, line } of readLines(path, 'utf-8', Number.POSITIVE_INFINITY)) {
     if (text.trim() === '') continue;
     let value: T;
     try {

@@ -15,22 +15,24 @@ import { cleanText } from '@tempered/text';
 import { type Deps, badInput, log, withScratch } from './context';
 import { labeledPreferences } from './labels';
 import { MetricBuffer } from './metrics';
+import { compressionOf, openBytes, type Compression } from './readers';
 import { JsonlWriter, readLines } from './records';
 import { stageSource } from './sources';
 import { runTrainer, type TrainerEvent } from './trainer';
 
 /**
- * Keeps well-formed `{prompt, chosen, rejected}` lines, their texts normalized by the run's own clean rules (NFKC,
- * control characters, whitespace; PII masking is for training data), so DPO sees a prompt exactly as SFT and
- * serving do; counts the rest.
+ * Keeps well-formed `{prompt, chosen, rejected}` lines (of a JSONL file, gzip- or zstd-compressed or not), their
+ * texts normalized by the run's own clean rules (NFKC, control characters, whitespace; PII masking is for
+ * training data), so DPO sees a prompt exactly as SFT and serving do; counts the rest, a text with a lone UTF-16
+ * surrogate among them (the trainer cannot encode it: ingest quarantines such records for the same reason).
  */
-async function filterPreferences(source: string, out: string, spec: PipelineSpec): Promise<{ kept: number; dropped: number }> {
+export async function filterPreferences(source: string, compression: Compression, out: string, spec: PipelineSpec): Promise<{ kept: number; dropped: number }> {
   const rules = { ...spec.clean, maskPii: false };
   const clean = (text: string) => cleanText(text, rules).text;
   const sink = new JsonlWriter(out);
   let dropped = 0;
   try {
-    for await (const { text } of readLines(source)) {
+    for await (const { text } of readLines(openBytes(source, compression))) {
       if (!text.trim()) continue;
       let p: Record<string, unknown>;
       try {
@@ -38,7 +40,7 @@ async function filterPreferences(source: string, out: string, spec: PipelineSpec
       } catch {
         p = {};
       }
-      if (typeof p?.prompt !== 'string' || typeof p?.chosen !== 'string' || typeof p?.rejected !== 'string') {
+      if (typeof p?.prompt !== 'string' || typeof p?.chosen !== 'string' || typeof p?.rejected !== 'string' || [p.prompt, p.chosen, p.rejected].some((t) => /\p{Cs}/u.test(t as string))) {
         dropped++;
         continue;
       }
@@ -57,12 +59,17 @@ async function filterPreferences(source: string, out: string, spec: PipelineSpec
   return { kept: sink.lines, dropped };
 }
 
+function preferencesCompression(spec: PipelineSpec): Compression {
+  const { uri, compression } = spec.rlhf.preferences!;
+  return compressionOf(uri, compression);
+}
+
 /** Stages the spec's preference source, keeps the well-formed pairs, and stores them as an artifact. */
 async function preparePreferences(deps: Deps, spec: PipelineSpec, specDir: string | undefined, dir: string) {
   if (!spec.rlhf.preferences) throw badInput('rlhf.preferences is required unless rlhf.method is "none"');
   const source = await stageSource(deps, spec.rlhf.preferences.uri, specDir, dir, 0);
   const path_ = path.join(dir, 'preferences.jsonl');
-  const { kept, dropped } = await filterPreferences(source, path_, spec);
+  const { kept, dropped } = await filterPreferences(source, preferencesCompression(spec), path_, spec);
   if (kept === 0) throw badInput(`rlhf.preferences: no well-formed {prompt, chosen, rejected} pairs (${dropped} malformed)`);
   const ref = await deps.store.putFile(path_, 'preferences', 'preferences.jsonl');
   return { path: path_, ref, kept, dropped };
@@ -76,7 +83,7 @@ async function feedbackPreferences(deps: Deps, spec: PipelineSpec, specDir: stri
   const fromFeedback = await feedbackPreferencePairs(deps.db, { modelName: spec.name });
   const path_ = path.join(dir, 'preferences.jsonl');
   let base = { kept: 0, dropped: 0 };
-  if (spec.rlhf.preferences) base = await filterPreferences(await stageSource(deps, spec.rlhf.preferences.uri, specDir, dir, 0), path_, spec);
+  if (spec.rlhf.preferences) base = await filterPreferences(await stageSource(deps, spec.rlhf.preferences.uri, specDir, dir, 0), preferencesCompression(spec), path_, spec);
   if (fromFeedback.length + base.kept === 0) {
     throw badInput(`rlhf.source is "feedback" but there is no feedback on ${spec.name} yet that makes a pair (thumbs up and down on one prompt, or a pairwise choice)`);
   }

@@ -19,7 +19,8 @@ import { badInput, type Deps } from './context';
 const MAX_OBJECTS = 10_000;
 /** Data files appended to a retrain's sources at most. */
 const MAX_SOURCES = 1_000;
-const DATA_FILE = /\.(jsonl|csv)$/i;
+/** What a retrain takes for data: JSONL and CSV (gzip or zstd too) and Parquet; never .txt, as often notes as data. */
+const DATA_FILE = /\.((jsonl|csv)(\.(gz|zst))?|parquet)$/i;
 
 type Listing = Record<string, string>;
 

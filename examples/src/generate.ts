@@ -69,7 +69,7 @@ export interface DemoDataSummary {
 }
 
 /** mulberry32: tiny, fast and good enough for test data; Math.random cannot be seeded. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;

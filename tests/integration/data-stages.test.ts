@@ -12,7 +12,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, GpuSlots } from '@tempered/activities';
 import { generateDemoData, type DemoDataSummary } from '@tempered/examples';
-import type { CleanResult, IngestResult } from '@tempered/contract';
+import type { CleanResult, IngestResult, TokenizeResult } from '@tempered/contract';
 import { cfg, db, demoSpec, store, trainerServer, uniqueId } from '../support';
 
 describe('data stages on the real stack', () => {
@@ -80,6 +80,37 @@ describe('data stages on the real stack', () => {
     assert.ok(report.changed.nfkc >= 1, 'the Shift_JIS rows use full-width forms');
     const text = (await store().getBytes(cleaned.cleaned.uri)).toString('utf8');
     assert.ok(!text.includes('@example.com'), 'no e-mail address survives cleaning');
+  });
+
+  // Regression: "\ud800" passed ingest and clean, then the tokenizer could not encode it, and the run failed
+  // after three attempts because of one record.
+  test('a record with a lone UTF-16 surrogate is quarantined with its reason, and tokenize succeeds on the rest', async () => {
+    const file = path.join(dataDir, 'lone-surrogate.jsonl');
+    const good = Array.from({ length: 6 }, (_, i) => JSON.stringify({ prompt: `reverse ${i} ${i + 1}`, response: `${i + 1} ${i}` }));
+    writeFileSync(file, [good[0], String.raw`{"prompt": "hello \ud800 there", "response": "ok"}`, ...good.slice(1)].join('\n') + '\n');
+    const s = spec();
+    s.data.sources = [{ uri: 'lone-surrogate.jsonl', encoding: 'utf-8' }];
+    const ingestedHere: IngestResult = await env.run(activities.ingest, { runId, spec: s, specDir: dataDir });
+    assert.deepEqual(ingestedHere.counts, { input: 7, kept: 6, quarantined: 1 });
+    const [entry] = (await store().getBytes(ingestedHere.quarantine.uri)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(
+      { line: entry.line, reason: entry.reason },
+      { line: 2, reason: String.raw`invalid Unicode: "prompt" holds a lone UTF-16 surrogate (\ud800) at position 6, which has no UTF-8 form` },
+    );
+    const cleanedHere: CleanResult = await env.run(activities.clean, { runId, spec: s, dataset: ingestedHere.dataset });
+    const tokenized: TokenizeResult = await env.run(activities.tokenize, { runId, spec: s, cleaned: cleanedHere.cleaned });
+    assert.equal(tokenized.counts.records, 6);
+  });
+
+  test('a gzip-compressed Parquet file, or an unknown extension, is refused as bad input naming the source', async () => {
+    for (const [uri, message] of [
+      ['rows.parquet.gz', /data\.sources\.0: a Parquet file compresses its own pages/],
+      ['rows.xlsx', /data\.sources\.0: cannot tell the format of "rows\.xlsx"/],
+    ] as const) {
+      const s = spec();
+      s.data.sources = [{ uri, encoding: 'utf-8' }];
+      await assert.rejects(env.run(activities.ingest, { runId, spec: s, specDir: dataDir }), (err: unknown) => err instanceof ApplicationFailure && err.nonRetryable && message.test(err.message), uri);
+    }
   });
 
   test('a local path outside the allowed roots is refused, not read', async () => {

@@ -5,11 +5,13 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CHANGE_RULES, cleanText, collapseWhitespace, maskEmails, maskPhones, normalizeNfkc, stripControlChars } from '@tempered/text';
 import { cleanFile, removalReason, type CleanOptions, type CleanReport } from '../../activities/src/clean-core';
+import { DigestSet } from '../../activities/src/digest-set';
 import { ingestFiles } from '../../activities/src/ingest-core';
 import type { ChatMessage, DataRecord, TurnRecord } from '../../activities/src/records';
 import { generateDemoData } from '../../examples/src/index';
@@ -399,4 +401,29 @@ describe('conversations and plain texts', () => {
     const cleaned = fs.readFileSync(path.join(dir, 'cleaned.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as DataRecord);
     assert.deepEqual(cleaned.map((r) => ('messages' in r ? r.messages[0].content : undefined)), ['hi [EMAIL]', 'bye']);
   });
+});
+
+test('DigestSet answers as a Set of the digests would, through many doublings, the all-zero digest included', () => {
+  const set = new DigestSet();
+  const reference = new Set<string>();
+  const digest = (i: number) => createHash('sha256').update(String(i)).digest();
+  // 50,000 distinct digests, each offered twice in an interleaved order, and digests that share their first word.
+  for (let i = 0; i < 100_000; i++) {
+    const d = digest(i % 50_000);
+    assert.equal(set.add(d), !reference.has(d.toString('hex')), `digest ${i}`);
+    reference.add(d.toString('hex'));
+  }
+  const sameFirstWord = Buffer.alloc(32, 7);
+  const other = Buffer.from(sameFirstWord);
+  other[15] = 8;
+  assert.equal(set.add(sameFirstWord), true);
+  assert.equal(set.add(other), true);
+  assert.equal(set.add(other), false);
+  assert.equal(set.add(Buffer.alloc(32)), true);
+  assert.equal(set.add(Buffer.alloc(32)), false);
+  // Only the first 16 bytes count, as clean's dedupe always compared.
+  const tail = Buffer.from(other);
+  tail[20] = 1;
+  assert.equal(set.add(tail), false);
+  assert.equal(set.size, 50_003);
 });

@@ -82,8 +82,9 @@ describe('formatOf', () => {
     assert.equal(formatOf('data/rows.csv', 'jsonl'), 'jsonl');
   });
   test('an unknown extension is a clear error', () => {
-    assert.throws(() => formatOf('s3://b/data.parquet'), /cannot tell the format of "s3:\/\/b\/data.parquet".*format: jsonl/);
-    assert.throws(() => formatOf('noextension'), /\.jsonl, \.json or \.csv/);
+    assert.throws(() => formatOf('s3://b/data.xlsx'), /cannot tell the format of "s3:\/\/b\/data.xlsx".*format: jsonl/);
+    assert.throws(() => formatOf('noextension'), /\.jsonl, \.json, \.csv, \.txt or \.parquet/);
+    assert.throws(() => formatOf('rows.gz'), /cannot tell the format of "rows.gz"/);
   });
 });
 
@@ -183,6 +184,58 @@ describe('JSONL sources', () => {
   test('a missing file rejects instead of hanging', async () => {
     await assert.rejects(ingest([{ path: path.join(root, 'nope.jsonl') }]), /ENOENT/);
   });
+
+  // Regression: a JSON escape can write a lone UTF-16 surrogate, which JavaScript holds but nothing else can
+  // encode; such a record passed ingest and clean, then failed the tokenize stage (and so the run) every attempt.
+  test('a text or key holding a lone UTF-16 surrogate is quarantined as invalid Unicode; a proper pair is kept', async () => {
+    const lines = [
+      String.raw`{"prompt": "hello \ud800 there", "response": "ok"}`, // 1 lone high surrogate
+      String.raw`{"prompt": "fine", "response": "tail \udc00"}`, // 2 lone low surrogate
+      String.raw`{"prompt": "swapped", "response": "\ude00\ud83d"}`, // 3 a pair in the wrong order
+      String.raw`{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x\udbff"}]}`, // 4
+      String.raw`{"text": "\ud800"}`, // 5
+      String.raw`{"id": "k\ud800", "prompt": "a", "response": "b"}`, // 6 the key
+      String.raw`{"prompt": "smile \ud83d\ude00", "response": "ok"}`, // 7 kept: a surrogate pair is one character
+    ];
+    const { report, dataset, quarantine } = await ingest<DataRecord>([{ path: writeFile('surrogates.jsonl', lines.join('\n')) }], { ...defaultFields, key: 'id' });
+    assert.deepEqual({ input: report.input, kept: report.kept, quarantined: report.quarantined }, { input: 7, kept: 1, quarantined: 6 });
+    assert.deepEqual(report.reasons, { 'invalid Unicode': 6 });
+    assert.deepEqual(
+      quarantine.map((q) => [q.line, q.reason]),
+      [
+        [1, String.raw`invalid Unicode: "prompt" holds a lone UTF-16 surrogate (\ud800) at position 6, which has no UTF-8 form`],
+        [2, String.raw`invalid Unicode: "response" holds a lone UTF-16 surrogate (\udc00) at position 5, which has no UTF-8 form`],
+        [3, String.raw`invalid Unicode: "response" holds a lone UTF-16 surrogate (\ude00) at position 0, which has no UTF-8 form`],
+        [4, String.raw`invalid Unicode: "messages.1.content" holds a lone UTF-16 surrogate (\udbff) at position 1, which has no UTF-8 form`],
+        [5, String.raw`invalid Unicode: "text" holds a lone UTF-16 surrogate (\ud800) at position 0, which has no UTF-8 form`],
+        [6, String.raw`invalid Unicode: "key" holds a lone UTF-16 surrogate (\ud800) at position 1, which has no UTF-8 form`],
+      ],
+    );
+    assert.equal((dataset[0] as TurnRecord).prompt, 'smile \u{1F600}');
+    // What is written has a UTF-8 form: it round-trips through a strict decoder.
+    assert.doesNotThrow(() => new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(JSON.stringify(dataset))));
+  });
+
+  test('a value nested deeper than the stack is quarantined, not a crash of the stage', async () => {
+    const deep = '['.repeat(200_000) + ']'.repeat(200_000);
+    const lines = [
+      `{"messages": [{"role": ${deep}, "content": "x"}]}`, // the reason shows the role: JSON.stringify of it overflows
+      `{"prompt": ${deep}, "response": "b"}`,
+      `{"a": ${deep}}`,
+      '{"prompt": "a", "response": "b"}',
+    ];
+    const { report, quarantine } = await ingest<DataRecord>([{ path: writeFile('deep.jsonl', lines.join('\n')) }]);
+    assert.deepEqual({ input: report.input, kept: report.kept }, { input: 4, kept: 1 });
+    assert.deepEqual(report.reasons, { 'bad messages': 1, 'missing field': 1, 'unknown record format': 1 });
+    assert.match(quarantine[0].reason, /^bad messages: message 1 has role \[…deeply nested…\]; expected system, user or assistant$/);
+    assert.equal(quarantine[0].raw.length, 500);
+  });
+
+  test('a raw truncated to 500 characters never ends in half a surrogate pair', async () => {
+    const line = `{"prompt": "${'x'.repeat(487)}\u{1F600}${'y'.repeat(100)}"`; // the emoji's halves at 499 and 500
+    const { quarantine } = await ingest([{ path: writeFile('clip.jsonl', line) }]);
+    assert.equal(quarantine[0].raw, line.slice(0, 499));
+  });
 });
 
 describe('CSV sources', () => {
@@ -267,6 +320,13 @@ describe('CSV sources', () => {
 
   test('a missing file rejects instead of hanging', async () => {
     await assert.rejects(ingest([{ path: path.join(root, 'nope.csv') }]), /ENOENT/);
+  });
+
+  test('CRLF and LF line endings mixed in one file are each a row end; a quoted newline is not', async () => {
+    const csv = 'prompt,response\r\n"two\nlines",a\nshort\r\nb,c\n';
+    const { dataset, quarantine } = await ingest([{ path: writeFile('mixed-endings.csv', csv) }]);
+    assert.deepEqual(dataset.map((r) => [r.prompt, r.response]), [['two\nlines', 'a'], ['b', 'c']]);
+    assert.deepEqual(quarantine.map((q) => [q.line, q.reason]), [[3, 'wrong number of columns: expected 2, got 1']]);
   });
 
   test('strips a UTF-8 byte-order mark from the header', async () => {

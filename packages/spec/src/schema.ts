@@ -43,7 +43,18 @@ export const dataSourceSchema = z
       .string()
       .min(1)
       .describe('s3://bucket/key of an object, or a local file path (relative paths resolve against the spec file)'),
-    format: z.enum(['jsonl', 'csv']).optional().describe('defaults to the file extension'),
+    format: z
+      .enum(['jsonl', 'csv', 'text', 'parquet'])
+      .optional()
+      .describe('defaults to the file extension: .jsonl/.json/.ndjson, .csv, .txt/.text, .parquet/.pq (looking past a .gz or .zst)'),
+    compression: z
+      .enum(['none', 'gzip', 'zstd'])
+      .optional()
+      .describe('of a JSONL, CSV or text file; defaults to the file extension: .gz/.gzip gzip, .zst/.zstd zstd, else none (a Parquet file compresses its own pages)'),
+    documents: z
+      .enum(['line', 'file'])
+      .optional()
+      .describe('a plain-text source (ignored for the others): line (the default) makes each non-blank line one text record, file the whole file one'),
     records: recordFormat
       .optional()
       .describe('how a row becomes a training record; by default detected per row from its fields (see data.records)'),
@@ -120,7 +131,7 @@ export const retrainSchema = z
         sources: z
           .enum(['append', 'none'])
           .default('append')
-          .describe('append: every .jsonl and .csv object under the prefix becomes a data source of the retrain, after the spec\'s own; none: the retrain reads the spec\'s sources as they are'),
+          .describe('append: every .jsonl, .csv and .parquet object (and .jsonl.gz, .csv.zst and the like; not .txt, which is as often notes as data) under the prefix becomes a data source of the retrain, after the spec\'s own; none: the retrain reads the spec\'s sources as they are'),
       })
       .strict()
       .optional()
@@ -265,7 +276,7 @@ export const pipelineSpecSchema = z
           .enum(['dataset', 'labels', 'feedback'])
           .default('dataset')
           .describe('dataset: the pairs in `preferences`; labels: pairs people label in the dashboard, sampled from the trained model (the run waits for them); feedback: pairs from the feedback people gave the serving model of this name through the gateway (plus `preferences`, when given)'),
-        preferences: dataSourceSchema.optional().describe('JSONL with prompt, chosen and rejected'),
+        preferences: dataSourceSchema.optional().describe('JSONL (gzip- or zstd-compressed too) with prompt, chosen and rejected'),
         labels: z
           .object({
             required: z.number().int().positive().max(10_000).default(20).describe('labels the run waits for before RLHF continues'),
