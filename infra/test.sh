@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The second command of the README (and all of .ci/run): install what is missing, start a separate test
-# stack (own data directory and ports, so a running demo is untouched), then run every test in two lanes side
+# stack (own data directory and ports, so a running demo is untouched), then run every test in three lanes side
 # by side (see below): type checks, the trainer's pytest suite, and the Node suites (unit, workflows against the
 # real server, replay, end to end, the dashboard in a browser).
 set -euo pipefail
@@ -33,24 +33,29 @@ if [ -n "${TEMPERED_TESTS:-}" ]; then # one suite (or a few) alone, in order
   exit 0
 fi
 
-# Two lanes side by side on the one test stack, because much of an end-to-end suite is waiting (canary holds,
-# schedules, heartbeats) that the other lane's work fills. The main lane runs, one file after another, every
-# suite that starts runs through the API and its worker, the dashboard's too (its lists and inboxes must see
-# only its own runs). The side lane runs what needs no API run: type checks, pytest, unit tests, workflows on
-# their own task queues, stages called in-process, faults on their own pool, the gateway with its own model
-# servers. A new test file joins the main lane unless it is listed here.
+# Three lanes side by side on the one test stack, because much of an end-to-end suite is waiting (canary holds,
+# schedules, heartbeats, a browser) that the other lanes' work fills:
+#   - the main lane runs, one file after another, every suite whose runs train on the stack's worker (it has one
+#     GPU slot, so they would take turns anyway), the dashboard's too. A new test file joins it unless listed below;
+#   - the API lane: suites that use the stack's API and Temporal but train nothing on its worker (accounts, bad
+#     input, secrets, schedules with stand-in stages on their own pools); mostly waiting, little CPU;
+#   - the side lane: what needs no API run: type checks, pytest, unit tests, workflows on their own task queues,
+#     stages called in-process, faults on their own pool, the gateway with its own model servers.
+# Each suite finds its own runs by id, so another lane's runs in the same lists and inboxes do not disturb it.
 side_suites=(tests/unit/*.test.ts tests/workflows/*.test.ts tests/faults/*.test.ts
   tests/integration/data-stages.test.ts tests/integration/data-fuzz.test.ts tests/integration/stage-cache.test.ts tests/integration/labels.test.ts tests/integration/gateway.test.ts)
+api_suites=(tests/integration/accounts.test.ts tests/integration/api.test.ts tests/integration/api-bounds.test.ts
+  tests/integration/bad-rows.test.ts tests/integration/secrets.test.ts tests/e2e/schedules.test.ts)
 main_suites=()
 for f in tests/integration/*.test.ts tests/e2e/*.test.ts tests/browser/*.test.ts; do
-  [[ " ${side_suites[*]} " == *" $f "* ]] || main_suites+=("$f")
+  [[ " ${side_suites[*]} ${api_suites[*]} " == *" $f "* ]] || main_suites+=("$f")
 done
 
 side_log="$TEMPERED_DATA_DIR/side-lane.log"
 (
   set -e
   # One torch thread per trainer in this lane, so that the main lane's trainers (two threads each, from the
-  # stack's worker) and this lane's share the two cores instead of oversubscribing them: torch's threads spin.
+  # stack's worker) and this lane's share the two cores instead of oversubscribing them.
   export TEMPERED_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
   say "Type checks"
   # Turbo's cache outside the checkout (keyed by every input file's content), so a fresh clone reuses it.
@@ -61,13 +66,25 @@ side_log="$TEMPERED_DATA_DIR/side-lane.log"
   node_test "${side_suites[@]}"
 ) >"$side_log" 2>&1 &
 side=$!
-say "API, end-to-end and browser tests (beside them: type checks, pytest, unit, workflow, stage, gateway and fault tests, in $side_log)"
+api_log="$TEMPERED_DATA_DIR/api-lane.log"
+(
+  set -e
+  say "API tests that train nothing on the stack's worker (accounts, bad input, secrets, schedules)"
+  node_test "${api_suites[@]}"
+) >"$api_log" 2>&1 &
+api=$!
+say "End-to-end and browser tests (beside them, the API lane in $api_log and the side lane in $side_log)"
 main_rc=0
 node_test "${main_suites[@]}" || main_rc=$?
+api_rc=0
+wait "$api" || api_rc=$?
 side_rc=0
 wait "$side" || side_rc=$?
+say "The API lane's report"
+cat "$api_log"
 say "The side lane's report"
 cat "$side_log"
-[ "$main_rc" -eq 0 ] || die "a test of the main lane failed (above the side lane's report)" "TEMPERED_TESTS=<the failing file> npm test"
+[ "$main_rc" -eq 0 ] || die "a test of the main lane failed (above the other lanes' reports)" "TEMPERED_TESTS=<the failing file> npm test"
+[ "$api_rc" -eq 0 ] || die "the API lane failed (its report above)" "TEMPERED_TESTS=<the failing file> npm test"
 [ "$side_rc" -eq 0 ] || die "the side lane failed (its report above)" "TEMPERED_TESTS=<the failing file> npm test, or the command it names"
 say "All tests passed in $(elapsed)"

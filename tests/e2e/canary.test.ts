@@ -16,12 +16,16 @@ import { apiCall, cfg, db, demoSpec, store, waitFor } from '../support';
 const database = db();
 const NAME = `canary-demo-${randomBytes(2).toString('hex')}`;
 
-/** Sends completions through the gateway with fresh client keys until stopped; counts outcomes per version. */
+/**
+ * Sends completions through the gateway with fresh client keys until stopped; counts outcomes per version. Two
+ * clients, each pausing 100 ms between requests: well above the canary's minimum of requests per check, and
+ * without keeping the model servers busy (the test shares two cores with the other lane's trainers).
+ */
 function traffic() {
   let stop = false;
   const served: Array<{ version: string; status: number; at: number }> = [];
   const loop = async () => {
-    while (!stop) {
+    for (; !stop; await new Promise((r) => setTimeout(r, 100))) {
       const res = await fetch(`${cfg.gateway.url}/v1/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-client-key': randomBytes(6).toString('hex') },
@@ -78,9 +82,9 @@ describe('canary rollouts through the gateway', () => {
 
   test('a healthy canary gets its share of the traffic, then all of it, and is promoted', { timeout: 10 * 60_000 }, async () => {
     spec.deploy = { ...spec.deploy, canary: { steps: [50, 100], hold: '20s', checkEvery: '2s', minRequests: 10, maxErrorRate: 0.1, maxP95LatencyMs: 5000, maxNegativeFeedbackRate: 0.5 } };
+    const runId = await runToGate(spec); // approved: the canary starts now, and the traffic with it
     const load = traffic();
     try {
-      const runId = await runToGate(spec);
       const canary = await waitFor('the canary at 50%', 5 * 60_000, async () => {
         const deps = (await apiCall('GET', '/api/deployments', 'operator')).body.deployments;
         return deps.find((d: any) => d.run_id === runId && d.canary?.weight === 50);
@@ -110,10 +114,9 @@ describe('canary rollouts through the gateway', () => {
 
   test('a canary whose server fails is rolled back automatically and the traffic returns', { timeout: 10 * 60_000 }, async () => {
     spec.deploy = { ...spec.deploy, canary: { steps: [50, 100], hold: '60s', checkEvery: '1s', minRequests: 10, maxErrorRate: 0.1, maxP95LatencyMs: 5000, maxNegativeFeedbackRate: 0.5 } };
+    const runId = await runToGate(spec);
     const load = traffic();
-    let runId = '';
     try {
-      runId = await runToGate(spec);
       const canary = await waitFor('the canary at 50%', 5 * 60_000, async () => {
         const deps = (await apiCall('GET', '/api/deployments', 'operator')).body.deployments;
         return deps.find((d: any) => d.run_id === runId && d.canary?.weight === 50);

@@ -18,8 +18,8 @@ import { cfg, db, demoSpec, repoRoot, temporalClient, uniqueId, waitFor } from '
 // same data, and each must really train (and be killed) rather than reuse the first one's result.
 process.env.TEMPERED_STAGE_CACHE = 'off';
 
-const STEPS = 1500;
-const EVERY = 150;
+const STEPS = 600;
+const EVERY = 60;
 const database = db();
 let client: Client;
 let closeClient: () => Promise<void>;
