@@ -6,6 +6,12 @@ import sys
 import urllib.error
 import urllib.request
 
+import pytest
+import torch
+
+from tempered_trainer.model_files import load_pretrained
+from tempered_trainer.serve import BadRequest, Cancelled, Choice, Completer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -17,6 +23,16 @@ def http(method, url, body=None):
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def sse(url, body):
+    """The `data:` payloads of a streamed answer, parsed ([DONE] as the string)."""
+    req = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.headers["Content-Type"] == "text/event-stream"
+        events = [e for e in r.read().decode().split("\n\n") if e]
+    assert all(e.startswith("data: ") for e in events), events
+    return [e[6:] if e[6:] == "[DONE]" else json.loads(e[6:]) for e in events]
 
 
 def test_serve_answers_and_stops_on_sigterm(exported, tmp_path):
@@ -46,10 +62,20 @@ def test_serve_answers_and_stops_on_sigterm(exported, tmp_path):
         for bad in ([], [{"role": "tool", "content": "x"}], [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]):
             status, err = http("POST", f"{base}/v1/chat/completions", {"messages": bad})
             assert status == 400 and "messages" in err["error"]["message"], (bad, err)
+        # streamed: server-sent events in OpenAI's chunk format, on a connection kept usable (chunked encoding)
+        events = sse(f"{base}/v1/chat/completions", {"messages": [{"role": "user", "content": "reverse 1 2 3"}], "max_tokens": 8, "stream": True})
+        assert events[-1] == "[DONE]"
+        chunks = events[:-1]
+        assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+        assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == choice["text"]
+        assert chunks[-1]["choices"][0]["finish_reason"] == choice["finish_reason"]
+        # a refused streaming request is a plain 400 naming the parameter
+        status, err = http("POST", f"{base}/v1/completions", {"prompt": "x", "stream": True, "logprobs": 1})
+        assert status == 400 and err["error"]["param"] == "logprobs"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         last = json.loads(proc.stdout.read().strip().splitlines()[-1])
-        assert last["event"] == "finished"
+        assert last["event"] == "finished" and last["requests"] == 4 and last["cancelled"] == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -57,11 +83,6 @@ def test_serve_answers_and_stops_on_sigterm(exported, tmp_path):
 
 # --- the OpenAI surface: n, prompt lists, stop, seed, streaming, refusals, cancellation -------------------------
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from tempered_trainer.model_files import load_pretrained  # noqa: E402
-from tempered_trainer.serve import BadRequest, Cancelled, Choice, Completer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -198,39 +219,3 @@ def test_a_cancelled_generation_stops_and_frees_the_model(completer):
     assert len(calls) == 2 and sum(c.generated for c in job.choices) == 1
     assert not completer.lock.locked()
     assert ask(completer, "completion", prompt="reverse 1 2 3", max_tokens=4)["choices"][0]["finish_reason"] in ("stop", "length")
-
-
-def sse(url, body):
-    """The `data:` payloads of a streamed answer, parsed ([DONE] as the string)."""
-    req = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        assert r.headers["Content-Type"] == "text/event-stream"
-        events = [e for e in r.read().decode().split("\n\n") if e]
-    assert all(e.startswith("data: ") for e in events), events
-    return [e[6:] if e[6:] == "[DONE]" else json.loads(e[6:]) for e in events]
-
-
-def test_serve_streams_server_sent_events_over_http(exported, tmp_path):
-    cfg = tmp_path / "serve.json"
-    cfg.write_text(json.dumps({"model": exported["model_tar"], "host": "127.0.0.1", "port": 0, "model_name": "demo", "device": "cpu"}))
-    proc = subprocess.Popen([sys.executable, "-m", "tempered_trainer", "serve", "--config", str(cfg)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        base = f"http://127.0.0.1:{json.loads(proc.stdout.readline())['port']}"
-        whole = http("POST", f"{base}/v1/chat/completions", {"messages": [{"role": "user", "content": "reverse 4 5 6"}], "max_tokens": 8})[1]
-        events = sse(f"{base}/v1/chat/completions", {"messages": [{"role": "user", "content": "reverse 4 5 6"}], "max_tokens": 8, "stream": True})
-        assert events[-1] == "[DONE]"
-        chunks = events[:-1]
-        assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-        assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == whole["choices"][0]["message"]["content"]
-        assert chunks[-1]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"]
-        # the connection stays usable (chunked encoding), and a refused streaming request is a plain 400
-        status, err = http("POST", f"{base}/v1/completions", {"prompt": "x", "stream": True, "logprobs": 1})
-        assert status == 400 and err["error"]["param"] == "logprobs"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-        last = json.loads(proc.stdout.read().strip().splitlines()[-1])
-        assert last["event"] == "finished" and last["requests"] == 2 and last["cancelled"] == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
