@@ -508,6 +508,8 @@ describe('gateway in front of real model servers', () => {
     const keyed = new OpenAI({ baseURL: `${base}/v1`, apiKey: key, maxRetries: 0 });
     const streamed = await assemble(await keyed.completions.create({ model: v1, prompt, max_tokens: 8, stream: true }), 'completion');
     assert.deepEqual([streamed.texts, streamed.finish], [[expected], ['content_filter']]);
+    // Log probabilities would show the replaced words (each token's text): behind a blocklist they are refused.
+    await assert.rejects(keyed.completions.create({ model: v1, prompt, logprobs: 1 }), (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === 'logprobs');
     // The stack's gateway has no blocklist: the same answer passes unchanged there.
     const unfiltered = await complete({ model: v1, prompt, max_tokens: 8 });
     assert.equal(unfiltered.body.choices[0].text, said);
@@ -627,14 +629,35 @@ describe('gateway in front of real model servers', () => {
     assert.ok(new Set(first).size > 1, `n sampled choices differ: ${JSON.stringify(first)}`);
   });
 
+  test('log probabilities, the model\'s own, for each returned token: completions and chats, whole and streamed', async () => {
+    const openai = client();
+    const prompt = 'reverse 2 4 6';
+    const whole = await openai.completions.create({ model: v1, prompt, max_tokens: 8, logprobs: 2 });
+    const lp = whole.choices[0].logprobs!;
+    assert.equal(lp.tokens!.join(''), whole.choices[0].text);
+    assert.ok(lp.tokens!.length > 0 && lp.token_logprobs!.every((v) => v <= 0));
+    assert.ok(lp.top_logprobs!.every((top, i) => Object.keys(top).length === 2 && Math.abs(Math.max(...Object.values(top)) - lp.token_logprobs![i]) < 1e-6), 'greedy takes the likeliest');
+    const messages = [{ role: 'user' as const, content: prompt }];
+    const chat = await openai.chat.completions.create({ model: v1, messages, max_tokens: 8, logprobs: true, top_logprobs: 3 });
+    const content = chat.choices[0].logprobs!.content!;
+    assert.equal(content.map((t) => t.token).join(''), chat.choices[0].message.content);
+    assert.ok(content.every((t) => t.top_logprobs.length === 3));
+    const streamed: unknown[] = [];
+    for await (const chunk of await openai.chat.completions.create({ model: v1, messages, max_tokens: 8, logprobs: true, top_logprobs: 3, stream: true })) {
+      streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+    }
+    assert.deepEqual(streamed, content);
+  });
+
   test('an unsupported parameter is a 400 naming it (BadRequestError.param), never silently ignored', async () => {
     const openai = client();
     const messages = [{ role: 'user' as const, content: 'reverse 1' }];
     const refused: Array<[string, () => Promise<unknown>]> = [
       ['tools', () => openai.chat.completions.create({ model: v2, messages, tools: [{ type: 'function', function: { name: 'f' } }] })],
-      ['logprobs', () => openai.chat.completions.create({ model: v2, messages, logprobs: true, top_logprobs: 2 })],
+      ['top_logprobs', () => openai.chat.completions.create({ model: v2, messages, top_logprobs: 2 })],
+      ['top_logprobs', () => openai.chat.completions.create({ model: v2, messages, logprobs: true, top_logprobs: 21 })],
       ['response_format', () => openai.chat.completions.create({ model: v2, messages, response_format: { type: 'json_object' } })],
-      ['logprobs', () => openai.completions.create({ model: v2, prompt: 'reverse 1', logprobs: 2 })],
+      ['logprobs', () => openai.completions.create({ model: v2, prompt: 'reverse 1', logprobs: 6 })],
       ['echo', () => openai.completions.create({ model: v2, prompt: 'reverse 1', echo: true })],
       ['suffix', () => openai.completions.create({ model: v2, prompt: 'reverse 1', suffix: 'x' })],
       ['best_of', () => openai.completions.create({ model: v2, prompt: 'reverse 1', best_of: 3 })],

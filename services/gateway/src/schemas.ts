@@ -8,7 +8,7 @@
  * 1e-320 divides its logits into infinities) is the client's mistake, a 400 here, not a 502 counted against
  * the model version. `max_tokens` is bounded by the gateway's config (TEMPERED_GATEWAY_MAX_TOKENS), `stop`, `n`
  * and prompt lists by OpenAI's own limits. OpenAI parameters that nothing behind the gateway implements
- * (logprobs, tools, echo, suffix, logit_bias, best_of other than n, a response_format other than text, ...) are
+ * (tools, echo, suffix, logit_bias, best_of other than n, a response_format other than text, ...) are
  * refused here, naming the parameter, never silently dropped. Other fields meant for the model server pass
  * through unchecked, and its refusal is passed on. Rules on content (a prompt empty once normalized, a system message only first, ...) are checked
  * by processing.ts, which normalizes the text; body.ts bounds the nesting and refuses lone surrogates.
@@ -103,8 +103,6 @@ const streamOptionsField = z
  * best_of equal to n and response_format {type: "text"} ask for nothing either (checked on the whole body).
  */
 const REFUSED = {
-  logprobs: 'log probabilities are not supported',
-  top_logprobs: 'log probabilities are not supported',
   echo: 'echoing the prompt is not supported',
   suffix: 'insertion (suffix) is not supported',
   logit_bias: 'logit_bias is not supported',
@@ -131,6 +129,9 @@ const userField = z.unknown().optional().describe('The end user; when a string a
 
 /** The rules a request checks with the whole body in view: stream_options needs stream, best_of must equal n, the format is text. */
 function wholeBody(body: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.logprobs !== true && 'messages' in body) {
+    ctx.addIssue({ code: 'custom', path: ['top_logprobs'], message: 'needs logprobs: true' });
+  }
   if (!asksNothing(body.stream_options) && body.stream !== true) {
     ctx.addIssue({ code: 'custom', path: ['stream_options'], message: 'is only allowed with stream: true' });
   }
@@ -147,7 +148,17 @@ function wholeBody(body: Record<string, unknown>, ctx: z.RefinementCtx): void {
 export interface RequestLimits {
   /** The most tokens one request may ask for (TEMPERED_GATEWAY_MAX_TOKENS). */
   maxTokens: number;
+  /**
+   * Whether log probabilities may be asked for: not behind a blocklist, since each token's text (and its
+   * likeliest alternatives) would show the words the filter replaced.
+   */
+  logprobs: boolean;
 }
+
+/** Most alternatives per token: completions' logprobs, chats' top_logprobs (OpenAI's limits). */
+export const MAX_LOGPROBS = { completion: 5, chat: 20 } as const;
+
+const NO_LOGPROBS = 'log probabilities are not given by this gateway: its blocklist filters the output, which they would reveal';
 
 /**
  * The OpenAI request schemas, bounded by the gateway's config. Completions forward fields other than model and
@@ -171,6 +182,14 @@ export function openaiRequests(limits: RequestLimits) {
     response_format: responseFormatField,
     user: userField,
   };
+  const noLogprobs = z.unknown().refine(asksNothing, { error: NO_LOGPROBS }).optional().describe(NO_LOGPROBS);
+  const completionLogprobs = limits.logprobs
+    ? whole("Log probabilities of each returned token and of its likeliest alternatives (this many), the model's own", 0, MAX_LOGPROBS.completion)
+    : noLogprobs;
+  const chatLogprobs = limits.logprobs
+    ? z.boolean({ error: 'must be true or false' }).nullish().describe("Log probabilities of each returned token, the model's own.")
+    : noLogprobs;
+  const topLogprobs = limits.logprobs ? whole('With logprobs: true, the likeliest alternatives per token', 0, MAX_LOGPROBS.chat) : noLogprobs;
   const promptSaid = `must be a string or a list of 1 to ${MAX_PROMPTS} strings`;
   const CompletionRequest = z
     .looseObject({
@@ -179,7 +198,8 @@ export function openaiRequests(limits: RequestLimits) {
         .union([z.string(), z.array(z.string()).min(1).max(MAX_PROMPTS)], { error: promptSaid })
         .describe(`The prompt, or a list of up to ${MAX_PROMPTS} (choices indexed prompt-major: prompt i's choice j is index i * n + j), each normalized like training data (NFKC, control characters, whitespace) before it goes upstream.`),
       ...sampling,
-      ...refusedFields(['logprobs', 'echo', 'suffix', 'logit_bias']),
+      logprobs: completionLogprobs,
+      ...refusedFields(['echo', 'suffix', 'logit_bias']),
     })
     .superRefine(wholeBody)
     .describe('An OpenAI completion request. Fields other than model and prompt go to the model server as given.');
@@ -193,7 +213,9 @@ export function openaiRequests(limits: RequestLimits) {
         .describe('The conversation: a system message only first, at least one non-empty user message, ending with one to answer.'),
       ...sampling,
       max_completion_tokens: whole('Most tokens to generate, when max_tokens is not given', 1, limits.maxTokens),
-      ...refusedFields(['logprobs', 'top_logprobs', 'logit_bias', 'tools', 'tool_choice', 'functions', 'function_call', 'parallel_tool_calls', 'audio', 'modalities', 'prediction']),
+      logprobs: chatLogprobs,
+      top_logprobs: topLogprobs,
+      ...refusedFields(['logit_bias', 'tools', 'tool_choice', 'functions', 'function_call', 'parallel_tool_calls', 'audio', 'modalities', 'prediction']),
     })
     .superRefine(wholeBody)
     .describe('An OpenAI chat request: the whole conversation goes upstream, every turn normalized. Other fields go to the model server as given.');
@@ -279,7 +301,7 @@ export const ChatCompletionResponse = z.object({
     z.object({
       index: z.number(),
       message: z.object({ role: z.literal('assistant'), content: z.string() }),
-      logprobs: z.null(),
+      logprobs: z.unknown().nullable().describe('With logprobs: true, {content: [{token, logprob, bytes, top_logprobs}]}.'),
       finish_reason: finishReason,
     }),
   ),

@@ -11,7 +11,9 @@ greedy when temperature is 0 or absent, else sampled (top_p, presence and freque
 them) from a torch generator seeded by `seed`; it stops at the format's end token, a `stop` string (cut before it)
 or `max_tokens`. `n` answers per prompt, indexed prompt-major (prompt i's choice j is index i * n + j) as OpenAI
 does. `stream: true` answers server-sent events in OpenAI's chunk format. An OpenAI parameter this server does not
-implement (logprobs, tools, ...) or a field it does not know is refused with 400 naming it, never ignored.
+implement (tools, echo, ...) or a field it does not know is refused with 400 naming it, never ignored. Log
+probabilities (completions' `logprobs: k`, chats' `logprobs: true` with `top_logprobs: k`) are the model's own
+(log-softmax of its logits, before temperature and penalties), per token of the text returned.
 
 Requests are handled on threads, but the model runs one request at a time (a lock around decoding: torch modules
 are not meant for concurrent forwards). A request whose client went away (its socket closed: a failed write, or
@@ -47,15 +49,14 @@ MAX_PROMPTS = 128  # prompts in one completion request
 
 # Fields every OpenAI call here accepts; each call adds its own below.
 COMMON_FIELDS = {"model", "max_tokens", "temperature", "top_p", "n", "stop", "seed", "presence_penalty",
-                 "frequency_penalty", "stream", "stream_options", "user"}
-FIELDS = {"completion": COMMON_FIELDS | {"prompt"}, "chat": COMMON_FIELDS | {"messages", "max_completion_tokens"}}
+                 "frequency_penalty", "stream", "stream_options", "user", "logprobs"}
+FIELDS = {"completion": COMMON_FIELDS | {"prompt"}, "chat": COMMON_FIELDS | {"messages", "max_completion_tokens", "top_logprobs"}}
+MAX_LOGPROBS = {"completion": 5, "chat": 20}  # alternatives per token, as OpenAI allows
 
 
 # OpenAI parameters this server knows but does not implement, refused by name (never silently ignored) unless
 # their value asks for nothing (null, false, 0, an empty list or object).
 REFUSED = {
-    "logprobs": "log probabilities are not supported by this server",
-    "top_logprobs": "log probabilities are not supported by this server",
     "echo": "echoing the prompt is not supported by this server",
     "suffix": "insertion (suffix) is not supported by this server",
     "logit_bias": "logit_bias is not supported by this server",
@@ -80,8 +81,6 @@ def _refused(body: dict, kind: str) -> Optional[tuple]:
             asks = v not in (None, body.get("n") or 1)
         elif k == "response_format":
             asks = v not in (None, {"type": "text"})
-        elif k == "logprobs" and kind == "completion":
-            asks = v is not None  # logprobs 0 still asks for the sampled token's log probability
         else:
             asks = v not in (None, False, 0, "", [], {})
         if asks:
@@ -143,6 +142,7 @@ class Sampling:
     frequency_penalty: float
     stream: bool
     include_usage: bool
+    logprobs: Optional[int]  # None: none asked; k: each token's log probability and its k likeliest alternatives
 
     @classmethod
     def of(cls, body: dict, kind: str, max_tokens_limit: int) -> "Sampling":
@@ -159,7 +159,7 @@ class Sampling:
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise BadRequest(400, "must be a whole number", "seed")
         stream = body.get("stream")
-        if stream not in (None, True, False):
+        if not (stream is None or isinstance(stream, bool)):
             raise BadRequest(400, "must be true or false", "stream")
         options = body.get("stream_options")
         if options is not None:
@@ -167,7 +167,17 @@ class Sampling:
                 raise BadRequest(400, "is only allowed with stream: true", "stream_options")
             if not isinstance(options, dict) or set(options) - {"include_usage"} or options.get("include_usage") not in (None, True, False):
                 raise BadRequest(400, "must be {include_usage: true|false}", "stream_options")
+        if kind == "completion":
+            logprobs = _whole(body, "logprobs", 0, MAX_LOGPROBS[kind], None)
+        else:
+            if not (body.get("logprobs") is None or isinstance(body.get("logprobs"), bool)):
+                raise BadRequest(400, "must be true or false", "logprobs")
+            top = _whole(body, "top_logprobs", 0, MAX_LOGPROBS[kind], None)
+            if top is not None and body.get("logprobs") is not True:
+                raise BadRequest(400, "needs logprobs: true", "top_logprobs")
+            logprobs = (top or 0) if body.get("logprobs") else None
         return cls(
+            logprobs=logprobs,
             max_tokens=max_tokens,
             temperature=_number(body, "temperature", 0, 2, 0.0),
             top_p=_number(body, "top_p", 0, 1, 1.0),
@@ -196,16 +206,22 @@ class Choice:
     def __init__(self, stops: List[str]):
         self.stops = stops
         self.tokens: List[int] = []
+        # (token id, its log probability, [(id, log probability)] alternatives, offset of its text), when asked
+        self.logprobs: List[tuple] = []
+        self.logprobs_sent = 0
         self.generated = 0  # tokens decoded for it, its end token included: its share of completion_tokens
         self.sent = 0  # characters of the text released
         self.text = ""
         self.finish: Optional[str] = None
 
-    def push(self, token: int, tokenizer, eos_id: int, last: bool) -> str:
-        """Takes the next token; returns the text it releases (possibly empty)."""
+    def push(self, token: int, tokenizer, eos_id: int, last: bool, logprob=None) -> str:
+        """Takes the next token (with its log probability and alternatives, when asked); returns the text it
+        releases (possibly empty)."""
         self.generated += 1
         if token == eos_id:
             return self._end("stop", self.text)
+        if logprob is not None:
+            self.logprobs.append((token, logprob[0], logprob[1], len(self.text)))
         self.tokens.append(token)
         # clean_up_tokenization_spaces off: a cleaned-up decode is not a prefix of the longer one's.
         text = self.text = tokenizer.decode(self.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
@@ -228,9 +244,17 @@ class Choice:
         return piece
 
     def _end(self, reason: str, text: str) -> str:
+        if len(text) < len(self.text):  # cut at a stop string: the tokens after the cut are not part of the answer
+            self.logprobs = [lp for lp in self.logprobs if lp[3] < len(text)]
         self.finish, self.text = reason, text
         piece, self.sent = text[self.sent :], len(text)
         return piece
+
+    def released_logprobs(self) -> List[tuple]:
+        """The log probabilities of the tokens whose text starts in what has been released, not given before."""
+        n = len(self.logprobs) if self.finish else sum(1 for lp in self.logprobs if lp[3] < self.sent)
+        out, self.logprobs_sent = self.logprobs[self.logprobs_sent : n], max(self.logprobs_sent, n)
+        return out
 
 
 class Job:
@@ -325,6 +349,7 @@ class Completer:
                     raise Cancelled(f"after {step} of at most {steps} tokens")
                 out = self.model(input_ids=x, past_key_values=past, use_cache=True)
                 past, logits = out.past_key_values, out.logits[:, -1, :].float()
+                logp = torch.log_softmax(logits, dim=-1) if s.logprobs is not None else None
                 if s.presence_penalty or s.frequency_penalty:
                     if counts is None:
                         counts = torch.zeros_like(logits)
@@ -332,10 +357,16 @@ class Completer:
                 nxt = self._pick(logits, s, gen)
                 if counts is not None:
                     counts.scatter_add_(1, nxt[:, None], torch.ones_like(nxt[:, None], dtype=counts.dtype))
+                if logp is not None:
+                    chosen = logp.gather(1, nxt[:, None]).squeeze(1).tolist()
+                    top = logp.topk(s.logprobs, dim=-1) if s.logprobs else None
                 for j, t in enumerate(nxt.tolist()):
                     c = choices[j]
                     if c.finish is None:
-                        piece = c.push(t, self.tokenizer, eos, step == steps - 1)
+                        lp = None
+                        if logp is not None:
+                            lp = (chosen[j], list(zip(top.indices[j].tolist(), top.values[j].tolist())) if top is not None else [])
+                        piece = c.push(t, self.tokenizer, eos, step == steps - 1, lp)
                         if piece or c.finish:
                             yield j, piece, c.finish
                 if all(c.finish for c in choices):
@@ -356,16 +387,32 @@ class Completer:
 
     # --- answers --------------------------------------------------------------------------------------------
 
+    def _logprobs(self, job: Job, entries: List[tuple]):
+        """OpenAI's logprobs object for some of a choice's tokens: completions' {tokens, token_logprobs,
+        top_logprobs, text_offset}, chats' {content: [{token, logprob, bytes, top_logprobs}], refusal}."""
+        if job.sampling.logprobs is None:
+            return None
+        text = lambda i: self.tokenizer.decode([i])  # noqa: E731 - a token's own text (U+FFFD for part of a character)
+        if job.kind == "completion":
+            return {"tokens": [text(t) for t, *_ in entries], "token_logprobs": [lp for _, lp, *_ in entries],
+                    "top_logprobs": [{text(a): v for a, v in top} for _, _, top, _ in entries], "text_offset": [o for *_, o in entries]}
+
+        def item(t, lp):
+            return {"token": text(t), "logprob": lp, "bytes": list(text(t).encode("utf-8"))}
+
+        return {"content": [{**item(t, lp), "top_logprobs": [item(a, v) for a, v in top]} for t, lp, top, _ in entries], "refusal": None}
+
     def answer(self, job: Job, alive=lambda: True) -> dict:
         """The whole (non-streamed) OpenAI answer."""
         for _ in self.run(job, alive):
             pass
         choices = []
         for i, c in enumerate(job.choices):
+            logprobs = self._logprobs(job, c.logprobs)
             if job.kind == "completion":
-                choices.append({"index": i, "text": c.text, "logprobs": None, "finish_reason": c.finish})
+                choices.append({"index": i, "text": c.text, "logprobs": logprobs, "finish_reason": c.finish})
             else:
-                choices.append({"index": i, "message": {"role": "assistant", "content": c.text}, "logprobs": None, "finish_reason": c.finish})
+                choices.append({"index": i, "message": {"role": "assistant", "content": c.text}, "logprobs": logprobs, "finish_reason": c.finish})
         return {"id": job.id, "object": "text_completion" if job.kind == "completion" else "chat.completion", "created": job.created,
                 "model": self.name, "choices": choices, "usage": job.usage()}
 
@@ -381,12 +428,17 @@ class Completer:
         def chunk(index, finish=None, **choice):
             return {**head, "choices": [{"index": index, **choice, "logprobs": None, "finish_reason": finish}], **extra}
 
+        def piece_chunk(index, piece):
+            out = chunk(index, delta={"content": piece}) if chat else chunk(index, text=piece)
+            out["choices"][0]["logprobs"] = self._logprobs(job, job.choices[index].released_logprobs())
+            return out
+
         if chat:
             for i in range(len(job.ids) * job.sampling.n):
                 yield chunk(i, delta={"role": "assistant", "content": ""})
         for i, piece, finish in self.run(job, alive):
-            if piece:
-                yield chunk(i, delta={"content": piece}) if chat else chunk(i, text=piece)
+            if piece or (job.sampling.logprobs is not None and finish and job.choices[i].logprobs_sent < len(job.choices[i].logprobs)):
+                yield piece_chunk(i, piece)
             if finish:
                 yield chunk(i, delta={}, finish=finish) if chat else chunk(i, text="", finish=finish)
         if job.sampling.include_usage:

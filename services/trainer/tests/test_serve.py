@@ -70,8 +70,8 @@ def test_serve_answers_and_stops_on_sigterm(exported, tmp_path):
         assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == choice["text"]
         assert chunks[-1]["choices"][0]["finish_reason"] == choice["finish_reason"]
         # a refused streaming request is a plain 400 naming the parameter
-        status, err = http("POST", f"{base}/v1/completions", {"prompt": "x", "stream": True, "logprobs": 1})
-        assert status == 400 and err["error"]["param"] == "logprobs"
+        status, err = http("POST", f"{base}/v1/completions", {"prompt": "x", "stream": True, "echo": True})
+        assert status == 400 and err["error"]["param"] == "echo"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         last = json.loads(proc.stdout.read().strip().splitlines()[-1])
@@ -187,8 +187,9 @@ def test_streamed_chunks_add_up_to_the_whole_answer(completer):
 
 def test_unsupported_parameters_are_refused_by_name(completer):
     cases = [
-        ("completion", {"prompt": "x", "logprobs": 2}, "logprobs"),
-        ("completion", {"prompt": "x", "logprobs": 0}, "logprobs"),
+        ("completion", {"prompt": "x", "logprobs": 6}, "logprobs"),
+        ("chat", {"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, "top_logprobs"),
+        ("chat", {"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ("completion", {"prompt": "x", "echo": True}, "echo"),
         ("completion", {"prompt": "x", "suffix": "y"}, "suffix"),
         ("completion", {"prompt": "x", "best_of": 3}, "best_of"),
@@ -198,7 +199,7 @@ def test_unsupported_parameters_are_refused_by_name(completer):
         ("completion", {"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ("completion", {"prompt": "x", "stream_options": {"include_usage": True}}, "stream_options"),
         ("chat", {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, "tools"),
-        ("chat", {"messages": [{"role": "user", "content": "x"}], "logprobs": True}, "logprobs"),
+        ("chat", {"messages": [{"role": "user", "content": "x"}], "logprobs": 1}, "logprobs"),
         ("chat", {"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}, "response_format"),
         ("chat", {"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 0}, "max_completion_tokens"),
     ]
@@ -219,3 +220,35 @@ def test_a_cancelled_generation_stops_and_frees_the_model(completer):
     assert len(calls) == 2 and sum(c.generated for c in job.choices) == 1
     assert not completer.lock.locked()
     assert ask(completer, "completion", prompt="reverse 1 2 3", max_tokens=4)["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_log_probabilities_are_the_models_own_per_returned_token(completer):
+    whole = ask(completer, "completion", prompt="reverse 1 2 3", max_tokens=8, logprobs=2)["choices"][0]
+    lp = whole["logprobs"]
+    assert "".join(lp["tokens"]) == whole["text"] and len(lp["tokens"]) > 0
+    assert lp["text_offset"] == [len("".join(lp["tokens"][:i])) for i in range(len(lp["tokens"]))]
+    for token, value, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]):
+        assert value <= 0 and len(top) <= 2
+        assert max(top.values()) == pytest.approx(value), "greedy takes the likeliest token"
+    assert ask(completer, "completion", prompt="reverse 1 2 3", max_tokens=8)["choices"][0]["logprobs"] is None
+    chat = ask(completer, "chat", messages=[{"role": "user", "content": "reverse 1 2 3"}], max_tokens=8, logprobs=True, top_logprobs=3)["choices"][0]
+    content = chat["logprobs"]["content"]
+    assert [c["token"] for c in content] == lp["tokens"] and [c["logprob"] for c in content] == pytest.approx(lp["token_logprobs"])
+    assert all(len(c["top_logprobs"]) == 3 and c["bytes"] == list(c["token"].encode()) for c in content)
+    # streamed: each chunk carries the log probabilities of the tokens its text starts
+    chunks = list(completer.chunks(completer.prepare("chat", {"messages": [{"role": "user", "content": "reverse 1 2 3"}], "max_tokens": 8,
+                                                                 "logprobs": True, "top_logprobs": 3, "stream": True})))
+    streamed = [c for ch in chunks for c in ((ch["choices"][0]["logprobs"] or {}).get("content") or [])]
+    assert streamed == content
+    # cut at a stop string: only the tokens whose text starts before the cut (a seeded sample, long enough)
+    for seed in range(50):
+        sampled = {"prompt": "reverse 1 2 3 4", "max_tokens": 20, "temperature": 2.0, "seed": seed, "logprobs": 0}
+        full = ask(completer, "completion", **sampled)["choices"][0]
+        if len(full["text"]) >= 6 and "\ufffd" not in full["text"]:
+            break
+    stop = full["text"][3:5]
+    cut = ask(completer, "completion", stop=stop, **sampled)["choices"][0]
+    assert cut["text"] == full["text"][: full["text"].find(stop)]
+    offsets = full["logprobs"]["text_offset"]
+    assert cut["logprobs"]["tokens"] == [t for t, o in zip(full["logprobs"]["tokens"], offsets) if o < len(cut["text"])]
+    assert cut["logprobs"]["top_logprobs"] == [{}] * len(cut["logprobs"]["tokens"])

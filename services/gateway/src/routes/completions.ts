@@ -39,7 +39,7 @@ const count = (v: unknown): number | null => (Number.isSafeInteger(v) && (v as n
 
 export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = async (app, { gw }) => {
   const { routes, metrics, blocklist, cfg } = gw;
-  const { CompletionRequest, ChatCompletionRequest } = openaiRequests({ maxTokens: cfg.gateway.maxTokens });
+  const { CompletionRequest, ChatCompletionRequest } = openaiRequests({ maxTokens: cfg.gateway.maxTokens, logprobs: blocklist.size === 0 });
 
   function noRoute(model: string): HttpError {
     const available = routes.modelNames();
@@ -127,7 +127,7 @@ export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = a
       const finish_reason = out.flagged ? 'content_filter' : (c.finish_reason ?? null);
       return kind === 'completion'
         ? { index: c.index ?? i, text: out.text, logprobs: c.logprobs ?? null, finish_reason }
-        : { index: c.index ?? i, message: { role: 'assistant' as const, content: out.text }, logprobs: null, finish_reason };
+        : { index: c.index ?? i, message: { role: 'assistant' as const, content: out.text }, logprobs: c.logprobs ?? null, finish_reason };
     });
     if (flagged) metrics.flagged.inc(labels);
     record.response = kind === 'completion' ? (choices[0] as { text: string }).text : (choices[0] as { message: { content: string } }).message.content;
@@ -237,7 +237,7 @@ export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = a
             } else c.text = piece;
           }
           // A chunk whose text the filter holds back entirely is not sent (an empty piece tells the client nothing).
-          chunk.choices = (chunk.choices ?? []).filter((c: any) => c.finish_reason || (kind === 'chat' ? c.delta?.role || c.delta?.content : c.text));
+          chunk.choices = (chunk.choices ?? []).filter((c: any) => c.finish_reason || c.logprobs || (kind === 'chat' ? c.delta?.role || c.delta?.content : c.text));
           if (chunk.choices.length === 0 && !chunk.usage) continue;
           send(chunk);
         }
