@@ -305,7 +305,12 @@ export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = a
       const out = await complete(kind, body, prompts, turns, req.served, clientKey);
       return reply.code(out.status).send({ id: req.id, ...out.body });
     }
-    const out = await completeStream(kind, body, prompts, turns, req.served, clientKey, (onGone) => reply.raw.on('close', () => !reply.raw.writableFinished && onGone()), req.id, () => gw.settle(req, reply));
+    // The client may leave while the model server is still starting its answer: then it is gone already.
+    const clientGone = (onGone: () => void) => {
+      if (req.raw.socket.destroyed) onGone();
+      else reply.raw.on('close', () => !reply.raw.writableFinished && onGone());
+    };
+    const out = await completeStream(kind, body, prompts, turns, req.served, clientKey, clientGone, req.id, () => gw.settle(req, reply));
     if (!('stream' in out)) return reply.code(out.status).send({ id: req.id, ...out.body });
     return reply.code(200).header('content-type', 'text/event-stream').header('cache-control', 'no-cache').header('x-accel-buffering', 'no').send(out.stream);
   }
