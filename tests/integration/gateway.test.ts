@@ -683,7 +683,7 @@ describe('gateway in front of real model servers', () => {
     });
   });
 
-  test('a client that leaves a stream frees the model server: its generation stops, the next request is served, the canary counts no error', { timeout: 300_000 }, async () => {
+  test('a client that leaves a stream (or a whole answer) frees the model server: its generation stops, the next request is served, the canary counts no error', { timeout: 300_000 }, async () => {
     // SmolLM2 from the base-model catalog: a context long enough for a generation that would run for minutes.
     const smolName = `${name}-smol`;
     const smolVersion = `${smolName}-v1`;
@@ -731,24 +731,35 @@ describe('gateway in front of real model servers', () => {
     assert.ok(next.choices[0].message.content!.length > 0);
     console.log(`# the next request was answered in ${(performance.now() - t0).toFixed(0)} ms`);
 
+    // A whole (non-streamed) answer whose client leaves before it comes stops the same way.
+    const leaving = new AbortController();
+    const pending = openai.chat.completions.create({ model: smolName, messages, max_tokens: 4000 }, { signal: leaving.signal });
+    setTimeout(() => leaving.abort(), 1500);
+    await assert.rejects(pending, OpenAI.APIUserAbortError);
+    const stops = await waitFor('the model server to stop the second generation', 30_000, async () => {
+      const all = [...smol.stderr().matchAll(/generation cancelled, the client went away: after (\d+) of at most (\d+) tokens/g)];
+      return all.length >= 2 ? all : undefined;
+    }, 100);
+    assert.ok(Number(stops[1][1]) < 200 && Number(stops[1][2]) === 4000, stops[1][0]);
+
     // The left stream is recorded with 499 (the client's doing) and what it had sent; a refusal with its 400.
     await assert.rejects(openai.chat.completions.create({ model: smolName, messages, frobnicate: true } as any), OpenAI.BadRequestError);
     const left = await waitFor('the left stream\'s record', 15_000, async () => database.selectFrom('gateway_requests').selectAll().where('id', '=', leftId).executeTakeFirst(), 100);
     assert.deepEqual([left.status, left.streamed, left.error], [499, true, 'the client closed the stream before its end']);
     assert.ok(left.response && left.response.length > 0, JSON.stringify(left));
-    await gatewayLogSettled(database, smolVersion, 5);
+    await gatewayLogSettled(database, smolVersion, 6);
     const statuses = (await database.selectFrom('gateway_requests').select('status').where('model_version_id', '=', smolVersion).execute()).map((r) => r.status).sort();
-    assert.deepEqual(statuses, [200, 200, 200, 400, 499]);
+    assert.deepEqual(statuses, [200, 200, 200, 400, 499, 499]);
     // The canary judges model errors (5xx) only: a refused request and a client that left cannot roll back a healthy version.
     const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), trainerServer });
     const health = await activities.canaryHealth({ modelVersionId: smolVersion, since: since.toISOString(), canary: canarySchema.parse({ minRequests: 1, maxErrorRate: 0, maxP95LatencyMs: 3_600_000 }) });
-    assert.deepEqual([health.requests, health.errors, health.breach], [5, 0, undefined]);
+    assert.deepEqual([health.requests, health.errors, health.breach], [6, 0, undefined]);
 
     smol.proc.kill('SIGTERM');
     await new Promise((r) => smol.proc.once('exit', r));
     const finished = JSON.parse(smol.stdout().trim().split('\n').at(-1)!);
-    // Four decoded (the refusal never reached the model), one of them cancelled.
-    assert.deepEqual([finished.event, finished.requests, finished.cancelled], ['finished', 4, 1]);
+    // Five decoded (the refusal never reached the model), two of them cancelled.
+    assert.deepEqual([finished.event, finished.requests, finished.cancelled], ['finished', 5, 2]);
     await setRoutes(database, smolName, []);
   });
 

@@ -22,8 +22,14 @@ const agents = {
   'https:': new https.Agent({ keepAlive: true, maxSockets: 256 }),
 };
 
-/** POSTs JSON to a model server over a kept-alive connection; resolves with any HTTP status, rejects with UpstreamError. */
-export function postJson(url: URL, payload: unknown, timeoutMs: number, retried = false): Promise<{ status: number; body: any }> {
+/** The client went away before the answer: the upstream request was stopped, nobody failed. */
+export class ClientGone extends Error {}
+
+/**
+ * POSTs JSON to a model server over a kept-alive connection; resolves with any HTTP status, rejects with
+ * UpstreamError, or ClientGone once `signal` aborts (closing the connection, which stops the model server).
+ */
+export function postJson(url: URL, payload: unknown, timeoutMs: number, signal?: AbortSignal, retried = false): Promise<{ status: number; body: any }> {
   const data = Buffer.from(JSON.stringify(payload));
   return new Promise((resolve, reject) => {
     const lib = url.protocol === 'https:' ? https : http;
@@ -33,11 +39,12 @@ export function postJson(url: URL, payload: unknown, timeoutMs: number, retried 
         method: 'POST',
         agent: agents[url.protocol as 'http:'],
         headers: { 'content-type': 'application/json', 'content-length': data.length, accept: 'application/json' },
+        signal,
       },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => reject(new UpstreamError('upstream_unreachable', e.message)));
+        res.on('error', (e) => reject(signal?.aborted ? new ClientGone() : new UpstreamError('upstream_unreachable', e.message)));
         res.on('end', () => {
           clearTimeout(timer);
           const text = Buffer.concat(chunks).toString('utf8');
@@ -53,8 +60,9 @@ export function postJson(url: URL, payload: unknown, timeoutMs: number, retried 
     req.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       if (e instanceof UpstreamError) return reject(e);
+      if (signal?.aborted) return reject(new ClientGone());
       // A kept-alive connection the server closed just as we reused it: the request never reached it.
-      if (req.reusedSocket && e.code === 'ECONNRESET' && !retried) return resolve(postJson(url, payload, timeoutMs, true));
+      if (req.reusedSocket && e.code === 'ECONNRESET' && !retried) return resolve(postJson(url, payload, timeoutMs, signal, true));
       reject(new UpstreamError('upstream_unreachable', e.code ? `${e.code} (${e.message})` : e.message));
     });
     req.end(data);

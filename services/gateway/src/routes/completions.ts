@@ -10,8 +10,8 @@
  * tail a blocked word could still be part of), the id is the gateway's request id and the model the version.
  * The model server is always asked for its usage, so the request log records a streamed answer's whole text
  * and token counts like a whole answer's; the client gets the usage chunk only when it asked
- * (stream_options.include_usage). A client that goes away mid-stream aborts the upstream request, which stops
- * the model server's decoding; the request is recorded with status 499.
+ * (stream_options.include_usage). A client that goes away (mid-stream, or before a whole answer came) aborts
+ * the upstream request, which stops the model server's decoding; the request is recorded with status 499.
  */
 import { PassThrough } from 'node:stream';
 import type { Route } from '@tempered/db';
@@ -22,7 +22,7 @@ import { HttpError } from '../errors';
 import { type ChatTurn, chatTurns, FieldError, lastUserText, normalizePrompt, type StreamFilter } from '../processing';
 import { pickRoute, stickyPoint } from '../routing';
 import { ChatCompletionResponse, CompletionResponse, errorResponses, openaiRequests } from '../schemas';
-import { postJson, postStream, UpstreamError } from '../upstream';
+import { ClientGone, postJson, postStream, UpstreamError } from '../upstream';
 
 type Kind = 'completion' | 'chat';
 
@@ -97,13 +97,26 @@ export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = a
     return { status, body: { error: { ...(body?.error ?? {}), message } } };
   }
 
-  /** Routes, calls the model server and filters its answer: the OpenAI body, or the model server's own refusal. */
-  async function complete(kind: Kind, body: RequestBody, prompts: string[], turns: ChatTurn[] | undefined, served: Served, clientKey: string): Promise<{ status: number; body: any }> {
+  /**
+   * Routes, calls the model server and filters its answer: the OpenAI body, or the model server's own refusal;
+   * undefined when the client went away first (the upstream request is stopped, and recorded as 499).
+   */
+  async function complete(
+    kind: Kind,
+    body: RequestBody,
+    prompts: string[],
+    turns: ChatTurn[] | undefined,
+    served: Served,
+    clientKey: string,
+    clientGone: (onGone: () => void) => void,
+  ): Promise<{ status: number; body: any } | undefined> {
     const { route, record, upstreamBody, url, labels } = prepare(kind, body, prompts, turns, served, clientKey);
     const t0 = performance.now();
+    const leaving = new AbortController();
+    clientGone(() => leaving.abort());
     let up: { status: number; body: any };
     try {
-      up = await postJson(url, upstreamBody, cfg.gateway.upstreamTimeoutMs);
+      up = await postJson(url, upstreamBody, cfg.gateway.upstreamTimeoutMs, leaving.signal);
       if (up.status >= 500) {
         const message = up.body?.error?.message ?? JSON.stringify(up.body).slice(0, 200);
         throw new UpstreamError('upstream_error', `answered HTTP ${up.status}: ${message}`);
@@ -113,6 +126,11 @@ export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = a
         throw new UpstreamError('upstream_bad_response', `answered without choices[].${kind === 'chat' ? 'message.content' : 'text'}`);
       }
     } catch (err) {
+      if (err instanceof ClientGone) {
+        served.status = 499;
+        record.error = 'the client went away before the answer';
+        return undefined;
+      }
       if (!(err instanceof UpstreamError)) throw err;
       throw failed(err, route, labels, record);
     } finally {
@@ -301,15 +319,17 @@ export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = a
   async function answer(req: FastifyRequest, reply: FastifyReply, kind: Kind, prompts: string[], turns: ChatTurn[] | undefined) {
     const body = req.body as RequestBody;
     const clientKey = (req.headers['x-client-key'] as string | undefined) || (typeof body.user === 'string' && body.user) || (req.socket.remoteAddress ?? '');
-    if (body.stream !== true) {
-      const out = await complete(kind, body, prompts, turns, req.served, clientKey);
-      return reply.code(out.status).send({ id: req.id, ...out.body });
-    }
     // The client may leave while the model server is still starting its answer: then it is gone already.
     const clientGone = (onGone: () => void) => {
       if (req.raw.socket.destroyed) onGone();
       else reply.raw.on('close', () => !reply.raw.writableFinished && onGone());
     };
+    if (body.stream !== true) {
+      const out = await complete(kind, body, prompts, turns, req.served, clientKey, clientGone);
+      if (out) return reply.code(out.status).send({ id: req.id, ...out.body });
+      gw.settle(req, reply); // no 'finish' comes for a response the client left
+      return reply.hijack(); // nothing to send to nobody
+    }
     const out = await completeStream(kind, body, prompts, turns, req.served, clientKey, clientGone, req.id, () => gw.settle(req, reply));
     if (!('stream' in out)) return reply.code(out.status).send({ id: req.id, ...out.body });
     return reply.code(200).header('content-type', 'text/event-stream').header('cache-control', 'no-cache').header('x-accel-buffering', 'no').send(out.stream);
