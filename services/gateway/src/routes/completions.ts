@@ -34,6 +34,20 @@ interface Upstream {
 
 type RequestBody = Record<string, unknown> & { model: string; stream?: boolean | null; stream_options?: { include_usage?: boolean | null } | null };
 
+/** One request to answer, as the handlers read it. */
+interface Ask {
+  kind: Kind;
+  body: RequestBody;
+  /** A completion's prompts, normalized (none for a chat). */
+  prompts: string[];
+  /** A chat's turns, normalized. */
+  turns: ChatTurn[] | undefined;
+  served: Served;
+  clientKey: string;
+  /** Calls back (at once, if it is gone already) when the client leaves before the response's end. */
+  clientGone: (onGone: () => void) => void;
+}
+
 /** A token count as the request log stores it, or null. */
 const count = (v: unknown): number | null => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : null);
 
@@ -52,7 +66,7 @@ export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = a
   }
 
   /** The route for the request, recorded on `served`, and the body the model server gets. */
-  function prepare(kind: Kind, body: RequestBody, prompts: string[], turns: ChatTurn[] | undefined, served: Served, clientKey: string) {
+  function prepare({ kind, body, prompts, turns, served, clientKey }: Ask) {
     const resolved = routes.resolve(body.model);
     if (!resolved) throw noRoute(body.model);
     const route: Route = resolved.pinned ?? pickRoute(resolved.model, stickyPoint(resolved.model.name, clientKey));
@@ -101,16 +115,9 @@ export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = a
    * Routes, calls the model server and filters its answer: the OpenAI body, or the model server's own refusal;
    * undefined when the client went away first (the upstream request is stopped, and recorded as 499).
    */
-  async function complete(
-    kind: Kind,
-    body: RequestBody,
-    prompts: string[],
-    turns: ChatTurn[] | undefined,
-    served: Served,
-    clientKey: string,
-    clientGone: (onGone: () => void) => void,
-  ): Promise<{ status: number; body: any } | undefined> {
-    const { route, record, upstreamBody, url, labels } = prepare(kind, body, prompts, turns, served, clientKey);
+  async function complete(ask: Ask): Promise<{ status: number; body: any } | undefined> {
+    const { kind, served, clientGone } = ask;
+    const { route, record, upstreamBody, url, labels } = prepare(ask);
     const t0 = performance.now();
     const leaving = new AbortController();
     clientGone(() => leaving.abort());
@@ -170,18 +177,9 @@ export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = a
    * The streamed answer: resolves with the JSON refusal when the model server refused, else with the event
    * stream the client gets, relayed from the model server's as its chunks come.
    */
-  async function completeStream(
-    kind: Kind,
-    body: RequestBody,
-    prompts: string[],
-    turns: ChatTurn[] | undefined,
-    served: Served,
-    clientKey: string,
-    clientGone: (onGone: () => void) => void,
-    requestId: string,
-    settle: () => void,
-  ): Promise<{ status: number; body: any } | { stream: PassThrough }> {
-    const { route, record, upstreamBody, url, labels } = prepare(kind, body, prompts, turns, served, clientKey);
+  async function completeStream(ask: Ask, requestId: string, settle: () => void): Promise<{ status: number; body: any } | { stream: PassThrough }> {
+    const { kind, body, served, clientGone } = ask;
+    const { route, record, upstreamBody, url, labels } = prepare(ask);
     // The usage is always asked for: the request log records it. The client gets it only if it asked.
     const wantsUsage = body.stream_options?.include_usage === true;
     upstreamBody.stream_options = { include_usage: true };
@@ -325,12 +323,12 @@ export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = a
       else reply.raw.on('close', () => !reply.raw.writableFinished && onGone());
     };
     if (body.stream !== true) {
-      const out = await complete(kind, body, prompts, turns, req.served, clientKey, clientGone);
+      const out = await complete({ kind, body, prompts, turns, served: req.served, clientKey, clientGone });
       if (out) return reply.code(out.status).send({ id: req.id, ...out.body });
       gw.settle(req, reply); // no 'finish' comes for a response the client left
       return reply.hijack(); // nothing to send to nobody
     }
-    const out = await completeStream(kind, body, prompts, turns, req.served, clientKey, clientGone, req.id, () => gw.settle(req, reply));
+    const out = await completeStream({ kind, body, prompts, turns, served: req.served, clientKey, clientGone }, req.id, () => gw.settle(req, reply));
     if (!('stream' in out)) return reply.code(out.status).send({ id: req.id, ...out.body });
     return reply.code(200).header('content-type', 'text/event-stream').header('cache-control', 'no-cache').header('x-accel-buffering', 'no').send(out.stream);
   }
