@@ -23,6 +23,9 @@ export async function setCanaryWeight(
 export async function canaryHealth(deps: Deps, input: { modelVersionId: string; since: string; canary: CanarySpec }): Promise<CanaryHealth> {
   const { canary } = input;
   const since = new Date(input.since);
+  // Errors are the model's: 5xx (a model server down, failing or too slow, a stream it broke off). A client's
+  // mistake (400: a refused parameter, whether the gateway or the model server refused it) or a client that
+  // left its stream (499) counts as a request served, never as an error: it cannot roll a healthy version back.
   const requests = await deps.db
     .selectFrom('gateway_requests')
     .select([

@@ -14,25 +14,37 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, GpuSlots } from '@tempered/activities';
-import { feedbackPreferencePairs, listRoutes, setRoutes } from '@tempered/db';
+import { type Db, feedbackPreferencePairs, listRoutes, setRoutes } from '@tempered/db';
+import { canarySchema } from '@tempered/spec';
+import OpenAI from 'openai';
 import type { DeployResult } from '@tempered/contract';
 import { cfg, db, demoSpec, freePort, repoRoot, store, trainerCommand, trainerEnv, trainerServer, uniqueId, waitFor } from '../support';
 
 
 /** `python -m tempered_trainer serve` on a free port; resolves with its URL once it listens. */
-function serve(modelTar: string, modelName: string, dir: string): Promise<{ proc: ChildProcess; url: string; stdout: () => string }> {
+function serve(modelTar: string, modelName: string, dir: string): Promise<{ proc: ChildProcess; url: string; stdout: () => string; stderr: () => string }> {
   const config = path.join(dir, `serve-${modelName}.json`);
   writeFileSync(config, JSON.stringify({ model: modelTar, host: '127.0.0.1', port: 0, model_name: modelName, device: 'cpu' }));
-  const proc = spawn(cfg.python, ['-m', 'tempered_trainer', 'serve', '--config', config], { env: trainerEnv, stdio: ['ignore', 'pipe', 'ignore'] });
+  const proc = spawn(cfg.python, ['-m', 'tempered_trainer', 'serve', '--config', config], { env: trainerEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
+  let log = ''; // read as it comes (a full pipe would block the server): it says when a generation was cancelled
+  proc.stderr!.on('data', (c: Buffer) => (log = (log + c.toString()).slice(-200_000)));
   return new Promise((resolve, reject) => {
     proc.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
       const started = out.split('\n').find((l) => l.includes('"started"'));
-      if (started) resolve({ proc, url: `http://127.0.0.1:${JSON.parse(started).port}`, stdout: () => out });
+      if (started) resolve({ proc, url: `http://127.0.0.1:${JSON.parse(started).port}`, stdout: () => out, stderr: () => log });
     });
     proc.once('exit', (code) => reject(new Error(`serve ${modelName} exited with ${code}: ${out}`)));
   });
+}
+
+/** Waits until `n` requests of a version are in the request log. */
+async function gatewayLogSettled(database: Db, version: string, n: number): Promise<void> {
+  await waitFor(`${n} records of ${version}`, 15_000, async () => {
+    const rows = await database.selectFrom('gateway_requests').select('id').where('model_version_id', '=', version).execute();
+    return rows.length >= n ? true : undefined;
+  }, 100);
 }
 
 interface Answer {
@@ -270,7 +282,7 @@ describe('gateway in front of real model servers', () => {
       [{ model: name }, 'prompt'],
       [{ model: name, prompt: 5 }, 'prompt'],
       [{ model: name, prompt: ' \u0007 ' }, 'prompt'],
-      [{ model: name, prompt: 'reverse 1', stream: true }, 'stream'],
+      [{ model: name, prompt: 'reverse 1', stream: 'yes' }, 'stream'],
     ];
     for (const [body, param] of bad) {
       const a = count(await call(gw, '/v1/completions', body));
@@ -492,6 +504,12 @@ describe('gateway in front of real model servers', () => {
     assert.equal(filtered.body.tempered.flagged, true);
     const metrics = (await call(base, '/metrics', undefined, auth)).body as string;
     assert.equal(metric(metrics, 'tempered_gateway_flagged_total', { model: name, version: v1 }), 1);
+    // Streamed, the filter gives exactly the same text: it holds back only the tail a blocked word could still be forming in.
+    const keyed = new OpenAI({ baseURL: `${base}/v1`, apiKey: key, maxRetries: 0 });
+    const streamed = await assemble(await keyed.completions.create({ model: v1, prompt, max_tokens: 8, stream: true }), 'completion');
+    assert.deepEqual([streamed.texts, streamed.finish], [[expected], ['content_filter']]);
+    // Log probabilities would show the replaced words (each token's text): behind a blocklist they are refused.
+    await assert.rejects(keyed.completions.create({ model: v1, prompt, logprobs: 1 }), (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === 'logprobs');
     // The stack's gateway has no blocklist: the same answer passes unchanged there.
     const unfiltered = await complete({ model: v1, prompt, max_tokens: 8 });
     assert.equal(unfiltered.body.choices[0].text, said);
@@ -508,13 +526,250 @@ describe('gateway in front of real model servers', () => {
     assert.ok(!log.includes(prompt) && !log.includes(key), `the log must not hold prompts or keys:\n${log}`);
   });
 
+  // The OpenAI surface, through the official client (npm `openai`), as an application would use it.
+  const client = () => new OpenAI({ baseURL: `${gw}/v1`, apiKey: 'unused', maxRetries: 0 });
+  /** Requests the client sent to v2 (pinned): the last test counts them with the rest. */
+  let clientToV2 = 0;
+  const v2Call = async <T>(p: Promise<T>): Promise<T> => ((clientToV2 += 1), p);
+
+  /** A completion stream put together: each choice's text and finish reason, and the usage chunk's usage. */
+  async function assemble(stream: AsyncIterable<any>, kind: 'completion' | 'chat') {
+    const texts: string[] = [];
+    const finish: Array<string | null> = [];
+    let usage: unknown;
+    let roles = 0;
+    let afterUsage = 0;
+    for await (const chunk of stream) {
+      if (usage) afterUsage++;
+      if (chunk.usage) {
+        usage = chunk.usage;
+        assert.deepEqual(chunk.choices, [], 'the usage chunk has no choices');
+      }
+      for (const c of chunk.choices) {
+        texts[c.index] = (texts[c.index] ?? '') + ((kind === 'chat' ? c.delta.content : c.text) ?? '');
+        if (kind === 'chat' && c.delta.role) {
+          assert.equal(texts[c.index], '', 'the role comes in the first chunk of a choice');
+          roles++;
+        }
+        if (c.finish_reason) finish[c.index] = c.finish_reason;
+      }
+    }
+    assert.equal(afterUsage, 0, 'the usage chunk is the last');
+    return { texts, finish, usage, roles };
+  }
+
+  test('the OpenAI client streams completions and chats; the pieces add up to the whole greedy answer and include_usage gives its exact usage', async () => {
+    const openai = client();
+    const prompt = 'reverse 3 1 2';
+    const whole = await v2Call(openai.completions.create({ model: v2, prompt, max_tokens: 12 }));
+    const streamed = await assemble(await v2Call(openai.completions.create({ model: v2, prompt, max_tokens: 12, stream: true, stream_options: { include_usage: true } })), 'completion');
+    assert.deepEqual(streamed.texts, [whole.choices[0].text]);
+    assert.deepEqual(streamed.finish, [whole.choices[0].finish_reason]);
+    assert.deepEqual(streamed.usage, whole.usage);
+    assert.ok(whole.usage!.completion_tokens > 0);
+
+    const messages = [{ role: 'system' as const, content: 'be brief' }, { role: 'user' as const, content: prompt }];
+    const chat = await v2Call(openai.chat.completions.create({ model: v2, messages, max_tokens: 12 }));
+    const raw = await v2Call(openai.chat.completions.create({ model: v2, messages, max_tokens: 12, stream: true, stream_options: { include_usage: true } }));
+    const chunks: any[] = [];
+    for await (const c of raw) chunks.push(c);
+    assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk' && c.model === v2 && c.id === chunks[0].id), JSON.stringify(chunks[0]));
+    assert.match(chunks[0].id, /^req-/, 'the id is the gateway request id');
+    const streamedChat = await assemble((async function* () { yield* chunks; })(), 'chat');
+    assert.equal(streamedChat.roles, 1);
+    assert.deepEqual(streamedChat.texts, [chat.choices[0].message.content]);
+    assert.deepEqual(streamedChat.finish, [chat.choices[0].finish_reason]);
+    assert.deepEqual(streamedChat.usage, chat.usage);
+    const last = chunks.at(-2);
+    assert.deepEqual(last.choices[0].delta, {}, "OpenAI's last chunk of a choice has an empty delta");
+
+    // Without include_usage no chunk carries usage; the request log has the whole streamed text and its usage anyway.
+    const bare = openai.completions.create({ model: v2, prompt, max_tokens: 12, stream: true });
+    const response = await v2Call(bare.asResponse());
+    const requestId = response.headers.get('x-request-id')!;
+    assert.equal(response.headers.get('content-type'), 'text/event-stream');
+    const text = await response.text();
+    assert.ok(text.endsWith('data: [DONE]\n\n'), text.slice(-40));
+    assert.ok(!text.includes('"usage"'), 'no usage unless asked for');
+    const row = await waitFor('the streamed request record', 15_000, async () =>
+      database.selectFrom('gateway_requests').selectAll().where('id', '=', requestId).executeTakeFirst(), 100);
+    assert.deepEqual(
+      [row.response, row.status, row.streamed, row.prompt_tokens, row.completion_tokens, row.prompt],
+      [whole.choices[0].text, 200, true, whole.usage!.prompt_tokens, whole.usage!.completion_tokens, prompt],
+    );
+  });
+
+  test('n choices, prompt lists indexed prompt-major, stop strings and seeds, through the OpenAI client', async () => {
+    const openai = client();
+    const one = (prompt: string) => v2Call(openai.completions.create({ model: v2, prompt, max_tokens: 10 })).then((r) => r.choices[0].text);
+    const [a, b] = [await one('reverse 1 2'), await one('reverse 3 4')];
+    const two = await v2Call(openai.chat.completions.create({ model: v2, messages: [{ role: 'user', content: 'reverse 1 2' }], max_tokens: 10, n: 2 }));
+    assert.deepEqual(two.choices.map((c) => [c.index, c.message.content]), [[0, a], [1, a]], 'greedy n=2: two identical choices');
+    const four = await v2Call(openai.completions.create({ model: v2, prompt: ['reverse 1 2', 'reverse 3 4'], max_tokens: 10, n: 2 }));
+    assert.deepEqual(four.choices.map((c) => [c.index, c.text]), [[0, a], [1, a], [2, b], [3, b]]);
+    const fourStreamed = await assemble(await v2Call(openai.completions.create({ model: v2, prompt: ['reverse 1 2', 'reverse 3 4'], max_tokens: 10, n: 2, stream: true })), 'completion');
+    assert.deepEqual(fourStreamed.texts, [a, a, b, b]);
+
+    // stop: the text is cut before the first stop string found, finish_reason "stop", streamed or not.
+    const full = await one('reverse 9 8 7');
+    assert.ok(full.length >= 5, `the untrained model rambles: ${JSON.stringify(full)}`);
+    const stop = full.slice(3, 5);
+    const cut = full.slice(0, full.indexOf(stop));
+    const stopped = await v2Call(openai.completions.create({ model: v2, prompt: 'reverse 9 8 7', max_tokens: 10, stop: [stop, 'zz-never'] }));
+    assert.deepEqual([stopped.choices[0].text, stopped.choices[0].finish_reason], [cut, 'stop']);
+    const stoppedStream = await assemble(await v2Call(openai.completions.create({ model: v2, prompt: 'reverse 9 8 7', max_tokens: 10, stop, stream: true })), 'completion');
+    assert.deepEqual([stoppedStream.texts, stoppedStream.finish], [[cut], ['stop']]);
+
+    // seed: the same seed and request give the same sample; another seed (almost surely) another.
+    const sample = (seed: number) =>
+      v2Call(openai.completions.create({ model: v2, prompt: 'reverse 5 5', max_tokens: 10, temperature: 1.5, n: 3, seed })).then((r) => r.choices.map((c) => c.text));
+    const first = await sample(11);
+    assert.deepEqual(await sample(11), first);
+    assert.notDeepEqual(await sample(12), first);
+    assert.ok(new Set(first).size > 1, `n sampled choices differ: ${JSON.stringify(first)}`);
+  });
+
+  test('log probabilities, the model\'s own, for each returned token: completions and chats, whole and streamed', async () => {
+    const openai = client();
+    const prompt = 'reverse 2 4 6';
+    const whole = await openai.completions.create({ model: v1, prompt, max_tokens: 8, logprobs: 2 });
+    const lp = whole.choices[0].logprobs!;
+    assert.equal(lp.tokens!.join(''), whole.choices[0].text);
+    assert.ok(lp.tokens!.length > 0 && lp.token_logprobs!.every((v) => v <= 0));
+    assert.ok(lp.top_logprobs!.every((top, i) => Object.keys(top).length === 2 && Math.abs(Math.max(...Object.values(top)) - lp.token_logprobs![i]) < 1e-6), 'greedy takes the likeliest');
+    const messages = [{ role: 'user' as const, content: prompt }];
+    const chat = await openai.chat.completions.create({ model: v1, messages, max_tokens: 8, logprobs: true, top_logprobs: 3 });
+    const content = chat.choices[0].logprobs!.content!;
+    assert.equal(content.map((t) => t.token).join(''), chat.choices[0].message.content);
+    assert.ok(content.every((t) => t.top_logprobs.length === 3));
+    const streamed: unknown[] = [];
+    for await (const chunk of await openai.chat.completions.create({ model: v1, messages, max_tokens: 8, logprobs: true, top_logprobs: 3, stream: true })) {
+      streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+    }
+    assert.deepEqual(streamed, content);
+  });
+
+  test('an unsupported parameter is a 400 naming it (BadRequestError.param), never silently ignored', async () => {
+    const openai = client();
+    const messages = [{ role: 'user' as const, content: 'reverse 1' }];
+    const refused: Array<[string, () => Promise<unknown>]> = [
+      ['tools', () => openai.chat.completions.create({ model: v2, messages, tools: [{ type: 'function', function: { name: 'f' } }] })],
+      ['top_logprobs', () => openai.chat.completions.create({ model: v2, messages, top_logprobs: 2 })],
+      ['top_logprobs', () => openai.chat.completions.create({ model: v2, messages, logprobs: true, top_logprobs: 21 })],
+      ['response_format', () => openai.chat.completions.create({ model: v2, messages, response_format: { type: 'json_object' } })],
+      ['logprobs', () => openai.completions.create({ model: v2, prompt: 'reverse 1', logprobs: 6 })],
+      ['echo', () => openai.completions.create({ model: v2, prompt: 'reverse 1', echo: true })],
+      ['suffix', () => openai.completions.create({ model: v2, prompt: 'reverse 1', suffix: 'x' })],
+      ['best_of', () => openai.completions.create({ model: v2, prompt: 'reverse 1', best_of: 3 })],
+      ['logit_bias', () => openai.completions.create({ model: v2, prompt: 'reverse 1', logit_bias: { '5': 10 } })],
+      ['max_tokens', () => openai.completions.create({ model: v2, prompt: 'reverse 1', max_tokens: cfg.gateway.maxTokens + 1 })],
+      ['stop', () => openai.completions.create({ model: v2, prompt: 'reverse 1', stop: ['a', 'b', 'c', 'd', 'e'] })],
+      ['stream_options', () => openai.completions.create({ model: v2, prompt: 'reverse 1', stream_options: { include_usage: true } })],
+      ['prompt[1]', () => openai.completions.create({ model: v2, prompt: ['reverse 1', ' \u0007 '] })],
+    ];
+    for (const [param, call] of refused) {
+      await assert.rejects(call, (err: unknown) => {
+        assert.ok(err instanceof OpenAI.BadRequestError, `${param}: ${String(err)}`);
+        assert.equal(err.param, param, err.message);
+        return true;
+      });
+    }
+    // A field the gateway does not know goes to the model server, which refuses it by name: passed on, a 400 recorded as one.
+    // (The model server refuses it before decoding: its `requests` do not count it.)
+    await assert.rejects(openai.completions.create({ model: v2, prompt: 'reverse 1', frobnicate: 1 } as any), (err: unknown) => {
+      assert.ok(err instanceof OpenAI.BadRequestError);
+      assert.equal(err.param, 'frobnicate');
+      return true;
+    });
+  });
+
+  test('a client that leaves a stream (or a whole answer) frees the model server: its generation stops, the next request is served, the canary counts no error', { timeout: 300_000 }, async () => {
+    // SmolLM2 from the base-model catalog: a context long enough for a generation that would run for minutes.
+    const smolName = `${name}-smol`;
+    const smolVersion = `${smolName}-v1`;
+    const smol = await serve(path.join(cfg.baseModelsDir, 'smollm2-135m-instruct', 'model'), smolVersion, dir);
+    children.push(smol.proc);
+    await database
+      .insertInto('model_versions')
+      .values({ id: smolVersion, name: smolName, version: 1, run_id: uniqueId('gw-run'), model_uri: 's3://test/smol', sha256: 'smol', metrics: '{}' })
+      .execute();
+    const since = new Date();
+    await setRoutes(database, smolName, [{ modelVersionId: smolVersion, endpoint: smol.url, weight: 100 }]);
+    await waitFor('the gateway to route the catalog model', 15_000, async () => ((await call(gw, '/v1/models', undefined)).body.data.some((m: any) => m.id === smolName) ? true : undefined), 100);
+    const openai = client();
+    const messages = [{ role: 'user' as const, content: 'Write a long story about a lighthouse keeper.' }];
+
+    // Time to the first streamed token against the whole answer, for the same 8 tokens.
+    let t0 = performance.now();
+    const whole = await openai.chat.completions.create({ model: smolName, messages, max_tokens: 8 });
+    const wholeMs = performance.now() - t0;
+    t0 = performance.now();
+    let firstMs = 0;
+    let streamedText = '';
+    for await (const chunk of await openai.chat.completions.create({ model: smolName, messages, max_tokens: 8, stream: true })) {
+      const piece = chunk.choices[0]?.delta.content;
+      if (piece && !firstMs) firstMs = performance.now() - t0;
+      streamedText += piece ?? '';
+    }
+    const streamMs = performance.now() - t0;
+    assert.equal(streamedText, whole.choices[0].message.content);
+    console.log(`# SmolLM2-135M on CPU, 8 tokens: first streamed token after ${firstMs.toFixed(0)} ms, whole stream ${streamMs.toFixed(0)} ms, non-streamed answer ${wholeMs.toFixed(0)} ms`);
+
+    // A stream asked for 4000 tokens, left after its first piece.
+    const { data: stream, response: head } = await openai.chat.completions.create({ model: smolName, messages, max_tokens: 4000, stream: true }).withResponse();
+    const leftId = head.headers.get('x-request-id')!;
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta.content) break; // leaving the loop aborts the request
+    }
+    const cancelled = await waitFor('the model server to stop the generation', 30_000, async () => /generation cancelled, the client went away: after (\d+) of at most (\d+) tokens/.exec(smol.stderr()) ?? undefined, 100);
+    const [done, most] = [Number(cancelled[1]), Number(cancelled[2])];
+    console.log(`# the left stream stopped after ${done} of at most ${most} tokens`);
+    assert.equal(most, 4000);
+    assert.ok(done < 200, `stopped early: ${done} tokens`);
+    t0 = performance.now();
+    const next = await openai.chat.completions.create({ model: smolName, messages, max_tokens: 4 });
+    assert.ok(next.choices[0].message.content!.length > 0);
+    console.log(`# the next request was answered in ${(performance.now() - t0).toFixed(0)} ms`);
+
+    // A whole (non-streamed) answer whose client leaves before it comes stops the same way.
+    const leaving = new AbortController();
+    const pending = openai.chat.completions.create({ model: smolName, messages, max_tokens: 4000 }, { signal: leaving.signal });
+    setTimeout(() => leaving.abort(), 1500);
+    await assert.rejects(pending, OpenAI.APIUserAbortError);
+    const stops = await waitFor('the model server to stop the second generation', 30_000, async () => {
+      const all = [...smol.stderr().matchAll(/generation cancelled, the client went away: after (\d+) of at most (\d+) tokens/g)];
+      return all.length >= 2 ? all : undefined;
+    }, 100);
+    assert.ok(Number(stops[1][1]) < 200 && Number(stops[1][2]) === 4000, stops[1][0]);
+
+    // The left stream is recorded with 499 (the client's doing) and what it had sent; a refusal with its 400.
+    await assert.rejects(openai.chat.completions.create({ model: smolName, messages, frobnicate: true } as any), OpenAI.BadRequestError);
+    const left = await waitFor('the left stream\'s record', 15_000, async () => database.selectFrom('gateway_requests').selectAll().where('id', '=', leftId).executeTakeFirst(), 100);
+    assert.deepEqual([left.status, left.streamed, left.error], [499, true, 'the client closed the stream before its end']);
+    assert.ok(left.response && left.response.length > 0, JSON.stringify(left));
+    await gatewayLogSettled(database, smolVersion, 6);
+    const statuses = (await database.selectFrom('gateway_requests').select('status').where('model_version_id', '=', smolVersion).execute()).map((r) => r.status).sort();
+    assert.deepEqual(statuses, [200, 200, 200, 400, 499, 499]);
+    // The canary judges model errors (5xx) only: a refused request and a client that left cannot roll back a healthy version.
+    const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), trainerServer });
+    const health = await activities.canaryHealth({ modelVersionId: smolVersion, since: since.toISOString(), canary: canarySchema.parse({ minRequests: 1, maxErrorRate: 0, maxP95LatencyMs: 3_600_000 }) });
+    assert.deepEqual([health.requests, health.errors, health.breach], [6, 0, undefined]);
+
+    smol.proc.kill('SIGTERM');
+    await new Promise((r) => smol.proc.once('exit', r));
+    const finished = JSON.parse(smol.stdout().trim().split('\n').at(-1)!);
+    // Five decoded (the refusal never reached the model), two of them cancelled.
+    assert.deepEqual([finished.event, finished.requests, finished.cancelled], ['finished', 5, 2]);
+    await setRoutes(database, smolName, []);
+  });
+
   test('the second model server answered exactly the requests the gateway routed to it', { timeout: 30_000 }, async () => {
     const routedToV2 = [...tally].filter(([k]) => k.startsWith(`${v2}|`)).reduce((n, [k, c]) => n + (k.endsWith('|400') ? 0 : c), 0);
     upstreamB.proc.kill('SIGTERM');
     await new Promise((r) => upstreamB.proc.once('exit', r));
     const finished = JSON.parse(upstreamB.stdout().trim().split('\n').at(-1)!);
     assert.equal(finished.event, 'finished');
-    // Plus the three direct calls of the normalization test (two completions, one chat).
-    assert.equal(finished.requests, routedToV2 + 3);
+    // Plus the three direct calls of the normalization test (two completions, one chat), and the OpenAI client's.
+    assert.equal(finished.requests, routedToV2 + 3 + clientToV2);
   });
 });

@@ -63,8 +63,10 @@ export interface Config {
     blocklist: string[];
     /** A file with one blocked word or phrase per line (`#` starts a comment): TEMPERED_BLOCKLIST_FILE. */
     blocklistFile: string | undefined;
-    /** How long an upstream model server may take to answer one request. */
+    /** How long an upstream model server may take to answer one request (a stream: to send its next chunk). */
     upstreamTimeoutMs: number;
+    /** The most tokens one request may ask for (`max_tokens`, `max_completion_tokens`): TEMPERED_GATEWAY_MAX_TOKENS. */
+    maxTokens: number;
   };
   /** Worker scratch space for staged inputs and trainer output. */
   workDir: string;
@@ -231,6 +233,7 @@ export function loadConfig(env: Env = process.env): Config {
       blocklist: (env.TEMPERED_BLOCKLIST ?? '').split(',').map((w) => w.trim()).filter(Boolean),
       blocklistFile: env.TEMPERED_BLOCKLIST_FILE ? path.resolve(env.TEMPERED_BLOCKLIST_FILE) : undefined,
       upstreamTimeoutMs: intFrom(env, 'TEMPERED_GATEWAY_UPSTREAM_TIMEOUT_MS', 60_000),
+      maxTokens: intFrom(env, 'TEMPERED_GATEWAY_MAX_TOKENS', 4096),
     },
     workDir: path.resolve(env.TEMPERED_WORK_DIR || path.join(dataDir, 'work')),
     baseModelsDir: path.resolve(env.TEMPERED_BASE_MODELS_DIR || path.join(cacheDir, 'base-models')),

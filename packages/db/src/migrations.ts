@@ -320,4 +320,19 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('base_models').ifExists().execute();
     },
   },
+  '0007_gateway_usage': {
+    // What each served request cost (the model server's usage) and whether it was streamed, so a streamed
+    // answer is recorded as fully as a whole one.
+    async up(db: Kysely<any>) {
+      await db.schema
+        .alterTable('gateway_requests')
+        .addColumn('prompt_tokens', 'integer')
+        .addColumn('completion_tokens', 'integer')
+        .addColumn('streamed', 'boolean', (c) => c.notNull().defaultTo(false))
+        .execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.alterTable('gateway_requests').dropColumn('prompt_tokens').dropColumn('completion_tokens').dropColumn('streamed').execute();
+    },
+  },
 };

@@ -181,6 +181,11 @@ export interface GatewayRequestsTable {
   latency_ms: number;
   flagged: boolean; // the blocklist replaced something in the response
   error: string | null;
+  /** The model server's token counts (usage); null when it gave none (a refusal, a failure). */
+  prompt_tokens: number | null;
+  completion_tokens: number | null;
+  /** Whether the answer was streamed (server-sent events); its response is the whole text the client got. */
+  streamed: Generated<boolean>;
 }
 
 /** Thumbs up or down on one served response. */

@@ -31,7 +31,7 @@ import type http from 'node:http';
 import fastifySwagger from '@fastify/swagger';
 import type { Config } from '@tempered/config';
 import type { Db } from '@tempered/db';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { installAuth } from './auth';
 import { parseBody } from './body';
@@ -51,6 +51,7 @@ import { MAX_BODY, MODEL_FIELD_MESSAGE } from './schemas';
 export { GatewayMetrics } from './metrics';
 export { RequestLog, type RequestRecord } from './request-log';
 export { MAX_JSON_DEPTH } from './schemas';
+export { Blocklist, StreamFilter } from './processing';
 
 export interface GatewayDeps {
   cfg: Config;
@@ -83,7 +84,7 @@ export function createGateway({ cfg, db, blocklist = Blocklist.load(cfg.gateway.
     metrics.routeWeight.reset();
     for (const m of table.allModels()) for (const r of m.routes) metrics.routeWeight.set({ model: m.name, version: r.modelVersionId }, r.weight);
   });
-  const gw: GatewayContext = { cfg, db, routes, metrics, requestLog, blocklist };
+  const gw: GatewayContext = { cfg, db, routes, metrics, requestLog, blocklist, settle: () => {} };
 
   const app = Fastify({
     logger: false, // one line per request, below: never the body, never the key
@@ -130,11 +131,15 @@ export function createGateway({ cfg, db, blocklist = Blocklist.load(cfg.gateway.
     return payload;
   });
 
-  // What is counted and recorded once the response is out: requests per version and status, latency, the record.
-  app.addHook('onResponse', async (req, reply) => {
+  // What is counted and recorded once the response is out: requests per version and status, latency, the
+  // record. Once per request: on the response's end, or, for a stream the client left (no 'finish' comes
+  // then), when the route has wound the stream down (gw.settle).
+  const settle = (req: FastifyRequest, reply: FastifyReply) => {
+    if (req.served.settled) return;
+    req.served.settled = true;
     const ms = reply.elapsedTime;
     const { path, model, version, record } = req.served;
-    const status = reply.statusCode;
+    const status = req.served.status ?? reply.statusCode;
     if (OPENAI_PATHS.has(path)) {
       const labels = { model: model ?? 'none', version: version ?? 'none' };
       metrics.requests.inc({ ...labels, status: String(status) });
@@ -142,7 +147,9 @@ export function createGateway({ cfg, db, blocklist = Blocklist.load(cfg.gateway.
       if (record) requestLog.add({ ...record, id: req.id, at: new Date(Date.now() - ms), status, latency_ms: ms });
     }
     if (!QUIET_PATHS.has(path)) console.log(`${req.method} ${path} ${status} ${ms.toFixed(1)}ms version=${version ?? '-'} id=${req.id}`);
-  });
+  };
+  gw.settle = settle;
+  app.addHook('onResponse', async (req, reply) => settle(req, reply));
 
   app.register(fastifySwagger, {
     openapi: {

@@ -4,6 +4,7 @@
  */
 import type { Config } from '@tempered/config';
 import type { Db } from '@tempered/db';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayMetrics } from './metrics';
 import type { Blocklist } from './processing';
 import type { RequestLog, RequestRecord } from './request-log';
@@ -16,6 +17,8 @@ export interface GatewayContext {
   metrics: GatewayMetrics;
   requestLog: RequestLog;
   blocklist: Blocklist;
+  /** Counts, records and logs a request once (app.ts); routes call it for a stream whose client went away. */
+  settle: (req: FastifyRequest, reply: FastifyReply) => void;
 }
 
 /** A request's progress, filled in as it is routed and served. */
@@ -27,6 +30,14 @@ export interface Served {
   version?: string;
   /** Set when the request reached the point of calling a model server: it is then recorded. */
   record?: Omit<RequestRecord, 'latency_ms' | 'status' | 'id'>;
+  /**
+   * The status to count and record when it is not the response's: a stream has sent its 200 before it can
+   * fail. 502 when the model server broke the stream off (the model's failure), 499 when the client went away
+   * (nginx's "client closed request": the client's doing, never counted against the model version).
+   */
+  status?: number;
+  /** Set once the request was counted and recorded. */
+  settled?: boolean;
 }
 
 declare module 'fastify' {

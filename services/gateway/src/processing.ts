@@ -23,11 +23,14 @@ export const BLOCKED = '[BLOCKED]';
 export class Blocklist {
   private readonly pattern: RegExp | undefined;
   readonly size: number;
+  /** Code points of the longest entry, a run of whitespace counted as one (what a stream holds back). */
+  readonly longest: number;
 
   constructor(words: string[]) {
     // Entries are matched as the model would write them: NFKC-normalized, case-insensitively.
     const entries = [...new Set(words.map((w) => normalizePrompt(w)).filter(Boolean))];
     this.size = entries.length;
+    this.longest = Math.max(0, ...entries.map((w) => [...w].length));
     // Longest first, so that a phrase wins over a word it contains.
     entries.sort((a, b) => b.length - a.length);
     const escaped = entries.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/ /g, '\\s+'));
@@ -52,6 +55,91 @@ export class Blocklist {
     const out = text.replace(this.pattern, () => ((flagged = true), BLOCKED));
     return { text: out, flagged };
   }
+
+  /** Where the entries are found in `text`: [start, end) ranges in UTF-16 units, in order. */
+  matches(text: string): Array<[number, number]> {
+    if (!this.pattern) return [];
+    return [...text.matchAll(this.pattern)].map((m) => [m.index, m.index + m[0].length]);
+  }
+
+  /** A filter for one streamed answer. */
+  stream(): StreamFilter {
+    return new StreamFilter(this);
+  }
+}
+
+/**
+ * The blocklist over a streamed answer, piece by piece. A blocked word may arrive split over two chunks
+ * ("bad" then "word"), and whether a word is whole depends on the character after it, so a piece cannot be
+ * filtered on its own. Buffering the whole answer would make streaming pointless; instead the filter holds
+ * back only the tail that a blocked entry could still be part of: the last `longest + 1` code points (a run of
+ * whitespace counts as one, as an entry's space matches any run), and any match that reaches into that tail.
+ * Every match that starts before the tail is then complete and final (the entries are at most `longest` long
+ * and the character after it is known), so the pieces put together are exactly `filter()` of the whole
+ * answer, and a client sees each word at most about one entry's length late. The last released character is
+ * kept as context, so "ass" after a released "cl" is still part of "class".
+ */
+export class StreamFilter {
+  private pending = '';
+  /** The last code point released: the look-behind of a match at the start of `pending`. */
+  private before = '';
+  flagged = false;
+
+  constructor(private readonly blocklist: Blocklist) {}
+
+  /** Takes the next piece; returns the filtered text that is final now (possibly empty). */
+  push(text: string): string {
+    this.pending += text;
+    if (this.blocklist.size === 0) return this.release(this.pending.length);
+    return this.release(holdFrom(this.pending, this.blocklist.longest + 1));
+  }
+
+  /** The rest, filtered, once the answer is complete. */
+  end(): string {
+    return this.release(this.pending.length, true);
+  }
+
+  /** Releases `pending` up to `cut` (earlier when a match reaches past it), filtered. */
+  private release(cut: number, last = false): string {
+    if (this.blocklist.size === 0) {
+      const out = this.pending.slice(0, cut);
+      this.pending = this.pending.slice(cut);
+      return out;
+    }
+    const offset = this.before.length;
+    let out = '';
+    let from = 0;
+    for (const [a0, b0] of this.blocklist.matches(this.before + this.pending)) {
+      const [a, b] = [a0 - offset, b0 - offset];
+      if (a < 0) continue; // starts in the context character: decided when it was released
+      if (!last && b > cut) {
+        cut = Math.min(cut, a);
+        break;
+      }
+      if (a >= cut) break;
+      out += this.pending.slice(from, a) + BLOCKED;
+      from = b;
+      this.flagged = true;
+    }
+    if (cut > from) out += this.pending.slice(from, cut);
+    const released = this.pending.slice(0, Math.max(cut, from));
+    if (released) this.before = [...released].at(-1)!;
+    this.pending = this.pending.slice(Math.max(cut, from));
+    return out;
+  }
+}
+
+/** The index where the last `units` code points of `text` start, a run of whitespace counted as one (0 if fewer). */
+function holdFrom(text: string, units: number): number {
+  let i = text.length;
+  let counted = 0;
+  while (i > 0 && counted < units) {
+    const white = /\s/.test(text[i - 1]);
+    i -= /[\uDC00-\uDFFF]/.test(text[i - 1]) && i > 1 ? 2 : 1;
+    if (white) while (i > 0 && /\s/.test(text[i - 1])) i--;
+    counted++;
+  }
+  return i;
 }
 
 /** A validation failure that names the offending field (OpenAI's `param`). */

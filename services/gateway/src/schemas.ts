@@ -6,8 +6,11 @@
  * The request schemas check shape, and the sampling numbers against OpenAI's own ranges (temperature 0..2,
  * top_p 0..1, penalties -2..2, whole token counts): a number a model server would fail on (a temperature of
  * 1e-320 divides its logits into infinities) is the client's mistake, a 400 here, not a 502 counted against
- * the model version. Other fields meant for the model server pass through unchecked, and its refusal is
- * passed on. Rules on content (a prompt empty once normalized, a system message only first, ...) are checked
+ * the model version. `max_tokens` is bounded by the gateway's config (TEMPERED_GATEWAY_MAX_TOKENS), `stop`, `n`
+ * and prompt lists by OpenAI's own limits. OpenAI parameters that nothing behind the gateway implements
+ * (tools, echo, suffix, logit_bias, best_of other than n, a response_format other than text, ...) are
+ * refused here, naming the parameter, never silently dropped. Other fields meant for the model server pass
+ * through unchecked, and its refusal is passed on. Rules on content (a prompt empty once normalized, a system message only first, ...) are checked
  * by processing.ts, which normalizes the text; body.ts bounds the nesting and refuses lone surrogates.
  */
 import { z } from 'zod';
@@ -35,64 +38,6 @@ const modelField = z
   .min(1, { error: MODEL_FIELD_MESSAGE })
   .describe('A model name (traffic split between its versions by weight, sticky per client) or a model version id (pinned to it).');
 
-const streamField = z
-  .unknown()
-  .refine((v) => v !== true, { error: 'streaming is not supported by the gateway; leave it out or send false' })
-  .optional()
-  .describe('Streaming is not supported: leave it out or send false.');
-
-/** A field the gateway forwards to the model server, which validates it. */
-const forwarded = (what: string) => z.unknown().optional().describe(`${what}; forwarded to the model server, which validates it.`);
-
-/** A finite number in [min, max] (null as OpenAI allows: the model server's default), forwarded as given. */
-const inRange = (min: number, max: number, what: string) => {
-  const said = `must be a number from ${min} to ${max}`;
-  return z.number({ error: said }).min(min, { error: said }).max(max, { error: said }).nullish().describe(`${what}, ${min} to ${max}.`);
-};
-
-/** A whole number (a safe integer) of at least `min` and at most `max`, or null. */
-const whole = (what: string, min: number, max?: number) => {
-  const range = max === undefined ? `>= ${min}` : `from ${min} to ${max}`;
-  const said = `must be a whole number ${range}`;
-  const int = z.int({ error: said }).min(min, { error: said });
-  return (max === undefined ? int : int.max(max, { error: said })).nullish().describe(`${what}, a whole number ${range}.`);
-};
-
-const temperatureSaid = `must be 0 (greedy) or a number from ${MIN_TEMPERATURE} to 2`;
-const temperatureField = z
-  .number({ error: temperatureSaid })
-  .min(0, { error: temperatureSaid })
-  .max(2, { error: temperatureSaid })
-  .refine((t) => t === 0 || t >= MIN_TEMPERATURE, { error: temperatureSaid })
-  .nullish()
-  .describe(`Sampling temperature: 0 (greedy) or ${MIN_TEMPERATURE} to 2 (OpenAI's range is 0 to 2).`);
-
-/** The sampling fields both OpenAI calls share, checked against OpenAI's ranges and forwarded to the model server. */
-const sampling = {
-  max_tokens: whole('Most tokens to generate', 1),
-  temperature: temperatureField,
-  top_p: inRange(0, 1, 'Nucleus sampling'),
-  n: whole('Choices to generate', 1, 128),
-  stop: forwarded('Stop sequences'),
-  seed: z.int({ error: 'must be a whole number' }).nullish().describe('Sampling seed, a whole number.'),
-  presence_penalty: inRange(-2, 2, 'Presence penalty'),
-  frequency_penalty: inRange(-2, 2, 'Frequency penalty'),
-};
-
-const userField = z.unknown().optional().describe('The end user; when a string and no x-client-key header is sent, the key that keeps a client on one version.');
-
-export const CompletionRequest = z
-  .looseObject({
-    model: modelField,
-    stream: streamField,
-    prompt: z
-      .union([z.string(), z.tuple([z.string()])], { error: 'must be a string (or a list of exactly one string)' })
-      .describe('The prompt, normalized like training data (NFKC, control characters, whitespace) before it goes upstream.'),
-    ...sampling,
-    user: userField,
-  })
-  .describe('An OpenAI completion request. Fields other than model and prompt go to the model server as given.');
-
 const chatMessage = z.object(
   {
     role: z.enum(['system', 'user', 'assistant'], { error: 'must be one of system, user, assistant' }),
@@ -105,19 +50,177 @@ const chatMessage = z.object(
   { error: 'must be a message {role, content}' },
 );
 
-export const ChatCompletionRequest = z
-  .looseObject({
-    model: modelField,
+/** A whole number (a safe integer) of at least `min` and at most `max`, or null. */
+const whole = (what: string, min: number, max?: number) => {
+  const range = max === undefined ? `>= ${min}` : `from ${min} to ${max}`;
+  const said = `must be a whole number ${range}`;
+  const int = z.int({ error: said }).min(min, { error: said });
+  return (max === undefined ? int : int.max(max, { error: said })).nullish().describe(`${what}, a whole number ${range}.`);
+};
+
+/** A finite number in [min, max] (null as OpenAI allows: the model server's default), forwarded as given. */
+const inRange = (min: number, max: number, what: string) => {
+  const said = `must be a number from ${min} to ${max}`;
+  return z.number({ error: said }).min(min, { error: said }).max(max, { error: said }).nullish().describe(`${what}, ${min} to ${max}.`);
+};
+
+const temperatureSaid = `must be 0 (greedy) or a number from ${MIN_TEMPERATURE} to 2`;
+const temperatureField = z
+  .number({ error: temperatureSaid })
+  .min(0, { error: temperatureSaid })
+  .max(2, { error: temperatureSaid })
+  .refine((t) => t === 0 || t >= MIN_TEMPERATURE, { error: temperatureSaid })
+  .nullish()
+  .describe(`Sampling temperature: 0 (greedy) or ${MIN_TEMPERATURE} to 2 (OpenAI's range is 0 to 2).`);
+
+/** Most stop strings in a request, as OpenAI allows. */
+export const MAX_STOPS = 4;
+/** Most prompts in one completion request. */
+export const MAX_PROMPTS = 128;
+/** Most choices per prompt, as OpenAI allows. */
+export const MAX_N = 128;
+
+const stopSaid = `must be a non-empty string or a list of 1 to ${MAX_STOPS} non-empty strings`;
+const stopField = z
+  .union([z.string().min(1), z.array(z.string().min(1)).min(1).max(MAX_STOPS)], { error: stopSaid })
+  .nullish()
+  .describe(`Stop sequences (up to ${MAX_STOPS}): the text is cut before the first one found, with finish_reason "stop".`);
+
+const streamField = z
+  .boolean({ error: 'must be true or false' })
+  .nullish()
+  .describe('Answer as server-sent events in OpenAI\'s chunk format, ended by `data: [DONE]`.');
+
+const streamOptionsField = z
+  .object({ include_usage: z.boolean({ error: 'must be true or false' }).nullish() }, { error: 'must be {include_usage: true|false}' })
+  .strict()
+  .nullish()
+  .describe('With stream: include_usage adds a last chunk with the usage and no choices (every chunk then has usage: null).');
+
+/**
+ * OpenAI parameters the gateway and its model servers do not implement. Each is refused with a 400 naming it
+ * (never silently ignored) unless its value asks for nothing: null, false, 0, an empty string, list or object.
+ * best_of equal to n and response_format {type: "text"} ask for nothing either (checked on the whole body).
+ */
+const REFUSED = {
+  echo: 'echoing the prompt is not supported',
+  suffix: 'insertion (suffix) is not supported',
+  logit_bias: 'logit_bias is not supported',
+  tools: 'tools are not supported',
+  tool_choice: 'tools are not supported',
+  functions: 'functions are not supported',
+  function_call: 'functions are not supported',
+  parallel_tool_calls: 'tools are not supported',
+  audio: 'audio output is not supported',
+  modalities: 'only text output is supported',
+  prediction: 'predicted outputs are not supported',
+} as const;
+
+const asksNothing = (v: unknown) =>
+  v === undefined || v === null || v === false || v === 0 || v === '' || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && !Array.isArray(v) && Object.keys(v as object).length === 0);
+
+const refusedFields = (names: ReadonlyArray<keyof typeof REFUSED>) =>
+  Object.fromEntries(names.map((k) => [k, z.unknown().refine(asksNothing, { error: `${REFUSED[k]}; leave it out` }).optional().describe(`Not supported: refused unless it asks for nothing.`)]));
+
+const bestOfField = z.unknown().optional().describe('Only best_of equal to n (or left out) is accepted: choosing the best of several is not supported.');
+const responseFormatField = z.unknown().optional().describe('Only {"type": "text"} (or left out) is accepted.');
+
+const userField = z.unknown().optional().describe('The end user; when a string and no x-client-key header is sent, the key that keeps a client on one version.');
+
+/** The rules a request checks with the whole body in view: stream_options needs stream, best_of must equal n, the format is text. */
+function wholeBody(body: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.logprobs !== true && 'messages' in body) {
+    ctx.addIssue({ code: 'custom', path: ['top_logprobs'], message: 'needs logprobs: true' });
+  }
+  if (!asksNothing(body.stream_options) && body.stream !== true) {
+    ctx.addIssue({ code: 'custom', path: ['stream_options'], message: 'is only allowed with stream: true' });
+  }
+  if (body.best_of !== undefined && body.best_of !== null && body.best_of !== (body.n ?? 1)) {
+    ctx.addIssue({ code: 'custom', path: ['best_of'], message: 'choosing the best of several is not supported; leave best_of out or make it equal to n' });
+  }
+  const format = body.response_format as { type?: unknown } | null | undefined;
+  if (format !== undefined && format !== null && !(typeof format === 'object' && format.type === 'text' && Object.keys(format).length === 1)) {
+    ctx.addIssue({ code: 'custom', path: ['response_format'], message: 'only {"type": "text"} is supported' });
+  }
+}
+
+/** What the requests are bounded by, from the gateway's config. */
+export interface RequestLimits {
+  /** The most tokens one request may ask for (TEMPERED_GATEWAY_MAX_TOKENS). */
+  maxTokens: number;
+  /**
+   * Whether log probabilities may be asked for: not behind a blocklist, since each token's text (and its
+   * likeliest alternatives) would show the words the filter replaced.
+   */
+  logprobs: boolean;
+}
+
+/** Most alternatives per token: completions' logprobs, chats' top_logprobs (OpenAI's limits). */
+export const MAX_LOGPROBS = { completion: 5, chat: 20 } as const;
+
+const NO_LOGPROBS = 'log probabilities are not given by this gateway: its blocklist filters the output, which they would reveal';
+
+/**
+ * The OpenAI request schemas, bounded by the gateway's config. Completions forward fields other than model and
+ * prompt to the model server as given, chats those other than model and messages (which is refused there when
+ * it does not know them); the ones both know not to support are refused here first.
+ */
+export function openaiRequests(limits: RequestLimits) {
+  /** The sampling fields both OpenAI calls share, checked against OpenAI's ranges and forwarded to the model server. */
+  const sampling = {
+    max_tokens: whole('Most tokens to generate', 1, limits.maxTokens),
+    temperature: temperatureField,
+    top_p: inRange(0, 1, 'Nucleus sampling'),
+    n: whole('Choices to generate per prompt (each sampled; greedy gives n identical ones)', 1, MAX_N),
+    stop: stopField,
+    seed: z.int({ error: 'must be a whole number' }).nullish().describe('Sampling seed, a whole number: the same seed and request give the same answer.'),
+    presence_penalty: inRange(-2, 2, 'Presence penalty'),
+    frequency_penalty: inRange(-2, 2, 'Frequency penalty'),
     stream: streamField,
-    messages: z
-      .array(chatMessage, { error: 'must be a non-empty array of {role, content}' })
-      .min(1, { error: 'must be a non-empty array of {role, content}' })
-      .describe('The conversation: a system message only first, at least one non-empty user message, ending with one to answer.'),
-    ...sampling,
-    max_completion_tokens: whole('Most tokens to generate, when max_tokens is not given', 1),
+    stream_options: streamOptionsField,
+    best_of: bestOfField,
+    response_format: responseFormatField,
     user: userField,
-  })
-  .describe('An OpenAI chat request: the whole conversation goes upstream, every turn normalized. Other fields are ignored.');
+  };
+  const noLogprobs = z.unknown().refine(asksNothing, { error: NO_LOGPROBS }).optional().describe(NO_LOGPROBS);
+  const completionLogprobs = limits.logprobs
+    ? whole("Log probabilities of each returned token and of its likeliest alternatives (this many), the model's own", 0, MAX_LOGPROBS.completion)
+    : noLogprobs;
+  const chatLogprobs = limits.logprobs
+    ? z.boolean({ error: 'must be true or false' }).nullish().describe("Log probabilities of each returned token, the model's own.")
+    : noLogprobs;
+  const topLogprobs = limits.logprobs ? whole('With logprobs: true, the likeliest alternatives per token', 0, MAX_LOGPROBS.chat) : noLogprobs;
+  const promptSaid = `must be a string or a list of 1 to ${MAX_PROMPTS} strings`;
+  const CompletionRequest = z
+    .looseObject({
+      model: modelField,
+      prompt: z
+        .union([z.string(), z.array(z.string()).min(1).max(MAX_PROMPTS)], { error: promptSaid })
+        .describe(`The prompt, or a list of up to ${MAX_PROMPTS} (choices indexed prompt-major: prompt i's choice j is index i * n + j), each normalized like training data (NFKC, control characters, whitespace) before it goes upstream.`),
+      ...sampling,
+      logprobs: completionLogprobs,
+      ...refusedFields(['echo', 'suffix', 'logit_bias']),
+    })
+    .superRefine(wholeBody)
+    .describe('An OpenAI completion request. Fields other than model and prompt go to the model server as given.');
+
+  const ChatCompletionRequest = z
+    .looseObject({
+      model: modelField,
+      messages: z
+        .array(chatMessage, { error: 'must be a non-empty array of {role, content}' })
+        .min(1, { error: 'must be a non-empty array of {role, content}' })
+        .describe('The conversation: a system message only first, at least one non-empty user message, ending with one to answer.'),
+      ...sampling,
+      max_completion_tokens: whole('Most tokens to generate, when max_tokens is not given', 1, limits.maxTokens),
+      logprobs: chatLogprobs,
+      top_logprobs: topLogprobs,
+      ...refusedFields(['logit_bias', 'tools', 'tool_choice', 'functions', 'function_call', 'parallel_tool_calls', 'audio', 'modalities', 'prediction']),
+    })
+    .superRefine(wholeBody)
+    .describe('An OpenAI chat request: the whole conversation goes upstream, every turn normalized. Other fields go to the model server as given.');
+  return { CompletionRequest, ChatCompletionRequest };
+}
 
 const optionalText = (max: number) =>
   z
@@ -198,7 +301,7 @@ export const ChatCompletionResponse = z.object({
     z.object({
       index: z.number(),
       message: z.object({ role: z.literal('assistant'), content: z.string() }),
-      logprobs: z.null(),
+      logprobs: z.unknown().nullable().describe('With logprobs: true, {content: [{token, logprob, bytes, top_logprobs}]}.'),
       finish_reason: finishReason,
     }),
   ),
