@@ -51,7 +51,9 @@ export class RunLog {
         this.line(`${c}: ${e.what} ${e.done}/${e.total}`);
         break;
       case 'eval':
-        this.line(`${c}: eval loss ${Number(e.loss).toFixed(4)} perplexity ${Number(e.perplexity).toFixed(3)}${e.exact_match !== undefined ? ` exact match ${Number(e.exact_match).toFixed(3)}` : ''}`);
+        this.line(
+          `${c}: eval${e.loss !== null ? ` loss ${Number(e.loss).toFixed(4)} perplexity ${Number(e.perplexity).toFixed(3)}` : ''}${e.exact_match !== undefined ? ` exact match ${Number(e.exact_match).toFixed(3)}` : ''}`,
+        );
         break;
       case 'finished':
         this.line(`${c}: finished`);

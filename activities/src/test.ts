@@ -59,6 +59,8 @@ export async function test(
         max_new_tokens: spec.test.maxNewTokens,
         device: 'auto',
         output_dir: path.join(dir, 'eval'),
+        // Only the candidate's loss is reported: the baseline and SFT models are compared on their answers.
+        loss_targets: [1],
         // The step-0 checkpoint of a LoRA run on a base model is the base itself, which it names but does not hold.
         ...(await loraBase(deps, runId, spec, input.specDir, dir)),
         ...(choices ? { choices } : {}),
@@ -71,8 +73,9 @@ export async function test(
         else if (e.event === 'progress') ctx.heartbeat({ [String(e.what)]: `${e.done}/${e.total}` });
       },
     );
-    type Scored = { loss: number; perplexity: number; exact_match: number; examples: number; generated: number; accuracy?: number; macro_f1?: number; no_label?: number };
-    const [before, after, sft] = finished.results as Scored[];
+    type Scored = { exact_match: number; examples: number; generated: number; accuracy?: number; macro_f1?: number; no_label?: number };
+    // loss_targets [1]: the candidate's loss, null for the others.
+    const [before, after, sft] = finished.results as [Scored, Scored & { loss: number; perplexity: number }, Scored?];
     const champion = input.cleaned ? await compareWithChampion(deps, { ...input, cleaned: input.cleaned, modelTar: model }, dir) : undefined;
     const result: TestResult = {
       loss: after.loss,

@@ -47,6 +47,9 @@ class EvalConfig:
     # A LoRA checkpoint over a base model holds only the adapter: the base it was trained on.
     base_model: Optional[str] = None
     max_seq_length: Optional[int] = None  # records are cut to this many tokens, as in training
+    # Indexes into the targets whose loss (and perplexity) to compute; None: all. The others, with `generate`, are
+    # scored on their answers alone: a loss pass costs about as much as generating short answers.
+    loss_targets: Optional[List[int]] = None
 
     def __post_init__(self):
         given = [x for x in (self.checkpoint, self.model, self.checkpoints) if x is not None]
@@ -59,6 +62,11 @@ class EvalConfig:
                 "eval", "choices", "must be a list of at least two different non-empty strings")
         require(self.choices is None or self.generate, "eval", "choices", "needs generate: true (labels are read from generated answers)")
         require(self.max_seq_length is None or self.max_seq_length >= 2, "eval", "max_seq_length", f"must be at least 2, got {self.max_seq_length}")
+        n = len(self.targets()) if len(given) == 1 else 0
+        require(self.loss_targets is None or all(0 <= i < n for i in self.loss_targets), "eval", "loss_targets",
+                f"must be indexes of the {n} targets, got {self.loss_targets}")
+        require(self.loss_targets is None or self.generate or set(self.loss_targets) == set(range(n)), "eval", "loss_targets",
+                "may leave a target out only with generate: true (it would not be scored at all)")
 
     def targets(self) -> list:
         """What to score, in order."""
@@ -166,14 +174,15 @@ def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: i
     return figures, preds
 
 
-def evaluate_one(cfg: EvalConfig, path: str, shard, device) -> tuple:
-    """(figures, predictions or None) of one checkpoint or model on the shard."""
+def evaluate_one(cfg: EvalConfig, path: str, shard, device, with_loss: bool = True) -> tuple:
+    """(figures, predictions or None) of one checkpoint or model on the shard; without `with_loss`, loss and
+    perplexity are None."""
     model, tokenizer, step = load_for_eval(cfg, path, device)
     if int(shard.tokens.max(initial=0)) >= model.config.vocab_size:
         raise ConfigError(f"eval: shard {cfg.shard} has token ids beyond the model's vocabulary ({model.config.vocab_size})")
-    loss = shard_loss(model, shard, cfg.batch_size, tokenizer.eos_token_id, cfg.max_seq_length, Progress("loss", len(shard)))
+    loss = shard_loss(model, shard, cfg.batch_size, tokenizer.eos_token_id, cfg.max_seq_length, Progress("loss", len(shard))) if with_loss else None
     result = {"checkpoint": path, "step": step, "loss": loss,
-              "perplexity": math.exp(loss) if loss < 700 else float("inf"), "examples": len(shard)}
+              "perplexity": None if loss is None else math.exp(loss) if loss < 700 else float("inf"), "examples": len(shard)}
     predictions = None
     if cfg.generate:
         figures, predictions = score_generation(model, tokenizer, shard, cfg.max_new_tokens, cfg.batch_size, cfg.choices)
@@ -193,8 +202,8 @@ def run(raw: dict) -> None:
     emit("started", command="eval", device=device.type, step=0, total_steps=len(targets), params=None)
 
     results, all_predictions = [], []
-    for path in targets:
-        result, predictions = evaluate_one(cfg, path, shard, device)
+    for i, path in enumerate(targets):
+        result, predictions = evaluate_one(cfg, path, shard, device, cfg.loss_targets is None or i in cfg.loss_targets)
         results.append(result)
         all_predictions.append(predictions)
         emit("eval", **result)

@@ -41,6 +41,25 @@ def test_eval_scores_several_models_in_order(demo, sft_run, exported, tmp_path):
     assert len([e for e in events if e["event"] == "eval"]) == 3
 
 
+def test_eval_computes_loss_only_of_the_targets_asked(demo, sft_run, tmp_path):
+    checkpoints = sft_run["finished"]["checkpoints"]
+    cfg = {"checkpoints": [checkpoints[0], checkpoints[-1]], "shard": demo["heldout_shard"], "tokenizer": demo["tokenizer"],
+           "batch_size": 16, "device": "cpu", "generate": True, "max_new_tokens": 12, "output_dir": str(tmp_path / "out")}
+    rc, events = run_command("eval", {**cfg, "loss_targets": [1]}, tmp_path)
+    assert rc == 0, events[-1]
+    first, second = finished(events)["results"]
+    assert first["loss"] is None and first["perplexity"] is None and 0.0 <= first["exact_match"] <= 1.0
+    assert [e["what"] for e in events if e["event"] == "progress"].count("loss") <= 1, "one loss pass at most"
+    rc, full = run_command("eval", cfg, tmp_path)
+    assert rc == 0
+    both = finished(full)["results"]
+    assert second["loss"] == both[1]["loss"] and first["exact_match"] == both[0]["exact_match"], "the same figures as scoring all"
+    # A target left out without generate would not be scored at all; an index past the targets is a typo.
+    for bad, message in (({"generate": False, "loss_targets": [1]}, "only with generate"), ({"loss_targets": [2]}, "indexes of the 2 targets")):
+        rc, refused = run_command("eval", {**cfg, **bad}, tmp_path)
+        assert rc == 2 and "field 'loss_targets'" in refused[-1]["reason"] and message in refused[-1]["reason"], refused[-1]
+
+
 def sha256(path) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
