@@ -4,12 +4,18 @@
  * the spec's gates. When a model of the same name is serving, the challenger and that champion answer the
  * same held-out records (each with its own tokenizer, compared as text) and the result says whether the
  * challenger wins by `test.championMargin`; the deployment gate then needs an override if it does not.
+ *
+ * Every figure comes with its n and a bootstrap 95% interval, and the comparison with the serving model is paired
+ * (the same records): it is judged on the interval of the difference, so noise on a few hundred records cannot
+ * flip the gate. Every record's answers (this model's, the untrained one's, the serving model's) are stored as an
+ * `answers` artifact and as test_answers rows, for the approver to read.
  */
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
-import type { ArtifactRef, ChampionComparison, TestResult } from '@tempered/contract';
-import { recordMetrics } from '@tempered/db';
+import { readFile } from 'node:fs/promises';
+import { type ArtifactRef, type ChampionComparison, type ChampionVerdict, type Interval, type TestAnswer, type TestResult, describeInterval } from '@tempered/contract';
+import { recordArtifacts, recordMetrics } from '@tempered/db';
 import { type Deps, gateFailed, log, withScratch } from './context';
 import { JsonlWriter, promptAndReference, readRecords } from './records';
 import { assignSplit } from './split-core';
@@ -73,16 +79,30 @@ export async function test(
         else if (e.event === 'progress') ctx.heartbeat({ [String(e.what)]: `${e.done}/${e.total}` });
       },
     );
-    type Scored = { exact_match: number; examples: number; generated: number; accuracy?: number; macro_f1?: number; no_label?: number };
+    type Scored = { exact_match: number; examples: number; generated: number; accuracy?: number; macro_f1?: number; no_label?: number; intervals?: Record<string, Interval> };
     // loss_targets [1]: the candidate's loss, null for the others.
     const [before, after, sft] = finished.results as [Scored, Scored & { loss: number; perplexity: number }, Scored?];
-    const champion = input.cleaned ? await compareWithChampion(deps, { ...input, cleaned: input.cleaned, modelTar: model }, dir) : undefined;
+    const compared = input.cleaned ? await compareWithChampion(deps, { ...input, cleaned: input.cleaned, modelTar: model }, dir) : undefined;
+    const answers = await answersOf(path.join(dir, 'eval', 'eval.json'), compared?.answers);
+    const champion = compared && { ...compared.comparison, regressions: answers.filter(isRegression).length };
+    const answersRef = await storeAnswers(deps, runId, answers);
+    const intervals = after.intervals;
     const result: TestResult = {
       loss: after.loss,
       perplexity: after.perplexity,
       exactMatch: after.exact_match,
       baselineExactMatch: before.exact_match,
       examples: after.examples,
+      ...(intervals?.exact_match
+        ? {
+            intervals: {
+              exactMatch: intervals.exact_match,
+              ...(intervals.accuracy ? { accuracy: intervals.accuracy } : {}),
+              ...(intervals.macro_f1 ? { macroF1: intervals.macro_f1 } : {}),
+            },
+          }
+        : {}),
+      answers: answersRef,
       ...(choices
         ? {
             classification: {
@@ -119,12 +139,18 @@ export async function test(
         : []),
     ]);
     log('tested', { ...result });
-    const { minExactMatch, maxLoss, minAccuracy } = spec.test;
+    const { minExactMatch, maxLoss, minAccuracy, maxRegressions } = spec.test;
+    const figure = (value: number, interval: Interval | undefined, n: number) => (interval ? describeInterval(interval) : `${value.toFixed(3)} on ${n} records`);
     if (minAccuracy !== undefined && result.classification && result.classification.accuracy < minAccuracy) {
-      throw gateFailed(`test gate failed: accuracy ${result.classification.accuracy.toFixed(3)} on ${result.classification.examples} records is below test.minAccuracy ${minAccuracy}`);
+      throw gateFailed(`test gate failed: accuracy ${figure(result.classification.accuracy, result.intervals?.accuracy, result.classification.examples)} is below test.minAccuracy ${minAccuracy}`);
     }
     if (minExactMatch !== undefined && result.exactMatch < minExactMatch) {
-      throw gateFailed(`test gate failed: exact match ${result.exactMatch.toFixed(3)} is below test.minExactMatch ${minExactMatch}`);
+      throw gateFailed(`test gate failed: exact match ${figure(result.exactMatch, result.intervals?.exactMatch, after.generated)} is below test.minExactMatch ${minExactMatch}`);
+    }
+    if (maxRegressions !== undefined && champion && champion.regressions > maxRegressions) {
+      throw gateFailed(
+        `test gate failed: ${champion.regressions} test records the serving version v${champion.version} answers right are answered wrong by this model, more than test.maxRegressions ${maxRegressions}`,
+      );
     }
     if (maxLoss !== undefined && result.loss > maxLoss) {
       throw gateFailed(`test gate failed: test loss ${result.loss.toFixed(4)} is above test.maxLoss ${maxLoss}`);
@@ -141,7 +167,7 @@ async function compareWithChampion(
   deps: Deps,
   input: { runId: string; spec: PipelineSpec; cleaned: ArtifactRef; modelTar: string },
   dir: string,
-): Promise<ChampionComparison | undefined> {
+): Promise<{ comparison: ChampionComparison; answers: Map<string, { answer: string; correct: boolean }> } | undefined> {
   const { spec } = input;
   const champion = await deps.db
     .selectFrom('deployments')
@@ -157,7 +183,7 @@ async function compareWithChampion(
   const cleaned = await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'));
   const prompts = path.join(dir, 'champion-prompts.jsonl');
   const sink = new JsonlWriter(prompts);
-  let n = 0;
+  const keys: string[] = [];
   for await (const r of readRecords(cleaned)) {
     if (assignSplit(r.key, spec.split) !== 'test') continue;
     // A plain text has no question to answer; a conversation is asked as the messages before its last answer.
@@ -165,9 +191,11 @@ async function compareWithChampion(
     if (!asked) continue;
     const { prompt, reference } = asked;
     await sink.write(typeof prompt === 'string' ? { prompt, reference } : { messages: prompt, reference });
-    if (++n >= MAX_COMPARE_RECORDS) break;
+    keys.push(r.key);
+    if (keys.length >= MAX_COMPARE_RECORDS) break;
   }
   await sink.close();
+  const n = keys.length;
   if (n === 0) return undefined;
 
   const championTar = await deps.store.download({ uri: champion.model_uri, sha256: champion.sha256, bytes: 0, kind: 'model' }, path.join(dir, 'champion.tar'));
@@ -175,21 +203,104 @@ async function compareWithChampion(
   const { finished } = await runTrainer(
     deps,
     'compare',
-    { model_a: input.modelTar, model_b: championTar, prompts, rule: 'reference', max_new_tokens: spec.test.maxNewTokens, device: 'auto' },
+    {
+      model_a: input.modelTar,
+      model_b: championTar,
+      prompts,
+      rule: 'reference',
+      max_new_tokens: spec.test.maxNewTokens,
+      device: 'auto',
+      output_dir: path.join(dir, 'compare'),
+    },
     dir,
     () => ctx.heartbeat({ comparing: champion.id }),
   );
   const challengerExactMatch = Number(finished.exact_match_a);
   const championExactMatch = Number(finished.exact_match_b);
   const margin = spec.test.championMargin ?? 0;
+  const difference = finished.difference as Interval;
+  const verdict = verdictOf(difference, margin);
+  const report = JSON.parse(await readFile(path.join(dir, 'compare', 'compare.json'), 'utf8')) as { predictions: Array<{ reference: string; answer_b: string }> };
+  const answers = new Map(keys.map((key, i) => [key, { answer: report.predictions[i].answer_b, correct: report.predictions[i].answer_b === report.predictions[i].reference }]));
   return {
-    modelVersionId: champion.id,
-    version: champion.version,
-    championExactMatch,
-    challengerExactMatch,
-    winRate: Number(finished.win_rate_a),
-    margin,
-    examples: n,
-    challengerWins: challengerExactMatch - championExactMatch >= margin - 1e-9,
+    comparison: {
+      modelVersionId: champion.id,
+      version: champion.version,
+      championExactMatch,
+      challengerExactMatch,
+      winRate: Number(finished.win_rate_a),
+      margin,
+      examples: n,
+      challengerWins: verdict !== 'worse',
+      difference,
+      verdict,
+      pValue: Number(finished.mcnemar_p),
+    },
+    answers,
   };
+}
+
+/** Where the paired interval of (challenger − champion) lies against the margin (a hair of float slack). */
+export function verdictOf(difference: Interval, margin: number): ChampionVerdict {
+  if (difference.low >= margin - 1e-9) return 'better';
+  if (difference.high < margin - 1e-9) return 'worse';
+  return 'unsure';
+}
+
+/** A record the serving model answers right and this model wrong. */
+const isRegression = (a: TestAnswer) => a.championCorrect === true && !a.correct;
+
+/** Longest text kept of a prompt or an answer in the stored answers (the model's context bounds them anyway). */
+const MAX_ANSWER_CHARS = 4000;
+const clip = (text: string) => (text.length > MAX_ANSWER_CHARS ? `${text.slice(0, MAX_ANSWER_CHARS)}…` : text);
+
+/** The candidate's answers from eval.json (results: [baseline, candidate, sft?]), with the untrained model's and the serving model's beside each. */
+async function answersOf(evalJson: string, champion: Map<string, { answer: string; correct: boolean }> | undefined): Promise<TestAnswer[]> {
+  type Prediction = { key: string; prompt: string; reference: string; prediction: string; correct: boolean; label?: string | null; reference_label?: string | null };
+  const { results } = JSON.parse(await readFile(evalJson, 'utf8')) as { results: Array<{ predictions?: Prediction[] }> };
+  const baseline = new Map((results[0].predictions ?? []).map((p) => [p.key, p.prediction]));
+  return (results[1].predictions ?? []).map((p) => {
+    const served = champion?.get(p.key);
+    return {
+      key: p.key,
+      prompt: clip(p.prompt),
+      reference: clip(p.reference),
+      answer: clip(p.prediction),
+      correct: p.correct,
+      baselineAnswer: clip(baseline.get(p.key) ?? ''),
+      ...(p.label !== undefined ? { label: p.label, referenceLabel: p.reference_label ?? null } : {}),
+      ...(served ? { championAnswer: clip(served.answer), championCorrect: served.correct } : {}),
+    };
+  });
+}
+
+/** The answers as an artifact of the test stage (JSON lines) and as test_answers rows (replaced on a retry). */
+async function storeAnswers(deps: Deps, runId: string, answers: TestAnswer[]): Promise<ArtifactRef> {
+  const ref = await deps.store.putBytes(answers.map((a) => JSON.stringify(a)).join('\n') + (answers.length ? '\n' : ''), 'answers', 'answers.jsonl');
+  await recordArtifacts(deps.db, runId, 'test', [ref]);
+  await deps.db.transaction().execute(async (tx) => {
+    await tx.deleteFrom('test_answers').where('run_id', '=', runId).execute();
+    for (let i = 0; i < answers.length; i += 500) {
+      await tx
+        .insertInto('test_answers')
+        .values(
+          answers.slice(i, i + 500).map((a, j) => ({
+            run_id: runId,
+            idx: i + j,
+            key: a.key,
+            prompt: a.prompt,
+            reference: a.reference,
+            answer: a.answer,
+            correct: a.correct,
+            baseline_answer: a.baselineAnswer,
+            label: a.label ?? null,
+            reference_label: a.referenceLabel ?? null,
+            champion_answer: a.championAnswer ?? null,
+            champion_correct: a.championCorrect ?? null,
+          })),
+        )
+        .execute();
+    }
+  });
+  return ref;
 }

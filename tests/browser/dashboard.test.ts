@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { generateDemoData } from '@tempered/examples';
-import { apiCall, cfg, credentialsOf, repoRoot, uniqueId } from '../support';
+import { apiCall, cfg, credentialsOf, repoRoot, uniqueId, waitFor } from '../support';
 
 /** The page's globals used by functions evaluated in it (this suite's tsconfig has no DOM library). */
 declare const document: { querySelector(selector: string): { getAttribute(name: string): string | null } | null; documentElement: { scrollWidth: number; scrollHeight: number } };
@@ -221,6 +221,18 @@ describe('the dashboard in a browser', () => {
     assert.match((await opPage.getByTestId('gate').getByTestId('cannot-decide').textContent()) ?? '', /cannot decide deployment gates/i);
     assert.equal(await opPage.getByTestId('approve').count(), 0);
     await opPage.getByTestId('pending-count').waitFor();
+
+    // The Evaluation view: each figure with its interval, and the answers themselves, filterable.
+    const evaluation = opPage.getByTestId('evaluation');
+    assert.match((await evaluation.getByTestId('intervals').textContent()) ?? '', /exactMatch: \d\.\d{3} \(95% interval \d\.\d{3} to \d\.\d{3}, n = \d+ records\)/);
+    const { counts } = (await apiCall('GET', `/api/runs/${runId}/answers?filter=wrong`, 'operator')).body;
+    assert.ok(counts.all > 0, JSON.stringify(counts));
+    await evaluation.getByTestId('answers').locator('tr[data-key]').first().waitFor();
+    assert.equal(await evaluation.getByTestId('answers').locator('tr[data-key]').count(), Math.min(counts.all, 100));
+    await evaluation.getByTestId('answers-wrong').click();
+    const wrong = Math.min(counts.wrong, 100);
+    await waitFor('the wrong answers listed', 30_000, async () => ((await evaluation.locator('tr[data-key]').count()) === wrong && (await evaluation.getByTestId('answers-wrong').getAttribute('aria-selected')) === 'true') || undefined);
+    assert.equal(await evaluation.locator('tr[data-key][data-correct="true"]').count(), 0, 'only wrong answers');
   });
 
   test('a viewer sees the gate without buttons, and the API refuses their decision', async () => {

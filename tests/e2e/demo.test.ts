@@ -14,7 +14,7 @@ import { parse as parseYaml } from 'yaml';
 import { ancestors, node } from '@tempered/db';
 import { generateDemoData } from '@tempered/examples';
 import { STAGES } from '@tempered/contract';
-import { apiCall, cfg, db, demoSpec, quietWorkerLogs, repoRoot, store, temporalClient, waitFor } from '../support';
+import { apiCall, cfg, db, demoSpec, quietWorkerLogs, repoRoot, store, temporalClient, tokenOf, waitFor } from '../support';
 
 describe('the demo pipeline end to end', () => {
   const database = db();
@@ -124,6 +124,20 @@ describe('the demo pipeline end to end', () => {
     }
   });
 
+  test('the model card reports the data, the figures with their intervals and the approval', async () => {
+    const res = await fetch(`${cfg.api.url}/api/models/${detail.modelVersion.id}/card`, { headers: { authorization: `Bearer ${tokenOf('operator')}` } });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/markdown/);
+    const card = await res.text();
+    const t = detail.stages.find((s: any) => s.name === 'test').summary;
+    const ingest = detail.stages.find((s: any) => s.name === 'ingest').summary;
+    assert.match(card, /^---\n[\s\S]*\nmodel-index:\n[\s\S]*\n---\n/);
+    assert.ok(card.includes(`| Exact match | ${t.exactMatch.toFixed(3)} | ${t.intervals.exactMatch.low.toFixed(3)} to ${t.intervals.exactMatch.high.toFixed(3)} | ${t.intervals.exactMatch.n} |`), card);
+    assert.ok(card.includes(`${ingest.input} records read, ${ingest.kept} kept, ${ingest.quarantined} quarantined`), card);
+    assert.match(card, /- approve by approver at .*: "e2e"/);
+    assert.equal((await fetch(`${cfg.api.url}/api/models/nope/card`, { headers: { authorization: `Bearer ${tokenOf('operator')}` } })).status, 404);
+  });
+
   test('lineage links dataset version → model version → deployment', async () => {
     const up = await ancestors(database, node.deployment(detail.deployment.id));
     const parents = up.map((e) => e.parent);
@@ -177,9 +191,30 @@ describe('the demo pipeline end to end', () => {
     assert.equal(champion.modelVersionId, detail.modelVersion.id, 'compared with the serving model of the same name');
     assert.equal(champion.challengerWins, false, JSON.stringify(champion));
     assert.ok(champion.championExactMatch > champion.challengerExactMatch + 0.5, JSON.stringify(champion));
+    // How sure: the paired interval of the difference lies wholly below the margin (0), and the exact test agrees.
+    const diff = champion.difference;
+    assert.equal(champion.verdict, 'worse', JSON.stringify(champion));
+    assert.ok(diff.low <= diff.value && diff.value <= diff.high && diff.high < 0, JSON.stringify(diff));
+    assert.ok(Math.abs(diff.value - (champion.challengerExactMatch - champion.championExactMatch)) < 1e-9, JSON.stringify(champion));
+    assert.equal(diff.n, champion.examples);
+    assert.ok(champion.pValue < 0.001, JSON.stringify(champion));
+    // The answers behind it: every test record stored, and the newly wrong ones are the regressions the summary counts.
+    const testSummary = weak.stages.find((s: any) => s.name === 'test').summary;
+    const answered = (await apiCall('GET', `/api/runs/${started.body.runId}/answers?filter=newly-wrong&limit=500`, 'operator')).body;
+    assert.equal(answered.counts.all, testSummary.intervals.exactMatch.n, JSON.stringify(answered.counts));
+    assert.equal(answered.counts['newly-wrong'], champion.regressions);
+    assert.ok(champion.regressions > 0 && answered.answers.length === champion.regressions);
+    assert.ok(answered.answers.every((a: any) => a.championCorrect === true && a.correct === false && a.championAnswer === a.reference.trim()), JSON.stringify(answered.answers[0]));
+    assert.equal(testSummary.intervals.exactMatch.value, testSummary.exactMatch);
+    assert.ok(weak.artifacts.some((a: any) => a.stage === 'test' && a.kind === 'answers'), 'the answers artifact');
+    const inbox = (await apiCall('GET', '/api/approvals', 'approver')).body.pending.find((p: any) => p.runId === started.body.runId);
+    assert.equal(inbox.sampleAnswers.filter, 'newly-wrong');
+    assert.equal(inbox.sampleAnswers.answers.length, Math.min(3, champion.regressions));
+    assert.equal((await apiCall('GET', `/api/runs/${started.body.runId}/answers?filter=sideways`, 'operator')).status, 400);
     const plain = await apiCall('POST', `/api/runs/${started.body.runId}/approval`, 'approver', { decision: 'approve', comment: 'ship it' });
     assert.equal(plain.status, 409);
     assert.match(plain.body.error, /override/);
+    assert.match(plain.body.error, /95% interval -?\d\.\d{3} to -\d\.\d{3}, n = \d+ paired records\), all of it below the margin, McNemar p = /);
     const forced = await apiCall('POST', `/api/runs/${started.body.runId}/approval`, 'approver', { decision: 'approve', comment: 'known regression, hotfix', override: true });
     assert.equal(forced.status, 200, JSON.stringify(forced.body));
     assert.equal(forced.body.override, true);

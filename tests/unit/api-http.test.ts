@@ -104,8 +104,8 @@ describe('the OpenAPI document is generated from the schemas', () => {
   const ROUTES = [
     'post /api/login', 'post /api/logout', 'get /api/me', 'get /api/users', 'post /api/users', 'post /api/tokens', 'get /api/audit',
     'get /api/spec-schema', 'get /api/examples', 'get /api/runs', 'post /api/runs', 'get /api/runs/{id}', 'get /api/runs/{id}/events', 'get /api/events',
-    'get /api/runs/{id}/logs', 'post /api/runs/{id}/cancel', 'post /api/runs/{id}/approval', 'get /api/labeling', 'get /api/runs/{id}/pairs/next',
-    'post /api/pairs/{id}/label', 'get /api/approvals', 'get /api/models', 'get /api/models/{id}/lineage', 'get /api/base-models', 'get /api/datasets',
+    'get /api/runs/{id}/logs', 'get /api/runs/{id}/answers', 'post /api/runs/{id}/cancel', 'post /api/runs/{id}/approval', 'get /api/labeling', 'get /api/runs/{id}/pairs/next',
+    'post /api/pairs/{id}/label', 'get /api/approvals', 'get /api/models', 'get /api/models/{id}/lineage', 'get /api/models/{id}/card', 'get /api/base-models', 'get /api/datasets',
     'get /api/datasets/{id}', 'get /api/artifacts/{id}', 'get /api/deployments', 'post /api/runs/{id}/canary', 'get /api/schedules', 'post /api/schedules',
     'get /api/schedules/{id}', 'post /api/schedules/{id}/pause', 'post /api/schedules/{id}/resume', 'post /api/schedules/{id}/trigger',
     'post /api/schedules/{id}/backfill', 'delete /api/schedules/{id}',

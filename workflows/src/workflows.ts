@@ -21,7 +21,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '@tempered/activities';
 import { canaryRollout } from './canary';
-import { type ApprovalDecision, type PipelineInput, type PipelineOutcome, type PipelineProgress, STAGES, type StageName } from '@tempered/contract';
+import { type ApprovalDecision, type ChampionComparison, championShortfall, type PipelineInput, type PipelineOutcome, type PipelineProgress, STAGES, type StageName } from '@tempered/contract';
 import { approveDeploymentUpdate, canaryWorkflowId, SIGNED_APPROVALS_PATCH, labelsChangedSignal, msOf, progressQuery, taskQueueFor } from './shared';
 
 /** Failure types that retrying cannot fix: the activity options list them as non-retryable. */
@@ -64,7 +64,7 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
 
   let decision: (ApprovalDecision & { decidedAt: string }) | undefined;
   /** Set at the gate: whether the challenger lost to the serving model, so approving needs an override. */
-  let championBeatsChallenger: { championExactMatch: number; challengerExactMatch: number; margin: number } | undefined;
+  let championBeatsChallenger: ChampionComparison | undefined;
   setHandler(
     approveDeploymentUpdate,
     async (d) => {
@@ -96,9 +96,7 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
         }
         const lost = championBeatsChallenger;
         if (d.decision === 'approve' && lost && d.override !== true) {
-          throw new Error(
-            `the challenger's exact match ${lost.challengerExactMatch.toFixed(3)} does not beat the serving model's ${lost.championExactMatch.toFixed(3)} by test.championMargin ${lost.margin}; approve with override to deploy it anyway`,
-          );
+          throw new Error(`${championShortfall(lost)}; approve with override to deploy it anyway`);
         }
       },
     },

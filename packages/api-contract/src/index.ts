@@ -8,8 +8,11 @@
  * Roles: viewer (reads), operator (starts runs, labels), approver (decides gates), admin (all, and users).
  * Nobody approves the deployment of a run they started.
  */
-import { type ApprovalReceipt, type GateState, type LabelProgress, ROLES, RUN_STATUSES, STAGE_STATUSES } from '@tempered/contract';
+import { type ApprovalReceipt, type GateState, type LabelProgress, ROLES, type TestAnswer, RUN_STATUSES, STAGE_STATUSES } from '@tempered/contract';
 import { z } from 'zod';
+
+// The contract's test vocabulary and its wording, for the dashboard (which depends on this package only).
+export { type ChampionComparison, championShortfall, describeInterval, type Interval, type TestAnswer, type TestResult } from '@tempered/contract';
 
 // The platform's vocabulary (stages, statuses, roles and their policy) is @tempered/contract's; the dashboard and
 // the CLI get it from here with the HTTP contract.
@@ -86,6 +89,10 @@ export const rowIdQuery = wholeNumber('expected a row id (a whole number)').pipe
 export const runsQuery = z.object({ status: z.string().optional(), q: z.string().optional(), limit: listLimit(50, 500) });
 /** `GET /api/runs/:id/logs`: the tail, or the lines after the row id `after`. */
 export const logsQuery = z.object({ after: rowIdQuery, limit: listLimit(200, 2000) });
+/** Which of a run's test answers to list: every one, the wrong ones, or the ones the serving model got right and this model wrong. */
+export const ANSWER_FILTERS = ['all', 'wrong', 'newly-wrong'] as const;
+/** `GET /api/runs/:id/answers`. */
+export const answersQuery = z.object({ filter: z.enum(ANSWER_FILTERS).default('all'), skip: rowIdQuery, limit: listLimit(50, 500) });
 /** `GET /api/audit`: `target` such as `run:<id>`. */
 export const auditQuery = z.object({ target: z.string().optional(), limit: listLimit(100, 1000) });
 
@@ -264,6 +271,28 @@ export const runEvents = {
 export type RunEvents = { [K in keyof typeof runEvents]: Wire<(typeof runEvents)[K]> };
 export const globalEvents = { runs: z.object({ run: runSummary }) };
 
+/** One test record as the test stage scored it (contract: `TestAnswer`). */
+export const testAnswer = z.object({
+  key: z.string(),
+  prompt: z.string(),
+  reference: z.string(),
+  answer: z.string(),
+  correct: z.boolean(),
+  baselineAnswer: z.string(),
+  label: z.string().nullable().optional(),
+  referenceLabel: z.string().nullable().optional(),
+  championAnswer: z.string().optional(),
+  championCorrect: z.boolean().optional(),
+});
+export const answersResponse = z.object({
+  /** How many answers each filter holds (newly wrong: 0 without a serving model to compare with). */
+  counts: z.object({ all: z.number(), wrong: z.number(), 'newly-wrong': z.number() }),
+  answers: z.array(testAnswer),
+});
+export type AnswersResponse = Wire<typeof answersResponse>;
+const _sameAnswer: Same<Wire<typeof testAnswer>, TestAnswer> = true;
+void _sameAnswer;
+
 export const pendingApproval = z.object({
   runId: z.string(),
   name: z.string(),
@@ -272,6 +301,8 @@ export const pendingApproval = z.object({
   test: json.nullable(),
   /** The serving version of the same model name, to compare with (null before its first deployment). */
   production: modelVersion.extend({ deploymentId: z.string() }).nullable(),
+  /** A few answers to read before deciding: ones the serving model got right and this one wrong, else wrong ones. */
+  sampleAnswers: z.object({ filter: z.enum(['wrong', 'newly-wrong']), answers: z.array(testAnswer) }),
   /** False when the caller may not decide it (wrong role, or they started the run); `reason` says why. */
   canDecide: z.boolean(),
   reason: z.string().optional(),

@@ -40,6 +40,8 @@ export type ArtifactKind =
   | 'reward-model'
   | 'adapter'
   | 'report'
+  /** The test stage's answers, one JSON line per test record (`TestAnswer`). */
+  | 'answers'
   /** A catalog base model's model.tar (the base_models table), stored once whatever runs fine-tune it. */
   | 'base-model';
 
@@ -100,6 +102,21 @@ export interface RewardModelResult {
   rewardAccuracy: number;
   initialRewardAccuracy: number;
 }
+/** A figure measured on n examples, with its bootstrap 95% interval (the trainer's stats.py). */
+export interface Interval {
+  value: number;
+  low: number;
+  high: number;
+  n: number;
+}
+
+/**
+ * What the paired interval of (challenger − champion) says about the margin: `better` when all of it is at or
+ * above the margin, `worse` when all of it is below, `unsure` when it straddles the margin (the test records
+ * cannot tell, so noise decides neither way).
+ */
+export type ChampionVerdict = 'better' | 'worse' | 'unsure';
+
 /** The challenger (this run's model) against the serving model of the same name, on the same test records. */
 export interface ChampionComparison {
   modelVersionId: string;
@@ -110,8 +127,49 @@ export interface ChampionComparison {
   winRate: number;
   margin: number;
   examples: number;
-  /** challenger − champion exact match ≥ margin; when false, deploying needs an approver's override. */
+  /**
+   * Not `worse`: deploying needs an approver's override only when the test records show, at 95%, that the
+   * challenger falls short of the margin. (Runs tested before intervals: challenger − champion ≥ margin.)
+   */
   challengerWins: boolean;
+  /** challenger − champion exact match on the same records, paired bootstrap 95% interval (absent in older runs). */
+  difference?: Interval;
+  verdict?: ChampionVerdict;
+  /** Exact McNemar test of the records exactly one of the two answered right: how likely so uneven a split is by chance. */
+  pValue?: number;
+  /** Records the serving model answers right and the challenger wrong. */
+  regressions?: number;
+}
+
+/** One test record as the test stage scored it: the `answers` artifact's lines and the test_answers rows. */
+export interface TestAnswer {
+  key: string;
+  prompt: string;
+  reference: string;
+  answer: string;
+  correct: boolean;
+  /** The untrained model's answer (a base model zero-shot). */
+  baselineAnswer: string;
+  /** With test.choices: the label read from the answer and from the reference (null: names no choice). */
+  label?: string | null;
+  referenceLabel?: string | null;
+  /** When a model of the same name was serving and answered this record too. */
+  championAnswer?: string;
+  championCorrect?: boolean;
+}
+
+const pct = (x: number) => x.toFixed(3);
+/** "0.712 (95% interval 0.650 to 0.770, n = 238 records)" */
+export function describeInterval(i: Interval, of = 'records'): string {
+  return `${pct(i.value)} (95% interval ${pct(i.low)} to ${pct(i.high)}, n = ${i.n} ${of})`;
+}
+
+/** Why deploying a challenger that lost to the serving model needs an override: the gate's and the inbox's words. */
+export function championShortfall(c: ChampionComparison): string {
+  const sure = c.difference
+    ? `: the difference is ${describeInterval(c.difference, 'paired records')}, all of it below the margin${c.pValue !== undefined ? `, McNemar p = ${c.pValue.toPrecision(2)}` : ''}`
+    : '';
+  return `the challenger's exact match ${pct(c.challengerExactMatch)} does not beat the serving model's ${pct(c.championExactMatch)} by test.championMargin ${c.margin}${sure}`;
 }
 
 export interface TestResult {
@@ -121,6 +179,10 @@ export interface TestResult {
   /** The untrained model (step 0: a base model zero-shot, or a tiny model's random start). */
   baselineExactMatch: number;
   examples: number;
+  /** The candidate's figures with their bootstrap 95% intervals (absent in older runs). */
+  intervals?: { exactMatch: Interval; accuracy?: Interval; macroF1?: Interval };
+  /** Every test record's answers and scores (`TestAnswer` lines; absent in older runs). */
+  answers?: ArtifactRef;
   /** With `test.choices`: the label extracted from each answer, scored against the reference's. */
   classification?: {
     choices: string[];

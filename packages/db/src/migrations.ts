@@ -335,4 +335,29 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable('gateway_requests').dropColumn('prompt_tokens').dropColumn('completion_tokens').dropColumn('streamed').execute();
     },
   },
+  '0008_test_answers': {
+    // Every test record's answers (this model's, the untrained one's, the serving model's) and scores, so an
+    // approver can read what the model says, filtered to the answers that decide (newly wrong, wrong).
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable('test_answers')
+        .addColumn('run_id', 'text', (c) => c.notNull().references('runs.id').onDelete('cascade'))
+        .addColumn('idx', 'integer', (c) => c.notNull())
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('prompt', 'text', (c) => c.notNull())
+        .addColumn('reference', 'text', (c) => c.notNull())
+        .addColumn('answer', 'text', (c) => c.notNull())
+        .addColumn('correct', 'boolean', (c) => c.notNull())
+        .addColumn('baseline_answer', 'text', (c) => c.notNull())
+        .addColumn('label', 'text')
+        .addColumn('reference_label', 'text')
+        .addColumn('champion_answer', 'text')
+        .addColumn('champion_correct', 'boolean')
+        .addPrimaryKeyConstraint('test_answers_pkey', ['run_id', 'idx'])
+        .execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('test_answers').ifExists().execute();
+    },
+  },
 };

@@ -282,6 +282,22 @@ export interface BaseModelsTable {
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
+/** The test stage's answers to each test record (contract: `TestAnswer`), in test-shard order (`idx`). */
+export interface TestAnswersTable {
+  run_id: string;
+  idx: number;
+  key: string;
+  prompt: string;
+  reference: string;
+  answer: string;
+  correct: boolean;
+  baseline_answer: string;
+  label: string | null;
+  reference_label: string | null;
+  champion_answer: string | null;
+  champion_correct: boolean | null;
+}
+
 export interface Database {
   runs: RunsTable;
   stages: StagesTable;
@@ -299,6 +315,7 @@ export interface Database {
   run_logs: RunLogsTable;
   routes: RoutesTable;
   gateway_requests: GatewayRequestsTable;
+  test_answers: TestAnswersTable;
   feedback_ratings: FeedbackRatingsTable;
   feedback_pairwise: FeedbackPairwiseTable;
   stage_cache: StageCacheTable;

@@ -148,6 +148,32 @@ export const retrainSchema = z
   })
   .strict();
 
+/** Metrics a test suite can report, each per example with its n and bootstrap 95% interval. */
+export const SUITE_METRICS = ['exact_match', 'accuracy', 'macro_f1', 'rouge_l', 'chrf', 'perplexity'] as const;
+export type SuiteMetric = (typeof SUITE_METRICS)[number];
+const suiteMetric = z.enum(SUITE_METRICS);
+const metricBounds = z.partialRecord(suiteMetric, z.number()).optional();
+
+/** A named evaluation set beside the held-out split: its own file (any format ingest reads), its metrics, its gates. */
+export const testSuiteSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes, at most 63 characters'),
+    source: dataSourceSchema.describe('the suite\'s records: a file or s3:// object in any format ingest reads; bad records are quarantined and counted'),
+    fields: fieldsSchema.optional().describe('default: data.fields'),
+    metrics: z.array(suiteMetric).min(1).max(SUITE_METRICS.length).refine((m) => new Set(m).size === m.length, { message: 'each metric once' }),
+    min: metricBounds.describe('fail the run when a metric is below this'),
+    max: metricBounds.describe('fail the run when a metric is above this (perplexity)'),
+  })
+  .strict()
+  .superRefine((suite, ctx) => {
+    for (const side of ['min', 'max'] as const) {
+      for (const metric of Object.keys(suite[side] ?? {})) {
+        if (!suite.metrics.includes(metric as SuiteMetric)) ctx.addIssue({ code: 'custom', path: [side, metric], message: `a bound on ${metric}, which the suite's metrics do not list` });
+      }
+    }
+  });
+export type TestSuiteSpec = z.output<typeof testSuiteSchema>;
+
 export const pipelineSpecSchema = z
   .object({
     apiVersion: z.literal('tempered/v1'),
@@ -326,11 +352,30 @@ export const pipelineSpecSchema = z
           .min(-1)
           .max(1)
           .default(0)
-          .describe("when a model of this name is serving, the challenger's exact match must beat it by at least this on the same test records (0: not worse), or an approver overrides at the gate"),
+          .describe("when a model of this name is serving, the challenger's exact match must beat it by at least this on the same test records (0: not worse), judged on the paired 95% interval of the difference: only a challenger whose whole interval lies below the margin needs an approver's override at the gate"),
+        maxRegressions: z
+          .number()
+          .int()
+          .min(0)
+          .optional()
+          .describe('when a model of this name is serving: fail the run when more than this many test records the serving model answers right are answered wrong by the challenger'),
         maxLoss: z.number().positive().optional(),
+        suites: z
+          .array(testSuiteSchema)
+          .max(8)
+          .refine((s) => new Set(s.map((x) => x.name)).size === s.length, { message: 'suite names must differ' })
+          .optional()
+          .describe('named evaluation sets beside the held-out split, each with its metrics (exact match, label accuracy and macro-F1 with choices, ROUGE-L, chrF, perplexity) and optional min/max gates'),
       })
       .strict()
       .refine((t) => t.minAccuracy === undefined || t.choices !== undefined, { message: 'minAccuracy needs choices (the labels accuracy is scored on)', path: ['minAccuracy'] })
+      .superRefine((t, ctx) => {
+        for (const [i, suite] of (t.suites ?? []).entries()) {
+          for (const [j, metric] of suite.metrics.entries()) {
+            if ((metric === 'accuracy' || metric === 'macro_f1') && !t.choices) ctx.addIssue({ code: 'custom', path: ['suites', i, 'metrics', j], message: `${metric} needs test.choices (the labels it is scored on)` });
+          }
+        }
+      })
       .prefault({}),
     deploy: z
       .object({

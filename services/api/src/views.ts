@@ -5,9 +5,9 @@
  * states).
  */
 import type { Client } from '@temporalio/client';
-import type { ArtifactInfo, LabelProgress, LogLine, MetricPoint } from '@tempered/api-contract';
+import type { ANSWER_FILTERS, ArtifactInfo, LabelProgress, LogLine, MetricPoint } from '@tempered/api-contract';
 import { type Db, sql } from '@tempered/db';
-import type { PipelineProgress } from '@tempered/contract';
+import type { PipelineProgress, TestAnswer } from '@tempered/contract';
 import { progressQuery } from '@tempered/workflows';
 
 export interface Views {
@@ -76,6 +76,40 @@ export async function logsAfter(db: Db, runId: string, after: number, limit = 50
   // The tail: the newest lines, oldest first.
   const rows = await db.selectFrom('run_logs').select(['id', 'stage', 'at', 'line']).where('run_id', '=', runId).orderBy('id', 'desc').limit(limit).execute();
   return rows.reverse().map((r) => ({ ...r, at: r.at.toISOString() }));
+}
+
+type AnswerFilter = (typeof ANSWER_FILTERS)[number];
+
+/** A run's test answers (the test stage's test_answers rows) that a filter keeps, in test order. */
+export async function answersOf(db: Db, runId: string, filter: AnswerFilter, skip = 0, limit = 50): Promise<TestAnswer[]> {
+  let q = db.selectFrom('test_answers').selectAll().where('run_id', '=', runId);
+  if (filter === 'wrong') q = q.where('correct', '=', false);
+  if (filter === 'newly-wrong') q = q.where('correct', '=', false).where('champion_correct', '=', true);
+  const rows = await q.orderBy('idx').offset(skip).limit(limit).execute();
+  return rows.map((r) => ({
+    key: r.key,
+    prompt: r.prompt,
+    reference: r.reference,
+    answer: r.answer,
+    correct: r.correct,
+    baselineAnswer: r.baseline_answer,
+    ...(r.label !== null || r.reference_label !== null ? { label: r.label, referenceLabel: r.reference_label } : {}),
+    ...(r.champion_answer !== null ? { championAnswer: r.champion_answer, championCorrect: r.champion_correct ?? false } : {}),
+  }));
+}
+
+/** How many of a run's test answers each filter keeps. */
+export async function answerCounts(db: Db, runId: string): Promise<Record<AnswerFilter, number>> {
+  const row = await db
+    .selectFrom('test_answers')
+    .select([
+      sql<number>`count(*)::int`.as('all'),
+      sql<number>`(count(*) filter (where not correct))::int`.as('wrong'),
+      sql<number>`(count(*) filter (where not correct and champion_correct))::int`.as('newly'),
+    ])
+    .where('run_id', '=', runId)
+    .executeTakeFirstOrThrow();
+  return { all: row.all, wrong: row.wrong, 'newly-wrong': row.newly };
 }
 
 export async function approvalsOf(db: Db, runId: string) {

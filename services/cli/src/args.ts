@@ -19,6 +19,7 @@ const OPTIONS = {
   to: { type: 'string' },
   days: { type: 'string' },
   for: { type: 'string' },
+  filter: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 

@@ -10,6 +10,9 @@ Commands:
   show RUN                        a run's stages, metrics, artifacts, approvals and deployment
   follow RUN | status RUN         show a run's progress live until it waits at the gate or ends
   logs RUN [--follow]             the run's log (trainer output, canary decisions); --follow streams it
+  answers RUN [--filter wrong|newly-wrong]
+                                  what the model answered each test record, beside the reference and the
+                                  serving model's answer; newly-wrong: right by the serving model, wrong here
   models                          model versions, their metrics and which one serves
   base-models                     the base-model catalog (model.base: {name} in a spec) and the versions
                                   fine-tuned from each

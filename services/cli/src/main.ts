@@ -9,7 +9,7 @@
  *   client.ts     the API: token, typed requests (api<T>()), server-sent event streams
  *   output.ts     --json or lines for people: stage lines, summaries, log lines
  *   wait.ts       waiting for a run (to its gate or its end) on its event stream, with live progress
- *   commands/     runs.ts (run, runs, show, logs, follow, status), approvals.ts (approve, reject),
+ *   commands/     runs.ts (run, runs, show, logs, answers, follow, status), approvals.ts (approve, reject),
  *                 deployments.ts (deployments, canary promote/abort), models.ts (models, base-models),
  *                 schedules.ts (schedules …), people.ts (users …, tokens …)
  */
@@ -17,7 +17,7 @@ import { CliError, parseCommandLine } from './args';
 import { decide } from './commands/approvals';
 import { deployments } from './commands/deployments';
 import { baseModels, models } from './commands/models';
-import { follow, logs, run, runs, show } from './commands/runs';
+import { answers, follow, logs, run, runs, show } from './commands/runs';
 import { tokens, users } from './commands/people';
 import { schedules } from './commands/schedules';
 import { HELP } from './help';
@@ -39,6 +39,8 @@ async function main(argv: string[]): Promise<number | void> {
       return show(inv);
     case 'logs':
       return logs(inv);
+    case 'answers':
+      return answers(inv);
     case 'models':
       return models(inv);
     case 'base-models':

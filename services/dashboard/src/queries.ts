@@ -5,6 +5,8 @@
  * changed; only a running canary, whose health no event reports, is asked again on an interval.
  */
 import type {
+  ANSWER_FILTERS,
+  AnswersResponse,
   ApprovalsResponse,
   AuditEntry,
   BaseModelsResponse,
@@ -51,6 +53,9 @@ export function getQuery<T>(path: string) {
 
 const enc = encodeURIComponent;
 
+/** The Evaluation view lists at most this many answers per filter. */
+export const ANSWERS_LIMIT = 100;
+
 /** The runs list shows at most this many, newest first. */
 export const RUNS_LIMIT = 100;
 export interface RunsFilter {
@@ -91,6 +96,9 @@ export const queries = {
   dataset: (id: string) => getQuery<DatasetDetail>(`/api/datasets/${enc(id)}`),
   models: getQuery<ModelsResponse>('/api/models'),
   baseModels: getQuery<BaseModelsResponse>('/api/base-models'),
+  /** A run's test answers a filter keeps (the first ANSWERS_LIMIT), with every filter's count. */
+  answers: (runId: string, filter: (typeof ANSWER_FILTERS)[number]) =>
+    getQuery<AnswersResponse>(`/api/runs/${enc(runId)}/answers?filter=${filter}&limit=${ANSWERS_LIMIT}`),
   lineage: (modelId: string) => getQuery<LineageResponse>(`/api/models/${enc(modelId)}/lineage`),
 };
 

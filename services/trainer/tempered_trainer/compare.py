@@ -3,7 +3,8 @@
 Each model answers every prompt greedily (rendered by its own chat format, up to its end token or
 `max_new_tokens`). For each prompt the rule says whether each answer is correct; a correct answer beats an
 incorrect one, and two correct or two incorrect answers tie. `win_rate_a` is wins_a / (wins_a + wins_b), 0.5
-when no prompt decides.
+when no prompt decides. `difference` is exact_match_a - exact_match_b with a paired bootstrap 95% interval, and
+`mcnemar_p` the exact McNemar test of the decided prompts (wins_b are b's: prompts a gets wrong and b right).
 
 Rules:
   reference        general: an answer is correct when it equals the row's `reference` (both stripped); used
@@ -22,6 +23,7 @@ from .config import Device, from_dict, read_jsonl, require
 from .decoding import generate
 from .demo_task import read_reversal_prompts
 from .devices import resolve_device, setup_threads
+from .stats import mcnemar, paired_difference
 from .events import ConfigError, Progress, emit, json_safe, log
 from .model_files import load_pretrained
 from .template import check_messages, encode_prompt
@@ -95,12 +97,17 @@ def run(raw: dict) -> None:
         wins_a, wins_b, ties = wins_a + (winner == "a"), wins_b + (winner == "b"), ties + (winner == "tie")
         examples.append({"prompt": prompt, "reference": answer, "answer_a": x, "answer_b": y, "winner": winner})
     decided = wins_a + wins_b
+    right_a = [x == ans for (_, ans), x in zip(rows, a)]
+    right_b = [y == ans for (_, ans), y in zip(rows, b)]
     result = {
         "rule": cfg.rule, "wins_a": wins_a, "wins_b": wins_b, "ties": ties,
         "win_rate_a": wins_a / decided if decided else 0.5,
-        "exact_match_a": sum(x == ans for (_, ans), x in zip(rows, a)) / len(rows),
-        "exact_match_b": sum(y == ans for (_, ans), y in zip(rows, b)) / len(rows),
+        "exact_match_a": sum(right_a) / len(rows),
+        "exact_match_b": sum(right_b) / len(rows),
         "examples": len(rows),
+        # The same examples answered by both: how sure the difference is, and how many a gets wrong that b gets right.
+        "difference": paired_difference(right_a, right_b),
+        "mcnemar_p": mcnemar(wins_a, wins_b),
     }
     log.info("compare: %s", result)
     if cfg.output_dir:

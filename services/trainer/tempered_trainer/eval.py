@@ -1,6 +1,6 @@
 """`eval`: response-token loss and perplexity of checkpoints or exported models on a shard, and optionally
 greedy generation scored by exact match and, for a classification task (`choices`), by the accuracy and macro-F1
-of the label extracted from each answer. Several models in one call share one interpreter start and one shard
+of the label extracted from each answer, each with its n and a bootstrap 95% interval (`intervals`, stats.py). Several models in one call share one interpreter start and one shard
 read (validation scores every checkpoint of a run). Writes `output_dir/eval.json`.
 
 A record's generation prompt is everything before its last answer (the last run of loss-carrying tokens), so a
@@ -23,6 +23,8 @@ from .decoding import generate
 from .devices import autocast, resolve_device, setup_threads
 from .events import ConfigError, Progress, emit, json_safe, log
 from .model_files import load_pretrained
+from .stats import bootstrap, bootstrap_statistic
+from .text_metrics import TEXT_METRICS
 from .sft import make_batch, model_loss, supports_logits_to_keep
 from .shard import read_shard
 from .tokenizer import chat_format_of, read_tokenizer_json, tokenizer_from_json
@@ -50,6 +52,8 @@ class EvalConfig:
     # Indexes into the targets whose loss (and perplexity) to compute; None: all. The others, with `generate`, are
     # scored on their answers alone: a loss pass costs about as much as generating short answers.
     loss_targets: Optional[List[int]] = None
+    # With `generate`, free-text scores of each answer against its reference (text_metrics.py): rouge_l, chrf.
+    text_metrics: Optional[List[str]] = None
 
     def __post_init__(self):
         given = [x for x in (self.checkpoint, self.model, self.checkpoints) if x is not None]
@@ -61,6 +65,8 @@ class EvalConfig:
                                          and len({c.strip().casefold() for c in self.choices}) == len(self.choices)),
                 "eval", "choices", "must be a list of at least two different non-empty strings")
         require(self.choices is None or self.generate, "eval", "choices", "needs generate: true (labels are read from generated answers)")
+        require(self.text_metrics is None or (self.generate and all(m in TEXT_METRICS for m in self.text_metrics)), "eval", "text_metrics",
+                f"needs generate: true and names of {sorted(TEXT_METRICS)}, got {self.text_metrics}")
         require(self.max_seq_length is None or self.max_seq_length >= 2, "eval", "max_seq_length", f"must be at least 2, got {self.max_seq_length}")
         n = len(self.targets()) if len(given) == 1 else 0
         require(self.loss_targets is None or all(0 <= i < n for i in self.loss_targets), "eval", "loss_targets",
@@ -140,7 +146,7 @@ def label_scores(pairs, choices) -> dict:
     return {"accuracy": accuracy, "macro_f1": sum(f1s) / len(f1s), "no_label": sum(p is None for p, _ in pairs)}
 
 
-def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: int, choices=None):
+def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: int, choices=None, text_metrics=()):
     """(figures, predictions): greedy continuation of each record's prompt, up to the end token, against its
     last answer; exact match always, label accuracy and macro-F1 with `choices`."""
     prompts, refs, keys = [], [], []
@@ -167,10 +173,19 @@ def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: i
         if choices:
             pred["label"], pred["reference_label"] = extract_label(text, choices), extract_label(ref, choices)
             labels.append((pred["label"], pred["reference_label"]))
+        for name in text_metrics:
+            pred[name] = TEXT_METRICS[name](text, ref.strip())
         preds.append(pred)
     figures = {"exact_match": hits / len(prompts), "generated": len(prompts)}
+    intervals = {"exact_match": bootstrap([p["correct"] for p in preds])}
     if choices:
         figures.update(label_scores(labels, choices))
+        intervals["accuracy"] = bootstrap([p == r for p, r in labels])
+        intervals["macro_f1"] = bootstrap_statistic(labels, lambda rows: label_scores(rows, choices)["macro_f1"])
+    for name in text_metrics:
+        intervals[name] = bootstrap([p[name] for p in preds])
+        figures[name] = intervals[name]["value"]
+    figures["intervals"] = intervals
     return figures, preds
 
 
@@ -185,7 +200,7 @@ def evaluate_one(cfg: EvalConfig, path: str, shard, device, with_loss: bool = Tr
               "perplexity": None if loss is None else math.exp(loss) if loss < 700 else float("inf"), "examples": len(shard)}
     predictions = None
     if cfg.generate:
-        figures, predictions = score_generation(model, tokenizer, shard, cfg.max_new_tokens, cfg.batch_size, cfg.choices)
+        figures, predictions = score_generation(model, tokenizer, shard, cfg.max_new_tokens, cfg.batch_size, cfg.choices, cfg.text_metrics or ())
         result.update(figures)
     log.info("eval: %s", result)
     return result, predictions

@@ -22,6 +22,11 @@ def test_eval_checkpoint(demo, sft_run, tmp_path):
     report = json.load(open(tmp_path / "out" / "eval.json"))["results"][0]
     assert report["loss"] == ev["loss"] and len(report["predictions"]) == len(demo["heldout"])
     assert report["predictions"][0]["reference"] == demo["heldout"][0]["response"]
+    # exact match with its n and bootstrap interval, from the same per-record verdicts
+    ci = ev["intervals"]["exact_match"]
+    assert ci["value"] == ev["exact_match"] and ci["n"] == ev["generated"] == len(demo["heldout"])
+    assert 0.0 <= ci["low"] <= ci["value"] <= ci["high"] <= 1.0
+    assert ci["value"] == sum(p["correct"] for p in report["predictions"]) / ci["n"]
     # the untrained baseline is worse than the trained model
     rc, base = run_command("eval", {**cfg, "checkpoint": sft_run["finished"]["checkpoints"][0], "generate": False}, tmp_path)
     assert rc == 0 and finished(base)["loss"] > ev["loss"] and "exact_match" not in finished(base)

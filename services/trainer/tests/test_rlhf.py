@@ -106,6 +106,8 @@ def test_compare_a_model_with_itself_is_all_ties(exported, heldout_prompts, tmp_
     assert rc == 0, events[-1]
     done = finished(events)
     assert done["wins_a"] == done["wins_b"] == 0 and done["ties"] == done["examples"] == 40 and done["win_rate_a"] == 0.5
+    # Identical answers: no difference, and no doubt about it.
+    assert done["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0, "n": 40} and done["mcnemar_p"] == 1.0
     report = json.load(open(tmp_path / "out" / "compare.json"))
     assert len(report["predictions"]) == 40 and all(p["answer_a"] == p["answer_b"] for p in report["predictions"])
 
@@ -128,6 +130,10 @@ def test_compare_trained_beats_untrained(demo, heldout_prompts, tmp_path):
     done = finished(events)
     assert done["exact_match_a"] > 0 and done["exact_match_b"] == 0 and done["win_rate_a"] > 0.5
     assert done["wins_a"] + done["wins_b"] + done["ties"] == 40 and done["wins_a"] == round(done["exact_match_a"] * 40)
+    # b gets nothing right, so every right answer of a is a win; the paired interval lies above 0 once a wins enough.
+    diff = done["difference"]
+    assert diff["value"] == pytest.approx(done["exact_match_a"]) and diff["low"] <= diff["value"] <= diff["high"]
+    assert (diff["low"] > 0) == (done["wins_a"] >= 3), diff
 
 
 def test_compare_refuses_a_reference_the_rule_disagrees_with(exported, tmp_path):

@@ -9,7 +9,11 @@ import { ancestors, type Db, descendants, node } from '@tempered/db';
 import type { ApiDeps } from '../deps';
 import type { FastifyInstance } from 'fastify';
 import { HttpError, idParam, numberParam, route } from '../http';
-import { downloadUrl } from '../views';
+import { modelCardOf, renderModelCard } from '../model-card';
+import { answersOf, downloadUrl } from '../views';
+
+/** Answers the approvals inbox shows per gate. */
+const SAMPLE_ANSWERS = 3;
 
 const PREVIEW_BYTES = 256 * 1024;
 
@@ -41,6 +45,16 @@ export function catalogRoutes(app: FastifyInstance, { db, store }: ApiDeps): voi
           : [];
         // Each gate is compared with the serving version of its own model name.
         const servingByName = new Map(await Promise.all([...new Set(waiting.map((w) => w.name))].map(async (n) => [n, await production(db, n)] as const)));
+        // A few answers to read before deciding: the ones the serving model gets right and this model not, else wrong ones.
+        const samples = new Map(
+          await Promise.all(
+            waiting.map(async (w) => {
+              const newly = await answersOf(db, w.id, 'newly-wrong', 0, SAMPLE_ANSWERS);
+              const sample = newly.length ? { filter: 'newly-wrong' as const, answers: newly } : { filter: 'wrong' as const, answers: await answersOf(db, w.id, 'wrong', 0, SAMPLE_ANSWERS) };
+              return [w.id, sample] as const;
+            }),
+          ),
+        );
         const pending = waiting.map((r) => {
           const prod = servingByName.get(r.name);
           const mine = stages.filter((s) => s.run_id === r.id);
@@ -56,6 +70,7 @@ export function catalogRoutes(app: FastifyInstance, { db, store }: ApiDeps): voi
             deadline: (summaryOf(mine, 'deploy')?.deadline as string | undefined) ?? null,
             test: summaryOf(mine, 'test'),
             production: prod ?? null,
+            sampleAnswers: samples.get(r.id)!,
             canDecide: reason === undefined,
             ...(reason ? { reason } : {}),
           };
@@ -79,6 +94,17 @@ export function catalogRoutes(app: FastifyInstance, { db, store }: ApiDeps): voi
           serving: prod?.id === m.id,
         }));
         return { models: entries };
+      },
+  });
+  route(app, {
+      method: 'GET', url: '/api/models/:id/card', action: 'read',
+      summary: "A model version's model card: Hugging Face's README.md format with its metadata block (base model, data, training, each test figure with its 95% interval, the comparison with the serving model, the approval)",
+      params: idParam, response: { stream: 'text/markdown', description: 'The model card (README.md)' },
+      async handler({ params: { id }, reply }) {
+        const input = await modelCardOf(db, id);
+        if (!input) throw new HttpError(404, `no model version ${id}`);
+        const name = `${input.model.name}-v${input.model.version}-README.md`.replace(/[^A-Za-z0-9._-]/g, '_');
+        return reply.code(200).headers({ 'content-type': 'text/markdown; charset=utf-8', 'content-disposition': `inline; filename="${name}"` }).send(renderModelCard(input));
       },
   });
   route(app, {

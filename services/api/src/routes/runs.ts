@@ -7,7 +7,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import {
-  approvalReceipt, cancelResponse, decisionRequest, type ExampleSpec, examplesResponse, logsQuery, logsResponse, runDetail as runDetailSchema, runsQuery,
+  answersQuery, answersResponse, approvalReceipt, cancelResponse, decisionRequest, type ExampleSpec, examplesResponse, logsQuery, logsResponse, runDetail as runDetailSchema, runsQuery,
   runsResponse, startRunRequest, startRunResponse,
 } from '@tempered/api-contract';
 import { approvalKey, approvalSignature } from '@tempered/config';
@@ -21,7 +21,7 @@ import type { ApiDeps } from '../deps';
 import { SSE_HEADERS } from '../events';
 import { HttpError, idParam, route } from '../http';
 import { examplesRoot, takeSpec } from '../intake';
-import { logsAfter, runDetail } from '../views';
+import { answerCounts, answersOf, logsAfter, runDetail } from '../views';
 
 export function newRunId(name: string): string {
   return `${name}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -122,6 +122,16 @@ export function runRoutes(app: FastifyInstance, { cfg, db, temporal, hub }: ApiD
     params: idParam, querystring: logsQuery, response: { 200: logsResponse },
     async handler({ query, params }) {
       return { lines: await logsAfter(db, params.id, query.after ?? 0, query.limit) };
+    },
+  });
+  route(app, {
+    method: 'GET', url: '/api/runs/:id/answers', action: 'read',
+    summary: "The test stage's answers: each test record's prompt, reference, this model's, the untrained model's and the serving model's answer",
+    params: idParam, querystring: answersQuery, response: { 200: answersResponse },
+    async handler({ query, params }) {
+      const [counts, answers] = await Promise.all([answerCounts(db, params.id), answersOf(db, params.id, query.filter, query.skip ?? 0, query.limit)]);
+      if (counts.all === 0 && !(await db.selectFrom('runs').select('id').where('id', '=', params.id).executeTakeFirst())) throw new HttpError(404, `no run ${params.id}`);
+      return { counts, answers };
     },
   });
   route(app, {

@@ -1,7 +1,10 @@
-/** Runs: `run`, `runs`, `show`, `logs`, and `follow` / `status` (which stop at the deployment gate). */
+/** Runs: `run`, `runs`, `show`, `logs`, `answers`, and `follow` / `status` (which stop at the deployment gate). */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { isTerminalRunStatus, type LogLine, type RunDetail, type RunEvents, type RunSummary, STAGES, type StartRunRequest } from '@tempered/api-contract';
+import {
+  ANSWER_FILTERS, type AnswersResponse, championShortfall, describeInterval, isTerminalRunStatus, type LogLine, type RunDetail, type RunEvents,
+  type RunSummary, STAGES, type StartRunRequest, type TestResult,
+} from '@tempered/api-contract';
 import { loadConfig } from '@tempered/config';
 import { CliError, type Invocation, need } from '../args';
 import { api, streamEvents, token } from '../client';
@@ -18,14 +21,29 @@ interface StartedRun {
 /** The run waits at its gate: what its test measured and the three ways to decide it. */
 function printGateHelp(runId: string, detail: RunDetail): void {
   const { url } = loadConfig().api;
-  const t = detail.stages.find((s) => s.name === 'test')?.summary as TestSummary | null | undefined;
+  const t = detail.stages.find((s) => s.name === 'test')?.summary as TestResult | null | undefined;
   const deadline = detail.gate?.status === 'waiting' ? detail.gate.deadline : undefined;
   console.log(`\nRun ${runId} is waiting at the deployment gate${deadline ? ` (expires ${deadline})` : ''}.`);
-  if (t) console.log(`  test exact match ${Number(t.exactMatch).toFixed(3)} (untrained: ${Number(t.baselineExactMatch).toFixed(3)}), test loss ${Number(t.loss).toFixed(4)}`);
+  const ci = t?.intervals;
+  if (t) {
+    const em = ci ? describeInterval(ci.exactMatch) : Number(t.exactMatch).toFixed(3);
+    console.log(`  test exact match ${em} (untrained: ${Number(t.baselineExactMatch).toFixed(3)}), test loss ${Number(t.loss).toFixed(4)}`);
+  }
   const c = t?.classification;
   if (c) {
     const sft = c.sftAccuracy === undefined ? '' : `, after SFT ${Number(c.sftAccuracy).toFixed(3)}`;
-    console.log(`  test accuracy ${Number(c.accuracy).toFixed(3)} on ${c.examples} records (base model zero-shot ${Number(c.baselineAccuracy).toFixed(3)}${sft}), macro-F1 ${Number(c.macroF1).toFixed(3)}`);
+    const accuracy = ci?.accuracy ? describeInterval(ci.accuracy) : `${Number(c.accuracy).toFixed(3)} on ${c.examples} records`;
+    console.log(`  test accuracy ${accuracy} (base model zero-shot ${Number(c.baselineAccuracy).toFixed(3)}${sft}), macro-F1 ${Number(c.macroF1).toFixed(3)}`);
+  }
+  const champion = t?.champion;
+  if (champion) {
+    const sure = champion.difference ? `, difference ${describeInterval(champion.difference, 'paired records')}: ${champion.verdict}` : '';
+    console.log(
+      champion.challengerWins
+        ? `  against the serving version v${champion.version}: ${champion.challengerExactMatch.toFixed(3)} vs ${champion.championExactMatch.toFixed(3)}${sure}`
+        : `  ${championShortfall(champion)}; approving needs --override`,
+    );
+    if (champion.regressions !== undefined) console.log(`  ${champion.regressions} records the serving model answers right are wrong here: npm run tempered -- answers ${runId} --filter newly-wrong`);
   }
   console.log(`Approve it in the dashboard, ${url}/approvals, signed in as approver (not the user who started it),`);
   console.log(`or with the CLI:`);
@@ -33,14 +51,6 @@ function printGateHelp(runId: string, detail: RunDetail): void {
   console.log(`or through the API:`);
   console.log(`  curl -X POST ${url}/api/runs/${runId}/approval -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"decision":"approve","comment":"looks good"}'`);
   console.log(`  (the approver's password and token are in ${path.join(loadConfig().dataDir, 'credentials.json')})`);
-}
-
-/** The test stage's summary (TestResult in @tempered/contract), as far as the gate help reads it. */
-interface TestSummary {
-  exactMatch: number;
-  baselineExactMatch: number;
-  loss: number;
-  classification?: { examples: number; accuracy: number; macroF1: number; baselineAccuracy: number; sftAccuracy?: number };
 }
 
 /** `tempered run SPEC.yaml [--follow]`: exit 1 when a followed run ends before its gate. */
@@ -101,6 +111,26 @@ export async function show(inv: Invocation): Promise<void> {
 }
 
 /** `tempered logs RUN [--follow]`: the tail, then with --follow the new lines until the run ends. */
+/** `tempered answers RUN [--filter all|wrong|newly-wrong]`: the test stage's answers, one block per test record. */
+export async function answers(inv: Invocation): Promise<void> {
+  const runId = need(inv, 'a run id');
+  const filter = inv.flags.filter ?? 'all';
+  if (!(ANSWER_FILTERS as readonly string[]).includes(filter)) throw new CliError(`--filter must be one of ${ANSWER_FILTERS.join(', ')}, got "${filter}"`);
+  const auth = token(inv.flags.user, 'operator');
+  const res = await api<AnswersResponse>('GET', `/api/runs/${encodeURIComponent(runId)}/answers?filter=${filter}&limit=500`, auth);
+  out(inv.flags, res, () => {
+    const mark = (ok: boolean | undefined) => (ok ? 'right' : 'wrong');
+    for (const a of res.answers) {
+      console.log(`── ${a.key}\n  prompt:     ${a.prompt.replace(/\n/g, '\n              ')}\n  reference:  ${a.reference}`);
+      console.log(`  this model: ${a.answer} (${mark(a.correct)})`);
+      if (a.championAnswer !== undefined) console.log(`  serving:    ${a.championAnswer} (${mark(a.championCorrect)})`);
+      console.log(`  untrained:  ${a.baselineAnswer}`);
+    }
+    const { counts } = res;
+    console.log(`${res.answers.length} shown of ${counts[filter as keyof typeof counts]} (${filter}); ${counts.all} answers, ${counts.wrong} wrong, ${counts['newly-wrong']} newly wrong against the serving model`);
+  });
+}
+
 export async function logs(inv: Invocation): Promise<void> {
   const runId = need(inv, 'a run id');
   const auth = token(inv.flags.user, 'operator');

@@ -1,7 +1,9 @@
 /**
  * A candidate's test metrics beside the serving model's: the figures an approver weighs. Loss and perplexity
- * are better lower; match rates and accuracies higher; the difference is coloured accordingly.
+ * are better lower; match rates and accuracies higher; the difference is coloured accordingly. A figure with a
+ * bootstrap 95% interval shows it in brackets.
  */
+import type { Interval } from '@tempered/api-contract';
 import { formatNumber, humanize } from '../format';
 import { Table, type Column } from './Table';
 
@@ -9,11 +11,16 @@ const LOWER_IS_BETTER = /loss|perplexity|error|latency/i;
 const HIGHER_IS_BETTER = /match|accuracy|reward|score|win/i;
 const ORDER = ['classification.accuracy', 'classification.sftAccuracy', 'classification.baselineAccuracy', 'exactMatch', 'baselineExactMatch', 'loss', 'perplexity', 'examples'];
 
+/** A figure's 95% interval in the test summary's `intervals`. */
+const INTERVAL_OF: Record<string, string> = { exactMatch: 'exactMatch', 'classification.accuracy': 'accuracy', 'classification.macroF1': 'macroF1' };
+
 /** Numeric figures, one level of nesting flattened (`classification.accuracy`): what can be set side by side. */
 function figures(metrics: Record<string, unknown> | null | undefined): Record<string, unknown> | null | undefined {
   if (!metrics) return metrics;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(metrics)) {
+    // Intervals are shown beside their figures; the answers artifact is a reference, not a figure.
+    if (k === 'intervals' || k === 'answers') continue;
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
       for (const [k2, v2] of Object.entries(v)) if (typeof v2 === 'number') out[`${k}.${k2}`] = v2;
     } else out[k] = v;
@@ -31,6 +38,7 @@ export function MetricsCompare({
   productionLabel?: string;
 }) {
   const candidate = figures(candidateMetrics);
+  const intervals = candidateMetrics?.intervals as Record<string, Interval | undefined> | undefined;
   const production = productionMetrics === undefined ? undefined : figures(productionMetrics);
   const keys = [...new Set([...Object.keys(candidate ?? {}), ...Object.keys(production ?? {})])]
     .filter((k) => typeof candidate?.[k] === 'number' || typeof production?.[k] === 'number')
@@ -57,7 +65,15 @@ export function MetricsCompare({
             <th scope="row" title={k}>
               {humanize(k)}
             </th>
-            <td className="num">{formatNumber(a)}</td>
+            <td className="num">
+              {formatNumber(a)}
+              {INTERVAL_OF[k] && intervals?.[INTERVAL_OF[k]] && (
+                <span className="muted small" data-testid="interval">
+                  {' '}
+                  [{intervals[INTERVAL_OF[k]]!.low.toFixed(3)}, {intervals[INTERVAL_OF[k]]!.high.toFixed(3)}]
+                </span>
+              )}
+            </td>
             {showProd && <td className="num">{production ? formatNumber(b) : '—'}</td>}
             {showProd && production && (
               <td className={`num delta ${tone}`}>{delta === undefined ? '—' : `${delta > 0 ? '+' : ''}${formatNumber(delta)}`}</td>

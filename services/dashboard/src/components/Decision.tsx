@@ -2,7 +2,7 @@
  * Deciding a deployment gate: the comment and the two buttons, for a person who may decide; otherwise the
  * reason they may not. Also the live countdown to a gate's expiry.
  */
-import { decisionRequest, type GateState } from '@tempered/api-contract';
+import { type ChampionComparison, championShortfall, decisionRequest, type GateState } from '@tempered/api-contract';
 import { useMutation } from '@tanstack/react-query';
 import { useId, useState } from 'react';
 import { post } from '../api';
@@ -20,16 +20,7 @@ export function Countdown({ deadline }: { deadline: string }) {
   );
 }
 
-/** The test stage's comparison with the serving model of the same name (its summary's `champion`). */
-export interface ChampionComparison {
-  version: number;
-  championExactMatch: number;
-  challengerExactMatch: number;
-  margin: number;
-  challengerWins: boolean;
-}
-
-/** The champion comparison of a run's test summary, when there was one. */
+/** The test stage's comparison with the serving model of the same name (its summary's `champion`), when there was one. */
 export const championOf = (test: Record<string, unknown> | null | undefined) => (test?.champion as ChampionComparison | undefined) ?? undefined;
 
 export function DecisionForm({
@@ -79,8 +70,7 @@ export function DecisionForm({
       {needsOverride && (
         <div className="callout warn" data-testid="override-needed">
           <p>
-            This model's exact match {champion.challengerExactMatch.toFixed(3)} does not beat the serving version v{champion.version} (
-            {champion.championExactMatch.toFixed(3)}) by the spec's margin {champion.margin}. Approving deploys it anyway, recorded as an override.
+            {championShortfall(champion)} (serving version v{champion.version}). Approving deploys it anyway, recorded as an override.
           </p>
           <label>
             <input type="checkbox" data-testid="override" checked={override} onChange={(e) => setOverride(e.target.checked)} /> Override: deploy it although it

@@ -6,6 +6,7 @@
 import type { PendingApproval } from '@tempered/api-contract';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { Loaded, Section } from '../components/common';
+import { AnswerList, ChampionSummary } from '../components/Answers';
 import { MetricsCompare } from '../components/Compare';
 import { championOf, Countdown, DecisionForm } from '../components/Decision';
 import { Table } from '../components/Table';
@@ -71,6 +72,7 @@ export function ApprovalsPage() {
 
 function PendingCard({ item, onDecided }: { item: PendingApproval; onDecided: () => void }) {
   const prod = item.production;
+  const champion = championOf(item.test);
   return (
     <li className="inbox-item" data-testid="pending-approval" data-run-id={item.runId}>
       <div className="inbox-head">
@@ -91,8 +93,18 @@ function PendingCard({ item, onDecided }: { item: PendingApproval; onDecided: ()
         productionLabel={prod ? `serving: ${prod.name} v${prod.version}` : 'serving'}
       />
       {!prod && <p className="muted small">No version of this model is serving yet: this would be its first deployment.</p>}
+      {champion && <ChampionSummary champion={champion} />}
+      {item.sampleAnswers.answers.length > 0 && (
+        <details className="sample-answers" open={item.sampleAnswers.filter === 'newly-wrong'}>
+          <summary>
+            {item.sampleAnswers.filter === 'newly-wrong' ? 'Answers the serving model gets right and this model does not' : 'Some answers this model gets wrong'}
+          </summary>
+          <AnswerList answers={item.sampleAnswers.answers} testId="sample-answers" />
+          <Link to={runPath(item.runId)}>Every answer in the run's Evaluation view</Link>
+        </details>
+      )}
       {item.canDecide ? (
-        <DecisionForm runId={item.runId} champion={championOf(item.test)} onDecided={onDecided} />
+        <DecisionForm runId={item.runId} champion={champion} onDecided={onDecided} />
       ) : (
         <p className="muted" data-testid="cannot-decide">
           {item.reason ?? 'You may not decide this gate.'}

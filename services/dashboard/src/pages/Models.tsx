@@ -146,6 +146,11 @@ function ModelCard({ model, open, onToggle, onModel }: { model: ModelEntry; open
         <Fact term="sha256" className="mono" title={model.sha256}>
           {model.sha256.slice(0, 12)}
         </Fact>
+        <Fact term="report">
+          <a href={`/api/models/${encodeURIComponent(model.id)}/card`} target="_blank" rel="noreferrer" data-testid="model-card">
+            Model card
+          </a>
+        </Fact>
       </dl>
       <MetricsCompare candidate={model.metrics} />
       {model.deployments.length > 0 && (

@@ -5,6 +5,7 @@
 import type { RunDetail } from '@tempered/api-contract';
 import { useMemo, useState } from 'react';
 import { stringify } from 'yaml';
+import { EvaluationPanel } from '../../components/Answers';
 import { ArtifactsTable } from '../../components/Artifacts';
 import { hasCanaryOutcome, RunCanaryPanel } from '../../components/Canary';
 import { CopyButton, DetailHead, ErrorBox, Fact, Loading, ProgressBar, RunStatusBadge, Section, isFinished } from '../../components/common';
@@ -180,6 +181,12 @@ export function RunPage({ id }: { id: string }) {
           )}
         </Section>
       </div>
+
+      {testSummary && (
+        <Section title="Evaluation" id="evaluation">
+          <EvaluationPanel runId={run.id} test={testSummary} />
+        </Section>
+      )}
 
       <Section title="Metrics" id="metrics" testId="metrics">
         <MetricsPanel metrics={detail.metrics} />

