@@ -124,7 +124,16 @@ async function spawnTrainer(
 
   let finished: TrainerEvent | undefined;
   let failure: TrainerEvent | undefined;
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  // A trainer that cannot start at all (no Python at the configured path) is this attempt's failure, not an
+  // unhandled 'error' event that would take the whole worker down with it.
+  let spawnError: Error | undefined;
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('error', (err) => {
+      spawnError = err;
+      resolve(null);
+    });
+    child.on('close', (code) => resolve(code));
+  });
   try {
     for await (const line of createInterface({ input: child.stdout! })) {
       lastEventAt = Date.now();
@@ -146,6 +155,12 @@ async function spawnTrainer(
       await onEvent(event);
     }
     const code = await exited;
+    if (spawnError) {
+      throw ApplicationFailure.create({
+        message: `could not start the trainer (${deps.cfg.python}): ${spawnError.message}; run \`bash infra/bootstrap.sh\` to build its environment, then restart the worker`,
+        type: 'TrainerError',
+      });
+    }
     if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
     if (hung) {
       throw ApplicationFailure.create({

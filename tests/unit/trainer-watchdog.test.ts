@@ -2,7 +2,7 @@
  * The trainer watchdog (activities/src/trainer.ts) with a stand-in trainer, a shell script that plays one
  * scenario per command: a trainer that is slow to start on a loaded machine is kept alive by heartbeats and
  * finishes; one that goes silent after its first event is killed as hung; one stopped (SIGSTOP) while starting
- * is killed too. The heartbeat timeout is 1 s, so each scenario takes seconds. A real trainer under a real
+ * is killed too; one that cannot start at all fails its attempt. The heartbeat timeout is 1 s, so each scenario takes seconds. A real trainer under a real
  * worker, killed and hung, is the fault suite's.
  */
 import assert from 'node:assert/strict';
@@ -72,4 +72,13 @@ test('a trainer stopped while it starts is not kept alive: it is killed as hung'
   await assert.rejects(run, (err: any) => err.type === 'TrainerHung');
   assert.ok(Date.now() - stoppedAt < 10_000, `killed ${Date.now() - stoppedAt} ms after it stopped`);
   assert.ok(heartbeats.length - before <= 1, 'no heartbeat for a stopped trainer (one may have been on its way)');
+});
+
+test('a trainer that cannot start fails its attempt with what to do, and the worker lives on', async () => {
+  const { env } = environment();
+  const missing = { ...deps, cfg: { ...deps.cfg, python: path.join(dir, 'no-such-python') } } as Deps;
+  await assert.rejects(
+    env.run(() => runTrainer(missing, 'slow-start', {}, scratch())),
+    (err: any) => err.type === 'TrainerError' && /could not start the trainer .*ENOENT; run `bash infra\/bootstrap\.sh`/.test(err.message),
+  );
 });
