@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import type { PipelineSpec } from '@tempered/spec';
+import type { DataSource, PipelineSpec, RecordFormat } from '@tempered/spec';
 import type { IngestResult } from '@tempered/contract';
 import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { sha256File } from '@tempered/artifacts';
@@ -16,24 +16,31 @@ import { cachedStage, marked } from './cache';
 import { SourceError, checkRecordFormat, compressionOf, formatOf, ingestFiles, type IngestSource, type SourceFormat } from './ingest-core';
 import { stageSource } from './sources';
 
+/**
+ * How a spec's data source is read (format, compression, documents, record format), or bad input naming `field`.
+ * A source's own record format wins over the one for all of data (`records`).
+ */
+export function readingOf(source: DataSource, records: RecordFormat, field: string): Omit<IngestSource, 'path'> {
+  let format: SourceFormat;
+  const recordFormat = source.records ?? records;
+  const compression = compressionOf(source.uri, source.compression);
+  try {
+    format = formatOf(source.uri, source.format);
+    checkRecordFormat(format, recordFormat, source.uri);
+    if (format === 'parquet' && compression !== 'none') throw new Error('a Parquet file compresses its own pages; store it uncompressed (compression: none)');
+  } catch (err) {
+    throw badInput(`${field}: ${(err as Error).message}`);
+  }
+  const documents = format === 'text' ? (source.documents ?? 'line') : undefined;
+  return { label: source.uri, format, compression, documents, encoding: source.encoding, records: recordFormat };
+}
+
 export async function ingest(deps: Deps, input: { runId: string; spec: PipelineSpec; specDir?: string }): Promise<IngestResult> {
   const { runId, spec } = input;
   return withScratch(deps, async (dir) => {
     const sources: IngestSource[] = [];
     for (const [i, source] of spec.data.sources.entries()) {
-      let format: SourceFormat;
-      // A source's own record format wins over the one for all of data.
-      const records = source.records ?? spec.data.records;
-      const compression = compressionOf(source.uri, source.compression);
-      try {
-        format = formatOf(source.uri, source.format);
-        checkRecordFormat(format, records, source.uri);
-        if (format === 'parquet' && compression !== 'none') throw new Error('a Parquet file compresses its own pages; store it uncompressed (compression: none)');
-      } catch (err) {
-        throw badInput(`data.sources.${i}: ${(err as Error).message}`);
-      }
-      const documents = format === 'text' ? (source.documents ?? 'line') : undefined;
-      sources.push({ path: await stageSource(deps, source.uri, input.specDir, dir, i), label: source.uri, format, compression, documents, encoding: source.encoding, records });
+      sources.push({ ...readingOf(source, spec.data.records, `data.sources.${i}`), path: await stageSource(deps, source.uri, input.specDir, dir, i) });
     }
     const digests = await Promise.all(sources.map(async (s) => (await sha256File(s.path)).sha256));
 

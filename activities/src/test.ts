@@ -8,18 +8,20 @@
  * Every figure comes with its n and a bootstrap 95% interval, and the comparison with the serving model is paired
  * (the same records): it is judged on the interval of the difference, so noise on a few hundred records cannot
  * flip the gate. Every record's answers (this model's, the untrained one's, the serving model's) are stored as an
- * `answers` artifact and as test_answers rows, for the approver to read.
+ * `answers` artifact and as test_answers rows, for the approver to read. Then each of the spec's test suites
+ * (suites.ts) and the gates: the held-out figures', each suite's min/max, and test.maxRegressions.
  */
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
 import { readFile } from 'node:fs/promises';
-import { type ArtifactRef, type ChampionComparison, type ChampionVerdict, type Interval, type TestAnswer, type TestResult, describeInterval } from '@tempered/contract';
+import { type ArtifactRef, type ChampionComparison, type ChampionVerdict, type Interval, type SuiteResult, type TestAnswer, type TestResult, describeInterval } from '@tempered/contract';
 import { recordArtifacts, recordMetrics } from '@tempered/db';
 import { type Deps, gateFailed, log, withScratch } from './context';
 import { JsonlWriter, promptAndReference, readRecords } from './records';
 import { assignSplit } from './split-core';
 import { loraBase } from './base-models';
+import { runSuite } from './suites';
 import { runTrainer } from './trainer';
 
 /** Held-out records the champion comparison uses at most (greedy generation by two models on CPU). */
@@ -86,6 +88,8 @@ export async function test(
     const answers = await answersOf(path.join(dir, 'eval', 'eval.json'), compared?.answers);
     const champion = compared && { ...compared.comparison, regressions: answers.filter(isRegression).length };
     const answersRef = await storeAnswers(deps, runId, answers);
+    const suites: SuiteResult[] = [];
+    for (const [i, suite] of (spec.test.suites ?? []).entries()) suites.push(await runSuite(deps, { spec, specDir: input.specDir, modelTar: model }, suite, i, dir));
     const intervals = after.intervals;
     const result: TestResult = {
       loss: after.loss,
@@ -103,6 +107,7 @@ export async function test(
           }
         : {}),
       answers: answersRef,
+      ...(suites.length ? { suites } : {}),
       ...(choices
         ? {
             classification: {
@@ -131,6 +136,10 @@ export async function test(
             ...(result.classification.sftAccuracy !== undefined ? [{ name: 'sft_accuracy', step: 0, value: result.classification.sftAccuracy }] : []),
           ]
         : []),
+      ...suites.flatMap((suite) => [
+        ...Object.entries(suite.metrics).map(([metric, ci]) => ({ name: `suite_${suite.name}_${metric}`, step: 0, value: ci.value })),
+        ...(suite.perplexity ? [{ name: `suite_${suite.name}_perplexity`, step: 0, value: suite.perplexity.value }] : []),
+      ]),
       ...(champion
         ? [
             { name: 'champion_exact_match', step: 0, value: champion.championExactMatch },
@@ -146,6 +155,18 @@ export async function test(
     }
     if (minExactMatch !== undefined && result.exactMatch < minExactMatch) {
       throw gateFailed(`test gate failed: exact match ${figure(result.exactMatch, result.intervals?.exactMatch, after.generated)} is below test.minExactMatch ${minExactMatch}`);
+    }
+    for (const [i, suite] of (spec.test.suites ?? []).entries()) {
+      const got = suites[i];
+      for (const [side, bounds] of [['min', suite.min], ['max', suite.max]] as const) {
+        for (const [metric, bound] of Object.entries(bounds ?? {}) as Array<[string, number]>) {
+          const value = metric === 'perplexity' ? got.perplexity!.value : got.metrics[metric].value;
+          if (side === 'min' ? value < bound : value > bound) {
+            const shown = metric === 'perplexity' ? `${value.toFixed(3)} on ${got.perplexity!.n} records` : describeInterval(got.metrics[metric]);
+            throw gateFailed(`test gate failed: suite ${suite.name}'s ${metric} ${shown} is ${side === 'min' ? 'below' : 'above'} test.suites.${i}.${side}.${metric} ${bound}`);
+          }
+        }
+      }
     }
     if (maxRegressions !== undefined && champion && champion.regressions > maxRegressions) {
       throw gateFailed(

@@ -6,13 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Worker } from '@temporalio/worker';
 import { parse as parseYaml } from 'yaml';
 import { ancestors, node } from '@tempered/db';
-import { generateDemoData } from '@tempered/examples';
+import { generateDemoData, prng } from '@tempered/examples';
 import { STAGES } from '@tempered/contract';
 import { apiCall, cfg, db, demoSpec, quietWorkerLogs, repoRoot, store, temporalClient, tokenOf, waitFor } from '../support';
 
@@ -174,12 +174,45 @@ describe('the demo pipeline end to end', () => {
     await apiCall('POST', `/api/runs/${started.body.runId}/approval`, 'approver', { decision: 'reject', comment: 'e2e' });
   });
 
+  /** A test suite file: SUITE_RECORDS reversal tasks (by the demo's own rule, seeded) and two rows ingest must quarantine. */
+  const SUITE_RECORDS = 24;
+  function writeSuite(): string {
+    const next = prng(7);
+    const rows = Array.from({ length: SUITE_RECORDS }, (_, i) => {
+      const digits = Array.from({ length: 3 + (i % 3) }, () => Math.floor(next() * 10));
+      return JSON.stringify({ key: `s${i}`, prompt: `reverse ${digits.join(' ')}`, response: [...digits].reverse().join(' ') });
+    });
+    const file = path.join(cfg.dataDir, 'uploads', 'e2e', 'suite.jsonl');
+    writeFileSync(file, [...rows.slice(0, 10), '{not json', JSON.stringify({ prompt: 5, response: 'x' }), ...rows.slice(10)].join('\n') + '\n');
+    return file;
+  }
+
+  test("a test suite's gate fails the run with the figure and its interval in the message", { timeout: 10 * 60_000 }, async () => {
+    const spec = demoSpec();
+    spec.data.sources = [{ uri: path.join(cfg.dataDir, 'uploads', 'e2e', 'train.jsonl'), encoding: 'utf-8' }];
+    spec.train = { ...spec.train, steps: 8, checkpointEvery: 8 };
+    spec.rlhf = { ...spec.rlhf, method: 'none' };
+    spec.test = { ...spec.test, minExactMatch: undefined, suites: [{ name: 'digits', source: { uri: writeSuite(), encoding: 'utf-8' }, metrics: ['exact_match', 'chrf'], min: { exact_match: 0.9 } }] };
+    const started = await apiCall('POST', '/api/runs', 'operator', { spec });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const failed = await waitFor('the run to fail its suite gate', 10 * 60_000, async () => {
+      const d = (await apiCall('GET', `/api/runs/${started.body.runId}`, 'operator')).body;
+      if (d.run.status === 'waiting-approval') throw new Error('an 8-step model passed a 0.9 exact-match suite gate');
+      return d.run.status === 'failed' ? d : undefined;
+    }, 2000);
+    assert.match(
+      failed.run.error,
+      new RegExp(`suite digits's exact_match \\d\\.\\d{3} \\(95% interval \\d\\.\\d{3} to \\d\\.\\d{3}, n = ${SUITE_RECORDS} records\\) is below test\\.suites\\.0\\.min\\.exact_match 0\\.9`),
+    );
+  });
+
   test('a challenger worse than the serving model is not deployed without an override, which is recorded', { timeout: 10 * 60_000 }, async () => {
     const spec = demoSpec();
     spec.data.sources = [{ uri: path.join(cfg.dataDir, 'uploads', 'e2e', 'train.jsonl'), encoding: 'utf-8' }];
     spec.train = { ...spec.train, steps: 8, checkpointEvery: 8 };
     spec.rlhf = { ...spec.rlhf, method: 'none' };
-    spec.test = { ...spec.test, minExactMatch: undefined };
+    // With a test suite beside the held-out split: its bad rows quarantined and counted, each metric with its n.
+    spec.test = { ...spec.test, minExactMatch: undefined, suites: [{ name: 'digits', source: { uri: writeSuite(), encoding: 'utf-8' }, metrics: ['exact_match', 'rouge_l', 'chrf', 'perplexity'] }] };
     const started = await apiCall('POST', '/api/runs', 'operator', { spec });
     assert.equal(started.status, 201, JSON.stringify(started.body));
     const weak = await waitFor('the weak run at its gate', 10 * 60_000, async () => {
@@ -187,6 +220,13 @@ describe('the demo pipeline end to end', () => {
       if (d.run.status === 'failed') throw new Error(`run failed: ${d.run.error}`);
       return d.run.status === 'waiting-approval' ? d : undefined;
     }, 2000);
+    const [suite] = weak.stages.find((s: any) => s.name === 'test').summary.suites;
+    assert.deepEqual([suite.name, suite.input, suite.quarantined, suite.removed, suite.examples], ['digits', SUITE_RECORDS + 2, 2, 0, SUITE_RECORDS]);
+    assert.deepEqual(Object.keys(suite.metrics).sort(), ['chrf', 'exact_match', 'rouge_l']);
+    for (const ci of Object.values(suite.metrics) as any[]) assert.ok(ci.n === SUITE_RECORDS && 0 <= ci.low && ci.low <= ci.value && ci.value <= ci.high && ci.high <= 1, JSON.stringify(suite));
+    assert.ok(suite.perplexity.value > 1 && suite.perplexity.n === SUITE_RECORDS, JSON.stringify(suite));
+    // Digits in the right alphabet: partial credit where exact match gives none.
+    assert.ok(suite.metrics.chrf.value > suite.metrics.exact_match.value, JSON.stringify(suite));
     const champion = weak.stages.find((s: any) => s.name === 'test').summary.champion;
     assert.equal(champion.modelVersionId, detail.modelVersion.id, 'compared with the serving model of the same name');
     assert.equal(champion.challengerWins, false, JSON.stringify(champion));

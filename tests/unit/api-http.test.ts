@@ -163,6 +163,20 @@ describe('one spec intake for runs and schedules', () => {
     assert.deepEqual(await both(demo()), ['data.sources.0.uri', 'data.sources.1.uri', 'rlhf.preferences.uri']);
   });
 
+  test('a test suite is refused at its field: a missing file, an unknown metric, a metric without choices, a bound on an unlisted metric', async () => {
+    const spec = demo();
+    const dir = path.join(repoRoot, 'examples', 'demo');
+    const suite = (extra: Record<string, unknown>) => ({ name: 'digits', source: { uri: path.join(dir, 'no-such-suite.jsonl') }, metrics: ['exact_match'], ...extra });
+    spec.test = { ...spec.test, suites: [suite({})] };
+    assert.deepEqual(await both(spec, { specDir: dir }), ['test.suites.0.source.uri']);
+    spec.test = { ...spec.test, suites: [suite({ name: 'a', metrics: ['bleu'] }), suite({ name: 'c', min: { chrf: 0.5 } })] };
+    assert.deepEqual(await both(spec, { specDir: dir }), ['test.suites.0.metrics.0', 'test.suites.1.min.chrf']);
+    spec.test = { ...spec.test, suites: [suite({ name: 'b', metrics: ['accuracy'] })] };
+    assert.deepEqual(await both(spec, { specDir: dir }), ['test.suites.0.metrics.0']);
+    spec.test = { ...spec.test, suites: [suite({}), suite({})] };
+    assert.deepEqual(await both(spec, { specDir: dir }), ['test.suites']);
+  });
+
   test('a YAML body to POST /api/runs goes through the same intake', async () => {
     const res = await app.inject({ method: 'POST', url: '/api/runs', headers: { authorization: 'Bearer t', 'content-type': 'application/yaml' }, payload: readFileSync(path.join(repoRoot, 'examples', 'demo', 'pipeline.yaml'), 'utf8') });
     assert.equal(res.statusCode, 400);

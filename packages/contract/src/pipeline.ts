@@ -141,6 +141,20 @@ export interface ChampionComparison {
   regressions?: number;
 }
 
+/** A test suite (`test.suites`) as the test stage measured it: its records' fate, and each metric with its interval. */
+export interface SuiteResult {
+  name: string;
+  /** Records read from the suite's file; quarantined by ingest (bad rows) or removed by cleaning (empty); answered. */
+  input: number;
+  quarantined: number;
+  removed: number;
+  examples: number;
+  /** Each answer metric the suite asks for (`exact_match`, `accuracy`, `macro_f1`, `rouge_l`, `chrf`), mean over answers. */
+  metrics: Record<string, Interval>;
+  /** When asked: exp of the token-weighted mean loss over the suite's response tokens (one figure, no interval). */
+  perplexity?: { value: number; n: number };
+}
+
 /** One test record as the test stage scored it: the `answers` artifact's lines and the test_answers rows. */
 export interface TestAnswer {
   key: string;
@@ -183,6 +197,8 @@ export interface TestResult {
   intervals?: { exactMatch: Interval; accuracy?: Interval; macroF1?: Interval };
   /** Every test record's answers and scores (`TestAnswer` lines; absent in older runs). */
   answers?: ArtifactRef;
+  /** The spec's test suites, in order. */
+  suites?: SuiteResult[];
   /** With `test.choices`: the label extracted from each answer, scored against the reference's. */
   classification?: {
     choices: string[];

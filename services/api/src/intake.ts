@@ -29,9 +29,13 @@ export interface TakenSpec {
   example?: string;
 }
 
-/** The local or `file://` paths a run will read: data sources, preferences (when RLHF reads them), a base model by path. */
-function localUris(spec: PipelineSpec): Array<{ path: string; uri: string }> {
+/**
+ * The local or `file://` paths a run will read: data sources, preferences (when RLHF reads them), a base model by
+ * path, test suites. A suite is a fixed evaluation set, not data still to arrive, so its file must exist now.
+ */
+function localUris(spec: PipelineSpec): Array<{ path: string; uri: string; mustExist?: boolean }> {
   const uris = [
+    ...(spec.test.suites ?? []).map((s, i) => ({ path: `test.suites.${i}.source.uri`, uri: s.source.uri, mustExist: true })),
     ...spec.data.sources.map((s, i) => ({ path: `data.sources.${i}.uri`, uri: s.uri })),
     // Preferences are read only when RLHF runs on a dataset (or feedback plus a dataset).
     ...(spec.rlhf.preferences && spec.rlhf.method !== 'none' && spec.rlhf.source !== 'labels' ? [{ path: 'rlhf.preferences.uri', uri: spec.rlhf.preferences.uri }] : []),
@@ -44,15 +48,15 @@ function localUris(spec: PipelineSpec): Array<{ path: string; uri: string }> {
  * A spec sent as text has no directory of its own, so a relative data path would resolve against the
  * worker's working directory and fail at ingest minutes later: refuse it now, at the field. Any other
  * path must lead inside the allowed roots, judged as the worker will judge it; a file that is missing
- * there is the worker's to report (a schedule's data may arrive before its run reads it).
+ * there is the worker's to report (a schedule's data may arrive before its run reads it), except a test suite's.
  */
 function pathIssues(spec: PipelineSpec, specDir: string | undefined, cfg: Pick<Config, 'localDataRoots' | 'dataDir'>): Issue[] {
-  return localUris(spec).flatMap(({ path: p, uri }): Issue[] => {
+  return localUris(spec).flatMap(({ path: p, uri, mustExist }): Issue[] => {
     if (specDir === undefined && !/^[a-z][a-z0-9+.-]*:\/\//i.test(uri) && !path.isAbsolute(uri)) {
       return [{ path: p, message: `"${uri}" is relative, and a spec sent as text has no folder to resolve it against: use an absolute path, an s3:// URI, or start the example that contains it` }];
     }
     const local = localData(cfg, uri, specDir);
-    return !local.ok && local.reason !== 'missing' ? [{ path: p, message: local.message }] : [];
+    return !local.ok && (local.reason !== 'missing' || mustExist) ? [{ path: p, message: local.message }] : [];
   });
 }
 

@@ -31,9 +31,11 @@ export interface ModelCardInput {
 
 const f3 = (x: number) => x.toFixed(3);
 
-function results(test: TestResult | undefined): Array<{ name: string; type: string; value: number; interval?: Interval }> {
+type Row = { name: string; type: string; value: number; interval?: Interval; n?: number };
+
+function results(test: TestResult | undefined): Row[] {
   if (!test) return [];
-  const rows: Array<{ name: string; type: string; value: number; interval?: Interval }> = [
+  const rows: Row[] = [
     { name: 'Exact match', type: 'exact_match', value: test.exactMatch, interval: test.intervals?.exactMatch },
   ];
   const c = test.classification;
@@ -42,6 +44,10 @@ function results(test: TestResult | undefined): Array<{ name: string; type: stri
     rows.push({ name: 'Macro-F1', type: 'f1', value: c.macroF1, interval: test.intervals?.macroF1 });
   }
   rows.push({ name: 'Test loss', type: 'loss', value: test.loss }, { name: 'Perplexity', type: 'perplexity', value: test.perplexity });
+  for (const suite of test.suites ?? []) {
+    for (const [metric, interval] of Object.entries(suite.metrics)) rows.push({ name: `${suite.name}: ${metric}`, type: metric, value: interval.value, interval });
+    if (suite.perplexity) rows.push({ name: `${suite.name}: perplexity`, type: 'perplexity', value: suite.perplexity.value, n: suite.perplexity.n });
+  }
   return rows;
 }
 
@@ -115,7 +121,7 @@ export function renderModelCard(input: ModelCardInput): string {
   md.push('', '## Evaluation', '');
   if (figures.length) {
     md.push('| metric | value | 95% interval | n |', '| --- | --- | --- | --- |');
-    for (const r of figures) md.push(`| ${r.name} | ${f3(r.value)} | ${r.interval ? `${f3(r.interval.low)} to ${f3(r.interval.high)}` : ''} | ${r.interval?.n ?? test!.examples} |`);
+    for (const r of figures) md.push(`| ${r.name} | ${f3(r.value)} | ${r.interval ? `${f3(r.interval.low)} to ${f3(r.interval.high)}` : ''} | ${r.interval?.n ?? r.n ?? test!.examples} |`);
     md.push('', `The untrained model's exact match: ${f3(test!.baselineExactMatch)}.`);
     if (test!.classification) md.push(`The base model zero-shot's label accuracy: ${f3(test!.classification.baselineAccuracy)}.`);
     if (test!.champion) md.push('', ...championSection(test!.champion));

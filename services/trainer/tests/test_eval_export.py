@@ -4,6 +4,7 @@ import math
 import os
 import tarfile
 
+import pytest
 import torch
 
 from conftest import finished, run_command
@@ -27,6 +28,16 @@ def test_eval_checkpoint(demo, sft_run, tmp_path):
     assert ci["value"] == ev["exact_match"] and ci["n"] == ev["generated"] == len(demo["heldout"])
     assert 0.0 <= ci["low"] <= ci["value"] <= ci["high"] <= 1.0
     assert ci["value"] == sum(p["correct"] for p in report["predictions"]) / ci["n"]
+    # free-text scores per answer, averaged, each with its interval; an exact answer scores 1 on both
+    rc, events = run_command("eval", {**cfg, "text_metrics": ["rouge_l", "chrf"], "output_dir": str(tmp_path / "text")}, tmp_path)
+    assert rc == 0, events[-1]
+    scored = json.load(open(tmp_path / "text" / "eval.json"))["results"][0]
+    for name in ("rouge_l", "chrf"):
+        per = [p[name] for p in scored["predictions"]]
+        assert scored[name] == pytest.approx(sum(per) / len(per)) and scored["intervals"][name]["n"] == len(per)
+        assert all(p[name] == pytest.approx(1.0) for p in scored["predictions"] if p["correct"])
+    rc, refused = run_command("eval", {**cfg, "text_metrics": ["bleu"]}, tmp_path)
+    assert rc == 2 and "field 'text_metrics'" in refused[-1]["reason"], refused[-1]
     # the untrained baseline is worse than the trained model
     rc, base = run_command("eval", {**cfg, "checkpoint": sft_run["finished"]["checkpoints"][0], "generate": False}, tmp_path)
     assert rc == 0 and finished(base)["loss"] > ev["loss"] and "exact_match" not in finished(base)

@@ -35,6 +35,11 @@ function printGateHelp(runId: string, detail: RunDetail): void {
     const accuracy = ci?.accuracy ? describeInterval(ci.accuracy) : `${Number(c.accuracy).toFixed(3)} on ${c.examples} records`;
     console.log(`  test accuracy ${accuracy} (base model zero-shot ${Number(c.baselineAccuracy).toFixed(3)}${sft}), macro-F1 ${Number(c.macroF1).toFixed(3)}`);
   }
+  for (const suite of t?.suites ?? []) {
+    const figures = Object.entries(suite.metrics).map(([metric, i]) => `${metric} ${describeInterval(i)}`);
+    if (suite.perplexity) figures.push(`perplexity ${suite.perplexity.value.toFixed(3)}`);
+    console.log(`  suite ${suite.name} (${suite.quarantined} of ${suite.input} records quarantined): ${figures.join(', ')}`);
+  }
   const champion = t?.champion;
   if (champion) {
     const sure = champion.difference ? `, difference ${describeInterval(champion.difference, 'paired records')}: ${champion.verdict}` : '';

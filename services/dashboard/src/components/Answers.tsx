@@ -4,7 +4,7 @@
  * the answers that decide a gate: wrong ones, and ones the serving model gets right that this model does not.
  * The test figures with their 95% intervals and the comparison with the serving model stand above them.
  */
-import { ANSWER_FILTERS, type ChampionComparison, describeInterval, type Interval, type TestAnswer } from '@tempered/api-contract';
+import { ANSWER_FILTERS, type ChampionComparison, describeInterval, type Interval, type SuiteResult, type TestAnswer } from '@tempered/api-contract';
 import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
 import { queries, ANSWERS_LIMIT } from '../queries';
@@ -81,6 +81,40 @@ function IntervalFacts({ intervals }: { intervals: Record<string, Interval | und
   );
 }
 
+/** Each test suite's figures with their intervals, and what became of its records. */
+function SuitesTable({ suites }: { suites: SuiteResult[] }) {
+  return (
+    <Table columns={['suite', 'metric', ['value', 'num'], '95% interval', ['n', 'num']]} className="compact" testId="suites">
+      {suites.flatMap((s) => [
+        ...Object.entries(s.metrics).map(([metric, i]) => (
+          <tr key={`${s.name}-${metric}`} data-suite={s.name} data-metric={metric}>
+            <th scope="row" title={`${s.input} records read, ${s.quarantined} quarantined, ${s.removed} empty after cleaning`}>
+              {s.name}
+            </th>
+            <td>{metric}</td>
+            <td className="num">{i.value.toFixed(3)}</td>
+            <td>
+              {i.low.toFixed(3)} to {i.high.toFixed(3)}
+            </td>
+            <td className="num">{i.n}</td>
+          </tr>
+        )),
+        ...(s.perplexity
+          ? [
+              <tr key={`${s.name}-perplexity`} data-suite={s.name} data-metric="perplexity">
+                <th scope="row">{s.name}</th>
+                <td>perplexity</td>
+                <td className="num">{s.perplexity.value.toFixed(3)}</td>
+                <td className="muted">token-weighted, one figure</td>
+                <td className="num">{s.perplexity.n}</td>
+              </tr>,
+            ]
+          : []),
+      ])}
+    </Table>
+  );
+}
+
 export function EvaluationPanel({ runId, test }: { runId: string; test: Record<string, unknown> }) {
   const [filter, setFilter] = useState<Filter>('all');
   const answers = useQuery(queries.answers(runId, filter));
@@ -90,6 +124,7 @@ export function EvaluationPanel({ runId, test }: { runId: string; test: Record<s
     <div data-testid="evaluation">
       <IntervalFacts intervals={(test.intervals ?? {}) as Record<string, Interval | undefined>} />
       {champion && <ChampionSummary champion={champion} />}
+      {Array.isArray(test.suites) && test.suites.length > 0 && <SuitesTable suites={test.suites as SuiteResult[]} />}
       <div className="tabs" role="tablist" aria-label="Which answers">
         {ANSWER_FILTERS.filter((f) => f !== 'newly-wrong' || champion).map((f) => (
           <button key={f} type="button" role="tab" aria-selected={filter === f} onClick={() => setFilter(f)} data-testid={`answers-${f}`}>
