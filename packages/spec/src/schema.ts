@@ -3,6 +3,7 @@
  * emits the JSON Schema published with the API. Defaults live here and nowhere else, so a spec of a few lines
  * expands to the full, explicit configuration every stage receives.
  */
+import { BLOCKLIST_LANGUAGES, LANGUAGE_CODES } from '@tempered/text/codes';
 import { z } from 'zod';
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
@@ -171,10 +172,32 @@ export const pipelineSpecSchema = z
         nfkc: z.boolean().default(true),
         stripControl: z.boolean().default(true),
         collapseWhitespace: z.boolean().default(true),
-        dedupe: z.enum(['exact', 'none']).default('exact'),
+        dedupe: z
+          .enum(['exact', 'near', 'none'])
+          .default('exact')
+          .describe('exact: records of the same cleaned content; near: those, then near duplicates by MinHash LSH on character 5-grams (14 bands × 8 rows, as datatrove), which works on Japanese and Chinese too'),
+        nearThreshold: z
+          .number()
+          .gt(0)
+          .max(1)
+          .default(0.7)
+          .describe('with dedupe: near, the estimated Jaccard similarity of character 5-grams from which a record is a near duplicate of a kept one'),
         maskPii: z.boolean().default(true).describe('mask e-mail addresses and phone numbers'),
         minChars: z.number().int().min(0).default(1),
         maxChars: z.number().int().positive().default(4000),
+        languages: z
+          .array(z.enum(LANGUAGE_CODES))
+          .min(1)
+          .optional()
+          .describe('keep only records in these languages (ISO 639-1 codes, as the tinyld language identifier names them); records are counted per language whenever this is set; off when absent'),
+        blocklist: z
+          .object({
+            languages: z.array(z.enum(BLOCKLIST_LANGUAGES)).default([]).describe('packaged lists (npm naughty-words) of these languages'),
+            words: z.array(z.string().trim().min(1)).default([]).describe('more words and phrases'),
+          })
+          .strict()
+          .prefault({})
+          .describe('remove records that hold an entry: whole words where a language has spaces, substrings in Chinese, Japanese and Thai; off while both lists are empty'),
       })
       .strict()
       .refine((c) => c.minChars <= c.maxChars, { message: 'minChars must not exceed maxChars', path: ['minChars'] })
