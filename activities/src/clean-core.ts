@@ -16,6 +16,8 @@
  *     reached the rule, per detected language;
  *   - `blocklist`: a record with an entry of the packaged lists or the spec's words in any text is removed as
  *     `blocked` (@tempered/text/blocklist, the gateway's own lists and matching);
+ *   - `quality`: a record whose texts together fail one of Gopher's heuristics (@tempered/text/quality) is
+ *     removed as `quality`; `quality` in the report counts the removals per heuristic (the first one failed);
  *   - `dedupe: near`: after the exact check, a record whose MinHash signature (character 5-grams, 14 × 8
  *     bands: @tempered/text/minhash) reaches `nearThreshold` against a kept record's is removed as
  *     `nearDuplicate`; `nearDuplicates` in the report gives the cluster count and the first clusters.
@@ -29,6 +31,7 @@ import { CHANGE_RULES, charCount, cleanText, type ChangeRule, type TextChange, t
 import { Blocklist } from '@tempered/text/blocklist';
 import { detectLanguage } from '@tempered/text/language';
 import { NearDuplicateIndex, signature } from '@tempered/text/minhash';
+import { qualityFailure, type QualityHeuristic, type QualityThresholds } from '@tempered/text/quality';
 import { DigestSet } from './digest-set';
 import { JsonlWriter, conversationOf, mapTexts, readRecords, textsOf, type DataRecord, type RecordContent } from './records';
 
@@ -40,15 +43,16 @@ export interface CleanOptions extends TextRules {
   nearThreshold?: number;
   languages?: string[];
   blocklist?: { languages: string[]; words: string[] };
+  quality?: QualityThresholds;
 }
 
 /** Reasons of the rules that are always on. */
 type BaseReason = 'empty' | 'tooShort' | 'tooLong' | 'duplicate';
 /** Reasons of the quality rules, in the report only when their rule is on. */
-type QualityReason = 'language' | 'blocked' | 'nearDuplicate';
+type QualityReason = 'language' | 'blocked' | 'quality' | 'nearDuplicate';
 export type RemovalReason = BaseReason | QualityReason;
 
-export const REMOVAL_REASONS: readonly RemovalReason[] = ['empty', 'tooShort', 'tooLong', 'duplicate', 'language', 'blocked', 'nearDuplicate'];
+export const REMOVAL_REASONS: readonly RemovalReason[] = ['empty', 'tooShort', 'tooLong', 'duplicate', 'language', 'blocked', 'quality', 'nearDuplicate'];
 
 /** A kept record and the near duplicates of it that were removed. */
 export interface NearCluster {
@@ -59,7 +63,7 @@ export interface NearCluster {
 /** A record removed by a quality rule, with what decided it. */
 export interface RemovedSample {
   key: string;
-  /** The detected language, the blocked entry as written, or the kept record's key. */
+  /** The detected language, the blocked entry as written, the heuristic failed, or the kept record's key. */
   why: string;
   text: string;
 }
@@ -90,6 +94,8 @@ export interface CleanReport {
   languages?: Record<string, number>;
   /** Up to 3 samples per quality rule that removed something, the first ones in input order. */
   removedExamples?: Partial<Record<QualityReason, RemovedSample[]>>;
+  /** With `quality`: records removed, per heuristic (the first one each failed). */
+  quality?: Partial<Record<QualityHeuristic, number>>;
   /** With `dedupe: near`: how many kept records have near duplicates, and the first clusters (5 removed keys each at most). */
   nearDuplicates?: { clusters: number; examples: NearCluster[] };
 }
@@ -133,7 +139,7 @@ export async function cleanFile(inPath: string, outPath: string, options: CleanO
     examples: { nfkc: [], control: [], whitespace: [], email: [], phone: [] },
   };
   const seen = new DigestSet();
-  const quality = qualityRules(options, report);
+  const rules = qualityRules(options, report);
   const out = new JsonlWriter(outPath);
   try {
     for await (const record of readRecords(inPath)) {
@@ -163,7 +169,7 @@ export async function cleanFile(inPath: string, outPath: string, options: CleanO
         report.removed[reason]++;
         continue;
       }
-      const qualityReason = quality.beforeDedupe(cleaned);
+      const qualityReason = rules.beforeDedupe(cleaned);
       if (qualityReason) {
         report.removed[qualityReason]!++;
         continue;
@@ -178,7 +184,7 @@ export async function cleanFile(inPath: string, outPath: string, options: CleanO
           continue;
         }
       }
-      if (quality.nearDuplicate(cleaned)) {
+      if (rules.nearDuplicate(cleaned)) {
         report.removed.nearDuplicate!++;
         continue;
       }
@@ -213,8 +219,10 @@ function qualityRules(options: CleanOptions, report: CleanReport) {
   const examples: NonNullable<CleanReport['removedExamples']> = {};
   if (languages) ((report.removed.language = 0), (report.languages = {}));
   if (blocklist) report.removed.blocked = 0;
+  const quality = options.quality;
+  if (quality) ((report.removed.quality = 0), (report.quality = {}));
   if (near) ((report.removed.nearDuplicate = 0), (report.nearDuplicates = { clusters: 0, examples: [] }));
-  if (languages || blocklist || near) report.removedExamples = examples;
+  if (languages || blocklist || quality || near) report.removedExamples = examples;
 
   const sample = (rule: QualityReason, key: string, why: string, text: string) => {
     const list = (examples[rule] ??= []);
@@ -222,7 +230,7 @@ function qualityRules(options: CleanOptions, report: CleanReport) {
   };
 
   return {
-    /** Why the language or blocklist rule removes this record, or undefined. */
+    /** Why the language, blocklist or quality rule removes this record, or undefined. */
     beforeDedupe(record: DataRecord): QualityReason | undefined {
       if (languages) {
         const text = joinedText(record);
@@ -234,6 +242,14 @@ function qualityRules(options: CleanOptions, report: CleanReport) {
         for (const text of textsOf(record)) {
           const hit = blocklist.find(text);
           if (hit !== undefined) return sample('blocked', record.key, hit, text), 'blocked';
+        }
+      }
+      if (quality) {
+        const text = joinedText(record);
+        const failed = qualityFailure(text, quality);
+        if (failed) {
+          report.quality![failed] = (report.quality![failed] ?? 0) + 1;
+          return sample('quality', record.key, failed, text), 'quality';
         }
       }
       return undefined;

