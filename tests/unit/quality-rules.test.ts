@@ -122,6 +122,12 @@ describe('language identification', () => {
     assert.equal(detectLanguage("Le petit chat dort sur le canapé pendant que nous mangeons."), 'fr');
     assert.equal(detectLanguage('12345 678'), 'und');
   });
+  test('a record that mixes languages is in the language of most of its words, line by line', () => {
+    // The sentiment example's shape: an English instruction about a Chinese review (a character a word).
+    const ask = 'Is this review positive or negative? Answer with one word.';
+    assert.equal(detectLanguage(`${ask}\n房间很好,价格也不错,服务也不错,就是不好停车.\npositive`), 'zh');
+    assert.equal(detectLanguage(`${ask}\n很好.\npositive`), 'en');
+  });
 });
 
 describe('MinHash', () => {
