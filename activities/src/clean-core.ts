@@ -24,7 +24,7 @@
  *
  * The per-field functions are pure and exported for tests; `cleanFile` streams, so memory grows only with
  * the dedupe set (a 16-byte digest per kept record in one typed array: digest-set.ts) and, with near dedupe,
- * the kept records' signatures (448 bytes and 14 band entries each).
+ * the kept records' signatures and band keys (under 0.9 KB each: @tempered/text/minhash).
  */
 import { createHash } from 'node:crypto';
 import { CHANGE_RULES, charCount, cleanText, type ChangeRule, type TextChange, type TextRules } from '@tempered/text';
