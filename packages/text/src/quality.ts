@@ -71,34 +71,60 @@ export function words(text: string): string[] {
   return text.match(WORD) ?? [];
 }
 
-/** Characters of the n-grams that occur more than once, each position counted once (Gopher's duplicate n-grams). */
-function duplicateNgramChars(ws: string[], n: number): number {
-  const counts = new Map<string, number>();
-  for (let i = 0; i + n <= ws.length; i++) {
-    const g = ws.slice(i, i + n).join(' ');
-    counts.set(g, (counts.get(g) ?? 0) + 1);
+/**
+ * A key per n-gram position: the words as numbers, hashed twice with MurmurHash3's mixing into one 53-bit
+ * number, so that counting n-grams builds no strings (nine n-gram sizes over every position of a text). Two
+ * different n-grams share a key with a chance of about 2^-53 a pair: never, for texts of this size.
+ */
+function ngramKeys(ids: Int32Array, n: number): Float64Array {
+  const keys = new Float64Array(Math.max(0, ids.length - n + 1));
+  for (let i = 0; i < keys.length; i++) {
+    let a = n;
+    let b = ~n;
+    for (let j = i; j < i + n; j++) {
+      a = Math.imul(a ^ ids[j], 0xcc9e2d51);
+      a = (a << 15) | (a >>> 17);
+      b = Math.imul(b + ids[j], 0x1b873593);
+      b = (b << 13) | (b >>> 19);
+    }
+    a = Math.imul(a ^ (a >>> 16), 0x85ebca6b) ^ (a >>> 13);
+    b = Math.imul(b ^ (b >>> 16), 0xc2b2ae35) ^ (b >>> 13);
+    keys[i] = (a >>> 0) * 0x200000 + ((b >>> 0) & 0x1fffff);
   }
-  const covered = new Uint8Array(ws.length);
-  for (let i = 0; i + n <= ws.length; i++) {
-    if ((counts.get(ws.slice(i, i + n).join(' ')) ?? 0) > 1) covered.fill(1, i, i + n);
-  }
+  return keys;
+}
+
+function countKeys(keys: Float64Array): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const k of keys) counts.set(k, (counts.get(k) ?? 0) + 1);
+  return counts;
+}
+
+/** Characters of the n-grams that occur more than once, each word counted once (Gopher's duplicate n-grams). */
+function duplicateNgramChars(ids: Int32Array, lengths: Int32Array, n: number): number {
+  const keys = ngramKeys(ids, n);
+  const counts = countKeys(keys);
+  const covered = new Uint8Array(ids.length);
+  for (let i = 0; i < keys.length; i++) if (counts.get(keys[i])! > 1) covered.fill(1, i, i + n);
   let chars = 0;
-  for (let i = 0; i < ws.length; i++) if (covered[i]) chars += ws[i].length;
+  for (let i = 0; i < ids.length; i++) if (covered[i]) chars += lengths[i];
   return chars;
 }
 
 /** The characters of the most frequent n-gram, times its count (Gopher's top n-gram). */
-function topNgramChars(ws: string[], n: number): number {
-  const counts = new Map<string, number>();
-  let best = 0;
-  let bestKey = '';
-  for (let i = 0; i + n <= ws.length; i++) {
-    const g = ws.slice(i, i + n).join(' ');
-    const c = (counts.get(g) ?? 0) + 1;
-    counts.set(g, c);
-    if (c > best) ((best = c), (bestKey = g));
+function topNgramChars(ids: Int32Array, lengths: Int32Array, n: number): number {
+  const keys = ngramKeys(ids, n);
+  const counts = countKeys(keys);
+  let best = 1;
+  let at = -1;
+  for (let i = 0; i < keys.length; i++) {
+    const c = counts.get(keys[i])!;
+    if (c > best) ((best = c), (at = i));
   }
-  return best > 1 ? best * bestKey.replace(/ /g, '').length : 0;
+  if (at < 0) return 0;
+  let chars = 0;
+  for (let j = at; j < at + n; j++) chars += lengths[j];
+  return best * chars;
 }
 
 /** The first heuristic `text` fails, or undefined when it passes them all. */
@@ -132,8 +158,11 @@ export function qualityFailure(text: string, t: QualityThresholds): QualityHeuri
     const chars = lines.reduce((n, l) => n + l.length, 0);
     if (dupLines / lines.length > t.maxDuplicateLines || dupChars / chars > t.maxDuplicateLineChars) return 'duplicateLines';
   }
-  const wordChars = ws.reduce((n, w) => n + w.length, 0);
-  for (const n of [2, 3, 4] as const) if (topNgramChars(ws, n) / wordChars > t.maxTopNgram[n]) return 'topNgram';
-  for (const n of [5, 6, 7, 8, 9, 10] as const) if (duplicateNgramChars(ws, n) / wordChars > t.maxDuplicateNgram[n]) return 'duplicateNgram';
+  const vocabulary = new Map<string, number>();
+  const ids = Int32Array.from(ws, (w) => vocabulary.get(w) ?? (vocabulary.set(w, vocabulary.size), vocabulary.size - 1));
+  const lengths = Int32Array.from(ws, (w) => w.length);
+  const wordChars = lengths.reduce((n, l) => n + l, 0);
+  for (const n of [2, 3, 4] as const) if (topNgramChars(ids, lengths, n) / wordChars > t.maxTopNgram[n]) return 'topNgram';
+  for (const n of [5, 6, 7, 8, 9, 10] as const) if (duplicateNgramChars(ids, lengths, n) / wordChars > t.maxDuplicateNgram[n]) return 'duplicateNgram';
   return undefined;
 }
