@@ -12,14 +12,10 @@
  *     single ideograph is part of ordinary words (乳 is in 牛乳, milk).
  */
 import naughtyWords from 'naughty-words';
-import { cleanText, type TextRules } from './index';
+import { normalizeLive } from './index';
 import { BLOCKLIST_LANGUAGES, type BlocklistLanguage } from './codes';
 
 export { BLOCKLIST_LANGUAGES, type BlocklistLanguage };
-
-/** What an entry is compared as: the text rules the gateway applies to prompts, so both sides look alike. */
-const NORMALIZE: TextRules = { nfkc: true, stripControl: true, collapseWhitespace: true, maskPii: false };
-export const normalizeForMatch = (text: string): string => cleanText(text, NORMALIZE).text;
 
 /** Scripts written without spaces between words. */
 const UNSPACED = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}]/u;
@@ -46,7 +42,8 @@ export class Blocklist {
 
   /** `words` are the caller's own entries; `languages` add the packaged lists of those languages. */
   constructor(words: readonly string[], languages: readonly string[] = []) {
-    const all = [...words, ...packagedWords(languages)].map(normalizeForMatch).filter(Boolean);
+    // Entries are compared as the model would write them: NFKC-normalized (case-insensitively, by the flags).
+    const all = [...words, ...packagedWords(languages)].map(normalizeLive).filter(Boolean);
     const entries = [...new Set(all)].filter((w) => !(UNSPACED.test(w) && [...w].length === 1));
     this.size = entries.length;
     this.longest = Math.max(0, ...entries.map((w) => [...w].length));

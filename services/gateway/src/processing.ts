@@ -10,17 +10,13 @@
  * (@tempered/text/blocklist); this module adds the config's file and the filter over a streamed answer.
  */
 import { readFileSync } from 'node:fs';
-import { cleanText, type TextRules } from '@tempered/text';
+import { normalizeLive } from '@tempered/text';
 import { BLOCKED, Blocklist as SharedBlocklist } from '@tempered/text/blocklist';
 
 export { BLOCKED };
 
-const NORMALIZE: TextRules = { nfkc: true, stripControl: true, collapseWhitespace: true, maskPii: false };
-
 /** The prompt as the model saw its training prompts. */
-export function normalizePrompt(text: string): string {
-  return cleanText(text, NORMALIZE).text;
-}
+export const normalizePrompt = normalizeLive;
 
 /**
  * The gateway's blocklist: the shared lists and matching (@tempered/text/blocklist), plus the config's file of
