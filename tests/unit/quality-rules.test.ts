@@ -70,6 +70,7 @@ describe('language codes', () => {
     assert.match(fieldOf({ nearThreshold: 1.5 }), /clean\.nearThreshold/);
     assert.match(fieldOf({ nearThreshold: 0 }), /clean\.nearThreshold/);
     assert.match(fieldOf({ dedupe: 'fuzzy' }), /clean\.dedupe/);
+    assert.equal(fieldOf({ languages: ['und'] }), 'accepted');
     assert.equal(fieldOf({ languages: ['en', 'ja', 'zh'], dedupe: 'near', nearThreshold: 0.8, blocklist: { languages: ['ja'], words: ['spam'] } }), 'accepted');
   });
   test('the defaults leave every quality rule off', () => {
@@ -175,6 +176,14 @@ describe('cleanFile with the quality rules', () => {
     assert.equal(report.removed.language, 1);
     assert.deepEqual(keys, ['en1', 'zh1', 'en2', 'en3', 'zh2']);
     assert.deepEqual(report.removedExamples?.language, [{ key: 'ja1', why: 'ja', text: 'このホテルの部屋はとても清潔で、スタッフも親切でした。' }]);
+  });
+
+  test('languages: `und` keeps what tinyld cannot place', async () => {
+    const numbers = [text('n', '12345 678'), text('zh', '房间很好，价格也不错，服务也不错，就是不好停车。')];
+    assert.deepEqual((await clean(numbers, { ...base, languages: ['zh'] })).keys, ['zh']);
+    const { report, keys } = await clean(numbers, { ...base, languages: ['zh', 'und'] });
+    assert.deepEqual(keys, ['n', 'zh']);
+    assert.deepEqual(report.languages, { und: 1, zh: 1 });
   });
 
   test('blocklist: packaged lists of en and zh plus the spec words, as whole words or CJK substrings', async () => {

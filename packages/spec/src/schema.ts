@@ -3,7 +3,7 @@
  * emits the JSON Schema published with the API. Defaults live here and nowhere else, so a spec of a few lines
  * expands to the full, explicit configuration every stage receives.
  */
-import { BLOCKLIST_LANGUAGES, LANGUAGE_CODES } from '@tempered/text/codes';
+import { BLOCKLIST_LANGUAGES, LANGUAGE_CODES, UNDETERMINED } from '@tempered/text/codes';
 import { GOPHER_DEFAULTS } from '@tempered/text/quality';
 import { z } from 'zod';
 
@@ -225,10 +225,10 @@ export const pipelineSpecSchema = z
         minChars: z.number().int().min(0).default(1),
         maxChars: z.number().int().positive().default(4000),
         languages: z
-          .array(z.enum(LANGUAGE_CODES))
+          .array(z.enum([...LANGUAGE_CODES, UNDETERMINED]))
           .min(1)
           .optional()
-          .describe('keep only records in these languages (ISO 639-1 codes, as the tinyld language identifier names them); records are counted per language whenever this is set; off when absent'),
+          .describe('keep only records in these languages (ISO 639-1 codes, as the tinyld language identifier names them, and `und` for text it cannot place: digits, symbols, a word or two); records are counted per language whenever this is set; off when absent'),
         blocklist: z
           .object({
             languages: z.array(z.enum(BLOCKLIST_LANGUAGES)).default([]).describe('packaged lists (npm naughty-words) of these languages'),

@@ -13,6 +13,9 @@ export const LANGUAGE_CODES = [
 ] as const;
 export type LanguageCode = (typeof LANGUAGE_CODES)[number];
 
+/** What the language rule calls a text tinyld cannot place: ISO 639's "undetermined". */
+export const UNDETERMINED = 'und';
+
 export const BLOCKLIST_LANGUAGES = [
   'ar', 'cs', 'da', 'de', 'en', 'eo', 'es', 'fa', 'fi', 'fil', 'fr', 'fr-CA-u-sd-caqc', 'hi', 'hu', 'it', 'ja', 'kab', 'ko',
   'nl', 'no', 'pl', 'pt', 'ru', 'sv', 'th', 'tlh', 'tr', 'zh',

@@ -9,9 +9,10 @@
  * as in the quality heuristics): the review's thirty characters outweigh the ten-word instruction.
  */
 import { detect } from 'tinyld';
+import { UNDETERMINED } from './codes';
 import { words } from './quality';
 
-export const UNDETERMINED = 'und';
+export { UNDETERMINED };
 
 /** The ISO 639-1 code of the language most of the text's words are in, or `und`. */
 export function detectLanguage(text: string): string {
