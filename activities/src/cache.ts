@@ -34,7 +34,7 @@ import { type Deps, log } from './context';
  */
 export const STAGE_CODE_VERSIONS = {
   ingest: 1,
-  clean: 1,
+  clean: 2,
   tokenize: 1,
   split: 1,
   train: 1,

@@ -1,6 +1,7 @@
 /**
  * clean: normalises and filters the dataset version (NFKC, control characters, whitespace, PII masking,
- * length bounds, exact duplicates) and writes a report of what each rule removed or changed.
+ * length bounds, exact duplicates, and when the spec turns them on languages, blocklists and near duplicates)
+ * and writes a report of what each rule removed or changed.
  */
 import path from 'node:path';
 import type { PipelineSpec } from '@tempered/spec';

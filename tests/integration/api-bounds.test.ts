@@ -54,6 +54,14 @@ describe('input the parser or the database cannot take is a 400, not a 500', () 
     assert.deepEqual(paths(yaml.body), ['description']);
   });
 
+  test("a clean quality rule's unknown language code or threshold out of range is refused at its field", async () => {
+    const res = await startRun({
+      spec: spec((s) => (s.clean = { languages: ['en', 'xx'], nearThreshold: 1.5, blocklist: { languages: ['zz'] }, quality: { maxDigitRatio: 2 } })),
+    });
+    assert.equal(res.status, 400, JSON.stringify(res.body));
+    assert.deepEqual(paths(res.body).sort(), ['clean.blocklist.languages.0', 'clean.languages.1', 'clean.nearThreshold', 'clean.quality.maxDigitRatio']);
+  });
+
   test('a list limit that is not 1 to its maximum, or a row id past bigint, is refused at the field', async () => {
     const runId = uniqueId('bounds');
     for (const [url, field, message] of [

@@ -1,6 +1,7 @@
 /**
  * The data stages as activities against the real S3 server and PostgreSQL (no workflow): bad records are
- * quarantined with reasons and counted, cleaning reports each rule, and sources outside the allowed places
+ * quarantined with reasons and counted, cleaning reports each rule (the quality rules too, when a spec turns them
+ * on), and sources outside the allowed places
  * are refused with a non-retryable error.
  */
 import assert from 'node:assert/strict';
@@ -80,6 +81,38 @@ describe('data stages on the real stack', () => {
     assert.ok(report.changed.nfkc >= 1, 'the Shift_JIS rows use full-width forms');
     const text = (await store().getBytes(cleaned.cleaned.uri)).toString('utf8');
     assert.ok(!text.includes('@example.com'), 'no e-mail address survives cleaning');
+  });
+
+  test("clean runs the quality rules the spec turns on and reports each, with the languages counted", async () => {
+    const file = path.join(dataDir, 'quality.jsonl');
+    const rows = [
+      { id: 'en', prompt: 'What is the capital of France?', response: 'The capital of France is Paris, a city on the Seine.' },
+      { id: 'zh', prompt: '法国的首都是哪里？', response: '法国的首都是巴黎，位于塞纳河畔。' },
+      { id: 'en-near', prompt: 'What is the capital of France?', response: 'The capital of France is Paris, a big city on the Seine.' },
+      { id: 'en-blocked', prompt: 'Tell me a joke.', response: 'Why did the bullshit cross the road?' },
+      { id: 'ja', prompt: '日本の首都はどこですか？', response: '日本の首都は東京です。' },
+      { id: 'zh-copy', prompt: '法国的首都是哪里？', response: '法国的首都是巴黎，位于塞纳河畔。' },
+    ];
+    writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const s = spec();
+    s.data.sources = [{ uri: 'quality.jsonl', encoding: 'utf-8' }];
+    s.data.fields = { ...s.data.fields, key: 'id' };
+    s.clean = { ...s.clean, languages: ['en', 'zh'], blocklist: { languages: ['en'], words: [] }, dedupe: 'near' };
+    const ingestedHere: IngestResult = await env.run(activities.ingest, { runId, spec: s, specDir: dataDir });
+    const cleanedHere: CleanResult = await env.run(activities.clean, { runId, spec: s, dataset: ingestedHere.dataset });
+    const report = JSON.parse((await store().getBytes(cleanedHere.report.uri)).toString('utf8'));
+    assert.deepEqual(
+      { input: report.input, kept: report.kept, removed: report.removed, languages: report.languages, clusters: report.nearDuplicates.examples },
+      {
+        input: 6,
+        kept: 2,
+        removed: { empty: 0, tooShort: 0, tooLong: 0, duplicate: 1, language: 1, blocked: 1, nearDuplicate: 1 },
+        languages: { en: 3, zh: 2, ja: 1 },
+        clusters: [{ kept: 'en', removed: [{ key: 'en-near', similarity: report.nearDuplicates.examples[0]?.removed[0]?.similarity }] }],
+      },
+    );
+    const kept = (await store().getBytes(cleanedHere.cleaned.uri)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l).key);
+    assert.deepEqual(kept, ['en', 'zh']);
   });
 
   // Regression: "\ud800" passed ingest and clean, then the tokenizer could not encode it, and the run failed

@@ -1,13 +1,14 @@
 /**
  * The gateway's blocklist over a streamed answer (processing.ts StreamFilter): however the answer is cut into
  * pieces, the filtered pieces put together are exactly the blocklist's filter of the whole answer, and what is
- * held back is no more than a blocked entry could still be forming in.
+ * held back is no more than a blocked entry could still be forming in; entries in scripts without spaces (Chinese,
+ * Japanese) match as substrings, and the packaged lists of TEMPERED_BLOCKLIST_LANGUAGES stream the same way.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Blocklist } from '@tempered/gateway';
 
-const blocklist = new Blocklist(['ass', 'bad word', 'Straße', 'x']);
+const blocklist = new Blocklist(['ass', 'bad word', 'Straße', 'x', '他妈的', 'アナル']);
 const texts = [
   'a class act, not an ass',
   'ASS at the start and ass.',
@@ -15,6 +16,8 @@ const texts = [
   'the straße, STRASSE and straßen',
   'x marks x-ray and xx and 🦀x',
   'nothing here at all',
+  '这个他妈的酒店，他妈的!他妈',
+  'これはアナルでアナ ル',
   'bad',
   '',
 ];
@@ -42,6 +45,25 @@ test('streamed pieces put together are the filter of the whole text, for any cut
       assert.equal(out, whole.text, `${JSON.stringify(text)} round ${round}`);
       assert.equal(f.flagged, whole.flagged);
     }
+  }
+});
+
+test('the packaged Japanese and Chinese lists stream as they filter the whole answer', () => {
+  const packaged = Blocklist.load([], undefined, ['en', 'ja', 'zh']);
+  const answer = '服务员他妈的态度很差, what a load of bullshit, 牛乳はおいしい、アナルセックス';
+  const whole = packaged.filter(answer);
+  assert.equal(whole.text, '服务员[BLOCKED]态度很差, what a load of [BLOCKED], 牛乳はおいしい、[BLOCKED][BLOCKED]'); // アナル and セックス are two entries
+  const random = rng(7);
+  for (let round = 0; round < 100; round++) {
+    const f = packaged.stream();
+    const chars = [...answer];
+    let out = '';
+    for (let i = 0; i < chars.length; ) {
+      const n = 1 + Math.floor(random() * 4);
+      out += f.push(chars.slice(i, i + n).join(''));
+      i += n;
+    }
+    assert.equal(out + f.end(), whole.text);
   }
 });
 

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
+import { BLOCKLIST_LANGUAGES } from '@tempered/text/codes';
 import { type Limits, limitsFrom } from './limits';
 import { readSecrets } from './secrets';
 
@@ -63,6 +64,11 @@ export interface Config {
     blocklist: string[];
     /** A file with one blocked word or phrase per line (`#` starts a comment): TEMPERED_BLOCKLIST_FILE. */
     blocklistFile: string | undefined;
+    /**
+     * Languages whose packaged lists (npm naughty-words, through @tempered/text/blocklist) the gateway also
+     * blocks: TEMPERED_BLOCKLIST_LANGUAGES, comma-separated codes such as `en,ja,zh`; none by default.
+     */
+    blocklistLanguages: string[];
     /** How long an upstream model server may take to answer one request (a stream: to send its next chunk). */
     upstreamTimeoutMs: number;
     /** The most tokens one request may ask for (`max_tokens`, `max_completion_tokens`): TEMPERED_GATEWAY_MAX_TOKENS. */
@@ -171,6 +177,14 @@ function intFrom(env: Env, name: string, fallback: number): number {
   return n;
 }
 
+/** The codes of TEMPERED_BLOCKLIST_LANGUAGES; one without a packaged list stops the process at start, named. */
+function blocklistLanguagesFrom(raw: string | undefined): string[] {
+  const codes = (raw ?? '').split(',').map((c) => c.trim()).filter(Boolean);
+  const unknown = codes.filter((c) => !(BLOCKLIST_LANGUAGES as readonly string[]).includes(c));
+  if (unknown.length) throw new Error(`TEMPERED_BLOCKLIST_LANGUAGES: no blocklist for ${unknown.join(', ')}; known: ${BLOCKLIST_LANGUAGES.join(', ')}`);
+  return codes;
+}
+
 /** A feature switch that is on unless set to off, 0, false, no or disabled. */
 const switchedOn = (raw: string | undefined) => !['off', '0', 'false', 'no', 'disabled'].includes((raw ?? '').trim().toLowerCase());
 
@@ -232,6 +246,7 @@ export function loadConfig(env: Env = process.env): Config {
       key: env.TEMPERED_GATEWAY_KEY || undefined,
       blocklist: (env.TEMPERED_BLOCKLIST ?? '').split(',').map((w) => w.trim()).filter(Boolean),
       blocklistFile: env.TEMPERED_BLOCKLIST_FILE ? path.resolve(env.TEMPERED_BLOCKLIST_FILE) : undefined,
+      blocklistLanguages: blocklistLanguagesFrom(env.TEMPERED_BLOCKLIST_LANGUAGES),
       upstreamTimeoutMs: intFrom(env, 'TEMPERED_GATEWAY_UPSTREAM_TIMEOUT_MS', 60_000),
       maxTokens: intFrom(env, 'TEMPERED_GATEWAY_MAX_TOKENS', 4096),
     },

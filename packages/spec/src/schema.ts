@@ -3,7 +3,47 @@
  * emits the JSON Schema published with the API. Defaults live here and nowhere else, so a spec of a few lines
  * expands to the full, explicit configuration every stage receives.
  */
+import { BLOCKLIST_LANGUAGES, LANGUAGE_CODES, UNDETERMINED } from '@tempered/text/codes';
+import { GOPHER_DEFAULTS } from '@tempered/text/quality';
 import { z } from 'zod';
+
+const ratio = (value: number) => z.number().min(0).max(1).default(value);
+const G = GOPHER_DEFAULTS;
+/** The clean stage's `quality` rule: each threshold defaults to Gopher's (@tempered/text/quality). */
+const qualitySchema = z
+  .object({
+    minWords: z.number().int().min(0).default(G.minWords),
+    maxWords: z.number().int().positive().default(G.maxWords),
+    minMeanWordLength: z.number().min(0).default(G.minMeanWordLength),
+    maxMeanWordLength: z.number().positive().default(G.maxMeanWordLength),
+    maxSymbolRatio: z.number().min(0).default(G.maxSymbolRatio).describe('"#" and ellipses per word'),
+    maxDigitRatio: ratio(G.maxDigitRatio).describe('digits per non-space character'),
+    maxBulletLines: ratio(G.maxBulletLines),
+    maxEllipsisLines: ratio(G.maxEllipsisLines),
+    minAlphaWords: ratio(G.minAlphaWords).describe('share of words that hold a letter'),
+    maxDuplicateLines: ratio(G.maxDuplicateLines),
+    maxDuplicateLineChars: ratio(G.maxDuplicateLineChars),
+    maxTopNgram: z
+      .object({ 2: ratio(G.maxTopNgram[2]), 3: ratio(G.maxTopNgram[3]), 4: ratio(G.maxTopNgram[4]) })
+      .strict()
+      .prefault({})
+      .describe("share of word characters in the most frequent 2-, 3- and 4-gram's occurrences"),
+    maxDuplicateNgram: z
+      .object({
+        5: ratio(G.maxDuplicateNgram[5]),
+        6: ratio(G.maxDuplicateNgram[6]),
+        7: ratio(G.maxDuplicateNgram[7]),
+        8: ratio(G.maxDuplicateNgram[8]),
+        9: ratio(G.maxDuplicateNgram[9]),
+        10: ratio(G.maxDuplicateNgram[10]),
+      })
+      .strict()
+      .prefault({})
+      .describe('share of word characters in 5- to 10-grams that occur more than once'),
+  })
+  .strict()
+  .refine((q) => q.minWords <= q.maxWords, { message: 'minWords must not exceed maxWords', path: ['minWords'] })
+  .refine((q) => q.minMeanWordLength <= q.maxMeanWordLength, { message: 'minMeanWordLength must not exceed maxMeanWordLength', path: ['minMeanWordLength'] });
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -197,10 +237,35 @@ export const pipelineSpecSchema = z
         nfkc: z.boolean().default(true),
         stripControl: z.boolean().default(true),
         collapseWhitespace: z.boolean().default(true),
-        dedupe: z.enum(['exact', 'none']).default('exact'),
+        dedupe: z
+          .enum(['exact', 'near', 'none'])
+          .default('exact')
+          .describe('exact: records of the same cleaned content; near: those, then near duplicates by MinHash LSH on character 5-grams (14 bands × 8 rows, as datatrove), which works on Japanese and Chinese too'),
+        nearThreshold: z
+          .number()
+          .gt(0)
+          .max(1)
+          .default(0.7)
+          .describe('with dedupe: near, the estimated Jaccard similarity of character 5-grams from which a record is a near duplicate of a kept one'),
         maskPii: z.boolean().default(true).describe('mask e-mail addresses and phone numbers'),
         minChars: z.number().int().min(0).default(1),
         maxChars: z.number().int().positive().default(4000),
+        languages: z
+          .array(z.enum([...LANGUAGE_CODES, UNDETERMINED]))
+          .min(1)
+          .optional()
+          .describe('keep only records in these languages (ISO 639-1 codes, as the tinyld language identifier names them, and `und` for text it cannot place: digits, symbols, a word or two); records are counted per language whenever this is set; off when absent'),
+        blocklist: z
+          .object({
+            languages: z.array(z.enum(BLOCKLIST_LANGUAGES)).default([]).describe('packaged lists (npm naughty-words) of these languages'),
+            words: z.array(z.string().trim().min(1)).default([]).describe('more words and phrases'),
+          })
+          .strict()
+          .prefault({})
+          .describe('remove records that hold an entry: whole words where a language has spaces, substrings in Chinese, Japanese and Thai; off while both lists are empty'),
+        quality: qualitySchema
+          .optional()
+          .describe("Gopher's quality heuristics (word counts, mean word length, symbol and digit ratios, bullet and ellipsis lines, repeated lines and n-grams), a word being one character in Chinese, Japanese and Thai; off when absent, `quality: {}` takes Gopher's thresholds"),
       })
       .strict()
       .refine((c) => c.minChars <= c.maxChars, { message: 'minChars must not exceed maxChars', path: ['minChars'] })

@@ -7,7 +7,9 @@
  *   2. removal of control characters (Unicode Cc) except newline and tab;
  *   3. whitespace collapsing: runs of spaces/tabs -> one space, runs of newlines -> one newline, trimmed;
  *   4. PII masking: e-mail addresses -> "[EMAIL]", phone numbers -> "[PHONE]".
- * Pure functions, no Node API.
+ * Pure functions, no Node API. The quality rules of the clean stage, each its own entry point so that the
+ * gateway does not load a language model: ./blocklist (shared with the gateway's output filter), ./language,
+ * ./minhash (near duplicates), ./quality (Gopher's heuristics), ./codes (the language codes, as data).
  */
 
 /** Which rules apply (PII masking is a training-data rule; the gateway leaves it off). */
@@ -107,4 +109,14 @@ export function charCount(text: string): number {
   let n = 0;
   for (const _ of text) n++;
   return n;
+}
+
+/**
+ * The rules for live text, every one but PII masking (a training-data rule): what the gateway does to prompts,
+ * and how blocklist entries are compared (@tempered/text/blocklist), so both sides of a match look alike.
+ */
+export const LIVE_TEXT_RULES: TextRules = { nfkc: true, stripControl: true, collapseWhitespace: true, maskPii: false };
+
+export function normalizeLive(text: string): string {
+  return cleanText(text, LIVE_TEXT_RULES).text;
 }

@@ -56,7 +56,7 @@ export { Blocklist, StreamFilter } from './processing';
 export interface GatewayDeps {
   cfg: Config;
   db: Db;
-  /** Defaults to the config's TEMPERED_BLOCKLIST and TEMPERED_BLOCKLIST_FILE. */
+  /** Defaults to the config's TEMPERED_BLOCKLIST, TEMPERED_BLOCKLIST_FILE and TEMPERED_BLOCKLIST_LANGUAGES. */
   blocklist?: Blocklist;
 }
 
@@ -77,7 +77,7 @@ export interface Gateway {
 const OPENAI_PATHS = new Set(['/v1/completions', '/v1/chat/completions']);
 const QUIET_PATHS = new Set(['/healthz', '/metrics']);
 
-export function createGateway({ cfg, db, blocklist = Blocklist.load(cfg.gateway.blocklist, cfg.gateway.blocklistFile) }: GatewayDeps): Gateway {
+export function createGateway({ cfg, db, blocklist = Blocklist.load(cfg.gateway.blocklist, cfg.gateway.blocklistFile, cfg.gateway.blocklistLanguages) }: GatewayDeps): Gateway {
   const metrics = new GatewayMetrics();
   const requestLog = new RequestLog(db, metrics);
   const routes = new RouteTable(db, cfg.databaseUrl, (table) => {

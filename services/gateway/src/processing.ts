@@ -5,61 +5,36 @@
  * @tempered/text, so that serving and training can never disagree on what a prompt looks like. PII masking is
  * a training-data rule and is not applied to live prompts.
  *
- * Out: words and phrases on the blocklist are replaced by "[BLOCKED]" (case-insensitive, whole words only, so
- * "ass" does not hit "class"), and the answer is flagged.
+ * Out: words and phrases on the blocklist are replaced by "[BLOCKED]" and the answer is flagged. The lists and
+ * their matching (whole words where a language has spaces, substrings in CJK) are the clean stage's own
+ * (@tempered/text/blocklist); this module adds the config's file and the filter over a streamed answer.
  */
 import { readFileSync } from 'node:fs';
-import { cleanText, type TextRules } from '@tempered/text';
+import { normalizeLive } from '@tempered/text';
+import { BLOCKED, Blocklist as SharedBlocklist } from '@tempered/text/blocklist';
 
-const NORMALIZE: TextRules = { nfkc: true, stripControl: true, collapseWhitespace: true, maskPii: false };
+export { BLOCKED };
 
 /** The prompt as the model saw its training prompts. */
-export function normalizePrompt(text: string): string {
-  return cleanText(text, NORMALIZE).text;
-}
+export const normalizePrompt = normalizeLive;
 
-export const BLOCKED = '[BLOCKED]';
-
-export class Blocklist {
-  private readonly pattern: RegExp | undefined;
-  readonly size: number;
-  /** Code points of the longest entry, a run of whitespace counted as one (what a stream holds back). */
-  readonly longest: number;
-
-  constructor(words: string[]) {
-    // Entries are matched as the model would write them: NFKC-normalized, case-insensitively.
-    const entries = [...new Set(words.map((w) => normalizePrompt(w)).filter(Boolean))];
-    this.size = entries.length;
-    this.longest = Math.max(0, ...entries.map((w) => [...w].length));
-    // Longest first, so that a phrase wins over a word it contains.
-    entries.sort((a, b) => b.length - a.length);
-    const escaped = entries.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/ /g, '\\s+'));
-    this.pattern = entries.length ? new RegExp(`(?<![\\p{L}\\p{N}_])(?:${escaped.join('|')})(?![\\p{L}\\p{N}_])`, 'giu') : undefined;
-  }
-
-  /** Entries from the config (TEMPERED_BLOCKLIST) and from a file of one entry per line (`#` comments). */
-  static load(words: string[], file: string | undefined): Blocklist {
+/**
+ * The gateway's blocklist: the shared lists and matching (@tempered/text/blocklist), plus the config's file of
+ * entries and a filter over a streamed answer.
+ */
+export class Blocklist extends SharedBlocklist {
+  /**
+   * Entries from the config (TEMPERED_BLOCKLIST), from a file of one entry per line (`#` comments,
+   * TEMPERED_BLOCKLIST_FILE), and the packaged lists of the config's languages (TEMPERED_BLOCKLIST_LANGUAGES).
+   */
+  static load(words: string[], file: string | undefined, languages: string[] = []): Blocklist {
     const fromFile = file
       ? readFileSync(file, 'utf8')
           .split('\n')
           .map((l) => l.replace(/#.*/, '').trim())
           .filter(Boolean)
       : [];
-    return new Blocklist([...words, ...fromFile]);
-  }
-
-  /** The text with blocked words replaced, and whether anything was. */
-  filter(text: string): { text: string; flagged: boolean } {
-    if (!this.pattern) return { text, flagged: false };
-    let flagged = false;
-    const out = text.replace(this.pattern, () => ((flagged = true), BLOCKED));
-    return { text: out, flagged };
-  }
-
-  /** Where the entries are found in `text`: [start, end) ranges in UTF-16 units, in order. */
-  matches(text: string): Array<[number, number]> {
-    if (!this.pattern) return [];
-    return [...text.matchAll(this.pattern)].map((m) => [m.index, m.index + m[0].length]);
+    return new Blocklist([...words, ...fromFile], languages);
   }
 
   /** A filter for one streamed answer. */
@@ -85,7 +60,7 @@ export class StreamFilter {
   private before = '';
   flagged = false;
 
-  constructor(private readonly blocklist: Blocklist) {}
+  constructor(private readonly blocklist: SharedBlocklist) {}
 
   /** Takes the next piece; returns the filtered text that is final now (possibly empty). */
   push(text: string): string {

@@ -1,6 +1,7 @@
 /**
  * What ingest and clean did to a dataset: counts as a bar (kept / quarantined / removed by cleaning), the
- * cleaning report (records removed by reason, records changed by rule, before/after samples) and the
+ * cleaning report (records removed by reason, records changed by rule, languages and quality heuristics when those
+ * rules ran, before/after samples) and the
  * quarantined records with their reasons. The report's shape is the clean stage's `CleanReport`; fields this
  * page does not know are still shown as plain values.
  */
@@ -69,7 +70,7 @@ function CountTable({ title, counts, total }: { title: string; counts: Record<st
 
 export function CleanReportView({ report }: { report: Record<string, unknown> | null | undefined }) {
   if (!report) return <p className="muted">No cleaning report: the clean stage has not finished for this dataset.</p>;
-  const { input, kept, removed, changed, changedRecords, examples, ...rest } = report;
+  const { input, kept, removed, changed, changedRecords, examples, languages, quality, ...rest } = report;
   const total = num(input);
   const samples = asRecord(examples);
   return (
@@ -90,6 +91,8 @@ export function CleanReportView({ report }: { report: Record<string, unknown> | 
       <div className="two-col">
         {asRecord(removed) && <CountTable title="Removed, by reason" counts={asRecord(removed)!} total={total} />}
         {asRecord(changed) && <CountTable title="Changed, by rule" counts={asRecord(changed)!} total={total} />}
+        {asRecord(languages) && <CountTable title="Languages detected" counts={asRecord(languages)!} total={total} />}
+        {asRecord(quality) && <CountTable title="Removed by quality heuristic" counts={asRecord(quality)!} total={total} />}
       </div>
       {samples && Object.values(samples).some((s) => Array.isArray(s) && s.length > 0) && (
         <details className="samples">
