@@ -217,12 +217,16 @@ export class ModelServerSupervisor {
       .select(['deployments.id', 'deployments.status', 'deployments.pid', 'deployments.endpoint', 'deployments.model_version_id', 'model_versions.model_uri', 'model_versions.sha256'])
       .where((eb) => eb.or([eb('deployments.status', '=', 'serving'), eb('deployments.pid', 'is not', null)]))
       .execute();
+    // A pid recorded by an older version, which kept the pids of stopped deployments, may be a live server's now.
+    const livePids = new Set(rows.filter((r) => r.status === 'serving' || r.status === 'canary').map((r) => r.pid));
     for (const row of rows) {
       if (this.closed) return;
       if (row.status === 'canary') continue;
       const live = row.status === 'serving';
       const running = isModelServer(row.pid);
-      if (!live && running) {
+      if (!live && livePids.has(row.pid)) {
+        await this.deps.db.updateTable('deployments').set({ pid: null }).where('id', '=', row.id).execute();
+      } else if (!live && running) {
         this.opts.log(`model-server supervisor: ${row.id} is ${row.status}; stopping its server (pid ${row.pid})`);
         await stopServer(this.deps, row.id);
       } else if (live && !running) {

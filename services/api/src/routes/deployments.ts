@@ -83,7 +83,8 @@ export function deploymentRoutes(app: FastifyInstance, { db, temporal }: ApiDeps
         // once it answers, so no request meets a server still loading.
         const t0 = Date.now();
         const wasStatus = target.status;
-        if (target.status !== 'serving') await db.updateTable('deployments').set({ status: 'serving' }).where('id', '=', target.id).execute();
+        // Its pid forgotten: whatever it was, that process is not this version's server now.
+        if (target.status !== 'serving') await db.updateTable('deployments').set({ status: 'serving', pid: null }).where('id', '=', target.id).execute();
         const endpoint = await serverAnswering(db, target.id, target.model_version_id, ROLLBACK_START_LIMIT_MS);
         if (!endpoint) {
           await db.updateTable('deployments').set({ status: wasStatus }).where('id', '=', target.id).where('status', '=', 'serving').execute();
