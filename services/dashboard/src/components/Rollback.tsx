@@ -10,7 +10,8 @@ import { asFailure, post } from '../api';
 import { ErrorBox } from './common';
 import { CommentInput } from './form';
 
-export function RollbackAction({ deployment: d, onDone }: { deployment: DeploymentEntry; onDone: () => void }) {
+/** The button and its form; `onDone` gets the API's answer (the row itself leaves the offer once its version serves). */
+export function RollbackAction({ deployment: d, onDone }: { deployment: DeploymentEntry; onDone: (done: RollbackResponse) => void }) {
   const id = useId();
   const [open, setOpen] = useState(false);
   const [reason, setReason] = useState('');
@@ -20,13 +21,6 @@ export function RollbackAction({ deployment: d, onDone }: { deployment: Deployme
     onSuccess: onDone,
   });
   const version = `${d.model_name} v${d.version}`;
-  if (rollback.isSuccess) {
-    return (
-      <p className="callout ok small" role="status" data-testid="rollback-done">
-        All of {d.model_name}'s traffic goes to v{d.version}.
-      </p>
-    );
-  }
   if (!open) {
     return (
       <button type="button" className="danger small" onClick={() => setOpen(true)} data-testid="rollback-open">

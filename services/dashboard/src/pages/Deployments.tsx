@@ -3,7 +3,8 @@
  * rollouts in progress on top with their step, weight and health, where approvers promote or abort them;
  * and, on the row of an earlier version of a model that serves, an approver's rollback to it.
  */
-import type { DeploymentEntry } from '@tempered/api-contract';
+import type { DeploymentEntry, RollbackResponse } from '@tempered/api-contract';
+import { useState } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import { CanaryActions, CanaryHealthView, CanaryStep, useDeployments } from '../components/Canary';
 import { RollbackAction } from '../components/Rollback';
@@ -40,6 +41,8 @@ export function DeploymentsPage() {
   const now = useNow(canarying ? 5000 : 30_000);
   const cannot = whyNot(me, 'approve', 'promote or abort a canary');
   const mayRollBack = me.can.approve;
+  const [rolledBack, setRolledBack] = useState<RollbackResponse>();
+  const onRolledBack = (done: RollbackResponse) => (setRolledBack(done), reloadSoon());
 
   return (
     <main className="page">
@@ -55,6 +58,12 @@ export function DeploymentsPage() {
               .map((d) => (
                 <CanaryCard key={d.id} deployment={d} now={now} cannot={cannot} onSent={reloadSoon} />
               ))}
+            {rolledBack && (
+              <p className="callout ok" role="status" data-testid="rollback-done">
+                All of {rolledBack.modelName}'s traffic goes to {rolledBack.to}
+                {rolledBack.from ? `; ${rolledBack.from} is rolled back, still registered and downloadable` : ''}.
+              </p>
+            )}
             {deployments.length === 0 ? (
               <div className="empty" data-testid="deployments-empty">
                 <p>No deployments yet: a run deploys its model once an approver approves its gate.</p>
@@ -86,7 +95,7 @@ export function DeploymentsPage() {
                     <td className="hide-narrow nowrap" title={formatDate(d.created_at)}>
                       {formatAgo(d.created_at, now)}
                     </td>
-                    <td>{mayRollBack && canRollBackTo(d, deployments) && <RollbackAction deployment={d} onDone={reloadSoon} />}</td>
+                    <td>{mayRollBack && canRollBackTo(d, deployments) && <RollbackAction deployment={d} onDone={onRolledBack} />}</td>
                   </tr>
                 ))}
               </Table>
