@@ -3,7 +3,9 @@
  * server, the worker, the API and the inference gateway. Each runs as a detached process with a pid file and
  * a log file under the data directory, so the stack outlives the command that started it and a second `up`
  * finds it running instead of starting it twice. Once PostgreSQL and S3 are up, `up` registers the base models
- * the bootstrap converted (the catalog a spec's `model.base: {name}` refers to).
+ * the bootstrap converted (the catalog a spec's `model.base: {name}` refers to). Model servers are not parts:
+ * `down` stops them through their pid files, and at `up` the worker's supervisor (activities/src/model-server.ts)
+ * starts again every one whose deployment is still serving.
  *
  * Before anything starts, `up` makes the data directory its owner's alone (data-dir.ts) and generates the
  * embedded PostgreSQL's and S3's credentials at the first start (secrets.json, mode 600). Each process gets
