@@ -6,12 +6,13 @@
  * at the field for an unknown name or version, a version of another model, no reason or the wrong role; done
  * by an approver through the API (traffic back to the first version, its server started again, the second's
  * stopped but still downloadable, audited), through the CLI (`--to 2`) and the Deployments page's button.
- * Prints how long each recovery took.
+ * Between the last two, a server that cannot start (its model file broken) is tried again after 2 s, then 4 s,
+ * and serves once it can. Prints how long each recovery took.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
@@ -204,6 +205,26 @@ describe('serving that outlives a restart, and rolling back by hand', () => {
     assert.deepEqual({ from: done.from, to: done.to }, { from: v1, to: v2 });
     await answersWithin(v2, 10_000);
     assert.equal((await deploymentOf(v1)).status, 'rolled-back');
+  });
+
+  test('a server that cannot start is tried again after a doubling wait, each failure logged, until it starts', async () => {
+    const dep = await deploymentOf(v2);
+    const tar = path.join(cfg.dataDir, 'models', v2, 'model.tar');
+    const workerLog = path.join(cfg.dataDir, 'logs', 'worker.log');
+    const logFrom = statSync(workerLog).size;
+    const failures = () => readFileSync(workerLog).subarray(logFrom).toString('utf8').split('\n').filter((l) => l.includes(`starting ${dep.id} failed`));
+    renameSync(tar, `${tar}.saved`);
+    try {
+      writeFileSync(tar, 'not a model');
+      process.kill(-dep.pid!, 'SIGKILL');
+      const [first, second] = await waitFor('two failed starts', 90_000, async () => (failures().length >= 2 ? failures() : undefined));
+      assert.match(first, /\(1 in a row\): the model server exited during start-up.*next try in 2s/);
+      assert.match(second, /\(2 in a row\).*next try in 4s/);
+    } finally {
+      renameSync(`${tar}.saved`, tar);
+    }
+    const ms = await answersWithin(v2, 90_000);
+    console.log(`# a server that failed to start twice answered ${(ms / 1000).toFixed(1)} s after its model was whole again`);
   });
 
   test("the Deployments page's Roll back button: a reason is asked for, then the traffic goes back (Debian's Chromium)", async () => {
