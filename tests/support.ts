@@ -2,6 +2,7 @@
  * Shared by the Node test suites: the test stack's configuration (infra/test.sh exports its data directory
  * and port offset), clients for it, and small helpers. The stack itself is real and already running.
  */
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -81,6 +82,21 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** Starts a run of `spec` through the API, waits for its deployment gate, and has the approver approve it; returns its id. */
+export async function approvedRun(spec: PipelineSpec, comment: string): Promise<string> {
+  const started = await apiCall('POST', '/api/runs', 'operator', { spec });
+  assert.equal(started.status, 201, JSON.stringify(started.body));
+  const runId: string = started.body.runId;
+  await waitFor(`${runId} at its gate`, 10 * 60_000, async () => {
+    const d = (await apiCall('GET', `/api/runs/${runId}`, 'operator')).body;
+    if (['failed', 'cancelled'].includes(d.run.status)) throw new Error(`run ${d.run.status}: ${d.run.error}`);
+    return d.run.status === 'waiting-approval' ? true : undefined;
+  }, 2000);
+  const approved = await apiCall('POST', `/api/runs/${runId}/approval`, 'approver', { decision: 'approve', comment });
+  assert.equal(approved.status, 200, JSON.stringify(approved.body));
+  return runId;
 }
 
 const execFileAsync = promisify(execFile);

@@ -6,9 +6,9 @@
  */
 import type { CanarySpec } from '@tempered/spec';
 import type { CanaryHealth, CanaryInput, CanaryOutcome, ServingVersion } from '@tempered/contract';
-import { notifyChange, recordLogs, setRoutes, sql } from '@tempered/db';
+import { notifyChange, recordLogs, sendAllTraffic, setRoutes, sql } from '@tempered/db';
 import type { Deps } from './context';
-import { stopDeployment } from './deploy';
+import { stopServer } from './model-server';
 
 export async function setCanaryWeight(
   deps: Deps,
@@ -68,10 +68,9 @@ export async function canaryHealth(deps: Deps, input: { modelVersionId: string; 
 export async function finishCanary(deps: Deps, input: CanaryInput & { outcome: CanaryOutcome }): Promise<void> {
   const { db } = deps;
   const { candidate, previous, outcome } = input;
-  const [winner, loser] = outcome.status === 'promoted' ? [candidate, previous] : [previous, candidate];
-  await setRoutes(db, input.modelName, [{ modelVersionId: winner.modelVersionId, endpoint: winner.endpoint, weight: 100 }]);
-  await stopDeployment(deps, loser.deploymentId, outcome.status === 'promoted' ? 'stopped' : 'rolled-back');
-  await db.updateTable('deployments').set({ status: 'serving' }).where('id', '=', winner.deploymentId).execute();
+  const winner = outcome.status === 'promoted' ? candidate : previous;
+  const losers = await sendAllTraffic(db, input.modelName, winner, outcome.status === 'promoted' ? 'stopped' : 'rolled-back');
+  for (const l of losers) await stopServer(deps, l.id);
   await db
     .insertInto('audit_log')
     .values({

@@ -21,6 +21,7 @@ import { verifyApproval } from './approvals';
 export type { Deps } from './context';
 export { GpuSlots } from './gpus';
 export { TrainerServer } from './trainer-server';
+export { isModelServer, ModelServerSupervisor } from './model-server';
 export { runTrainer, STARTUP_LIMIT_MS, type TrainerEvent } from './trainer';
 export type { ProposePairsResult } from './labels';
 export { STAGE_CODE_VERSIONS, type CacheMark } from './cache';

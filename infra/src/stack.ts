@@ -3,7 +3,9 @@
  * server, the worker, the API and the inference gateway. Each runs as a detached process with a pid file and
  * a log file under the data directory, so the stack outlives the command that started it and a second `up`
  * finds it running instead of starting it twice. Once PostgreSQL and S3 are up, `up` registers the base models
- * the bootstrap converted (the catalog a spec's `model.base: {name}` refers to).
+ * the bootstrap converted (the catalog a spec's `model.base: {name}` refers to). Model servers are not parts:
+ * `down` stops them through their pid files, and at `up` the worker's supervisor (activities/src/model-server.ts)
+ * starts again every one whose deployment is still serving.
  *
  * Before anything starts, `up` makes the data directory its owner's alone (data-dir.ts) and generates the
  * embedded PostgreSQL's and S3's credentials at the first start (secrets.json, mode 600). Each process gets
@@ -300,14 +302,17 @@ async function registerCatalog(cfg: Config): Promise<void> {
 
 export async function down(cfg: Config): Promise<void> {
   const runDir = path.join(cfg.dataDir, 'run');
-  const names = existsSync(runDir) ? (await readdir(runDir)).filter((f) => f.endsWith('.pid')).map((f) => f.slice(0, -4)) : [];
-  // Stop in reverse start order: gateway, API and worker before the services they use; model servers first.
-  const order = ['gateway', 'api', 'worker', 's3', 'postgres', 'temporal'];
-  names.sort((a, b) => order.indexOf(a) - order.indexOf(b));
-  for (const name of names) {
+  const pidNames = async () => (existsSync(runDir) ? (await readdir(runDir)).filter((f) => f.endsWith('.pid')).map((f) => f.slice(0, -4)) : []);
+  const stop = async (name: string) => {
     console.log(`  ${name.padEnd(9)} … ${await stopPid(name, readPid(cfg, name))}`);
     await rm(pidFile(cfg, name), { force: true });
-  }
+  };
+  // Gateway, API and worker before the services they use. Model servers after the worker, whose supervisor
+  // would start them again, and read again once it is gone: a start it had under way may have added one.
+  for (const name of ['gateway', 'api', 'worker']) if ((await pidNames()).includes(name)) await stop(name);
+  for (const name of (await pidNames()).filter((n) => n.startsWith('model-server-'))) await stop(name);
+  const order = ['s3', 'postgres', 'temporal'];
+  for (const name of (await pidNames()).sort((a, b) => order.indexOf(a) - order.indexOf(b))) await stop(name);
 }
 
 export async function status(cfg: Config): Promise<boolean> {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateDemoData } from '@tempered/examples';
 import type { PipelineSpec } from '@tempered/spec';
-import { apiCall, cfg, db, demoSpec, store, waitFor } from '../support';
+import { apiCall, approvedRun, cfg, db, demoSpec, store, waitFor } from '../support';
 
 const database = db();
 const NAME = `canary-demo-${randomBytes(2).toString('hex')}`;
@@ -40,19 +40,7 @@ function traffic() {
   return { served, stop: async () => ((stop = true), await Promise.all(loops)) };
 }
 
-async function runToGate(spec: PipelineSpec): Promise<string> {
-  const started = await apiCall('POST', '/api/runs', 'operator', { spec });
-  assert.equal(started.status, 201, JSON.stringify(started.body));
-  const runId = started.body.runId;
-  await waitFor(`${runId} at its gate`, 10 * 60_000, async () => {
-    const d = (await apiCall('GET', `/api/runs/${runId}`, 'operator')).body;
-    if (['failed', 'cancelled'].includes(d.run.status)) throw new Error(`run ${d.run.status}: ${d.run.error}`);
-    return d.run.status === 'waiting-approval' ? true : undefined;
-  }, 2000);
-  const approved = await apiCall('POST', `/api/runs/${runId}/approval`, 'approver', { decision: 'approve', comment: 'canary e2e' });
-  assert.equal(approved.status, 200, JSON.stringify(approved.body));
-  return runId;
-}
+const runToGate = (spec: PipelineSpec) => approvedRun(spec, 'canary e2e');
 
 async function finalStatus(runId: string): Promise<any> {
   return waitFor(`${runId} to finish`, 5 * 60_000, async () => {

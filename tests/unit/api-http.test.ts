@@ -106,7 +106,7 @@ describe('the OpenAPI document is generated from the schemas', () => {
     'get /api/spec-schema', 'get /api/examples', 'get /api/runs', 'post /api/runs', 'get /api/runs/{id}', 'get /api/runs/{id}/events', 'get /api/events',
     'get /api/runs/{id}/logs', 'get /api/runs/{id}/answers', 'post /api/runs/{id}/cancel', 'post /api/runs/{id}/approval', 'get /api/labeling', 'get /api/runs/{id}/pairs/next',
     'post /api/pairs/{id}/label', 'get /api/approvals', 'get /api/models', 'get /api/models/{id}/lineage', 'get /api/models/{id}/card', 'get /api/base-models', 'get /api/datasets',
-    'get /api/datasets/{id}', 'get /api/artifacts/{id}', 'get /api/deployments', 'post /api/runs/{id}/canary', 'get /api/schedules', 'post /api/schedules',
+    'get /api/datasets/{id}', 'get /api/artifacts/{id}', 'get /api/deployments', 'post /api/runs/{id}/canary', 'post /api/deployments/{name}/rollback', 'get /api/schedules', 'post /api/schedules',
     'get /api/schedules/{id}', 'post /api/schedules/{id}/pause', 'post /api/schedules/{id}/resume', 'post /api/schedules/{id}/trigger',
     'post /api/schedules/{id}/backfill', 'delete /api/schedules/{id}',
     'patch /api/users/{username}', 'post /api/users/{username}/password', 'post /api/users/{username}/unlock', 'get /api/tokens', 'delete /api/tokens/{id}',
@@ -133,6 +133,9 @@ describe('the OpenAPI document is generated from the schemas', () => {
         if (p.includes('{id}')) assert.ok(op.parameters?.some((x: any) => x.in === 'path' && x.name === 'id'), `${where} has its id parameter`);
       }
     }
+    const rollback = doc.paths['/api/deployments/{name}/rollback'].post;
+    assert.match(rollback.description, /approver/);
+    assert.deepEqual(rollback.requestBody.content['application/json'].schema.required, ['reason'], 'a rollback needs a reason; the version is optional');
     const detail = doc.paths['/api/runs/{id}'].get.responses['200'].content['application/json'].schema;
     assert.equal(detail.$ref, '#/components/schemas/RunDetail');
     assert.ok(doc.components.schemas.RunDetail.properties.datasetVersion, 'RunDetail is described field by field');

@@ -550,6 +550,33 @@ export const canaryActionRequest = z
   .strict();
 export type CanaryActionRequest = z.input<typeof canaryActionRequest>;
 
+/** A model name in a path (a pipeline spec's `name`). */
+export const modelNameParam = z.object({ name: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'a model name: letters, digits, dot, dash, underscore') });
+
+/**
+ * `POST /api/deployments/:name/rollback`: all of a model name's traffic back to an earlier version, without a
+ * canary (an approver's decision, audited). `to`: the version's number or id; absent, the version deployed
+ * before the one serving now.
+ */
+export const rollbackRequest = z
+  .object({
+    to: z.union([z.number().int().positive(), z.string().regex(/^[A-Za-z0-9._-]{1,160}$/, 'a version number or id')]).optional(),
+    reason: z.string().trim().min(1, 'say why: a rollback needs a reason').max(2000),
+  })
+  .strict();
+export type RollbackRequest = z.input<typeof rollbackRequest>;
+export const rollbackResponse = z.object({
+  modelName: z.string(),
+  /** The version that served before (it stays registered and downloadable), and the one serving now. */
+  from: z.string(),
+  to: z.string(),
+  deploymentId: z.string(),
+  endpoint: z.string(),
+  /** How long the earlier version's server took to answer (0 when it was still running). */
+  startedInMs: z.number(),
+});
+export type RollbackResponse = Wire<typeof rollbackResponse>;
+
 export const deploymentEntry = deployment.extend({
   model_name: z.string(),
   version: z.number(),

@@ -4,7 +4,8 @@
  *
  * `setRoutes` is the one way routes change: the deploy activity calls it with one version at weight 100, a
  * canary rollout with two versions and its current step's weights. Every change is announced on
- * ROUTES_CHANNEL, so running gateways reload at once instead of at their next poll.
+ * ROUTES_CHANNEL, so running gateways reload at once instead of at their next poll. `sendAllTraffic` is the
+ * end of every change of who serves a name (a deploy without canary, a canary's end, a rollback by hand).
  */
 import { sql } from 'kysely';
 import type { Kysely } from 'kysely';
@@ -78,6 +79,35 @@ export async function setRoutes(db: Db, modelName: string, routes: RouteInput[])
     // Delivered when the transaction commits, so a gateway that hears it reads the new routes.
     await sql`select pg_notify(${ROUTES_CHANNEL}, ${modelName})`.execute(trx);
   });
+}
+
+export interface ServingTarget {
+  deploymentId: string;
+  modelVersionId: string;
+  endpoint: string;
+}
+
+/**
+ * All of `modelName`'s traffic to one deployment: the routes name it alone, it is `serving`, and every other
+ * serving or canary deployment of the name becomes `othersStatus`. Returns those others: their model servers are
+ * stopped by whoever runs them (the worker's activities at once; else the worker's model-server supervisor).
+ */
+export async function sendAllTraffic(
+  db: Db,
+  modelName: string,
+  to: ServingTarget,
+  othersStatus: 'stopped' | 'rolled-back',
+): Promise<Array<{ id: string; model_version_id: string }>> {
+  await setRoutes(db, modelName, [{ modelVersionId: to.modelVersionId, endpoint: to.endpoint, weight: 100 }]);
+  await db.updateTable('deployments').set({ status: 'serving' }).where('id', '=', to.deploymentId).execute();
+  return db
+    .updateTable('deployments')
+    .set({ status: othersStatus })
+    .where('id', '!=', to.deploymentId)
+    .where('status', 'in', ['serving', 'canary'])
+    .where('model_version_id', 'in', (eb) => eb.selectFrom('model_versions').select('id').where('name', '=', modelName))
+    .returning(['id', 'model_version_id'])
+    .execute();
 }
 
 /** Every route (or one model's), by model name, then version number: newer versions come last. */

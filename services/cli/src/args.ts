@@ -20,6 +20,7 @@ const OPTIONS = {
   days: { type: 'string' },
   for: { type: 'string' },
   filter: { type: 'string' },
+  reason: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 

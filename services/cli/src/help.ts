@@ -20,6 +20,9 @@ Commands:
   deployments promote RUN | abort RUN [--comment TEXT]
                                   end a running canary by hand (an approver): all traffic to the new
                                   version, or back to the previous one
+  deployments rollback NAME [--to VERSION] --reason TEXT
+                                  send all of a model's traffic back to an earlier version (an approver;
+                                  default: the one deployed before the serving one), starting its server
   approve RUN [--comment TEXT] [--override]
                                   approve the deployment gate (as an approver who neither started the run
                                   nor created the schedule or trigger that started it);

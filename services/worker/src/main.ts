@@ -7,12 +7,16 @@
  * bookkeeping); `--pool gpu` polls the GPU queue (train, RLHF, evaluation), one activity per GPU at a time.
  * Without flags a worker serves both, with every GPU it finds (none: the GPU stages run on CPU), so the
  * whole pipeline runs on one machine; on a cluster, start `--pool cpu` and `--pool gpu --gpus …` workers.
+ *
+ * A worker of the CPU pool (where deploy runs, and so where model servers start) also runs the model-server
+ * supervisor: at start it brings back every serving deployment's server that is not running (after `npm stop`
+ * and `npm start`, or a crash), then checks every 2 s, restarting with backoff and logging each step here.
  */
 import { readdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { ArtifactStore } from '@tempered/artifacts';
-import { createActivities, GpuSlots, TrainerServer } from '@tempered/activities';
+import { createActivities, GpuSlots, ModelServerSupervisor, TrainerServer } from '@tempered/activities';
 import { describe, loadConfig } from '@tempered/config';
 import { createDb, migrateToLatest } from '@tempered/db';
 import { CONTROL_TASK_QUEUE, taskQueueFor } from '@tempered/workflows';
@@ -84,10 +88,13 @@ async function main(): Promise<void> {
       }),
     );
   }
+  // After the workers exist (a deploy may already be waiting), so start-up is not held up by model servers loading.
+  const supervisor = pools.includes('cpu') ? new ModelServerSupervisor({ cfg, db, store }).start() : undefined;
   console.log(`worker ready: pools ${pools.join(', ')}${gpus.length ? ` (GPUs ${gpus.join(',')})` : ''}; ${JSON.stringify(describe(cfg))}`);
   try {
     await Promise.all(workers.map((w) => w.run()));
   } finally {
+    await supervisor?.close();
     trainerServer?.close();
     await connection.close();
     await db.destroy();

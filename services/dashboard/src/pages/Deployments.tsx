@@ -1,18 +1,32 @@
 /**
  * Deployments: what serves each model and with what share of the gateway's traffic, newest first; canary
- * rollouts in progress on top with their step, weight and health, where approvers promote or abort them.
+ * rollouts in progress on top with their step, weight and health, where approvers promote or abort them;
+ * and, on the row of an earlier version of a model that serves, an approver's rollback to it.
  */
-import type { DeploymentEntry } from '@tempered/api-contract';
+import type { DeploymentEntry, RollbackResponse } from '@tempered/api-contract';
+import { useState } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import { CanaryActions, CanaryHealthView, CanaryStep, useDeployments } from '../components/Canary';
+import { RollbackAction } from '../components/Rollback';
 import { DeploymentStatusBadge, Loaded, ShareBar } from '../components/common';
-import { Table } from '../components/Table';
+import { Table, unnamed } from '../components/Table';
 import { formatAgo, formatDate, useNow } from '../format';
 import { invalidateSoon, queries } from '../queries';
 import { Link, runPath } from '../router';
 import { useMe, whyNot } from '../session';
 
 const someCanary = (deployments: DeploymentEntry[] | undefined) => deployments?.some((d) => d.status === 'canary') ?? false;
+
+/**
+ * Whether a row offers a rollback to its version: it served once and does not now, another version of its
+ * model serves, and no canary of that model runs (that one is aborted on its card instead).
+ */
+const canRollBackTo = (d: DeploymentEntry, all: DeploymentEntry[]) =>
+  (d.status === 'stopped' || d.status === 'rolled-back') &&
+  all.some((x) => x.model_name === d.model_name && x.status === 'serving') &&
+  !all.some((x) => x.model_name === d.model_name && x.status === 'canary') &&
+  // The newest row of its version only: a version deployed twice is offered once.
+  all.find((x) => x.model_version_id === d.model_version_id) === d;
 
 export function DeploymentsPage() {
   const me = useMe();
@@ -26,6 +40,9 @@ export function DeploymentsPage() {
   const canarying = someCanary(list.data?.deployments);
   const now = useNow(canarying ? 5000 : 30_000);
   const cannot = whyNot(me, 'approve', 'promote or abort a canary');
+  const mayRollBack = me.can.approve;
+  const [rolledBack, setRolledBack] = useState<RollbackResponse>();
+  const onRolledBack = (done: RollbackResponse) => (setRolledBack(done), reloadSoon());
 
   return (
     <main className="page">
@@ -41,12 +58,18 @@ export function DeploymentsPage() {
               .map((d) => (
                 <CanaryCard key={d.id} deployment={d} now={now} cannot={cannot} onSent={reloadSoon} />
               ))}
+            {rolledBack && (
+              <p className="callout ok" role="status" data-testid="rollback-done">
+                All of {rolledBack.modelName}'s traffic goes to {rolledBack.to}
+                {rolledBack.from ? `; ${rolledBack.from} is rolled back, still registered and downloadable` : ''}.
+              </p>
+            )}
             {deployments.length === 0 ? (
               <div className="empty" data-testid="deployments-empty">
                 <p>No deployments yet: a run deploys its model once an approver approves its gate.</p>
               </div>
             ) : (
-              <Table columns={['model', 'status', 'traffic', ['endpoint', 'hide-narrow'], 'run', ['since', 'hide-narrow']]} className="deployments" testId="deployments-table">
+              <Table columns={['model', 'status', 'traffic', ['endpoint', 'hide-narrow'], 'run', ['since', 'hide-narrow'], unnamed('actions')]} className="deployments" testId="deployments-table">
                 {deployments.map((d) => (
                   <tr key={d.id} data-deployment-id={d.id} data-run-id={d.run_id} data-status={d.status}>
                     <td>
@@ -72,6 +95,7 @@ export function DeploymentsPage() {
                     <td className="hide-narrow nowrap" title={formatDate(d.created_at)}>
                       {formatAgo(d.created_at, now)}
                     </td>
+                    <td>{mayRollBack && canRollBackTo(d, deployments) && <RollbackAction deployment={d} onDone={onRolledBack} />}</td>
                   </tr>
                 ))}
               </Table>
