@@ -19,8 +19,9 @@ function figures(metrics: Record<string, unknown> | null | undefined): Record<st
   if (!metrics) return metrics;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(metrics)) {
-    // Intervals are shown beside their figures; the answers artifact is a reference, not a figure.
-    if (k === 'intervals' || k === 'answers') continue;
+    // Intervals are shown beside their figures; the answers artifact is a reference, not a figure; the champion
+    // comparison and the suites have their own sentence and table (Answers.tsx).
+    if (k === 'intervals' || k === 'answers' || k === 'champion' || k === 'suites') continue;
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
       for (const [k2, v2] of Object.entries(v)) if (typeof v2 === 'number') out[`${k}.${k2}`] = v2;
     } else out[k] = v;
