@@ -21,6 +21,8 @@ for bench in tests/bench/*.py; do
   case "$bench" in
     # LoRA on the real base model the bootstrap converted (SmolLM2-135M-Instruct), on the sentiment example's data.
     */lora_throughput.py) "$venv/bin/python" "$bench" --base-model "$base_models/smollm2-135m-instruct/model" ;;
+    # The model server, one request at a time against dynamic batching, serving the same real base model.
+    */serve_throughput.py) "$venv/bin/python" "$bench" --base-model "$base_models/smollm2-135m-instruct/model" ;;
     *) "$venv/bin/python" "$bench" ;;
   esac
 done

@@ -15,14 +15,21 @@ implement (tools, echo, ...) or a field it does not know is refused with 400 nam
 probabilities (completions' `logprobs: k`, chats' `logprobs: true` with `top_logprobs: k`) are the model's own
 (log-softmax of its logits, before temperature and penalties), per token of the text returned.
 
-Requests are handled on threads, but the model runs one request at a time (a lock around decoding: torch modules
-are not meant for concurrent forwards). A request whose client went away (its socket closed: a failed write, or
+Requests are handled on threads; one batcher thread runs the model (torch modules are not meant for concurrent
+forwards) and batches them dynamically: the requests that arrive within `batch_wait_ms` of the first waiting one,
+up to `max_batch` rows (a prompt times n), are left-padded (attention mask and position ids keep the padding out)
+and decoded together step by step, each row with its own sampling, penalties, stop strings and token budget,
+finishing on its own; requests arriving meanwhile wait for the next batch. Greedy answers are the same batched or
+alone. A seeded sampled request is decoded alone, so its answer never depends on what it was batched with.
+`max_batch: 1` serves one request at a time. A request whose client went away (its socket closed: a failed write, or
 EOF seen between two tokens) stops decoding at the next token, so it never holds the model for nothing. SIGTERM
 stops the server cleanly (exit code 0, `finished` event).
 """
 
+import collections
 import dataclasses
 import json
+import queue
 import select
 import signal
 import socket
@@ -96,11 +103,18 @@ class ServeConfig:
     model_name: str = "tempered"
     device: Device = "auto"
     max_tokens_limit: int = 4096  # the most tokens one request may ask for (max_tokens above it: 400)
+    # Dynamic batching: requests arriving within batch_wait_ms of the first waiting one are decoded together,
+    # up to max_batch rows (a prompt times n). A few ms costs a lone request little and lets concurrent ones
+    # share every forward; max_batch 1 serves one request at a time (the benchmark's baseline).
+    max_batch: int = 8
+    batch_wait_ms: float = 5.0
 
     def __post_init__(self):
         require(bool(self.model), "serve", "model", "must be a non-empty path")
         require(0 <= self.port <= 65535, "serve", "port", f"must be in 0..65535, got {self.port}")
         require(bool(self.model_name), "serve", "model_name", "must be a non-empty string")
+        require(self.max_batch >= 1, "serve", "max_batch", f"must be >= 1, got {self.max_batch}")
+        require(0 <= self.batch_wait_ms <= 1000, "serve", "batch_wait_ms", f"must be in 0..1000, got {self.batch_wait_ms}")
         require(self.max_tokens_limit >= 1, "serve", "max_tokens_limit", f"must be >= 1, got {self.max_tokens_limit}")
 
 
@@ -265,6 +279,7 @@ class Job:
         self.id = f"{'cmpl' if kind == 'completion' else 'chatcmpl'}-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.choices: List[Choice] = []
+        self.alive, self.events, self.abandoned = (lambda: True), None, False  # set by Completer.run
 
     def usage(self) -> dict:
         prompt = sum(len(x) for x in self.ids)
@@ -273,9 +288,10 @@ class Job:
 
 
 class Completer:
-    """The loaded model and tokenizer behind a lock: torch modules are not meant for concurrent forwards."""
+    """The loaded model and tokenizer, run by one batcher thread (torch modules are not meant for concurrent
+    forwards): requests that arrive together are decoded together, up to `max_batch` rows (1: one at a time)."""
 
-    def __init__(self, model, tokenizer, name: str, max_tokens_limit: int = 4096):
+    def __init__(self, model, tokenizer, name: str, max_tokens_limit: int = 4096, max_batch: int = 8, batch_wait_ms: float = 5.0):
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.fmt = chat_format_of(tokenizer)
         self.max_tokens_limit = max_tokens_limit
@@ -283,6 +299,11 @@ class Completer:
         self.created = int(time.time())
         self.requests = 0
         self.cancelled = 0
+        self.max_batch, self.batch_wait_ms = max_batch, batch_wait_ms
+        self.batch_sizes: collections.Counter = collections.Counter()  # requests per batch -> batches decoded
+        self.pending: "queue.Queue[Job]" = queue.Queue()
+        self._next: Optional[Job] = None  # a job that did not fit the last batch: it opens the next
+        threading.Thread(target=self._batches, name="batcher", daemon=True).start()
 
     # --- requests -------------------------------------------------------------------------------------------
 
@@ -315,63 +336,137 @@ class Completer:
         return Job(kind, ids, sampling)
 
     def run(self, job: Job, alive=lambda: True) -> Iterator[tuple]:
-        """Decodes the job under the model's lock, yielding (choice index, released text, finish reason or None)
-        as tokens come; `alive()` is asked before every token, and False stops decoding (Cancelled)."""
-        s = job.sampling
-        device = next(self.model.parameters()).device
-        gen = torch.Generator(device=device)
-        if s.seed is None:
-            gen.seed()
-        else:
-            gen.manual_seed(s.seed)
-        with self.lock:
-            self.requests += 1
-            for p, ids in enumerate(job.ids):
-                choices = [Choice(s.stop) for _ in range(s.n)]
-                job.choices += choices
-                for j, piece, finish in self._decode(ids, choices, s, gen, alive):
-                    yield p * s.n + j, piece, finish
+        """Hands the job to the batcher and yields (choice index, released text, finish reason or None) as its
+        tokens come; `alive()` is asked before every token, and False stops decoding (Cancelled). A consumer
+        that stops iterating (a stream whose write failed) abandons the job, which frees its rows as well."""
+        job.alive, job.events = alive, queue.Queue()
+        job.choices = [Choice(job.sampling.stop) for _ in range(len(job.ids) * job.sampling.n)]
+        self.pending.put(job)
+        try:
+            while True:
+                item = job.events.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            job.abandoned = True
+
+    def _batches(self) -> None:
+        """The batcher thread, the only one that runs the model: it takes the first waiting job, gathers the
+        jobs that arrive within `batch_wait_ms` up to `max_batch` rows (a prompt times n is a row), and decodes
+        them together. A seeded sampled job is decoded alone so its answer does not depend on its neighbours."""
+        while True:
+            first, self._next = self._next or self.pending.get(), None
+            batch, rows = [first], len(first.ids) * first.sampling.n
+            deadline = time.monotonic() + self.batch_wait_ms / 1000
+            while not self._alone(first) and rows < self.max_batch:
+                try:
+                    job = self.pending.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                size = len(job.ids) * job.sampling.n
+                if self._alone(job) or rows + size > self.max_batch:
+                    self._next = job  # it starts the next batch, so arrival order is kept
+                    break
+                batch.append(job)
+                rows += size
+            with self.lock:
+                self.requests += len(batch)
+                self.batch_sizes[len(batch)] += 1
+                try:
+                    self._decode(batch)
+                except Exception as e:  # noqa: BLE001 - every request of the batch hears of it, the thread lives on
+                    log.exception("batch failed")
+                    for job in batch:
+                        job.events.put(e)
+
+    def _alone(self, job: Job) -> bool:
+        return self.max_batch == 1 or (job.sampling.seed is not None and job.sampling.temperature > 0)
 
     @torch.no_grad()
-    def _decode(self, ids: List[int], choices: List[Choice], s: Sampling, gen, alive) -> Iterator[tuple]:
-        """The n answers to one prompt, decoded together (n copies of one prompt: no padding)."""
+    def _decode(self, jobs: List[Job]) -> None:
+        """Decodes every row of the jobs together: prompts left-padded (attention mask and position ids keep the
+        padding out), each row with its own step budget, sampling, penalties and stop strings, finishing on its
+        own. A job whose client went away drops out at the next token."""
         device = next(self.model.parameters()).device
         ctx = context_length(self.model.config)
-        prompt = list(ids)[-(ctx - 1):]  # keep room for at least one new token
-        steps = min(s.max_tokens, ctx - len(prompt))
         eos = self.tokenizer.eos_token_id
-        x = torch.tensor([prompt] * s.n, dtype=torch.long, device=device)
-        counts = None
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        prompts, owners, limits, spans = [], [], [], []  # per row: token ids, (job, choice index), step budget
+        for job in jobs:
+            s, start = job.sampling, len(prompts)
+            for p, ids in enumerate(job.ids):
+                prompt = list(ids)[-(ctx - 1):]  # keep room for at least one new token
+                for j in range(s.n):
+                    prompts.append(prompt)
+                    owners.append((job, p * s.n + j))
+                    limits.append(min(s.max_tokens, ctx - len(prompt)))
+            spans.append((job, start, len(prompts)))
+        width = max(len(p) for p in prompts)
+        x = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], dtype=torch.long, device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long, device=device)
+        pos = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        gens = {}
+        for job in jobs:
+            gens[id(job)] = torch.Generator(device=device)
+            if job.sampling.seed is None:
+                gens[id(job)].seed()
+            else:
+                gens[id(job)].manual_seed(job.sampling.seed)
+        counts = {}
+        done = [False] * len(prompts)
+        open_jobs = set(id(j) for j in jobs)
         past = None
         with autocast(device):
-            for step in range(steps):
-                if not alive():
-                    raise Cancelled(f"after {step} of at most {steps} tokens")
-                out = self.model(input_ids=x, past_key_values=past, use_cache=True)
+            for step in range(max(limits)):
+                for job, lo, hi in spans:
+                    if id(job) in open_jobs and (job.abandoned or not job.alive()):
+                        steps = max(limits[lo:hi])
+                        job.events.put(Cancelled(f"after {step} of at most {steps} tokens"))
+                        open_jobs.discard(id(job))
+                        done[lo:hi] = [True] * (hi - lo)
+                if all(done):
+                    break
+                out = self.model(input_ids=x, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True)
                 past, logits = out.past_key_values, out.logits[:, -1, :].float()
-                logp = torch.log_softmax(logits, dim=-1) if s.logprobs is not None else None
-                if s.presence_penalty or s.frequency_penalty:
-                    if counts is None:
-                        counts = torch.zeros_like(logits)
-                    logits = logits - s.frequency_penalty * counts - s.presence_penalty * (counts > 0).float()
-                nxt = self._pick(logits, s, gen)
-                if counts is not None:
-                    counts.scatter_add_(1, nxt[:, None], torch.ones_like(nxt[:, None], dtype=counts.dtype))
-                if logp is not None:
-                    chosen = logp.gather(1, nxt[:, None]).squeeze(1).tolist()
-                    top = logp.topk(s.logprobs, dim=-1) if s.logprobs else None
-                for j, t in enumerate(nxt.tolist()):
-                    c = choices[j]
-                    if c.finish is None:
+                nxt = logits.argmax(dim=-1)
+                for job, lo, hi in spans:
+                    if id(job) not in open_jobs:
+                        continue
+                    s = job.sampling
+                    rows = logits[lo:hi]
+                    logp = torch.log_softmax(rows, dim=-1) if s.logprobs is not None else None
+                    if s.presence_penalty or s.frequency_penalty:
+                        c = counts.setdefault(id(job), torch.zeros_like(rows))
+                        rows = rows - s.frequency_penalty * c - s.presence_penalty * (c > 0).float()
+                    picked = self._pick(rows, s, gens[id(job)])
+                    nxt[lo:hi] = picked
+                    if id(job) in counts:
+                        counts[id(job)].scatter_add_(1, picked[:, None], torch.ones_like(picked[:, None], dtype=rows.dtype))
+                    if logp is not None:
+                        chosen = logp.gather(1, picked[:, None]).squeeze(1).tolist()
+                        top = logp.topk(s.logprobs, dim=-1) if s.logprobs else None
+                    for r, t in zip(range(lo, hi), picked.tolist()):
+                        if done[r]:
+                            continue
+                        index = owners[r][1]
+                        c = job.choices[index]
                         lp = None
                         if logp is not None:
-                            lp = (chosen[j], list(zip(top.indices[j].tolist(), top.values[j].tolist())) if top is not None else [])
-                        piece = c.push(t, self.tokenizer, eos, step == steps - 1, lp)
+                            k = r - lo
+                            lp = (chosen[k], list(zip(top.indices[k].tolist(), top.values[k].tolist())) if top is not None else [])
+                        piece = c.push(t, self.tokenizer, eos, step == limits[r] - 1, lp)
                         if piece or c.finish:
-                            yield j, piece, c.finish
-                if all(c.finish for c in choices):
-                    break
+                            job.events.put((index, piece, c.finish))
+                        done[r] = c.finish is not None
+                    if all(done[lo:hi]):
+                        job.events.put(None)
+                        open_jobs.discard(id(job))
                 x = nxt[:, None]
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                pos = pos[:, -1:] + 1
 
     @staticmethod
     def _pick(logits, s: Sampling, gen):
@@ -561,7 +656,7 @@ def run(raw: dict) -> None:
     setup_threads()
     device = resolve_device(cfg.device)
     model, tokenizer = load_pretrained(cfg.model, device)
-    completer = Completer(model, tokenizer, cfg.model_name, cfg.max_tokens_limit)
+    completer = Completer(model, tokenizer, cfg.model_name, cfg.max_tokens_limit, cfg.max_batch, cfg.batch_wait_ms)
     server = ThreadingHTTPServer((cfg.host, cfg.port), make_handler(completer))
     server.daemon_threads = True
 
@@ -579,4 +674,5 @@ def run(raw: dict) -> None:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
-    emit("finished", command="serve", requests=completer.requests, cancelled=completer.cancelled)
+    emit("finished", command="serve", requests=completer.requests, cancelled=completer.cancelled,
+         batches={str(k): v for k, v in sorted(completer.batch_sizes.items())})

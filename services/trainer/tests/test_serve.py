@@ -3,6 +3,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -218,6 +220,11 @@ def test_a_cancelled_generation_stops_and_frees_the_model(completer):
     with pytest.raises(Cancelled):
         completer.answer(job, alive=lambda: calls.append(1) or len(calls) < 2)
     assert len(calls) == 2 and sum(c.generated for c in job.choices) == 1
+    # the batcher lets go of the model right after (the event reaches the caller a moment before it does)
+    for _ in range(200):
+        if not completer.lock.locked():
+            break
+        time.sleep(0.01)
     assert not completer.lock.locked()
     assert ask(completer, "completion", prompt="reverse 1 2 3", max_tokens=4)["choices"][0]["finish_reason"] in ("stop", "length")
 
@@ -252,3 +259,92 @@ def test_log_probabilities_are_the_models_own_per_returned_token(completer):
     offsets = full["logprobs"]["text_offset"]
     assert cut["logprobs"]["tokens"] == [t for t, o in zip(full["logprobs"]["tokens"], offsets) if o < len(cut["text"])]
     assert cut["logprobs"]["top_logprobs"] == [{}] * len(cut["logprobs"]["tokens"])
+
+
+# --- dynamic batching ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smollm2(smollm2_dir):
+    """The real base model (SmolLM2-135M-Instruct, with its chat template): the demo model answers in one token,
+    too short to show rows finishing apart. Twice: one request at a time, and batching with a wait long enough
+    (300 ms) for requests started together to land in one batch. One model object: the tests never overlap."""
+    model, tokenizer = load_pretrained(os.path.join(smollm2_dir, "model"), torch.device("cpu"))
+    return (Completer(model, tokenizer, "demo", max_tokens_limit=64, max_batch=1),
+            Completer(model, tokenizer, "demo", max_tokens_limit=64, max_batch=8, batch_wait_ms=300))
+
+
+def together(completer, bodies, alive=None):
+    """The answers to requests sent at once from threads (an exception where one raised), in order."""
+    out = [None] * len(bodies)
+
+    def one(i, body):
+        kind = "chat" if "messages" in body else "completion"
+        try:
+            job = completer.prepare(kind, body)
+            out[i] = completer.answer(job, alive[i] if alive else (lambda: True))
+        except Exception as e:  # noqa: BLE001 - handed back to the test
+            out[i] = e
+
+    threads = [threading.Thread(target=one, args=(i, b)) for i, b in enumerate(bodies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return out
+
+
+PROMPTS = ["What is the capital of France?", "Name a fruit.", "Count from one to five, in words.", "Hi", "Why is the sky blue?"]
+
+
+def test_greedy_answers_are_identical_batched_and_alone(smollm2):
+    completer, batching = smollm2
+    alone = [ask(completer, "completion", prompt=p, max_tokens=12, logprobs=1)["choices"][0] for p in PROMPTS]
+    before = sum(v for k, v in batching.batch_sizes.items() if k > 1)
+    batched = together(batching, [{"prompt": p, "max_tokens": 12, "logprobs": 1} for p in PROMPTS])
+    assert sum(v for k, v in batching.batch_sizes.items() if k > 1) > before  # they did share a batch
+    for a, b in zip(alone, batched):
+        assert b["choices"][0]["text"] == a["text"] and b["choices"][0]["finish_reason"] == a["finish_reason"]
+        assert b["choices"][0]["logprobs"]["tokens"] == a["logprobs"]["tokens"]
+        assert b["choices"][0]["logprobs"]["token_logprobs"] == pytest.approx(a["logprobs"]["token_logprobs"], abs=1e-3)
+
+
+def test_each_request_in_a_batch_keeps_its_own_limits_stops_and_seed(smollm2):
+    completer, batching = smollm2
+    # the prompt the model answers longest alone, so that a 2-token limit and a stop string both cut it
+    alone = {p: ask(completer, "completion", prompt=p, max_tokens=12) for p in PROMPTS}
+    longest = max(PROMPTS, key=lambda p: alone[p]["usage"]["completion_tokens"])
+    first = alone[longest]["choices"][0]["text"]
+    assert alone[longest]["usage"]["completion_tokens"] >= 3 and len(first) >= 2
+    stop = first[len(first) // 2 :][:2]
+    seeded = {"prompt": PROMPTS[0], "max_tokens": 12, "temperature": 1.5, "seed": 7}
+    seeded_alone = ask(completer, "completion", **seeded)["choices"][0]["text"]
+    short, stopped, sampled, seeded_batched, chat = together(batching, [
+        {"prompt": longest, "max_tokens": 2},
+        {"prompt": longest, "max_tokens": 12, "stop": stop},
+        {"prompt": PROMPTS[1], "max_tokens": 12, "temperature": 1.5, "n": 3},
+        seeded,
+        {"messages": [{"role": "user", "content": longest}], "max_tokens": 12},
+    ])
+    assert short["usage"]["completion_tokens"] == 2 and short["choices"][0]["finish_reason"] == "length"
+    assert stopped["choices"][0] == {**stopped["choices"][0], "text": first[: first.index(stop)], "finish_reason": "stop"}
+    assert len(sampled["choices"]) == 3
+    assert seeded_batched["choices"][0]["text"] == seeded_alone  # a seeded sample is decoded alone: the same answer
+    assert chat["choices"][0]["message"]["content"] == first
+
+
+def test_a_client_that_leaves_a_batch_stops_only_its_own_rows(smollm2):
+    completer, batching = smollm2
+    want = ask(completer, "completion", prompt=PROMPTS[0], max_tokens=12)["choices"][0]["text"]
+    calls = []
+    gone, kept = together(batching, [{"prompt": PROMPTS[2], "max_tokens": 20}, {"prompt": PROMPTS[0], "max_tokens": 12}],
+                          alive=[lambda: calls.append(1) or len(calls) < 3, lambda: True])
+    assert isinstance(gone, Cancelled) and len(calls) == 3
+    assert kept["choices"][0]["text"] == want
+
+
+def test_max_batch_one_serves_one_request_at_a_time(exported):
+    model, tokenizer = load_pretrained(exported["model_tar"], torch.device("cpu"))
+    single = Completer(model, tokenizer, "demo", max_tokens_limit=64, max_batch=1, batch_wait_ms=300)
+    answers = together(single, [{"prompt": p, "max_tokens": 4} for p in PROMPTS[:3]])
+    assert all(isinstance(a, dict) for a in answers) and single.batch_sizes == {1: 3}
