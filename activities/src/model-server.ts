@@ -55,6 +55,14 @@ export function isModelServer(pid: number | null | undefined): boolean {
   }
 }
 
+function readPidFile(file: string): number | undefined {
+  try {
+    return Number(readFileSync(file, 'utf8').trim()) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Stops a deployment's model server and records why (`stopped` when replaced, `rolled-back` by a rollback). */
 export async function stopDeployment(deps: Deps, deploymentId: string, status: 'stopped' | 'rolled-back'): Promise<void> {
   // The status first: the supervisor must not see a live deployment whose server just died, and start it again.
@@ -139,6 +147,11 @@ export async function startModelServer(deps: Deps, input: ModelServerInput): Pro
   await mkdir(path.join(deps.cfg.dataDir, 'logs'), { recursive: true, mode: 0o700 });
   await mkdir(path.join(deps.cfg.dataDir, 'run'), { recursive: true });
   const logFile = serverLog(deps, input.deploymentId);
+  // One server per deployment. A server its pid file names that is still alive was started by a worker killed
+  // before it could record the pid in the database (so the supervisor saw none running): stop it, or it would
+  // hold its port for good once this start overwrites the pid file, and outlive `npm stop`.
+  const unrecorded = readPidFile(pidFile(deps, input.deploymentId));
+  if (isModelServer(unrecorded)) stopProcessGroup(unrecorded!);
   const server = spawn(deps.cfg.python, ['-m', 'tempered_trainer', 'serve', '--config', configPath], {
     detached: true,
     // Owner-only, whatever the umask of the process that deploys (a worker the stack started has 077; not every one).
