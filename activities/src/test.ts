@@ -11,10 +11,10 @@
  * `answers` artifact and as test_answers rows, for the approver to read. Then each of the spec's test suites
  * (suites.ts) and the gates: the held-out figures', each suite's min/max, and test.maxRegressions.
  */
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
-import { readFile } from 'node:fs/promises';
 import { type ArtifactRef, type ChampionComparison, type ChampionVerdict, type Interval, type SuiteResult, type TestAnswer, type TestResult, describeInterval } from '@tempered/contract';
 import { recordArtifacts, recordMetrics } from '@tempered/db';
 import { type Deps, gateFailed, log, withScratch } from './context';
