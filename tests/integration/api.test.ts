@@ -77,7 +77,7 @@ describe('roles', () => {
     assert.equal((await apiCall('POST', '/api/pairs/1/label', viewerToken, { label: 'a' })).status, 403);
     assert.equal((await apiCall('POST', '/api/users', viewerToken, { username: 'mallory', password: 'long enough pw', role: 'admin' })).status, 403);
     const me = await apiCall('GET', '/api/me', viewerToken);
-    assert.deepEqual(me.body.can, { read: true, start: false, label: false, approve: false, admin: false });
+    assert.deepEqual(me.body.can, { read: true, start: false, label: false, approve: false, use: false, admin: false });
   });
 
   test('operators may not decide gates; approvers may not start runs', async () => {

@@ -159,7 +159,7 @@ describe('the running stack keeps its secrets', () => {
     }
     const api = environ(processesOf('api').find(isNode)!);
     assert.equal(api.TEMPERED_DATA_DIR, cfg.dataDir, "the API's settings reach it");
-    for (const name of ['AWS_SECRET_ACCESS_KEY', 'DATABASE_URL', 'TEMPERED_GATEWAY_KEY']) assert.equal(api[name], undefined, name);
+    for (const name of ['AWS_SECRET_ACCESS_KEY', 'DATABASE_URL']) assert.equal(api[name], undefined, name);
   });
 
   test("the old defaults are refused: PostgreSQL's `tempered`, S3's `tempered`/`tempered-secret`", async () => {
@@ -236,7 +236,7 @@ describe('where credentials come from', () => {
     assert.deepEqual(Object.keys(stackEnv(c, 's3', { ROOT_ACCESS_KEY_ID: 'k' })).sort(), ['HOME', 'PATH', 'ROOT_ACCESS_KEY_ID']);
     assert.deepEqual(names('postgres'), sorted('HOME', 'PATH', ...settings));
     assert.deepEqual(names('worker'), sorted('HOME', 'PATH', ...settings, 'DATABASE_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'));
-    assert.deepEqual(names('api'), sorted('HOME', 'PATH', ...settings, 'DATABASE_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'TEMPERED_API_TOKEN'));
+    assert.deepEqual(names('api'), sorted('HOME', 'PATH', ...settings, 'DATABASE_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'TEMPERED_API_TOKEN', 'TEMPERED_GATEWAY_KEY'));
     assert.deepEqual(names('gateway'), sorted('HOME', 'PATH', ...settings, 'DATABASE_URL', 'TEMPERED_GATEWAY_KEY'));
   });
 });

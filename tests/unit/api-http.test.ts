@@ -58,7 +58,7 @@ describe('replies are checked against their schemas', () => {
   test('a matching reply is serialized through its schema', async () => {
     const res = await app.inject({ method: 'GET', url: '/api/me', headers: { authorization: 'Bearer t' } });
     assert.equal(res.statusCode, 200);
-    assert.deepEqual(res.json(), { username: 'operator', role: 'operator', can: { read: true, start: true, label: true, approve: false, admin: false } });
+    assert.deepEqual(res.json(), { username: 'operator', role: 'operator', can: { read: true, start: true, label: true, approve: false, use: true, admin: false } });
     assert.equal(res.headers['x-content-type-options'], 'nosniff');
   });
 });

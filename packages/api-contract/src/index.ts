@@ -147,7 +147,7 @@ void _sameShapes;
 export const me = z.object({
   username: z.string(),
   role: z.enum(ROLES),
-  can: z.object({ read: z.boolean(), start: z.boolean(), label: z.boolean(), approve: z.boolean(), admin: z.boolean() }),
+  can: z.object({ read: z.boolean(), start: z.boolean(), label: z.boolean(), approve: z.boolean(), use: z.boolean(), admin: z.boolean() }),
 }).meta({ id: 'Me' });
 export type Me = Wire<typeof me>;
 export const loginResponse = z.object({ token: z.string(), expiresAt: timestamp, user: me });
@@ -590,3 +590,44 @@ export const deploymentEntry = deployment.extend({
 export type DeploymentEntry = Wire<typeof deploymentEntry>;
 export const deploymentsResponse = z.object({ deployments: z.array(deploymentEntry) });
 export type DeploymentsResponse = Wire<typeof deploymentsResponse>;
+
+// ---- the playground: a person trying a serving model through the gateway, and rating what it said ----------
+
+/** Bounds of one playground conversation (the gateway applies its own, such as the most tokens, on top). */
+export const PLAYGROUND_LIMITS = { messages: 64, contentChars: 16_000 } as const;
+const playgroundText = (what: string) => z.string().max(PLAYGROUND_LIMITS.contentChars, `${what} is over ${PLAYGROUND_LIMITS.contentChars} characters`);
+/** A serving model's name (routed as the gateway routes it) or one version's id (pinned to it). */
+const servedModel = z.string().regex(/^[A-Za-z0-9._:-]{1,200}$/, 'a serving model name or a model version id');
+export const playgroundChatRequest = z
+  .object({
+    model: servedModel,
+    messages: z
+      .array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: playgroundText('a message') }).strict())
+      .min(1, 'say something first')
+      .max(PLAYGROUND_LIMITS.messages, `at most ${PLAYGROUND_LIMITS.messages} messages; start a new conversation`),
+    temperature: z.number().min(0).max(2).optional(),
+    top_p: z.number().gt(0).max(1).optional(),
+    max_tokens: z.number().int().min(1).optional(),
+    seed: z.number().int().optional(),
+  })
+  .strict();
+export type PlaygroundChatRequest = z.input<typeof playgroundChatRequest>;
+const gatewayRequestId = z.string().min(1).max(200);
+export const playgroundRatingRequest = z
+  .object({ requestId: gatewayRequestId, rating: z.enum(['up', 'down']), comment: z.string().max(2000).optional() })
+  .strict();
+export type PlaygroundRatingRequest = z.input<typeof playgroundRatingRequest>;
+export const playgroundPreferenceRequest = z
+  .object({
+    prompt: playgroundText('the prompt').min(1),
+    responseA: playgroundText('response A').min(1),
+    responseB: playgroundText('response B').min(1),
+    requestIds: z.tuple([gatewayRequestId, gatewayRequestId]),
+    preferred: z.enum(['a', 'b', 'tie']),
+    comment: z.string().max(2000).optional(),
+  })
+  .strict();
+export type PlaygroundPreferenceRequest = z.input<typeof playgroundPreferenceRequest>;
+/** A stored rating or preference: its row in the gateway's feedback tables, which the next RLHF run reads. */
+export const playgroundFeedbackResponse = z.object({ id: z.string(), model: z.string().nullable(), modelVersion: z.string().nullable() });
+export type PlaygroundFeedbackResponse = Wire<typeof playgroundFeedbackResponse>;

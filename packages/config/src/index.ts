@@ -142,7 +142,8 @@ export const SECRET_ENV: Readonly<Record<string, readonly StackProcess[]>> = {
   AWS_ACCESS_KEY_ID: ['worker', 'api'],
   AWS_SECRET_ACCESS_KEY: ['worker', 'api'],
   TEMPERED_API_TOKEN: ['api'],
-  TEMPERED_GATEWAY_KEY: ['gateway'],
+  // The API too: the dashboard's playground reaches the gateway through it (the browser never holds the key).
+  TEMPERED_GATEWAY_KEY: ['gateway', 'api'],
 };
 
 /** Settings `loadConfig` reads (TEMPERED_*, TEMPORAL_*, S3_*) that are not credentials. */

@@ -61,6 +61,7 @@ const ROLE_OF: Record<Action, string> = {
   start: 'operator or admin',
   label: 'operator or admin',
   approve: "approver or admin (not the run's requester)",
+  use: 'operator, approver or admin',
   admin: 'admin',
 };
 

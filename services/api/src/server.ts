@@ -18,6 +18,7 @@ import { errorReply, HttpError, MAX_BODY, route, type RouteConfig } from './http
 import { registerOpenApi } from './openapi';
 import { catalogRoutes } from './routes/catalog';
 import { deploymentRoutes } from './routes/deployments';
+import { playgroundRoutes } from './routes/playground';
 import { labelRoutes } from './routes/labels';
 import { peopleRoutes, publicRoutes } from './routes/people';
 import { runRoutes } from './routes/runs';
@@ -110,6 +111,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   labelRoutes(app, deps);
   catalogRoutes(app, deps);
   deploymentRoutes(app, deps);
+  playgroundRoutes(app, deps);
   scheduleRoutes(app, deps);
   // Every other GET is the dashboard (an unknown /api/ path is still a JSON 404).
   app.get('/*', { schema: { hide: true } }, async (req, reply) => {

@@ -15,6 +15,7 @@ import { DeploymentsPage } from './pages/Deployments';
 import { LabelingQueuePage, LabelPage } from './pages/Labeling';
 import { LoginPage } from './pages/Login';
 import { ModelsPage } from './pages/Models';
+import { PlaygroundPage } from './pages/Playground';
 import { RunPage } from './pages/run/RunPage';
 import { RunsPage } from './pages/Runs';
 import { SchedulesPage } from './pages/schedules/SchedulesPage';
@@ -94,6 +95,7 @@ const NAV = [
   { to: '/labeling', label: 'Labeling' },
   { to: '/models', label: 'Models' },
   { to: '/deployments', label: 'Deployments' },
+  { to: '/playground', label: 'Playground' },
   { to: '/datasets', label: 'Datasets' },
 ];
 
@@ -152,6 +154,7 @@ const TITLES: Array<[RegExp, string]> = [
   [/^\/models/, 'Models'],
   [/^\/schedules/, 'Schedules'],
   [/^\/deployments/, 'Deployments'],
+  [/^\/playground/, 'Playground'],
   [/^\/datasets/, 'Datasets'],
   [/^\//, 'Runs'],
 ];
@@ -183,6 +186,7 @@ function Routes() {
   else if (seg[0] === 'models' && seg.length === 1) page = <ModelsPage />;
   else if (seg[0] === 'schedules' && seg.length === 1) page = <SchedulesPage />;
   else if (seg[0] === 'deployments' && seg.length === 1) page = <DeploymentsPage />;
+  else if (seg[0] === 'playground' && seg.length === 1) page = <PlaygroundPage />;
   else if (seg[0] === 'datasets' && seg.length === 1) page = <DatasetsPage />;
   else if (seg[0] === 'datasets' && seg.length === 2) page = <DatasetPage key={seg[1]} id={seg[1]} />;
   else

@@ -4,7 +4,8 @@
  * means the session ended, so it signs the user out instead of showing a broken page. Reads go through
  * TanStack Query (queries.ts) on top of `api`; live changes come from `useEventStream`.
  */
-import { CSRF_HEADER, type ApiError } from '@tempered/api-contract';
+import { CSRF_HEADER, type ApiError, type PlaygroundChatRequest } from '@tempered/api-contract';
+import { EventSourceParserStream } from 'eventsource-parser/stream';
 import { useEffect, useRef, useState } from 'react';
 
 export class ApiFailure extends Error {
@@ -41,25 +42,30 @@ export async function api<T>(path: string, init: { method?: 'GET' | 'POST' | 'DE
       body: method === 'POST' ? JSON.stringify(init.body ?? {}) : undefined,
     });
   } catch (err) {
-    if ((err as Error).name === 'AbortError') throw err;
-    throw new ApiFailure(0, 'The API cannot be reached. Is the stack running?');
+    throw unreachable(err);
   }
-  const text = await res.text();
-  let body: unknown = undefined;
-  if (text) {
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = undefined;
-    }
-  }
-  if (!res.ok) {
-    if (res.status === 401 && !init.quiet401) onUnauthorized();
-    const err = body as Partial<ApiError> | undefined;
-    throw new ApiFailure(res.status, err?.error ?? `${method} ${path} failed with HTTP ${res.status}`, err?.issues ?? []);
-  }
+  const body = await jsonOf(res);
+  if (!res.ok) throw failureOf(res, body, `${method} ${path}`, init.quiet401);
   return body as T;
 }
+
+async function jsonOf(res: Response): Promise<unknown> {
+  const text = await res.text();
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A refused request as the failure pages render; a 401 signs the user out (unless the caller expects one). */
+function failureOf(res: Response, body: unknown, what: string, quiet401 = false): ApiFailure {
+  if (res.status === 401 && !quiet401) onUnauthorized();
+  const err = body as Partial<ApiError> | undefined;
+  return new ApiFailure(res.status, err?.error ?? `${what} failed with HTTP ${res.status}`, err?.issues ?? []);
+}
+
+const unreachable = (err: unknown) => ((err as Error).name === 'AbortError' ? err : new ApiFailure(0, 'The API cannot be reached. Is the stack running?'));
 
 export const post = <T>(path: string, body: unknown = {}) => api<T>(path, { method: 'POST', body });
 /** DELETE carries no body (its parameters are in the query) but changes something, so it sends the CSRF header too. */
@@ -115,4 +121,52 @@ export function useEventStream(
     };
   }, [url, names]);
   return state;
+}
+
+/** How a streamed playground answer ended: its text, the served request to rate, why it stopped, what it cost. */
+export interface ChatAnswer {
+  text: string;
+  requestId: string | null;
+  finishReason: string | null;
+  usage?: { prompt_tokens: number; completion_tokens: number };
+}
+
+/**
+ * One playground answer, streamed: POST /api/playground/chat relays the gateway's OpenAI chunks as server-sent
+ * events (parsed by eventsource-parser); `onText` gets the answer so far as each chunk arrives. A refusal before
+ * the stream is an ApiFailure like any other; an error the gateway sends inside the stream too.
+ */
+export async function streamChat(body: PlaygroundChatRequest, onText: (soFar: string) => void, signal: AbortSignal): Promise<ChatAnswer> {
+  let res: Response;
+  try {
+    res = await fetch('/api/playground/chat', {
+      method: 'POST',
+      credentials: 'same-origin',
+      signal,
+      headers: { [CSRF_HEADER]: '1', 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify(body),
+    });
+  } catch (err) {
+    throw unreachable(err);
+  }
+  if (!res.ok || !res.body) throw failureOf(res, await jsonOf(res), 'The chat');
+  const answer: ChatAnswer = { text: '', requestId: res.headers.get('x-request-id'), finishReason: null };
+  const events = res.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream()).getReader();
+  for (;;) {
+    const { value, done } = await events.read();
+    if (done || value.data === '[DONE]') break;
+    const chunk = JSON.parse(value.data) as {
+      id?: string;
+      error?: { message?: string };
+      choices?: Array<{ delta?: { content?: string | null }; finish_reason?: string | null }>;
+      usage?: ChatAnswer['usage'] | null;
+    };
+    if (chunk.error) throw new ApiFailure(502, `The model failed while answering: ${chunk.error.message ?? 'no reason given'}`);
+    answer.requestId ??= chunk.id ?? null;
+    const choice = chunk.choices?.[0];
+    if (choice?.delta?.content) onText((answer.text += choice.delta.content));
+    if (choice?.finish_reason) answer.finishReason = choice.finish_reason;
+    if (chunk.usage) answer.usage = chunk.usage;
+  }
+  return answer;
 }

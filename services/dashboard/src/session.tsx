@@ -18,6 +18,7 @@ const ACTION_WORDS: Record<Action, string> = {
   start: 'start or cancel runs',
   label: 'label preference pairs',
   approve: 'decide deployment gates',
+  use: 'chat with serving models and rate their answers',
   admin: 'manage users',
 };
 

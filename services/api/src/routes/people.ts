@@ -17,7 +17,7 @@ import { HttpError, route } from '../http';
 export const meOf = (user: string, role: Role): Me => ({
   username: user,
   role,
-  can: { read: true, start: can(role, 'start'), label: can(role, 'label'), approve: can(role, 'approve'), admin: can(role, 'admin') },
+  can: { read: true, start: can(role, 'start'), label: can(role, 'label'), approve: can(role, 'approve'), use: can(role, 'use'), admin: can(role, 'admin') },
 });
 
 /** Routes that need no caller: sign-in. */
