@@ -109,7 +109,9 @@ export async function train(
         // candidate's label (it names the checkpoints and metric series); the digests of the train shard and
         // the tokenizer; and (added by the cache) the trainer's code digest. Not `heartbeatTimeout` nor the
         // sweep's other learning rates, which do not change this candidate's result.
-        config: { ...(base ? {} : { model: modelConfig }), lora: loraConfig, ...hyper, candidate: input.candidate ?? null },
+        // Several processes (`gpus`) reach the same result up to the order of float sums, so they get a key of
+        // their own; left out at 1 so that existing keys stay.
+        config: { ...(base ? {} : { model: modelConfig }), lora: loraConfig, ...hyper, ...(spec.train.gpus > 1 ? { gpus: spec.train.gpus } : {}), candidate: input.candidate ?? null },
         inputs: { trainShard: input.trainShard.sha256, tokenizer: input.tokenizer.sha256, ...(staged ? { baseModel: staged.digest } : {}) },
         metrics: { series: input.candidate },
       },
@@ -158,7 +160,7 @@ export async function train(
             ctx.heartbeat(progress);
             log('checkpoint uploaded', { step, sha256: ref.sha256.slice(0, 12) });
           }
-        });
+        }, { processes: spec.train.gpus });
         await metrics.flush();
         const checkpoints = progress.checkpoints.sort((a, b) => a.step - b.step);
         return {

@@ -8,6 +8,13 @@
  * load), which on a loaded machine can take longer than a short heartbeat timeout: while its process runs and
  * is not stopped, the activity heartbeats for it, for up to STARTUP_LIMIT_MS. With a pre-started trainer (./trainer-server.ts) the process
  * is its client, which stands for the forked job in all of this: same events, exit code and process-group kill.
+ *
+ * A distributed job (`processes` > 1, from `train.gpus`) holds that many GPU slots (none on a GPU-less worker: it
+ * runs as CPU processes) and runs under torch's own launcher, `python -m torch.distributed.run --standalone`, as a
+ * plain process, never forked from the pre-started trainer (torchrun starts its ranks itself). torchrun starts each
+ * rank in a session of its own, so killing its process group kills the ranks only because each rank asks Linux to
+ * be killed with its launcher (tempered_trainer/distributed.py); when one rank dies, torchrun stops the others and
+ * fails, and the retry resumes from the last checkpoint that rank 0 wrote.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -21,6 +28,11 @@ import type { Deps } from './context';
 import { RunLog } from './run-log';
 
 export type TrainerEvent = { event: string; time?: number } & Record<string, any>;
+
+export interface TrainerOptions {
+  /** Processes of one data-parallel job (`train.gpus`); 1, the default, is a plain trainer process. */
+  processes?: number;
+}
 
 export interface TrainerRun {
   /** The `finished` event. */
@@ -56,12 +68,27 @@ export async function runTrainer(
   config: Record<string, unknown>,
   scratch: string,
   onEvent: (e: TrainerEvent) => Promise<void> | void = () => {},
+  options: TrainerOptions = {},
 ): Promise<TrainerRun> {
+  const processes = options.processes ?? 1;
+  if (processes > 1 && deps.gpus.size > 0 && processes > deps.gpus.size) {
+    // Every attempt on this worker would fail the same way: say so instead of burning retries on it.
+    throw ApplicationFailure.create({
+      message: `field 'train.gpus' asks for ${processes} GPUs, but this worker has ${deps.gpus.size} (--gpus ${deps.gpus.ids.join(',')}); lower it or give the pool a bigger worker`,
+      type: 'BadInput',
+      nonRetryable: true,
+    });
+  }
   const configPath = path.join(scratch, `${command}-config.json`);
   await writeFile(configPath, JSON.stringify(config, null, 2));
   const ctx = Context.current();
-  const launch = deps.trainerServer?.command() ?? ['-m', 'tempered_trainer'];
-  return deps.gpus.with((gpu) => spawnTrainer(deps, [...launch, command, '--config', configPath], command, scratch, gpu, onEvent, ctx));
+  const launch =
+    processes > 1
+      ? ['-m', 'torch.distributed.run', '--standalone', '--nproc-per-node', String(processes), '-m', 'tempered_trainer']
+      : (deps.trainerServer?.command() ?? ['-m', 'tempered_trainer']);
+  return deps.gpus.withSeveral(processes, (gpus) =>
+    spawnTrainer(deps, [...launch, command, '--config', configPath], command, scratch, gpus.length ? gpus.join(',') : undefined, onEvent, ctx),
+  );
 }
 
 async function spawnTrainer(
@@ -169,7 +196,19 @@ async function spawnTrainer(
       });
     }
     if (code === 0 && finished) return { finished };
-    const reason = failure?.reason ?? `trainer exited with code ${code}\n${stderr.join('\n')}`;
+    // torchrun's summary names the rank that failed first (its exit code or signal); rank 0's own reason is then
+    // often only that torchrun stopped it.
+    const rootAt = stderr.findIndex((l) => l.includes('Root Cause (first observed failure)'));
+    const rootCause =
+      rootAt < 0
+        ? undefined
+        : stderr
+            .slice(rootAt)
+            .filter((l) => /^\s*(rank|exitcode)\s*:/.test(l))
+            .slice(0, 2)
+            .map((l) => l.trim().replace(/\s+/g, ' ').replace(' :', ':'))
+            .join(', ');
+    const reason = (failure?.reason ?? `trainer exited with code ${code}\n${stderr.join('\n')}`) + (failure && rootCause ? ` (first failure: ${rootCause})` : '');
     const retryable = failure ? failure.retryable !== false && code !== 2 : code !== 2;
     throw ApplicationFailure.create({
       message: `trainer ${command}: ${reason}`,

@@ -1,11 +1,12 @@
 /**
  * Faults during training, on the real stack: a worker killed with SIGKILL, a trainer killed with SIGKILL,
- * a trainer that hangs (SIGSTOP), a run cancelled mid-training, and routing of a stage to a pool nobody
- * serves yet. Train runs on a pool of its own, served by worker processes this test starts and kills; the
+ * a trainer that hangs (SIGSTOP), a run cancelled mid-training, one rank of a two-process (DDP) train killed, and
+ * routing of a stage to a pool nobody serves yet. Train runs on a pool of its own, served by worker processes this test starts and kills; the
  * stack's worker runs the workflow and the data stages.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client, WorkflowHandle } from '@temporalio/client';
@@ -65,6 +66,16 @@ function trainerPids(runId: string, attempt?: number): number[] {
   }
 }
 
+/** The rank torchrun gave a process (RANK in its environment), or undefined for torchrun itself. */
+function rankOf(pid: number): number | undefined {
+  try {
+    const rank = /(?:^|\0)RANK=(\d+)\0/.exec(readFileSync(`/proc/${pid}/environ`, 'latin1'))?.[1];
+    return rank === undefined ? undefined : Number(rank);
+  } catch {
+    return undefined;
+  }
+}
+
 function processState(pid: number): string | undefined {
   try {
     return execFileSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).trim();
@@ -73,11 +84,11 @@ function processState(pid: number): string | undefined {
   }
 }
 
-async function start(pool: string): Promise<WorkflowHandle> {
+async function start(pool: string, train: Partial<PipelineInput['spec']['train']> = {}): Promise<WorkflowHandle> {
   const spec = demoSpec();
   spec.data.sources = [{ uri: 'train.jsonl', encoding: 'utf-8' }];
   spec.rlhf = { ...spec.rlhf, method: 'none' };
-  spec.train = { ...spec.train, steps: STEPS, checkpointEvery: EVERY, heartbeatTimeout: '10s' };
+  spec.train = { ...spec.train, steps: STEPS, checkpointEvery: EVERY, heartbeatTimeout: '10s', ...train };
   spec.pools = { data: 'cpu', train: pool, rlhf: pool, eval: pool };
   const input: PipelineInput = { spec, specDir: dataDir, requestedBy: 'faults' };
   return client.workflow.start(WORKFLOW_TYPE, { taskQueue: CONTROL_TASK_QUEUE, workflowId: uniqueId('faults'), args: [input] });
@@ -186,6 +197,30 @@ describe('training survives faults', { timeout: 25 * 60_000 }, () => {
     assert.ok(train.attempts >= 3, `attempts ${train.attempts}`);
     await assertNoDuplicateCheckpoints(runId);
     console.log(`trainer kill: resumed at ${resumedAt}; hang: resumed at ${resumedAgain}`);
+    await handle.cancel();
+  });
+
+  test('one rank of a two-process train killed: the whole job fails, and the retry resumes from its checkpoint', async () => {
+    const pool = uniqueId('ft-ddp').toLowerCase();
+    await startWorker(pool);
+    const handle = await start(pool, { gpus: 2 });
+    const runId = handle.workflowId;
+
+    await waitFor('two checkpoints', 300_000, async () => ((await checkpointSteps(runId)).length >= 2 ? true : undefined), 250);
+    // torchrun and its two ranks all carry the job's command line; the ranks have RANK in their environment.
+    const pids = await waitFor('the ranks', 10_000, async () => (trainerPids(runId, 1).filter((p) => rankOf(p) !== undefined).length === 2 ? trainerPids(runId, 1) : undefined), 200);
+    const rank1 = pids.find((p) => rankOf(p) === 1)!;
+    process.kill(rank1, 'SIGKILL');
+    const atKill = Math.max(...(await checkpointSteps(runId)));
+
+    const resumedAt = await waitFor('attempt 2', 120_000, async () => (await startSteps(runId)).get(2), 500);
+    assert.ok(resumedAt >= atKill && resumedAt > 0, `attempt 2 resumed at step ${resumedAt}, last checkpoint at the kill ${atKill}`);
+    assert.deepEqual(pids.filter((p) => processState(p) !== undefined), [], 'torchrun and rank 0 of the failed attempt are gone');
+    const train = await trainCompleted(runId);
+    assert.equal((train.summary as { steps: number }).steps, STEPS);
+    assert.equal(train.attempts, 2);
+    await assertNoDuplicateCheckpoints(runId);
+    console.log(`rank kill: last checkpoint at kill ${atKill}, resumed at ${resumedAt}`);
     await handle.cancel();
   });
 

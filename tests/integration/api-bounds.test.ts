@@ -106,6 +106,9 @@ describe('specs beyond the deployment limits are refused at the field', () => {
     ['48 layers × 8192', (s) => Object.assign(s.model, { nLayer: 48, nEmbd: 8192, nHead: 64 }), 'model', /about 38\d{3} M parameters; at most 100 M/],
     ['approvalTimeout 99999999999999d', (s) => (s.deploy.approvalTimeout = '99999999999999d'), 'deploy.approvalTimeout', 'at most 366d'],
     ['approvalTimeout 60d', (s) => (s.deploy.approvalTimeout = '60d'), 'deploy.approvalTimeout', 'at most 30d'],
+    ['train.gpus: 0', (s) => (s.train.gpus = 0), 'train.gpus', 'Too small: expected number to be >=1'],
+    ['train.gpus: 65', (s) => (s.train.gpus = 65), 'train.gpus', 'Too big: expected number to be <=64'],
+    ['train.gpus: 3 with batchSize 32', (s) => Object.assign(s.train, { gpus: 3, batchSize: 32 }), 'train.batchSize', /multiple of gpus/],
   ];
   for (const [name, edit, field, message] of cases) {
     test(`${name}: 400 naming ${field}, for a run and a schedule alike`, async () => {

@@ -27,3 +27,23 @@ test('a failing holder still gives its GPU back', async () => {
   await assert.rejects(slots.with(async () => { throw new Error('trainer crashed'); }));
   assert.equal(await slots.with(async (g) => g), '3');
 });
+
+test('a distributed job takes its GPUs all at once, in turn: a later small job does not overtake it', async () => {
+  const slots = new GpuSlots(['0', '1', '2']);
+  const got: string[] = [];
+  let releaseA!: () => void;
+  const a = slots.with(async (g) => (got.push(`a:${g}`), new Promise<void>((r) => (releaseA = r))));
+  // b needs all three: it waits for a, holding none meanwhile (holding two would starve a job needing two more).
+  const b = slots.withSeveral(3, async (g) => void got.push(`b:${g.join(',')}`));
+  const c = slots.with(async (g) => void got.push(`c:${g}`));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(got, ['a:0'], 'b waits for all three, and c waits behind b though two GPUs are free');
+  releaseA();
+  await Promise.all([a, b, c]);
+  assert.deepEqual(got, ['a:0', 'b:1,2,0', 'c:1']);
+});
+
+test('more GPUs than the worker has is refused at once; a worker without GPUs hands a job of several none', async () => {
+  await assert.rejects(new GpuSlots(['0', '1']).withSeveral(3, async () => 'ran'), /3 GPUs asked of a worker with 2/);
+  assert.deepEqual(await new GpuSlots([]).withSeveral(4, async (g) => g), []);
+});

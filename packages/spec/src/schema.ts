@@ -322,6 +322,13 @@ export const pipelineSpecSchema = z
         checkpointEvery: z.number().int().positive().default(100),
         gradientAccumulation: z.number().int().min(1).max(1024).default(1).describe('micro-batches of batchSize per optimizer step: the effective batch is batchSize × gradientAccumulation'),
         gradientCheckpointing: z.boolean().default(false).describe('recompute activations in the backward pass: less memory, about a third more time'),
+        gpus: z
+          .number()
+          .int()
+          .min(1)
+          .max(64)
+          .default(1)
+          .describe('data-parallel processes on one worker (torchrun, DDP): that many GPU slots, or CPU processes on a worker without GPUs; batchSize stays the global batch and must be a multiple of it'),
         seed: z.number().int().min(0).default(0),
         lora: z
           .object({
@@ -349,6 +356,12 @@ export const pipelineSpecSchema = z
           .describe('train one candidate per learning rate in parallel; validation keeps the best'),
       })
       .strict()
+      .refine((t) => t.batchSize % t.gpus === 0, {
+        message: 'batchSize must be a multiple of gpus: it is the global batch, split evenly over the processes',
+        path: ['batchSize'],
+        // Only between two valid numbers: a bad gpus or batchSize is its own issue, not also this one.
+        when: (payload) => payload.issues.every((i) => i.path?.[0] !== 'gpus' && i.path?.[0] !== 'batchSize'),
+      })
       .prefault({}),
     validate: z
       .object({

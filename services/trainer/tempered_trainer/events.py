@@ -62,6 +62,13 @@ class Progress:
             emit("progress", what=self.what, done=self.done, total=self.total)
 
 
+def events_to_stderr() -> None:
+    """For the ranks other than 0 of a distributed job: their events (the same numbers as rank 0's) go to the
+    log, so stdout carries one stream of events, rank 0's."""
+    global _stream
+    _stream = sys.stderr
+
+
 @contextlib.contextmanager
 def stdout_to_stderr():
     """Send stray print()s of libraries (e.g. transformers' Trainer) to stderr while events keep stdout."""

@@ -17,8 +17,15 @@ the chat format.
 `gradient_accumulation` micro-batches make one optimizer step (the loss is the mean over all their response
 tokens, as one big batch would have it); `gradient_checkpointing` recomputes activations in the backward pass;
 `max_seq_length` cuts records shorter than the model's context. The config is `SFTConfig` below.
+
+Under torch's launcher (torchrun, `distributed.py`) the same loop is data-parallel (DDP): every process draws the
+same global batch of `batch_size` records from the same seeded permutation and trains on its contiguous share;
+the loss is divided by the global count of response tokens, so the averaged gradient, the logged loss and the
+data position are those of one process training on the whole batch. Rank 0 alone emits events and writes
+checkpoints, in the same format; a checkpoint resumes exactly under any number of processes that divides the batch.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -32,7 +39,8 @@ import torch.nn.functional as F
 from .architecture import build_model, count_params, model_args_from, model_args_from_config
 from .checkpoint import Checkpoint, DataPosition, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import Device, ModelShape, as_dict, check_model_source, from_dict, require
-from .devices import autocast, resolve_device, setup_threads
+from . import distributed
+from .devices import autocast, setup_threads
 from .events import ConfigError, emit, log
 from .lora import LoraSpec, adapter_state, apply_lora, check_lora, load_adapter_state, lora_settings
 from .model_files import load_base_weights, save_adapter_dir, save_model_dir, unpacked_model, write_model_tar
@@ -218,7 +226,15 @@ def load_model(cfg: SFTConfig):
 def run(raw: dict) -> None:
     cfg = from_dict(SFTConfig, raw, "sft")
     setup_threads()
-    device = resolve_device(cfg.device)
+    world, device = distributed.init(cfg.device)
+    try:
+        train(cfg, world, device)
+    finally:
+        distributed.shutdown()
+
+
+def train(cfg: SFTConfig, world: distributed.World, device: torch.device) -> None:
+    distributed.check_batch(cfg.batch_size, world)
     shard = read_shard(cfg.train_shard)
     if len(shard) == 0:
         raise ConfigError(f"sft: train_shard {cfg.train_shard} has no records")
@@ -257,6 +273,9 @@ def run(raw: dict) -> None:
             load_adapter_state(model, ckpt["adapter"])
     model = model.to(device)
     sparse_head = supports_logits_to_keep(model)
+    # `model` stays the plain module (its state_dict is what checkpoints hold); `net` is what computes, wrapped in
+    # DDP when there are several processes so that backward averages the gradients over them.
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world.distributed else model
     opt, sched = make_optimizer(model, cfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     sampler = Sampler(len(shard), cfg.seed)
@@ -279,6 +298,8 @@ def run(raw: dict) -> None:
     written = []
 
     def checkpoint(at: int) -> None:
+        if not world.main:
+            return
         path = os.path.join(ckpt_dir, f"step-{at:08d}.pt")
         save_checkpoint(path, Checkpoint(
             model=base_state if lora else model.state_dict(),
@@ -303,32 +324,37 @@ def run(raw: dict) -> None:
         emit("checkpoint", step=at, path=path)
 
     emit("started", command="sft", device=device.type, step=step, total_steps=cfg.steps, params=count_params(model),
-         trainable_params=count_params(model, trainable=True))
+         trainable_params=count_params(model, trainable=True), processes=world.size)
     if step == 0:
         checkpoint(0)  # the untrained baseline
 
-    model.train()
+    net.train()
     while step < cfg.steps:
         t0 = time.perf_counter()
-        micro = [make_batch(shard, sampler.next_batch(cfg.batch_size), seq_len, eos_id) for _ in range(cfg.gradient_accumulation)]
-        # The step's loss is the mean over every response token of its micro-batches, as one batch would give.
-        targets = sum(int((labels[:, 1:] != -100).sum()) for _, labels, _ in micro)
-        n_tokens = sum(n for _, _, n in micro)
+        micro = [make_batch(shard, distributed.rank_slice(sampler.next_batch(cfg.batch_size), world), seq_len, eos_id)
+                 for _ in range(cfg.gradient_accumulation)]
+        # The step's loss is the mean over every response token of its micro-batches (on every rank), as one
+        # batch would give.
+        targets, n_tokens = distributed.all_sum([sum(int((labels[:, 1:] != -100).sum()) for _, labels, _ in micro),
+                                                 sum(n for _, _, n in micro)], device)
         lr = opt.param_groups[0]["lr"]
         opt.zero_grad(set_to_none=True)
         loss = torch.zeros(())
-        for ids, labels, _ in micro:
+        for i, (ids, labels, _) in enumerate(micro):
             ids, labels = ids.to(device), labels.to(device)
-            with autocast(device):
-                total, _ = model_loss(model, ids, labels, sparse_head)
-            part = total / max(targets, 1)
-            part.backward()
+            # DDP all-reduces gradients at the last micro-batch's backward only, and averages them over the
+            # ranks: the world-size factor turns that average back into the sum over the global batch.
+            with net.no_sync() if world.distributed and i < len(micro) - 1 else contextlib.nullcontext():
+                with autocast(device):
+                    total, _ = model_loss(net, ids, labels, sparse_head)
+                part = total / max(targets, 1)
+                (part * world.size).backward()
             loss = loss + part.detach().cpu()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         sched.step()
         step += 1
-        loss_value = loss.item()
+        loss_value = distributed.all_sum([loss.item()], device)[0]
         if initial_loss is None:
             initial_loss = loss_value
         if step % cfg.log_every == 0 or step == cfg.steps:
@@ -340,6 +366,8 @@ def run(raw: dict) -> None:
             checkpoint(step)
 
     outputs = {}
+    if not world.main:
+        return
     if lora:
         # A LoRA run ends with both deliverables, as `export` would write them from the last checkpoint: the
         # adapter alone (small; needs its base) and the base with the adapter merged in (a plain model).
