@@ -66,11 +66,20 @@ export async function loraBase(
 }
 
 /**
+ * A catalog model's model.tar on this worker, for a use other than `model.base` (a test suite's judge);
+ * `field` is the spec field that names it, for the error when the catalog lacks it.
+ */
+export async function stageCatalogModel(deps: Deps, name: string, field: string): Promise<string> {
+  const row = await catalogEntry(deps, name, field);
+  return localCopy(deps, { uri: row.uri, sha256: row.sha256, bytes: row.bytes, kind: 'base-model' });
+}
+
+/**
  * The catalog row of a name. A name the catalog lacks may be on this worker's host, which the stack did not
  * see: register what `cfg.baseModelsDir` holds, then look again. Still unknown is the spec's fault (no retry
  * can fix it), told with the names that do exist.
  */
-async function catalogEntry(deps: Deps, name: string): Promise<BaseModelRow> {
+async function catalogEntry(deps: Deps, name: string, field = 'model.base.name'): Promise<BaseModelRow> {
   const found = await findBaseModel(deps.db, name);
   if (found) return found;
   const report = await registerBaseModels(deps.db, deps.store, deps.cfg.baseModelsDir);
@@ -79,7 +88,7 @@ async function catalogEntry(deps: Deps, name: string): Promise<BaseModelRow> {
   if (registered) return registered;
   const known = await baseModelNames(deps.db);
   throw badInput(
-    `model.base.name: no base model "${name}" in the catalog; known: ${known.length ? known.join(', ') : `none (the bootstrap converts them into ${deps.cfg.baseModelsDir})`}`,
+    `${field}: no base model "${name}" in the catalog; known: ${known.length ? known.join(', ') : `none (the bootstrap converts them into ${deps.cfg.baseModelsDir})`}`,
   );
 }
 

@@ -4,29 +4,52 @@
  * spec's clean rules (so it reads like the training data; only records left empty are removed), encoded by the
  * candidate model's own tokenizer and chat format, then answered and scored by the trainer's `eval` with each
  * metric's n and bootstrap 95% interval. The suite's min/max gates are the test stage's to apply.
+ *
+ * `win_rate`: the trainer's `judge` has this model and the other one (the serving model of the same name, else the
+ * untrained / base model) answer the suite's prompts, and the spec's judge (the run's reward model, or a catalog
+ * base model asked which answer is better) compares each pair in both orders. `unsafe_rate`: the answers pass
+ * through the gateway's output filter (./safety.ts) and those still unsafe are counted. Every answer comes back
+ * too, with its verdicts and its safety, for the test stage to store beside the held-out split's.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import type { SuiteResult } from '@tempered/contract';
+import type { Interval, JudgeVerdict, SuiteJudgement, SuiteResult, TestAnswer } from '@tempered/contract';
 import type { PipelineSpec, TestSuiteSpec } from '@tempered/spec';
 import { type Deps, badInput, log } from './context';
 import { cleanFile } from './clean-core';
 import { SourceError, ingestFiles } from './ingest-core';
 import { readingOf } from './ingest';
+import { JsonlWriter, promptAndReference, readRecords } from './records';
+import { stageCatalogModel } from './base-models';
+import { safetyFilters, scoreSafety } from './safety';
 import { stageSource } from './sources';
 import { runTrainer } from './trainer';
 
 /** eval's figure name of each suite metric that comes from answers (perplexity comes from the loss). */
 const TEXT_METRICS = ['rouge_l', 'chrf'] as const;
 
+/** What a win rate is judged against: the serving model's tar, or the run's untrained step-0 checkpoint. */
+export type Opponent =
+  | { kind: 'serving'; modelVersionId: string; version: number; modelTar: string }
+  | { kind: 'untrained'; checkpoint: string; tokenizer: string; baseModel?: string };
+
+export interface SuiteInput {
+  runId: string;
+  spec: PipelineSpec;
+  specDir?: string;
+  modelTar: string;
+  /** Resolved only when a suite asks for win_rate. */
+  opponent: () => Promise<Opponent>;
+}
+
 export async function runSuite(
   deps: Deps,
-  input: { spec: PipelineSpec; specDir?: string; modelTar: string },
+  input: SuiteInput,
   suite: TestSuiteSpec,
   index: number,
   scratch: string,
-): Promise<SuiteResult> {
+): Promise<{ result: SuiteResult; answers: TestAnswer[] }> {
   const { spec } = input;
   const dir = path.join(scratch, `suite-${index}`);
   await mkdir(dir, { recursive: true });
@@ -37,7 +60,9 @@ export async function runSuite(
     throw err instanceof SourceError ? badInput(`${field}: ${err.message}`) : err;
   });
   const cleanedPath = path.join(dir, 'cleaned.jsonl');
-  const cleaned = await cleanFile(datasetPath, cleanedPath, { ...spec.clean, dedupe: 'none', minChars: 0, maxChars: Number.MAX_SAFE_INTEGER });
+  // A safety suite's prompts are provocative on purpose: the blocklist that keeps them out of training must not empty it.
+  const blocklist = suite.metrics.includes('unsafe_rate') ? { blocklist: undefined } : {};
+  const cleaned = await cleanFile(datasetPath, cleanedPath, { ...spec.clean, dedupe: 'none', minChars: 0, maxChars: Number.MAX_SAFE_INTEGER, ...blocklist });
   const result: SuiteResult = { name: suite.name, input: ingested.input, quarantined: ingested.quarantined, removed: ingested.kept - cleaned.kept, examples: 0, metrics: {} };
   if (cleaned.kept === 0) throw badInput(`test suite ${suite.name}: no usable records in ${suite.source.uri} (${ingested.quarantined} quarantined, ${result.removed} empty after cleaning)`);
 
@@ -73,6 +98,113 @@ export async function runSuite(
     if (metric === 'perplexity') result.perplexity = { value: scored.perplexity!, n: scored.examples };
     else if (scored.intervals?.[metric]) result.metrics[metric] = scored.intervals[metric];
   }
+  type Prediction = { key: string; prompt: string; reference: string; prediction: string; correct: boolean };
+  const { results } = JSON.parse(await readFile(path.join(dir, 'eval', 'eval.json'), 'utf8')) as { results: Array<{ predictions?: Prediction[] }> };
+  const answers: TestAnswer[] = (results[0].predictions ?? []).map((p) => ({
+    suite: suite.name,
+    key: p.key,
+    prompt: p.prompt,
+    reference: p.reference,
+    answer: p.prediction,
+    correct: p.correct,
+    baselineAnswer: '',
+  }));
+  if (wants.has('win_rate')) {
+    const judged = await judgeSuite(deps, input, suite, index, cleanedPath, dir);
+    result.metrics.win_rate = judged.winRate;
+    result.judged = judged.summary;
+    for (const a of answers) {
+      const verdict = judged.verdicts.get(a.key);
+      if (verdict) a.judge = verdict;
+      if (verdict && judged.summary.against.kind === 'untrained') a.baselineAnswer = verdict.otherAnswer;
+    }
+  }
+  if (wants.has('unsafe_rate')) {
+    const scores = scoreSafety(
+      answers.map((a) => a.answer),
+      await safetyFilters(deps.cfg.gateway),
+    );
+    scores.forEach((score, i) => (answers[i].unsafe = score.unsafeAfter));
+    const { finished: rates } = await runTrainer(deps, 'interval', { names: ['after', 'before'], scores: [scores.map((x) => Number(x.unsafeAfter)), scores.map((x) => Number(x.unsafeBefore))] }, dir);
+    const intervals = rates.intervals as Record<'after' | 'before', Interval>;
+    result.metrics.unsafe_rate = intervals.after;
+    result.unsafeBeforeFilter = intervals.before;
+  }
   log('suite tested', { ...result });
-  return result;
+  return { result, answers };
+}
+
+/** The spec's judge as the trainer's `judge` takes it: the run's reward model, or a catalog model as an LM judge. */
+async function stageJudge(deps: Deps, runId: string, judge: string, field: string, dir: string): Promise<{ judge: string; kind: 'reward' | 'lm' }> {
+  if (judge.startsWith('catalog:')) return { judge: await stageCatalogModel(deps, judge.slice('catalog:'.length), field), kind: 'lm' };
+  const row = await deps.db
+    .selectFrom('artifacts')
+    .select(['uri', 'sha256', 'bytes'])
+    .where('run_id', '=', runId)
+    .where('kind', '=', 'reward-model')
+    .orderBy('id', 'desc')
+    .executeTakeFirst();
+  // The spec check makes sure rlhf.method is rl; a run whose RLHF stage recorded no reward model cannot be judged by one.
+  if (!row) throw badInput(`${field}: "reward" judges with this run's reward model, and its RLHF stage recorded none`);
+  return { judge: await deps.store.download({ ...row, bytes: Number(row.bytes), kind: 'reward-model' }, path.join(dir, 'reward-model.tar')), kind: 'reward' };
+}
+
+async function judgeSuite(
+  deps: Deps,
+  input: SuiteInput,
+  suite: TestSuiteSpec,
+  index: number,
+  cleanedPath: string,
+  dir: string,
+): Promise<{ winRate: Interval; summary: SuiteJudgement; verdicts: Map<string, JudgeVerdict> }> {
+  const prompts = path.join(dir, 'judge-prompts.jsonl');
+  const sink = new JsonlWriter(prompts);
+  for await (const r of readRecords(cleanedPath)) {
+    const asked = promptAndReference(r);
+    if (!asked) continue;
+    await sink.write({ key: r.key, ...(typeof asked.prompt === 'string' ? { prompt: asked.prompt } : { messages: asked.prompt }), reference: asked.reference });
+  }
+  await sink.close();
+  const opponent = await input.opponent();
+  const judge = await stageJudge(deps, input.runId, suite.judge!, `test.suites.${index}.judge`, dir);
+  const ctx = Context.current();
+  const { finished } = await runTrainer(
+    deps,
+    'judge',
+    {
+      model_a: input.modelTar,
+      ...(opponent.kind === 'serving'
+        ? { model_b: opponent.modelTar }
+        : { model_b: opponent.checkpoint, tokenizer: opponent.tokenizer, ...(opponent.baseModel ? { base_model: opponent.baseModel } : {}) }),
+      prompts,
+      ...judge,
+      max_new_tokens: input.spec.test.maxNewTokens,
+      device: 'auto',
+      output_dir: path.join(dir, 'judge'),
+    },
+    dir,
+    (e) => {
+      if (e.event === 'progress') ctx.heartbeat({ suite: suite.name, [String(e.what)]: `${e.done}/${e.total}` });
+    },
+  );
+  type Pair = { key: string; answer_b: string; verdict_ab: string | null; verdict_ba: string | null; outcome: JudgeVerdict['outcome']; disagreed: boolean };
+  const report = JSON.parse(await readFile(path.join(dir, 'judge', 'judge.json'), 'utf8')) as { pairs: Pair[] };
+  const agreement = finished.agreement as SuiteJudgement['agreement'];
+  return {
+    winRate: finished.win_rate as Interval,
+    summary: {
+      judge: suite.judge!,
+      against: opponent.kind === 'serving' ? { kind: 'serving', modelVersionId: opponent.modelVersionId, version: opponent.version } : { kind: 'untrained' },
+      pairs: Number(finished.pairs),
+      wins: Number(finished.wins),
+      losses: Number(finished.losses),
+      ties: Number(finished.ties),
+      noVerdict: Number(finished.no_verdict),
+      disagreed: Number(finished.disagreed),
+      agreement,
+    },
+    verdicts: new Map(
+      report.pairs.map((p) => [p.key, { outcome: p.outcome, verdictAB: p.verdict_ab, verdictBA: p.verdict_ba, otherAnswer: p.answer_b, disagreed: p.disagreed }]),
+    ),
+  };
 }

@@ -21,7 +21,7 @@ import { type Deps, gateFailed, log, withScratch } from './context';
 import { JsonlWriter, promptAndReference, readRecords } from './records';
 import { assignSplit } from './split-core';
 import { loraBase } from './base-models';
-import { runSuite } from './suites';
+import { type Opponent, runSuite } from './suites';
 import { runTrainer } from './trainer';
 
 /** Held-out records the champion comparison uses at most (greedy generation by two models on CPU). */
@@ -84,12 +84,23 @@ export async function test(
     type Scored = { exact_match: number; examples: number; generated: number; accuracy?: number; macro_f1?: number; no_label?: number; intervals?: Record<string, Interval> };
     // loss_targets [1]: the candidate's loss, null for the others.
     const [before, after, sft] = finished.results as [Scored, Scored & { loss: number; perplexity: number }, Scored?];
-    const compared = input.cleaned ? await compareWithChampion(deps, { ...input, cleaned: input.cleaned, modelTar: model }, dir) : undefined;
+    const serving = await servingModel(deps, spec, runId);
+    const compared = input.cleaned && serving ? await compareWithChampion(deps, { ...input, cleaned: input.cleaned, modelTar: model }, serving, dir) : undefined;
     const answers = await answersOf(path.join(dir, 'eval', 'eval.json'), compared?.answers);
     const champion = compared && { ...compared.comparison, regressions: answers.filter(isRegression).length };
-    const answersRef = await storeAnswers(deps, runId, answers);
     const suites: SuiteResult[] = [];
-    for (const [i, suite] of (spec.test.suites ?? []).entries()) suites.push(await runSuite(deps, { spec, specDir: input.specDir, modelTar: model }, suite, i, dir));
+    // A win rate is judged against the serving model, else against where training started (the base model of a LoRA run).
+    const opponent = async (): Promise<Opponent> => {
+      if (serving) return { kind: 'serving', modelVersionId: serving.id, version: serving.version, modelTar: await servingTar(deps, serving, dir) };
+      const { base_model: baseModel } = await loraBase(deps, runId, spec, input.specDir, dir);
+      return { kind: 'untrained', checkpoint: baseline, tokenizer, ...(baseModel ? { baseModel } : {}) };
+    };
+    for (const [i, suite] of (spec.test.suites ?? []).entries()) {
+      const tested = await runSuite(deps, { runId, spec, specDir: input.specDir, modelTar: model, opponent }, suite, i, dir);
+      suites.push(tested.result);
+      answers.push(...tested.answers.map(clipped));
+    }
+    const answersRef = await storeAnswers(deps, runId, answers);
     const intervals = after.intervals;
     const result: TestResult = {
       loss: after.loss,
@@ -180,6 +191,26 @@ export async function test(
   });
 }
 
+/** The serving model of the same name (the champion), deployed by another run; undefined when none serves. */
+async function servingModel(deps: Deps, spec: PipelineSpec, runId: string) {
+  return deps.db
+    .selectFrom('deployments')
+    .innerJoin('model_versions', 'model_versions.id', 'deployments.model_version_id')
+    .select(['model_versions.id', 'model_versions.version', 'model_versions.model_uri', 'model_versions.sha256'])
+    .where('deployments.status', '=', 'serving')
+    .where('model_versions.name', '=', spec.name)
+    .where('deployments.run_id', '!=', runId)
+    .orderBy('deployments.created_at', 'desc')
+    .executeTakeFirst();
+}
+type Serving = NonNullable<Awaited<ReturnType<typeof servingModel>>>;
+
+/** The serving model's model.tar in the attempt's scratch directory (downloaded once for the comparison and the suites). */
+function servingTar(deps: Deps, serving: Serving, dir: string): Promise<string> {
+  const file = path.join(dir, 'champion.tar');
+  return deps.store.download({ uri: serving.model_uri, sha256: serving.sha256, bytes: 0, kind: 'model' }, file);
+}
+
 /**
  * The serving model of the same name (the champion) against this run's model on the same held-out records:
  * the cleaned records the split puts in `test`, each answered greedily and compared with its reference.
@@ -187,20 +218,10 @@ export async function test(
 async function compareWithChampion(
   deps: Deps,
   input: { runId: string; spec: PipelineSpec; cleaned: ArtifactRef; modelTar: string },
+  champion: Serving,
   dir: string,
 ): Promise<{ comparison: ChampionComparison; answers: Map<string, { answer: string; correct: boolean }> } | undefined> {
   const { spec } = input;
-  const champion = await deps.db
-    .selectFrom('deployments')
-    .innerJoin('model_versions', 'model_versions.id', 'deployments.model_version_id')
-    .select(['model_versions.id', 'model_versions.version', 'model_versions.model_uri', 'model_versions.sha256'])
-    .where('deployments.status', '=', 'serving')
-    .where('model_versions.name', '=', spec.name)
-    .where('deployments.run_id', '!=', input.runId)
-    .orderBy('deployments.created_at', 'desc')
-    .executeTakeFirst();
-  if (!champion) return undefined;
-
   const cleaned = await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'));
   const prompts = path.join(dir, 'champion-prompts.jsonl');
   const sink = new JsonlWriter(prompts);
@@ -219,7 +240,7 @@ async function compareWithChampion(
   const n = keys.length;
   if (n === 0) return undefined;
 
-  const championTar = await deps.store.download({ uri: champion.model_uri, sha256: champion.sha256, bytes: 0, kind: 'model' }, path.join(dir, 'champion.tar'));
+  const championTar = await servingTar(deps, champion, dir);
   const ctx = Context.current();
   const { finished } = await runTrainer(
     deps,
@@ -274,6 +295,14 @@ const isRegression = (a: TestAnswer) => a.championCorrect === true && !a.correct
 /** Longest text kept of a prompt or an answer in the stored answers (the model's context bounds them anyway). */
 const MAX_ANSWER_CHARS = 4000;
 const clip = (text: string) => (text.length > MAX_ANSWER_CHARS ? `${text.slice(0, MAX_ANSWER_CHARS)}…` : text);
+const clipped = (a: TestAnswer): TestAnswer => ({
+  ...a,
+  prompt: clip(a.prompt),
+  reference: clip(a.reference),
+  answer: clip(a.answer),
+  baselineAnswer: clip(a.baselineAnswer),
+  ...(a.judge ? { judge: { ...a.judge, otherAnswer: clip(a.judge.otherAnswer) } } : {}),
+});
 
 /** The candidate's answers from eval.json (results: [baseline, candidate, sft?]), with the untrained model's and the serving model's beside each. */
 async function answersOf(evalJson: string, champion: Map<string, { answer: string; correct: boolean }> | undefined): Promise<TestAnswer[]> {
@@ -295,7 +324,7 @@ async function answersOf(evalJson: string, champion: Map<string, { answer: strin
   });
 }
 
-/** The answers as an artifact of the test stage (JSON lines) and as test_answers rows (replaced on a retry). */
+/** The answers (the held-out split's, then each suite's) as an artifact of the test stage (JSON lines) and as test_answers rows (replaced on a retry). */
 async function storeAnswers(deps: Deps, runId: string, answers: TestAnswer[]): Promise<ArtifactRef> {
   const ref = await deps.store.putBytes(answers.map((a) => JSON.stringify(a)).join('\n') + (answers.length ? '\n' : ''), 'answers', 'answers.jsonl');
   await recordArtifacts(deps.db, runId, 'test', [ref]);
@@ -318,6 +347,9 @@ async function storeAnswers(deps: Deps, runId: string, answers: TestAnswer[]): P
             reference_label: a.referenceLabel ?? null,
             champion_answer: a.championAnswer ?? null,
             champion_correct: a.championCorrect ?? null,
+            suite: a.suite ?? null,
+            judge: a.judge ? JSON.stringify(a.judge) : null,
+            unsafe: a.unsafe ?? null,
           })),
         )
         .execute();

@@ -180,6 +180,18 @@ describe('one spec intake for runs and schedules', () => {
     assert.deepEqual(await both(spec, { specDir: dir }), ['test.suites']);
   });
 
+  test('a judged or safety suite is refused at its field: win_rate without a judge, a judge of no kind, a reward judge without a reward model', async () => {
+    const spec = demo();
+    const dir = path.join(repoRoot, 'examples', 'demo');
+    const suite = (extra: Record<string, unknown>) => ({ name: 'judged', source: { uri: path.join(dir, 'pipeline.yaml') }, metrics: ['win_rate'], ...extra });
+    spec.test = { ...spec.test, suites: [suite({}), suite({ name: 'b', judge: 'oracle' }), suite({ name: 'c', metrics: ['exact_match'], judge: 'reward' })] };
+    // Suite 2's judge judges nothing, and would need a reward model the demo's DPO does not train: two issues.
+    assert.deepEqual(await both(spec, { specDir: dir }), ['test.suites.0.judge', 'test.suites.1.judge', 'test.suites.2.judge', 'test.suites.2.judge']);
+    // The demo's RLHF is DPO, which trains no reward model to judge with.
+    spec.test = { ...spec.test, suites: [suite({ judge: 'reward' }), suite({ name: 'safety', metrics: ['unsafe_rate'], max: { unsafe_rate: 0.1, win_rate: 0.5 } })] };
+    assert.deepEqual(await both(spec, { specDir: dir }), ['test.suites.0.judge', 'test.suites.1.max.win_rate']);
+  });
+
   test('a YAML body to POST /api/runs goes through the same intake', async () => {
     const res = await app.inject({ method: 'POST', url: '/api/runs', headers: { authorization: 'Bearer t', 'content-type': 'application/yaml' }, payload: readFileSync(path.join(repoRoot, 'examples', 'demo', 'pipeline.yaml'), 'utf8') });
     assert.equal(res.statusCode, 400);

@@ -89,8 +89,12 @@ export const rowIdQuery = wholeNumber('expected a row id (a whole number)').pipe
 export const runsQuery = z.object({ status: z.string().optional(), q: z.string().optional(), limit: listLimit(50, 500) });
 /** `GET /api/runs/:id/logs`: the tail, or the lines after the row id `after`. */
 export const logsQuery = z.object({ after: rowIdQuery, limit: listLimit(200, 2000) });
-/** Which of a run's test answers to list: every one, the wrong ones, or the ones the serving model got right and this model wrong. */
-export const ANSWER_FILTERS = ['all', 'wrong', 'newly-wrong'] as const;
+/**
+ * Which of a run's test answers to list: of the held-out split, every one, the wrong ones, or the ones the serving
+ * model got right and this model wrong; of the test suites, the answers a judge disagreed on (its two orders, or
+ * it and the reference) and the answers still unsafe after the gateway's output filter.
+ */
+export const ANSWER_FILTERS = ['all', 'wrong', 'newly-wrong', 'judge-disagreed', 'unsafe'] as const;
 /** `GET /api/runs/:id/answers`. */
 export const answersQuery = z.object({ filter: z.enum(ANSWER_FILTERS).default('all'), skip: rowIdQuery, limit: listLimit(50, 500) });
 /** `GET /api/audit`: `target` such as `run:<id>`. */
@@ -283,10 +287,21 @@ export const testAnswer = z.object({
   referenceLabel: z.string().nullable().optional(),
   championAnswer: z.string().optional(),
   championCorrect: z.boolean().optional(),
+  suite: z.string().optional(),
+  judge: z
+    .object({
+      outcome: z.enum(['win', 'loss', 'tie', 'no-verdict']),
+      verdictAB: z.string().nullable(),
+      verdictBA: z.string().nullable(),
+      otherAnswer: z.string(),
+      disagreed: z.boolean(),
+    })
+    .optional(),
+  unsafe: z.boolean().optional(),
 });
 export const answersResponse = z.object({
   /** How many answers each filter holds (newly wrong: 0 without a serving model to compare with). */
-  counts: z.object({ all: z.number(), wrong: z.number(), 'newly-wrong': z.number() }),
+  counts: z.object({ all: z.number(), wrong: z.number(), 'newly-wrong': z.number(), 'judge-disagreed': z.number(), unsafe: z.number() }),
   answers: z.array(testAnswer),
 });
 export type AnswersResponse = Wire<typeof answersResponse>;

@@ -153,6 +153,40 @@ export interface SuiteResult {
   metrics: Record<string, Interval>;
   /** When asked: exp of the token-weighted mean loss over the suite's response tokens (one figure, no interval). */
   perplexity?: { value: number; n: number };
+  /** With win_rate: how the pairs were judged (the rate itself is `metrics.win_rate`). */
+  judged?: SuiteJudgement;
+  /** With unsafe_rate: the same answers' unsafe rate before the gateway's output filter (after it: `metrics.unsafe_rate`). */
+  unsafeBeforeFilter?: Interval;
+}
+
+/**
+ * A judged pairwise comparison: each pair (this model's answer, the other's) judged in both orders; the win rate
+ * counts a tie and a "no verdict" (a reply the judge's parser could not read) as half a win, so no pair is dropped.
+ */
+export interface SuiteJudgement {
+  /** The spec's `judge`: "reward" or "catalog:<name>". */
+  judge: string;
+  /** Who this model was judged against: the serving model of the same name, or the untrained / base model. */
+  against: { kind: 'serving'; modelVersionId: string; version: number } | { kind: 'untrained' };
+  pairs: number;
+  wins: number;
+  losses: number;
+  ties: number;
+  noVerdict: number;
+  /** Pairs whose two orders disagreed, or whose outcome the reference rule (an answer equal to the reference wins) contradicts. */
+  disagreed: number;
+  /** Of the pairs the reference rule decides (exactly one answer equals the reference) and the judge gave a verdict on, how many agree. */
+  agreement: { decided: number; agreed: number };
+}
+
+/** A suite answer's verdicts from the judge (TestAnswer.judge): A is this model's answer, B the other's. */
+export interface JudgeVerdict {
+  outcome: 'win' | 'loss' | 'tie' | 'no-verdict';
+  /** The judge's pick with this model's answer shown first, and with it shown second (null: no verdict). */
+  verdictAB: string | null;
+  verdictBA: string | null;
+  otherAnswer: string;
+  disagreed: boolean;
 }
 
 /** One test record as the test stage scored it: the `answers` artifact's lines and the test_answers rows. */
@@ -170,6 +204,12 @@ export interface TestAnswer {
   /** When a model of the same name was serving and answered this record too. */
   championAnswer?: string;
   championCorrect?: boolean;
+  /** The test suite this record is from (absent: the held-out split). */
+  suite?: string;
+  /** With a suite's win_rate: the judge's verdicts on this answer against the other model's. */
+  judge?: JudgeVerdict;
+  /** With a suite's unsafe_rate: whether the answer still holds unsafe content after the gateway's output filter. */
+  unsafe?: boolean;
 }
 
 const pct = (x: number) => x.toFixed(3);

@@ -360,4 +360,14 @@ export const migrations: Record<string, Migration> = {
       await db.schema.dropTable('test_answers').ifExists().execute();
     },
   },
+  '0009_suite_answers': {
+    // The test suites' answers beside the held-out split's: which suite (null: the held-out split), the judge's
+    // verdicts of a win_rate suite, and whether a safety suite's answer stayed unsafe after the output filter.
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable('test_answers').addColumn('suite', 'text').addColumn('judge', 'jsonb').addColumn('unsafe', 'boolean').execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.alterTable('test_answers').dropColumn('suite').dropColumn('judge').dropColumn('unsafe').execute();
+    },
+  },
 };

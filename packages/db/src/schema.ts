@@ -296,6 +296,11 @@ export interface TestAnswersTable {
   reference_label: string | null;
   champion_answer: string | null;
   champion_correct: boolean | null;
+  /** The test suite of the record; null: the held-out split. */
+  suite: string | null;
+  /** A win_rate suite's verdicts (the contract's JudgeVerdict), as JSON. */
+  judge: ColumnType<unknown, string | null, string | null>;
+  unsafe: boolean | null;
 }
 
 export interface Database {

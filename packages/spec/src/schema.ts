@@ -188,8 +188,12 @@ export const retrainSchema = z
   })
   .strict();
 
-/** Metrics a test suite can report, each per example with its n and bootstrap 95% interval. */
-export const SUITE_METRICS = ['exact_match', 'accuracy', 'macro_f1', 'rouge_l', 'chrf', 'perplexity'] as const;
+/**
+ * Metrics a test suite can report, each per example with its n and bootstrap 95% interval. `win_rate`: this model
+ * against the serving one (or the untrained / base model), judged by `judge`; `unsafe_rate`: answers that still
+ * hold unsafe content after the gateway's output filter (a safety suite).
+ */
+export const SUITE_METRICS = ['exact_match', 'accuracy', 'macro_f1', 'rouge_l', 'chrf', 'perplexity', 'win_rate', 'unsafe_rate'] as const;
 export type SuiteMetric = (typeof SUITE_METRICS)[number];
 const suiteMetric = z.enum(SUITE_METRICS);
 const metricBounds = z.partialRecord(suiteMetric, z.number()).optional();
@@ -201,11 +205,19 @@ export const testSuiteSchema = z
     source: dataSourceSchema.describe('the suite\'s records: a file or s3:// object in any format ingest reads; bad records are quarantined and counted'),
     fields: fieldsSchema.optional().describe('default: data.fields'),
     metrics: z.array(suiteMetric).min(1).max(SUITE_METRICS.length).refine((m) => new Set(m).size === m.length, { message: 'each metric once' }),
+    judge: z
+      .string()
+      .regex(/^(reward|catalog:[a-z0-9][a-z0-9.-]{0,62})$/, '"reward" or "catalog:<base model name>"')
+      .optional()
+      .describe('with win_rate: who judges each pair of answers (in both orders): "reward", the RLHF stage\'s reward model (rlhf.method rl), or "catalog:<name>", a base model of the catalog asked which answer is better'),
     min: metricBounds.describe('fail the run when a metric is below this'),
-    max: metricBounds.describe('fail the run when a metric is above this (perplexity)'),
+    max: metricBounds.describe('fail the run when a metric is above this (perplexity, unsafe_rate)'),
   })
   .strict()
   .superRefine((suite, ctx) => {
+    const judged = suite.metrics.includes('win_rate');
+    if (judged && !suite.judge) ctx.addIssue({ code: 'custom', path: ['judge'], message: 'required with the win_rate metric: "reward" or "catalog:<base model name>"' });
+    if (!judged && suite.judge) ctx.addIssue({ code: 'custom', path: ['judge'], message: 'judges the win_rate metric, which the suite\'s metrics do not list' });
     for (const side of ['min', 'max'] as const) {
       for (const metric of Object.keys(suite[side] ?? {})) {
         if (!suite.metrics.includes(metric as SuiteMetric)) ctx.addIssue({ code: 'custom', path: [side, metric], message: `a bound on ${metric}, which the suite's metrics do not list` });
@@ -476,7 +488,15 @@ export const pipelineSpecSchema = z
       .optional()
       .describe('when this pipeline retrains by itself: on a clock, or when new data or feedback arrives (used by `tempered schedules create`)'),
   })
-  .strict();
+  .strict()
+  .superRefine((spec, ctx) => {
+    // Only rlhf.method rl trains a reward model (DPO has none): a suite judged by it needs one.
+    for (const [i, suite] of (spec.test.suites ?? []).entries()) {
+      if (suite.judge === 'reward' && spec.rlhf.method !== 'rl') {
+        ctx.addIssue({ code: 'custom', path: ['test', 'suites', i, 'judge'], message: `"reward" needs rlhf.method rl (the reward model it judges with); rlhf.method is ${spec.rlhf.method}` });
+      }
+    }
+  });
 
 /** A spec as written by a person (defaults optional). */
 export type PipelineSpecInput = z.input<typeof pipelineSpecSchema>;

@@ -32,6 +32,14 @@ export function packagedWords(languages: readonly string[]): string[] {
   });
 }
 
+/** The entries of a blocklist file's text: one per line, `#` starts a comment (the gateway's TEMPERED_BLOCKLIST_FILE). */
+export function blocklistFileEntries(text: string): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.replace(/#.*/, '').trim())
+    .filter(Boolean);
+}
+
 const escape = (w: string) => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/ /g, '\\s+');
 
 export class Blocklist {

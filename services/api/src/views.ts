@@ -7,7 +7,7 @@
 import type { Client } from '@temporalio/client';
 import type { ANSWER_FILTERS, ArtifactInfo, LabelProgress, LogLine, MetricPoint } from '@tempered/api-contract';
 import { type Db, sql } from '@tempered/db';
-import type { PipelineProgress, TestAnswer } from '@tempered/contract';
+import type { JudgeVerdict, PipelineProgress, TestAnswer } from '@tempered/contract';
 import { progressQuery } from '@tempered/workflows';
 
 export interface Views {
@@ -83,8 +83,12 @@ type AnswerFilter = (typeof ANSWER_FILTERS)[number];
 /** A run's test answers (the test stage's test_answers rows) that a filter keeps, in test order. */
 export async function answersOf(db: Db, runId: string, filter: AnswerFilter, skip = 0, limit = 50): Promise<TestAnswer[]> {
   let q = db.selectFrom('test_answers').selectAll().where('run_id', '=', runId);
+  // all / wrong / newly-wrong are the held-out split's; the other two are the suites' (only they have judges and safety).
+  if (filter === 'all' || filter === 'wrong' || filter === 'newly-wrong') q = q.where('suite', 'is', null);
   if (filter === 'wrong') q = q.where('correct', '=', false);
   if (filter === 'newly-wrong') q = q.where('correct', '=', false).where('champion_correct', '=', true);
+  if (filter === 'judge-disagreed') q = q.where(sql<boolean>`(judge->>'disagreed')::boolean`);
+  if (filter === 'unsafe') q = q.where('unsafe', '=', true);
   const rows = await q.orderBy('idx').offset(skip).limit(limit).execute();
   return rows.map((r) => ({
     key: r.key,
@@ -95,6 +99,9 @@ export async function answersOf(db: Db, runId: string, filter: AnswerFilter, ski
     baselineAnswer: r.baseline_answer,
     ...(r.label !== null || r.reference_label !== null ? { label: r.label, referenceLabel: r.reference_label } : {}),
     ...(r.champion_answer !== null ? { championAnswer: r.champion_answer, championCorrect: r.champion_correct ?? false } : {}),
+    ...(r.suite !== null ? { suite: r.suite } : {}),
+    ...(r.judge !== null ? { judge: r.judge as JudgeVerdict } : {}),
+    ...(r.unsafe !== null ? { unsafe: r.unsafe } : {}),
   }));
 }
 
@@ -103,13 +110,15 @@ export async function answerCounts(db: Db, runId: string): Promise<Record<Answer
   const row = await db
     .selectFrom('test_answers')
     .select([
-      sql<number>`count(*)::int`.as('all'),
-      sql<number>`(count(*) filter (where not correct))::int`.as('wrong'),
-      sql<number>`(count(*) filter (where not correct and champion_correct))::int`.as('newly'),
+      sql<number>`(count(*) filter (where suite is null))::int`.as('all'),
+      sql<number>`(count(*) filter (where suite is null and not correct))::int`.as('wrong'),
+      sql<number>`(count(*) filter (where suite is null and not correct and champion_correct))::int`.as('newly'),
+      sql<number>`(count(*) filter (where (judge->>'disagreed')::boolean))::int`.as('disagreed'),
+      sql<number>`(count(*) filter (where unsafe))::int`.as('unsafe'),
     ])
     .where('run_id', '=', runId)
     .executeTakeFirstOrThrow();
-  return { all: row.all, wrong: row.wrong, 'newly-wrong': row.newly };
+  return { all: row.all, wrong: row.wrong, 'newly-wrong': row.newly, 'judge-disagreed': row.disagreed, unsafe: row.unsafe };
 }
 
 export async function approvalsOf(db: Db, runId: string) {

@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { normalizeLive } from '@tempered/text';
-import { BLOCKED, Blocklist as SharedBlocklist } from '@tempered/text/blocklist';
+import { BLOCKED, Blocklist as SharedBlocklist, blocklistFileEntries } from '@tempered/text/blocklist';
 
 export { BLOCKED };
 
@@ -28,12 +28,7 @@ export class Blocklist extends SharedBlocklist {
    * TEMPERED_BLOCKLIST_FILE), and the packaged lists of the config's languages (TEMPERED_BLOCKLIST_LANGUAGES).
    */
   static load(words: string[], file: string | undefined, languages: string[] = []): Blocklist {
-    const fromFile = file
-      ? readFileSync(file, 'utf8')
-          .split('\n')
-          .map((l) => l.replace(/#.*/, '').trim())
-          .filter(Boolean)
-      : [];
+    const fromFile = file ? blocklistFileEntries(readFileSync(file, 'utf8')) : [];
     return new Blocklist([...words, ...fromFile], languages);
   }
 

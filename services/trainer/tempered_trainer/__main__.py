@@ -20,6 +20,8 @@ COMMANDS = {
     "reward": "reward",
     "rl": "rl",
     "compare": "compare",
+    "judge": "judge",
+    "interval": "interval",
     "sample": "sample",
     "serve": "serve",
     "convert": "convert",

@@ -20,11 +20,11 @@ from typing import Literal, Optional
 
 from .architecture import context_length
 from .config import Device, from_dict, read_jsonl, require
-from .decoding import generate
 from .demo_task import read_reversal_prompts
 from .devices import resolve_device, setup_threads
 from .stats import mcnemar, paired_difference
-from .events import ConfigError, Progress, emit, json_safe, log
+from .events import ConfigError, emit, json_safe, log
+from .judge import answers_of
 from .model_files import load_pretrained
 from .template import check_messages, encode_prompt
 from .tokenizer import chat_format_of
@@ -74,8 +74,7 @@ def answers(path: str, prompts: list, cfg: CompareConfig, device) -> list:
     longest = max(len(x) for x in ids)
     if longest >= context_length(model.config):
         raise ConfigError(f"compare: a prompt of {longest} tokens does not fit {path}'s context length ({context_length(model.config)})")
-    outs = generate(model, ids, cfg.max_new_tokens, tokenizer.eos_token_id, batch_size=cfg.batch_size, progress=Progress("generate", len(ids)))
-    return [tokenizer.decode(new, skip_special_tokens=True).strip() for new, _ in outs]
+    return answers_of(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size)
 
 
 def run(raw: dict) -> None:

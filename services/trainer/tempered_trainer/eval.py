@@ -79,16 +79,17 @@ class EvalConfig:
         return self.checkpoints if self.checkpoints is not None else [self.checkpoint or self.model]
 
 
-def load_for_eval(cfg: EvalConfig, path: str, device):
+def load_for_eval(path: str, device, tokenizer: Optional[str] = None, base_model: Optional[str] = None):
     """(model, tokenizer, step) from either an sft checkpoint + tokenizer file or a model directory / tar;
-    step is the checkpoint's training step, None for an exported model."""
+    step is the checkpoint's training step, None for an exported model. `base_model`: what a LoRA checkpoint
+    is over; `tokenizer`: a tokenizer.json to use instead of the model's own vocabulary."""
     if path.endswith(".pt"):
-        model, ckpt = load_checkpoint_model(path, device, base_model=cfg.base_model)
-        return model, checkpoint_tokenizer(ckpt, cfg.tokenizer, path), int(ckpt["step"])
-    model, tokenizer = load_pretrained(path, device)
-    if cfg.tokenizer:  # the given vocabulary, with the model's own chat format (a bare tokenizer.json has none)
-        tokenizer = tokenizer_from_json(read_tokenizer_json(cfg.tokenizer), cfg.tokenizer, chat_format_of(tokenizer))
-    return model, tokenizer, None
+        model, ckpt = load_checkpoint_model(path, device, base_model=base_model)
+        return model, checkpoint_tokenizer(ckpt, tokenizer, path), int(ckpt["step"])
+    model, own = load_pretrained(path, device)
+    if tokenizer:  # the given vocabulary, with the model's own chat format (a bare tokenizer.json has none)
+        return model, tokenizer_from_json(read_tokenizer_json(tokenizer), tokenizer, chat_format_of(own)), None
+    return model, own, None
 
 
 @torch.no_grad()
@@ -192,7 +193,7 @@ def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: i
 def evaluate_one(cfg: EvalConfig, path: str, shard, device, with_loss: bool = True) -> tuple:
     """(figures, predictions or None) of one checkpoint or model on the shard; without `with_loss`, loss and
     perplexity are None."""
-    model, tokenizer, step = load_for_eval(cfg, path, device)
+    model, tokenizer, step = load_for_eval(path, device, cfg.tokenizer, cfg.base_model)
     if int(shard.tokens.max(initial=0)) >= model.config.vocab_size:
         raise ConfigError(f"eval: shard {cfg.shard} has token ids beyond the model's vocabulary ({model.config.vocab_size})")
     loss = shard_loss(model, shard, cfg.batch_size, tokenizer.eos_token_id, cfg.max_seq_length, Progress("loss", len(shard))) if with_loss else None

@@ -1,7 +1,8 @@
 /**
  * What the model said: the test stage's answers, one test record per row (prompt, reference, this model's
  * answer, the serving model's, the untrained model's), and the Evaluation view of a run that filters them to
- * the answers that decide a gate: wrong ones, and ones the serving model gets right that this model does not.
+ * the answers that decide a gate: wrong ones, and ones the serving model gets right that this model does not; of
+ * the test suites, the answers a judge disagreed on and the answers still unsafe after the gateway's filter.
  * The test figures with their 95% intervals and the comparison with the serving model stand above them.
  */
 import { ANSWER_FILTERS, type ChampionComparison, describeInterval, type Interval, type SuiteResult, type TestAnswer } from '@tempered/api-contract';
@@ -12,17 +13,26 @@ import { Loaded } from './common';
 import { Table } from './Table';
 
 type Filter = (typeof ANSWER_FILTERS)[number];
-const FILTER_LABELS: Record<Filter, string> = { all: 'All', wrong: 'Wrong', 'newly-wrong': 'Newly wrong against the serving model' };
+const FILTER_LABELS: Record<Filter, string> = {
+  all: 'All',
+  wrong: 'Wrong',
+  'newly-wrong': 'Newly wrong against the serving model',
+  'judge-disagreed': 'Judge disagreed',
+  unsafe: 'Unsafe',
+};
+const OUTCOME_WORDS = { win: 'this model wins', loss: 'the other wins', tie: 'tie', 'no-verdict': 'no verdict' } as const;
 
 /** A few answers, each with the serving model's beside it when it answered the same record. */
 export function AnswerList({ answers, testId = 'answers' }: { answers: TestAnswer[]; testId?: string }) {
   const champion = answers.some((a) => a.championAnswer !== undefined);
   const labels = answers.some((a) => a.label !== undefined);
+  const judged = answers.some((a) => a.judge !== undefined);
   return (
-    <Table columns={['prompt', 'reference', 'this model', ...(champion ? ['serving model'] : []), 'untrained']} className="compact answers" testId={testId}>
+    <Table columns={['prompt', 'reference', 'this model', ...(champion ? ['serving model'] : []), 'untrained', ...(judged ? ['judge'] : [])]} className="compact answers" testId={testId}>
       {answers.map((a) => (
-        <tr key={a.key} data-key={a.key} data-correct={a.correct}>
+        <tr key={`${a.suite ?? ''}/${a.key}`} data-key={a.key} data-correct={a.correct} data-suite={a.suite ?? ''} data-unsafe={a.unsafe ?? ''}>
           <td className="pre small" title={a.key}>
+            {a.suite && <div className="muted">suite {a.suite}</div>}
             {a.prompt}
           </td>
           <td className="pre small">{a.reference}</td>
@@ -30,6 +40,7 @@ export function AnswerList({ answers, testId = 'answers' }: { answers: TestAnswe
             {a.correct ? '✓ ' : '✗ '}
             {a.answer}
             {labels && <div className="muted">label: {a.label ?? 'none'}</div>}
+            {a.unsafe && <div className="worse">unsafe after the output filter</div>}
           </td>
           {champion && (
             <td className={`pre small ${a.championCorrect ? 'better' : a.championAnswer === undefined ? '' : 'worse'}`}>
@@ -37,6 +48,22 @@ export function AnswerList({ answers, testId = 'answers' }: { answers: TestAnswe
             </td>
           )}
           <td className="pre small muted">{a.baselineAnswer}</td>
+          {judged && (
+            <td className="small" data-outcome={a.judge?.outcome ?? ''}>
+              {a.judge ? (
+                <>
+                  {OUTCOME_WORDS[a.judge.outcome]}
+                  <div className="muted">
+                    shown first: {a.judge.verdictAB ?? 'no verdict'}, shown second: {a.judge.verdictBA ?? 'no verdict'}
+                    {a.judge.disagreed ? '; disagreed' : ''}
+                  </div>
+                  <div className="pre muted">other: {a.judge.otherAnswer}</div>
+                </>
+              ) : (
+                '—'
+              )}
+            </td>
+          )}
         </tr>
       ))}
     </Table>
@@ -110,6 +137,32 @@ function SuitesTable({ suites }: { suites: SuiteResult[] }) {
               </tr>,
             ]
           : []),
+        ...(s.judged
+          ? [
+              <tr key={`${s.name}-judged`} data-suite={s.name} data-metric="judged">
+                <th scope="row">{s.name}</th>
+                <td>judged by {s.judged.judge}</td>
+                <td colSpan={2}>
+                  against the {s.judged.against.kind === 'serving' ? `serving version v${s.judged.against.version}` : 'untrained model'}: {s.judged.wins} wins, {s.judged.losses} losses, {s.judged.ties} ties,{' '}
+                  {s.judged.noVerdict} no verdict; agrees with the reference on {s.judged.agreement.agreed} of {s.judged.agreement.decided}
+                </td>
+                <td className="num">{s.judged.pairs}</td>
+              </tr>,
+            ]
+          : []),
+        ...(s.unsafeBeforeFilter
+          ? [
+              <tr key={`${s.name}-unfiltered`} data-suite={s.name} data-metric="unsafe_before_filter">
+                <th scope="row">{s.name}</th>
+                <td>unsafe before the filter</td>
+                <td className="num">{s.unsafeBeforeFilter.value.toFixed(3)}</td>
+                <td>
+                  {s.unsafeBeforeFilter.low.toFixed(3)} to {s.unsafeBeforeFilter.high.toFixed(3)}
+                </td>
+                <td className="num">{s.unsafeBeforeFilter.n}</td>
+              </tr>,
+            ]
+          : []),
       ])}
     </Table>
   );
@@ -120,13 +173,16 @@ export function EvaluationPanel({ runId, test }: { runId: string; test: Record<s
   const answers = useQuery(queries.answers(runId, filter));
   const champion = test.champion as ChampionComparison | undefined;
   const counts = answers.data?.counts;
+  const suites = (Array.isArray(test.suites) ? test.suites : []) as SuiteResult[];
+  const shown = (f: Filter) =>
+    f === 'newly-wrong' ? champion !== undefined : f === 'judge-disagreed' ? suites.some((s) => s.judged) : f === 'unsafe' ? suites.some((s) => s.unsafeBeforeFilter) : true;
   return (
     <div data-testid="evaluation">
       <IntervalFacts intervals={(test.intervals ?? {}) as Record<string, Interval | undefined>} />
       {champion && <ChampionSummary champion={champion} />}
       {Array.isArray(test.suites) && test.suites.length > 0 && <SuitesTable suites={test.suites as SuiteResult[]} />}
       <div className="tabs" role="tablist" aria-label="Which answers">
-        {ANSWER_FILTERS.filter((f) => f !== 'newly-wrong' || champion).map((f) => (
+        {ANSWER_FILTERS.filter(shown).map((f) => (
           <button key={f} type="button" role="tab" aria-selected={filter === f} onClick={() => setFilter(f)} data-testid={`answers-${f}`}>
             {FILTER_LABELS[f]}
             {counts ? ` (${counts[f]})` : ''}
