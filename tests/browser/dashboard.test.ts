@@ -4,7 +4,8 @@
  * labels every pair with the keyboard, and watches the run reach its deployment gate; a viewer sees the gate
  * without buttons and the API refuses them; an approver approves from the inbox with a comment, and the
  * operator's open run page turns deployed. The operator then creates a paused schedule from the demo pipeline
- * (so it never runs), sees it listed and deletes it, and sees the deployed model serving all the traffic. Any
+ * (so it never runs), sees it listed and deletes it, sees the deployed model serving all the traffic, and in the
+ * playground chats with it (streamed), rates its answer and prefers one of two answers, both stored. Any
  * console error or uncaught exception on any page fails the test. Screenshots of the main pages go to
  * tests/browser/screenshots/.
  */
@@ -14,7 +15,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { generateDemoData } from '@tempered/examples';
-import { apiCall, cfg, credentialsOf, repoRoot, uniqueId, waitFor } from '../support';
+import { apiCall, cfg, credentialsOf, db, repoRoot, uniqueId, waitFor } from '../support';
 
 /** The page's globals used by functions evaluated in it (this suite's tsconfig has no DOM library). */
 declare const document: { querySelector(selector: string): { getAttribute(name: string): string | null } | null; documentElement: { scrollWidth: number; scrollHeight: number } };
@@ -24,6 +25,7 @@ const CHROMIUM = '/usr/bin/chromium';
 const EXAMPLE = 'demo/labels.yaml';
 const SHOTS = path.join(repoRoot, 'tests', 'browser', 'screenshots');
 const base = cfg.api.url;
+const database = db();
 
 /** Console errors and uncaught exceptions of every page, with the page they came from. */
 const problems: string[] = [];
@@ -115,6 +117,7 @@ describe('the dashboard in a browser', () => {
 
   after(async () => {
     await browser?.close();
+    await database.destroy();
   });
 
   test('a wrong password gets a clear error; the operator signs in', async () => {
@@ -376,6 +379,41 @@ describe('the dashboard in a browser', () => {
     assert.equal(await row.getByTestId('traffic').getAttribute('data-weight'), '100');
     assert.match((await row.getByTestId('traffic').textContent()) ?? '', /100%/);
     await shot(page, 'deployments');
+    await page.close();
+  });
+
+  test('playground: the operator chats with the deployed version, streamed, rates the answer and prefers one of two; both are stored as feedback', { timeout: 3 * 60_000 }, async () => {
+    need(runId, 'run');
+    const deployed = (await apiCall('GET', '/api/deployments', 'operator')).body.deployments.find((d: any) => d.run_id === runId);
+    assert.ok(deployed, 'the run has a deployment');
+    const unknown = await apiCall('POST', '/api/playground/chat', 'operator', { model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(unknown.status, 404, JSON.stringify(unknown.body));
+    assert.match(unknown.body.error, /no-such-model/);
+    const page = watch(await operator.newPage(), 'operator');
+    await page.goto(`${base}/runs`);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Playground' }).click();
+    await page.locator('#model-a').selectOption(deployed.model_version_id);
+    await page.locator('#temperature').fill('0');
+    await page.locator('#max-tokens').fill('12');
+    await page.getByTestId('chat-input').fill('Hello there');
+    await page.getByTestId('chat-input').press('Enter');
+    const answer = page.locator('[data-testid="assistant-turn"][data-done="true"]');
+    await answer.waitFor({ timeout: 90_000 });
+    const requestId = need((await answer.getAttribute('data-request-id')) ?? undefined, 'request id');
+    await answer.getByTestId('rate-up').click();
+    await answer.getByTestId('rated').waitFor();
+    const rating = await database.selectFrom('feedback_ratings').select(['rating', 'model_version_id']).where('request_id', '=', requestId).executeTakeFirst();
+    assert.deepEqual(rating, { rating: 'up', model_version_id: deployed.model_version_id }, 'the rating is stored with the version that answered');
+    await shot(page, 'playground');
+
+    await page.getByTestId('mode-compare').check();
+    await page.locator('#model-b').selectOption(deployed.model_version_id);
+    await page.getByTestId('chat-input').fill('Which is better?');
+    await page.getByTestId('send').click();
+    await page.getByTestId('prefer-a').click();
+    await page.getByTestId('preference-stored').waitFor();
+    const pairs = await database.selectFrom('feedback_pairwise').select(['preferred', 'model_version_a', 'model_version_b']).where('prompt', '=', 'Which is better?').execute();
+    assert.deepEqual(pairs, [{ preferred: 'a', model_version_a: deployed.model_version_id, model_version_b: deployed.model_version_id }]);
     await page.close();
   });
 

@@ -16,6 +16,9 @@ import type { ApiDeps } from '../deps';
 import { SSE_HEADERS } from '../events';
 import { HttpError, route } from '../http';
 
+/** The gateway's feedback fields as the playground's requests name them (the chat's are OpenAI's, the same). */
+const FEEDBACK_FIELDS: Record<string, string> = { request_id: 'requestId', request_ids: 'requestIds', response_a: 'responseA', response_b: 'responseB' };
+
 /** The gateway's error body (OpenAI's shape) as the API's: the same 4xx naming the same field; a 5xx is the gateway's fault, a 502 here. */
 async function gatewayRefusal(res: Response, url: string): Promise<HttpError> {
   const body = (await res.json().catch(() => undefined)) as { error?: { message?: string; param?: string | null } } | undefined;
@@ -23,7 +26,11 @@ async function gatewayRefusal(res: Response, url: string): Promise<HttpError> {
   if (res.status >= 500) return new HttpError(502, `the gateway answered ${res.status}: ${message}`);
   if (res.status === 401) return new HttpError(502, `the gateway at ${url} refused the API's key: start the API with the gateway's TEMPERED_GATEWAY_KEY`);
   const param = body?.error?.param;
-  return param ? new HttpError(res.status, `${param}: ${message}`, { issues: [{ path: param, message }] }) : new HttpError(res.status, message);
+  if (!param) return new HttpError(res.status, message);
+  // The gateway's messages usually start with its field already; the API's name the field as this API spells it, once.
+  const reason = message.startsWith(`${param}: `) ? message.slice(param.length + 2) : message;
+  const field = param.replace(/\[(\d+)\]/g, '.$1').replace(/^[a-z_]+/, (name) => FEEDBACK_FIELDS[name] ?? name);
+  return new HttpError(res.status, `${field}: ${reason}`, { issues: [{ path: field, message: reason }] });
 }
 
 export function playgroundRoutes(app: FastifyInstance, { cfg, db }: ApiDeps): void {
