@@ -130,7 +130,7 @@ describe('the dashboard in a browser', () => {
     await page.close();
     opPage = await signIn(operator, 'operator', 'operator', credentialsOf('operator').password);
     await opPage.getByRole('heading', { name: 'Runs' }).waitFor();
-    assert.equal(await opPage.getByRole('navigation', { name: 'Main' }).getByRole('link').count(), 7);
+    assert.equal(await opPage.getByRole('navigation', { name: 'Main' }).getByRole('link').count(), 8);
   });
 
   test('the spec editor shows each issue at its line and blocks submit until the spec is valid', async () => {
