@@ -24,8 +24,8 @@ const deps = {
   temporal: unreachable,
   store: unreachable,
   hub: unreachable,
-  // The spec intake reads the limits and the allowed data roots; nothing else of the configuration.
-  cfg: { limits: DEFAULT_LIMITS, localDataRoots: [path.join(repoRoot, 'examples')], dataDir: path.join(repoRoot, '.tempered', 'unit-test-data') },
+  // The spec intake reads the limits and the allowed data roots; the playground where the gateway is (never called here).
+  cfg: { limits: DEFAULT_LIMITS, localDataRoots: [path.join(repoRoot, 'examples')], dataDir: path.join(repoRoot, '.tempered', 'unit-test-data'), gateway: { url: 'http://127.0.0.1:9', key: undefined } },
 } as unknown as ApiDeps;
 
 let app: FastifyInstance;
@@ -105,7 +105,7 @@ describe('the OpenAPI document is generated from the schemas', () => {
     'post /api/login', 'post /api/logout', 'get /api/me', 'get /api/users', 'post /api/users', 'post /api/tokens', 'get /api/audit',
     'get /api/spec-schema', 'get /api/examples', 'get /api/runs', 'post /api/runs', 'get /api/runs/{id}', 'get /api/runs/{id}/events', 'get /api/events',
     'get /api/runs/{id}/logs', 'get /api/runs/{id}/answers', 'post /api/runs/{id}/cancel', 'post /api/runs/{id}/approval', 'get /api/labeling', 'get /api/runs/{id}/pairs/next',
-    'post /api/pairs/{id}/label', 'get /api/approvals', 'get /api/models', 'get /api/models/{id}/lineage', 'get /api/models/{id}/card', 'get /api/base-models', 'get /api/datasets',
+    'post /api/pairs/{id}/label', 'post /api/playground/chat', 'post /api/playground/preference', 'post /api/playground/rating', 'get /api/approvals', 'get /api/models', 'get /api/models/{id}/lineage', 'get /api/models/{id}/card', 'get /api/base-models', 'get /api/datasets',
     'get /api/datasets/{id}', 'get /api/artifacts/{id}', 'get /api/deployments', 'post /api/runs/{id}/canary', 'post /api/deployments/{name}/rollback', 'get /api/schedules', 'post /api/schedules',
     'get /api/schedules/{id}', 'post /api/schedules/{id}/pause', 'post /api/schedules/{id}/resume', 'post /api/schedules/{id}/trigger',
     'post /api/schedules/{id}/backfill', 'delete /api/schedules/{id}',
