@@ -230,7 +230,13 @@ def serve(sock_path: str) -> int:
                     stop()
             elif what[0] == "client":
                 job = what[1]
-                if not job.conn.recv(4096):  # the client died or was killed: so does its job
+                if job.conn.fileno() == -1:  # its exit, earlier in this same batch of events, closed it
+                    continue
+                try:
+                    gone = not job.conn.recv(4096)
+                except OSError:  # a client killed with unread data resets the connection: as gone, never a crash
+                    gone = True
+                if gone:  # the client died or was killed: so does its job
                     selector.unregister(job.conn)
                     job.kill()
             elif what[0] == "exited":
