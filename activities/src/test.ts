@@ -85,13 +85,16 @@ export async function test(
     // loss_targets [1]: the candidate's loss, null for the others.
     const [before, after, sft] = finished.results as [Scored, Scored & { loss: number; perplexity: number }, Scored?];
     const serving = await servingModel(deps, spec, runId);
-    const compared = input.cleaned && serving ? await compareWithChampion(deps, { ...input, cleaned: input.cleaned, modelTar: model }, serving, dir) : undefined;
+    // Its model.tar is downloaded at most once, by whichever needs it first (the comparison, a judged suite).
+    let servingTarFile: Promise<string> | undefined;
+    const servingWithTar = serving && { ...serving, tar: () => (servingTarFile ??= servingTar(deps, serving, dir)) };
+    const compared = input.cleaned && servingWithTar ? await compareWithChampion(deps, { ...input, cleaned: input.cleaned, modelTar: model }, servingWithTar, dir) : undefined;
     const answers = await answersOf(path.join(dir, 'eval', 'eval.json'), compared?.answers);
     const champion = compared && { ...compared.comparison, regressions: answers.filter(isRegression).length };
     const suites: SuiteResult[] = [];
     // A win rate is judged against the serving model, else against where training started (the base model of a LoRA run).
     const opponent = async (): Promise<Opponent> => {
-      if (serving) return { kind: 'serving', modelVersionId: serving.id, version: serving.version, modelTar: await servingTar(deps, serving, dir) };
+      if (servingWithTar) return { kind: 'serving', modelVersionId: servingWithTar.id, version: servingWithTar.version, modelTar: await servingWithTar.tar() };
       const { base_model: baseModel } = await loraBase(deps, runId, spec, input.specDir, dir);
       return { kind: 'untrained', checkpoint: baseline, tokenizer, ...(baseModel ? { baseModel } : {}) };
     };
@@ -205,7 +208,7 @@ async function servingModel(deps: Deps, spec: PipelineSpec, runId: string) {
 }
 type Serving = NonNullable<Awaited<ReturnType<typeof servingModel>>>;
 
-/** The serving model's model.tar in the attempt's scratch directory (downloaded once for the comparison and the suites). */
+/** The serving model's model.tar in the attempt's scratch directory. */
 function servingTar(deps: Deps, serving: Serving, dir: string): Promise<string> {
   const file = path.join(dir, 'champion.tar');
   return deps.store.download({ uri: serving.model_uri, sha256: serving.sha256, bytes: 0, kind: 'model' }, file);
@@ -218,7 +221,7 @@ function servingTar(deps: Deps, serving: Serving, dir: string): Promise<string> 
 async function compareWithChampion(
   deps: Deps,
   input: { runId: string; spec: PipelineSpec; cleaned: ArtifactRef; modelTar: string },
-  champion: Serving,
+  champion: Serving & { tar: () => Promise<string> },
   dir: string,
 ): Promise<{ comparison: ChampionComparison; answers: Map<string, { answer: string; correct: boolean }> } | undefined> {
   const { spec } = input;
@@ -240,7 +243,7 @@ async function compareWithChampion(
   const n = keys.length;
   if (n === 0) return undefined;
 
-  const championTar = await servingTar(deps, champion, dir);
+  const championTar = await champion.tar();
   const ctx = Context.current();
   const { finished } = await runTrainer(
     deps,
