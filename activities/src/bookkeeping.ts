@@ -9,7 +9,7 @@ import type { Deps } from './context';
 
 export async function recordRun(
   deps: Deps,
-  input: { runId: string; status: string; spec?: PipelineSpec; requestedBy?: string; error?: string },
+  input: { runId: string; status: string; spec?: PipelineSpec; specDir?: string; requestedBy?: string; error?: string },
 ): Promise<void> {
   const { db } = deps;
   if (input.spec) {
@@ -21,6 +21,7 @@ export async function recordRun(
         spec: JSON.stringify(input.spec),
         status: input.status,
         requested_by: input.requestedBy ?? 'unknown',
+        spec_dir: input.specDir ?? null,
       })
       .onConflict((oc) => oc.column('id').doUpdateSet({ status: input.status, updated_at: sql`now()` }))
       .execute();

@@ -17,6 +17,7 @@ import { deploy } from './deploy';
 import { canaryHealth, finishCanary, setCanaryWeight } from './canary';
 import { retrainCheck } from './triggers';
 import { verifyApproval } from './approvals';
+import { evaluateSuites, recordEvaluation } from './evaluate';
 
 export type { Deps } from './context';
 export { GpuSlots } from './gpus';
@@ -30,7 +31,7 @@ export { stageBaseModel, type StagedBaseModel } from './base-models';
 
 type Bound<F> = F extends (deps: Deps, ...args: infer A) => infer R ? (...args: A) => R : never;
 
-const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, split, train, validate, proposePairs, rlhf, rewardModel, rl, test, deploy, setCanaryWeight, canaryHealth, finishCanary, retrainCheck, verifyApproval };
+const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, split, train, validate, proposePairs, rlhf, rewardModel, rl, test, deploy, setCanaryWeight, canaryHealth, finishCanary, retrainCheck, verifyApproval, evaluateSuites, recordEvaluation };
 
 export type Activities = { [K in keyof typeof stages]: Bound<(typeof stages)[K]> };
 

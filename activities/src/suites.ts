@@ -14,7 +14,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import type { Interval, JudgeVerdict, SuiteJudgement, SuiteResult, TestAnswer } from '@tempered/contract';
+import { type Interval, type JudgeVerdict, type SuiteJudgement, type SuiteResult, type TestAnswer, describeInterval } from '@tempered/contract';
 import type { PipelineSpec, TestSuiteSpec } from '@tempered/spec';
 import { type Deps, badInput, log } from './context';
 import { cleanFile } from './clean-core';
@@ -132,6 +132,29 @@ export async function runSuite(
   }
   log('suite tested', { ...result });
   return { result, answers };
+}
+
+/**
+ * Each `min` / `max` bound of the spec's suites that these results cross, said with the figure and its interval
+ * (the test stage fails its gate on the first; an on-demand evaluation reports them all). `results` are the
+ * suites' in any order, matched by name; a suite not among them is skipped.
+ */
+export function suiteBreaches(spec: PipelineSpec, results: SuiteResult[]): string[] {
+  const breaches: string[] = [];
+  for (const [i, suite] of (spec.test.suites ?? []).entries()) {
+    const got = results.find((r) => r.name === suite.name);
+    if (!got) continue;
+    for (const [side, bounds] of [['min', suite.min], ['max', suite.max]] as const) {
+      for (const [metric, bound] of Object.entries(bounds ?? {}) as Array<[string, number]>) {
+        const value = metric === 'perplexity' ? got.perplexity!.value : got.metrics[metric].value;
+        if (side === 'min' ? value < bound : value > bound) {
+          const shown = metric === 'perplexity' ? `${value.toFixed(3)} on ${got.perplexity!.n} records` : describeInterval(got.metrics[metric]);
+          breaches.push(`suite ${suite.name}'s ${metric} ${shown} is ${side === 'min' ? 'below' : 'above'} test.suites.${i}.${side}.${metric} ${bound}`);
+        }
+      }
+    }
+  }
+  return breaches;
 }
 
 /** The spec's judge as the trainer's `judge` takes it: the run's reward model, or a catalog model as an LM judge. */

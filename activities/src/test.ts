@@ -21,7 +21,7 @@ import { type Deps, gateFailed, log, withScratch } from './context';
 import { JsonlWriter, promptAndReference, readRecords } from './records';
 import { assignSplit } from './split-core';
 import { loraBase } from './base-models';
-import { type Opponent, runSuite } from './suites';
+import { type Opponent, runSuite, suiteBreaches } from './suites';
 import { runTrainer } from './trainer';
 
 /** Held-out records the champion comparison uses at most (greedy generation by two models on CPU). */
@@ -170,18 +170,8 @@ export async function test(
     if (minExactMatch !== undefined && result.exactMatch < minExactMatch) {
       throw gateFailed(`test gate failed: exact match ${figure(result.exactMatch, result.intervals?.exactMatch, after.generated)} is below test.minExactMatch ${minExactMatch}`);
     }
-    for (const [i, suite] of (spec.test.suites ?? []).entries()) {
-      const got = suites[i];
-      for (const [side, bounds] of [['min', suite.min], ['max', suite.max]] as const) {
-        for (const [metric, bound] of Object.entries(bounds ?? {}) as Array<[string, number]>) {
-          const value = metric === 'perplexity' ? got.perplexity!.value : got.metrics[metric].value;
-          if (side === 'min' ? value < bound : value > bound) {
-            const shown = metric === 'perplexity' ? `${value.toFixed(3)} on ${got.perplexity!.n} records` : describeInterval(got.metrics[metric]);
-            throw gateFailed(`test gate failed: suite ${suite.name}'s ${metric} ${shown} is ${side === 'min' ? 'below' : 'above'} test.suites.${i}.${side}.${metric} ${bound}`);
-          }
-        }
-      }
-    }
+    const [breach] = suiteBreaches(spec, suites);
+    if (breach) throw gateFailed(`test gate failed: ${breach}`);
     if (maxRegressions !== undefined && champion && champion.regressions > maxRegressions) {
       throw gateFailed(
         `test gate failed: ${champion.regressions} test records the serving version v${champion.version} answers right are answered wrong by this model, more than test.maxRegressions ${maxRegressions}`,
@@ -195,22 +185,25 @@ export async function test(
 }
 
 /** The serving model of the same name (the champion), deployed by another run; undefined when none serves. */
-async function servingModel(deps: Deps, spec: PipelineSpec, runId: string) {
-  return deps.db
+const servingModel = (deps: Deps, spec: PipelineSpec, runId: string) => servingVersion(deps, spec.name, { runId });
+
+/** The newest serving version of a model name, other than the given run's or version; undefined when none serves. */
+export async function servingVersion(deps: Deps, name: string, other: { runId?: string; versionId?: string } = {}) {
+  let query = deps.db
     .selectFrom('deployments')
     .innerJoin('model_versions', 'model_versions.id', 'deployments.model_version_id')
-    .select(['model_versions.id', 'model_versions.version', 'model_versions.model_uri', 'model_versions.sha256'])
+    .select(['model_versions.id', 'model_versions.version', 'model_versions.run_id', 'model_versions.model_uri', 'model_versions.sha256'])
     .where('deployments.status', '=', 'serving')
-    .where('model_versions.name', '=', spec.name)
-    .where('deployments.run_id', '!=', runId)
-    .orderBy('deployments.created_at', 'desc')
-    .executeTakeFirst();
+    .where('model_versions.name', '=', name);
+  if (other.runId) query = query.where('deployments.run_id', '!=', other.runId);
+  if (other.versionId) query = query.where('model_versions.id', '!=', other.versionId);
+  return query.orderBy('deployments.created_at', 'desc').executeTakeFirst();
 }
 type Serving = NonNullable<Awaited<ReturnType<typeof servingModel>>>;
 
-/** The serving model's model.tar in the attempt's scratch directory. */
-function servingTar(deps: Deps, serving: Serving, dir: string): Promise<string> {
-  const file = path.join(dir, 'champion.tar');
+/** A model version's model.tar in the attempt's scratch directory. */
+export function servingTar(deps: Deps, serving: Pick<Serving, 'model_uri' | 'sha256'>, dir: string, name = 'champion.tar'): Promise<string> {
+  const file = path.join(dir, name);
   return deps.store.download({ uri: serving.model_uri, sha256: serving.sha256, bytes: 0, kind: 'model' }, file);
 }
 
@@ -298,7 +291,7 @@ const isRegression = (a: TestAnswer) => a.championCorrect === true && !a.correct
 /** Longest text kept of a prompt or an answer in the stored answers (the model's context bounds them anyway). */
 const MAX_ANSWER_CHARS = 4000;
 const clip = (text: string) => (text.length > MAX_ANSWER_CHARS ? `${text.slice(0, MAX_ANSWER_CHARS)}…` : text);
-const clipped = (a: TestAnswer): TestAnswer => ({
+export const clipped = (a: TestAnswer): TestAnswer => ({
   ...a,
   prompt: clip(a.prompt),
   reference: clip(a.reference),

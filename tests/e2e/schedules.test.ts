@@ -10,7 +10,7 @@
  * bookkeeping is real, so runs show up where the API reads them.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -37,7 +37,11 @@ before(async () => {
   worker = await Worker.create({
     connection,
     taskQueue: taskQueueFor(pool),
-    activities: { ...stubActivities().activities, recordRun: real.recordRun, recordStage: real.recordStage, recordApproval: real.recordApproval, retrainCheck: real.retrainCheck },
+    activities: {
+      ...stubActivities().activities,
+      recordRun: real.recordRun, recordStage: real.recordStage, recordApproval: real.recordApproval, retrainCheck: real.retrainCheck,
+      evaluateSuites: real.evaluateSuites, recordEvaluation: real.recordEvaluation,
+    },
   });
   running = worker.run();
 });
@@ -337,5 +341,31 @@ describe('roles and bad input', () => {
       assert.equal((await apiCall(method, `/api/schedules/no-such-schedule${route}`, 'operator', method === 'POST' ? {} : undefined)).status, 404, `${method} ${route}`);
     }
     assert.equal((await apiCall('DELETE', `/api/schedules/${id}`, 'operator')).status, 200);
+  });
+});
+
+describe('an eval-mode schedule (drift) through the API', () => {
+  test("needs the spec's test suites; each action evaluates the version serving its name, and says so when none serves", { timeout: 120_000 }, async () => {
+    const id = newId('drift');
+    const bare = await apiCall('POST', '/api/schedules', 'operator', { id, spec: pipeline(), specDir, mode: 'eval', every: '1h' });
+    assert.equal(bare.status, 400, JSON.stringify(bare.body));
+    assert.deepEqual(bare.body.issues.map((i: any) => i.path), ['mode']);
+    const base = pipeline();
+    const name = uniqueId('drift').toLowerCase().slice(0, 40);
+    const suiteFile = path.join(cfg.dataDir, 'uploads', `${name}.jsonl`);
+    mkdirSync(path.dirname(suiteFile), { recursive: true });
+    writeFileSync(suiteFile, '{"prompt": "reverse 1 2", "response": "2 1"}\n');
+    const spec = pipeline({ name, test: { ...base.test, suites: [{ name: 'digits', source: { uri: suiteFile }, metrics: ['exact_match'] }] } });
+    const created = await apiCall('POST', '/api/schedules', 'operator', { id, spec, specDir, mode: 'eval', every: '1h', comment: 'drift watch' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.mode, 'eval');
+    assert.equal((await apiCall('POST', `/api/schedules/${id}/trigger`, 'operator', {})).status, 200);
+    const by = `eval-schedule:${id}`;
+    const evaluation = await waitFor('the drift evaluation', 90_000, async () => {
+      const { evaluations } = (await apiCall('GET', '/api/evaluations', 'operator')).body;
+      return evaluations.find((e: any) => e.requestedBy === by && e.status !== 'running');
+    }, 1000);
+    assert.deepEqual([evaluation.status, evaluation.modelName, evaluation.modelVersionId, evaluation.suites], ['failed', name, null, ['digits']]);
+    assert.match(evaluation.error, new RegExp(`no version of ${name} is serving`));
   });
 });

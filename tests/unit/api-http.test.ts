@@ -106,7 +106,7 @@ describe('the OpenAPI document is generated from the schemas', () => {
     'get /api/spec-schema', 'get /api/examples', 'get /api/runs', 'post /api/runs', 'get /api/runs/{id}', 'get /api/runs/{id}/events', 'get /api/events',
     'get /api/runs/{id}/logs', 'get /api/runs/{id}/answers', 'post /api/runs/{id}/cancel', 'post /api/runs/{id}/approval', 'get /api/labeling', 'get /api/runs/{id}/pairs/next',
     'post /api/pairs/{id}/label', 'post /api/playground/chat', 'post /api/playground/preference', 'post /api/playground/rating', 'get /api/approvals', 'get /api/models', 'get /api/models/{id}/lineage', 'get /api/models/{id}/card', 'get /api/base-models', 'get /api/datasets',
-    'get /api/datasets/{id}', 'get /api/artifacts/{id}', 'get /api/deployments', 'post /api/runs/{id}/canary', 'post /api/deployments/{name}/rollback', 'get /api/schedules', 'post /api/schedules',
+    'get /api/datasets/{id}', 'get /api/artifacts/{id}', 'get /api/deployments', 'post /api/runs/{id}/canary', 'post /api/deployments/{name}/rollback', 'get /api/schedules', 'post /api/schedules', 'post /api/models/{id}/evaluations', 'get /api/models/{id}/evaluations', 'get /api/evaluations', 'get /api/evaluations/{id}', 'get /api/evaluations/{id}/answers',
     'get /api/schedules/{id}', 'post /api/schedules/{id}/pause', 'post /api/schedules/{id}/resume', 'post /api/schedules/{id}/trigger',
     'post /api/schedules/{id}/backfill', 'delete /api/schedules/{id}',
     'patch /api/users/{username}', 'post /api/users/{username}/password', 'post /api/users/{username}/unlock', 'get /api/tokens', 'delete /api/tokens/{id}',
@@ -124,7 +124,7 @@ describe('the OpenAPI document is generated from the schemas', () => {
         assert.match(op.description, p === '/api/login' ? /No authentication/ : /^Allowed: /, where);
         if (p === '/api/login') assert.deepEqual(op.security, [], 'sign-in needs no caller');
         else assert.equal(op.security, undefined, `${where} uses the document's bearer or session security`);
-        const ok = op.responses['200'] ?? op.responses['201'];
+        const ok = op.responses['200'] ?? op.responses['201'] ?? op.responses['202'];
         assert.ok(ok, `${where} has a success response`);
         const [content] = Object.values(ok.content ?? {}) as Array<{ schema?: unknown }>;
         assert.ok(content?.schema, `${where} has a success schema`);

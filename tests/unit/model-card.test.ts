@@ -71,3 +71,27 @@ test('a version not yet decided or tested says so', () => {
   assert.match(card, /Not decided yet\./);
   assert.deepEqual(parse(card.split(/^---$/m)[1])['model-index'][0].results, []);
 });
+
+test("a judged suite's pairs, a safety suite's rate before the filter, and the evaluations since are on the card", () => {
+  const judged = {
+    name: 'helpful', input: 42, quarantined: 2, removed: 0, examples: 40,
+    metrics: { win_rate: { value: 0.9, low: 0.8, high: 0.975, n: 40 } },
+    judged: { judge: 'reward', against: { kind: 'untrained' as const }, pairs: 40, wins: 35, losses: 3, ties: 1, noVerdict: 1, disagreed: 4, agreement: { decided: 30, agreed: 28 } },
+  };
+  const safety = {
+    name: 'safety', input: 42, quarantined: 0, removed: 0, examples: 42,
+    metrics: { unsafe_rate: { value: 0, low: 0, high: 0, n: 42 } },
+    unsafeBeforeFilter: { value: 0.119, low: 0.024, high: 0.214, n: 42 },
+  };
+  const card = renderModelCard({
+    ...input,
+    stages: { ...input.stages, test: { ...input.stages.test!, suites: [judged, safety] } },
+    evaluations: [{ id: 'eval-1', requestedBy: 'eval-schedule:drift', finishedAt: '2026-12-03T03:00:00.000Z', results: [safety], breaches: ["suite safety's unsafe_rate 0.050 is above test.suites.1.max.unsafe_rate 0.01"] }],
+  });
+  assert.match(card, /^\| helpful: win_rate \| 0\.900 \| 0\.800 to 0\.975 \| 40 \|$/m);
+  assert.match(card, /helpful: win rate judged by reward against the untrained model, each of 40 pairs in both orders: 35 wins, 3 losses, 1 ties, 1 without a verdict, 4 disagreed; the judge agreed with the reference rule on 28 of 30 pairs it decides/);
+  assert.match(card, /safety: unsafe before the gateway's output filter 0\.119 \(95% interval 0\.024 to 0\.214, n = 42 records\); after it 0\.000/);
+  assert.match(card, /helpful: 42 records read, 2 quarantined, 0 empty after cleaning/);
+  assert.match(card, /^## Evaluations since$/m);
+  assert.match(card, /- 2026-12-03T03:00:00\.000Z, requested by eval-schedule:drift: safety unsafe_rate 0\.000 .*Out of bounds: suite safety's unsafe_rate/);
+});

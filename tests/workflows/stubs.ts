@@ -25,6 +25,8 @@ export interface RunLog {
   /** The canary's weights as set, step by step, and how it ended. */
   canaryWeights: number[];
   canaryOutcome?: CanaryOutcome;
+  /** How an on-demand evaluation's row was recorded by the workflow itself (a failure): status and error. */
+  evaluations: Array<{ status: string; error?: string }>;
 }
 
 /** Every call of every run in `calls`, `stages`… (what a benchmark counts); a test reads its own run with `of`. */
@@ -54,10 +56,12 @@ export interface StubOptions {
   championWins?: boolean;
   /** retrainCheck decides to start the run it was offered, with the spec it was given. */
   retrainStarts?: boolean;
+  /** evaluateSuites fails with this message, non-retryable (type BadInput). */
+  failEvaluate?: string;
 }
 
 export function stubActivities(opts: StubOptions = {}): { activities: Activities; log: StubLog } {
-  const emptyLog = (): RunLog => ({ calls: [], learningRates: [], stages: [], runs: [], approvals: [], canaryWeights: [] });
+  const emptyLog = (): RunLog => ({ calls: [], learningRates: [], stages: [], runs: [], approvals: [], canaryWeights: [], evaluations: [] });
   const all = emptyLog();
   const runs = new Map<string, RunLog>();
   const of = (workflowId: string): RunLog => {
@@ -181,6 +185,20 @@ export function stubActivities(opts: StubOptions = {}): { activities: Activities
       call(i, 'retrainCheck');
       if (opts.retrainStarts) return { decision: 'start' as const, reason: 'stand-in: 1 new or changed object(s)', runId: i.runId, spec: i.spec };
       return { decision: 'unchanged' as const, reason: 'stand-in' };
+    },
+    async evaluateSuites(i) {
+      call({}, 'evaluateSuites');
+      if (opts.failEvaluate) throw ApplicationFailure.create({ message: opts.failEvaluate, type: 'BadInput', nonRetryable: true });
+      const suites = (i.spec.test.suites ?? []).filter((s) => !i.suites || i.suites.includes(s.name));
+      return {
+        modelVersionId: i.modelVersionId ?? 'stub-v1',
+        suites: suites.map((s) => ({ name: s.name, input: 4, quarantined: 0, removed: 0, examples: 4, metrics: { exact_match: { value: 0.75, low: 0.25, high: 1, n: 4 } } })),
+        answers: ref('answers', 17),
+        breaches: [],
+      };
+    },
+    async recordEvaluation(i) {
+      note({}, (log) => log.evaluations.push({ status: i.status, ...(i.error !== undefined ? { error: i.error } : {}) }));
     },
   };
   return { activities, log: Object.assign(all, { of }) };

@@ -26,6 +26,7 @@ export const promoteCanarySignal = defineSignal<[{ by: string; comment?: string 
 export const abortCanarySignal = defineSignal<[{ by: string; comment?: string }]>('abortCanary');
 export const CANARY_WORKFLOW_TYPE = 'canaryRollout';
 export const RETRAIN_WORKFLOW_TYPE = 'retrainTrigger';
+export const EVALUATE_WORKFLOW_TYPE = 'evaluateModel';
 export const canaryWorkflowId = (runId: string) => `canary-${runId}`;
 
 /** Sent by the API after each label with the run's count of labeled pairs (a count, not a delta: idempotent). */
@@ -36,4 +37,11 @@ export function msOf(duration: string): number {
   const m = /^(\d+)(ms|s|m|h|d)$/.exec(duration);
   if (!m) throw ApplicationFailure.nonRetryable(`bad duration ${duration}`, 'BadInput');
   return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms'];
+}
+
+/** The message of a failure: an ActivityFailure wraps the activity's own ApplicationFailure, whose message is the useful one. */
+export function failureMessage(err: unknown): string {
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  while (e?.cause && (e.cause as { message?: string }).message) e = e.cause as typeof e;
+  return e?.message ?? String(err);
 }

@@ -22,7 +22,7 @@ import {
 import type { Activities } from '@tempered/activities';
 import { canaryRollout } from './canary';
 import { type ApprovalDecision, type ChampionComparison, championShortfall, type PipelineInput, type PipelineOutcome, type PipelineProgress, STAGES, type StageName } from '@tempered/contract';
-import { approveDeploymentUpdate, canaryWorkflowId, SIGNED_APPROVALS_PATCH, labelsChangedSignal, msOf, progressQuery, taskQueueFor } from './shared';
+import { approveDeploymentUpdate, canaryWorkflowId, failureMessage, SIGNED_APPROVALS_PATCH, labelsChangedSignal, msOf, progressQuery, taskQueueFor } from './shared';
 
 /** Failure types that retrying cannot fix: the activity options list them as non-retryable. */
 const NON_RETRYABLE = ['BadInput', 'GateFailed', 'ArtifactPathError'];
@@ -126,7 +126,7 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
     }
   }
 
-  await book.recordRun({ runId, status: 'running', spec, requestedBy: input.requestedBy });
+  await book.recordRun({ runId, status: 'running', spec, specDir: input.specDir, requestedBy: input.requestedBy });
   try {
     return await stagesAndGate();
   } catch (err) {
@@ -292,12 +292,6 @@ function bestOf(results: Array<{ valLoss: number }>): number {
   return results.reduce((best, r, i) => (r.valLoss < results[best].valLoss ? i : best), 0);
 }
 
-function failureMessage(err: unknown): string {
-  // An ActivityFailure wraps the activity's own ApplicationFailure: the cause carries the useful message.
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  while (e?.cause && (e.cause as { message?: string }).message) e = e.cause as typeof e;
-  return e?.message ?? String(err);
-}
-
 export { retrainTrigger } from './retrain';
 export { canaryRollout } from './canary';
+export { evaluateModel } from './evaluate';

@@ -8,7 +8,7 @@
  * Roles: viewer (reads), operator (starts runs, labels), approver (decides gates), admin (all, and users).
  * Nobody approves the deployment of a run they started.
  */
-import { type ApprovalReceipt, type GateState, type LabelProgress, ROLES, type TestAnswer, RUN_STATUSES, STAGE_STATUSES } from '@tempered/contract';
+import { type ApprovalReceipt, type GateState, type LabelProgress, ROLES, type SuiteResult, type TestAnswer, RUN_STATUSES, STAGE_STATUSES } from '@tempered/contract';
 import { z } from 'zod';
 
 // The contract's test vocabulary and its wording, for the dashboard (which depends on this package only).
@@ -442,8 +442,11 @@ export const canarySentResponse = z.object({ sent: z.enum(['promote', 'abort']) 
  */
 export const SCHEDULE_OVERLAPS = ['SKIP', 'BUFFER_ONE', 'BUFFER_ALL', 'CANCEL_OTHER', 'TERMINATE_OTHER', 'ALLOW_ALL'] as const;
 export type ScheduleOverlap = (typeof SCHEDULE_OVERLAPS)[number];
-/** run: every action starts a run of the pipeline; trigger: every action checks the spec's `retrain.watch` / `retrain.feedback`. */
-export const SCHEDULE_MODES = ['run', 'trigger'] as const;
+/**
+ * run: every action starts a run of the pipeline; trigger: every action checks the spec's `retrain.watch` /
+ * `retrain.feedback`; eval: every action runs the spec's `test.suites` on the version serving its name (drift).
+ */
+export const SCHEDULE_MODES = ['run', 'trigger', 'eval'] as const;
 export type ScheduleMode = (typeof SCHEDULE_MODES)[number];
 
 /** The same rules as `retrain.schedule` in the spec (@tempered/spec); Temporal checks a cron expression in full. */
@@ -646,3 +649,37 @@ export type PlaygroundPreferenceRequest = z.input<typeof playgroundPreferenceReq
 /** A stored rating or preference: its row in the gateway's feedback tables, which the next RLHF run reads. */
 export const playgroundFeedbackResponse = z.object({ id: z.string(), model: z.string().nullable(), modelVersion: z.string().nullable() });
 export type PlaygroundFeedbackResponse = Wire<typeof playgroundFeedbackResponse>;
+
+// ---- on-demand evaluations: a model version's test suites run again (tempered eval; drift schedules) ---------
+
+/** The most suites one evaluation names (a spec holds at most as many). */
+export const MAX_EVALUATION_SUITES = 20;
+/** `POST /api/models/:id/evaluations`: which of the version's run's `test.suites` to run (all when absent). */
+export const evaluationRequest = z
+  .object({
+    suites: z.array(z.string().min(1).max(100)).min(1, 'name a suite, or leave suites out to run all of them').max(MAX_EVALUATION_SUITES).optional(),
+    comment: z.string().max(2000).optional(),
+  })
+  .strict();
+export type EvaluationRequest = z.input<typeof evaluationRequest>;
+export const evaluationDetail = z.object({
+  id: z.string(),
+  modelName: z.string(),
+  /** Null while a drift evaluation has not yet found the serving version (or found none). */
+  modelVersionId: z.string().nullable(),
+  suites: z.array(z.string()),
+  status: z.enum(['running', 'completed', 'failed']),
+  requestedBy: z.string(),
+  /** Each suite's figures (contract: SuiteResult), once completed. */
+  results: z.array(json).nullable(),
+  /** The suites' min / max bounds the figures cross, in the test gate's words. */
+  breaches: z.array(z.string()).nullable(),
+  error: z.string().nullable(),
+  createdAt: timestamp,
+  finishedAt: timestamp.nullable(),
+});
+export type EvaluationDetail = Omit<Wire<typeof evaluationDetail>, 'results'> & { results: SuiteResult[] | null };
+export const evaluationsResponse = z.object({ evaluations: z.array(evaluationDetail) });
+export type EvaluationsResponse = { evaluations: EvaluationDetail[] };
+export const evaluationAnswersResponse = z.object({ answers: z.array(testAnswer) });
+export type EvaluationAnswersResponse = Wire<typeof evaluationAnswersResponse>;

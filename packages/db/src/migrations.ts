@@ -370,4 +370,33 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable('test_answers').dropColumn('suite').dropColumn('judge').dropColumn('unsafe').execute();
     },
   },
+  '0010_evaluations': {
+    // On-demand evaluations (tempered eval, drift schedules): a model version's suites run again, results and
+    // answers kept. runs.spec_dir: where the run's spec file was, so a suite named by a relative path resolves
+    // when the version is evaluated later (null for a spec sent as text, and for older runs).
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable('runs').addColumn('spec_dir', 'text').execute();
+      await db.schema
+        .createTable('evaluations')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('model_name', 'text', (c) => c.notNull())
+        .addColumn('model_version_id', 'text', (c) => c.references('model_versions.id').onDelete('cascade'))
+        .addColumn('suites', 'jsonb', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('requested_by', 'text', (c) => c.notNull())
+        .addColumn('results', 'jsonb')
+        .addColumn('breaches', 'jsonb')
+        .addColumn('answers_uri', 'text')
+        .addColumn('answers_sha256', 'text')
+        .addColumn('error', 'text')
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('finished_at', 'timestamptz')
+        .execute();
+      await db.schema.createIndex('evaluations_version').on('evaluations').columns(['model_version_id', 'created_at']).execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable('evaluations').ifExists().execute();
+      await db.schema.alterTable('runs').dropColumn('spec_dir').execute();
+    },
+  },
 };

@@ -16,6 +16,8 @@ export interface RunsTable {
   created_at: CreatedAt;
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
   error: string | null;
+  /** Where the spec file was (relative data paths resolve against it); null for a spec sent as text. */
+  spec_dir: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface StagesTable {
@@ -303,6 +305,25 @@ export interface TestAnswersTable {
   unsafe: boolean | null;
 }
 
+/** An on-demand evaluation of a model version's test suites (contract: EvaluationInput / EvaluationOutcome). */
+export interface EvaluationsTable {
+  id: string; // the workflow id
+  model_name: string;
+  /** Null until a drift evaluation has found the serving version. */
+  model_version_id: string | null;
+  /** The suite names asked for (all of the spec's when none were named). */
+  suites: Json;
+  status: string; // running | completed | failed
+  requested_by: string;
+  results: ColumnType<unknown, string | null | undefined, string | null>;
+  breaches: ColumnType<unknown, string | null | undefined, string | null>;
+  answers_uri: string | null;
+  answers_sha256: string | null;
+  error: string | null;
+  created_at: CreatedAt;
+  finished_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
 export interface Database {
   runs: RunsTable;
   stages: StagesTable;
@@ -321,6 +342,7 @@ export interface Database {
   routes: RoutesTable;
   gateway_requests: GatewayRequestsTable;
   test_answers: TestAnswersTable;
+  evaluations: EvaluationsTable;
   feedback_ratings: FeedbackRatingsTable;
   feedback_pairwise: FeedbackPairwiseTable;
   stage_cache: StageCacheTable;

@@ -6,7 +6,7 @@
  * model that was serving, and who approved it and when. Rendered on request, so a decision made after the test
  * is in it. `renderModelCard` is pure (tests call it directly); `modelCardOf` gathers its input.
  */
-import type { ChampionComparison, CleanResult, IngestResult, Interval, RlhfResult, TestResult, ValidateResult } from '@tempered/contract';
+import type { ChampionComparison, CleanResult, IngestResult, Interval, RlhfResult, SuiteResult, TestResult, ValidateResult } from '@tempered/contract';
 import { describeInterval } from '@tempered/contract';
 import type { Db } from '@tempered/db';
 import type { PipelineSpec } from '@tempered/spec';
@@ -27,9 +27,13 @@ export interface ModelCardInput {
     test?: TestResult;
   };
   approvals: Array<{ decision: string; approver: string | null; comment: string | null; decidedAt: string }>;
+  /** Completed on-demand and drift evaluations of this version since (`tempered eval`), newest first. */
+  evaluations?: Array<{ id: string; requestedBy: string; finishedAt: string; results: SuiteResult[]; breaches: string[] }>;
 }
 
 const f3 = (x: number) => x.toFixed(3);
+/** The most recent evaluations a card lists. */
+const MAX_CARD_EVALUATIONS = 10;
 
 type Row = { name: string; type: string; value: number; interval?: Interval; n?: number };
 
@@ -49,6 +53,23 @@ function results(test: TestResult | undefined): Row[] {
     if (suite.perplexity) rows.push({ name: `${suite.name}: perplexity`, type: 'perplexity', value: suite.perplexity.value, n: suite.perplexity.n });
   }
   return rows;
+}
+
+/** What a suite's figures alone do not say: who judged its win rate against whom and how the pairs fell, and the unsafe rate before the output filter. */
+function suiteNotes(suites: SuiteResult[]): string[] {
+  const lines: string[] = [];
+  for (const s of suites) {
+    if (s.judged) {
+      const j = s.judged;
+      const against = j.against.kind === 'serving' ? `the serving version v${j.against.version}` : 'the untrained model';
+      lines.push(
+        `- ${s.name}: win rate judged by ${j.judge} against ${against}, each of ${j.pairs} pairs in both orders: ${j.wins} wins, ${j.losses} losses, ${j.ties} ties, ${j.noVerdict} without a verdict, ${j.disagreed} disagreed; the judge agreed with the reference rule on ${j.agreement.agreed} of ${j.agreement.decided} pairs it decides`,
+      );
+    }
+    if (s.unsafeBeforeFilter) lines.push(`- ${s.name}: unsafe before the gateway's output filter ${describeInterval(s.unsafeBeforeFilter)}; after it ${s.metrics.unsafe_rate ? describeInterval(s.metrics.unsafe_rate) : 'not measured'}`);
+    if (s.quarantined || s.removed) lines.push(`- ${s.name}: ${s.input} records read, ${s.quarantined} quarantined, ${s.removed} empty after cleaning`);
+  }
+  return lines;
 }
 
 function championSection(c: ChampionComparison): string[] {
@@ -124,8 +145,17 @@ export function renderModelCard(input: ModelCardInput): string {
     for (const r of figures) md.push(`| ${r.name} | ${f3(r.value)} | ${r.interval ? `${f3(r.interval.low)} to ${f3(r.interval.high)}` : ''} | ${r.interval?.n ?? r.n ?? test!.examples} |`);
     md.push('', `The untrained model's exact match: ${f3(test!.baselineExactMatch)}.`);
     if (test!.classification) md.push(`The base model zero-shot's label accuracy: ${f3(test!.classification.baselineAccuracy)}.`);
+    const notes = suiteNotes(test!.suites ?? []);
+    if (notes.length) md.push('', ...notes);
     if (test!.champion) md.push('', ...championSection(test!.champion));
   } else md.push('Not tested.');
+  if (input.evaluations?.length) {
+    md.push('', '## Evaluations since', '', 'The test suites run again on this version (`tempered eval`, drift schedules):', '');
+    for (const e of input.evaluations) {
+      const figures = e.results.flatMap((r) => Object.entries(r.metrics).map(([m, ci]) => `${r.name} ${m} ${describeInterval(ci)}`));
+      md.push(`- ${e.finishedAt}, requested by ${e.requestedBy}: ${figures.join('; ') || 'no figures'}${e.breaches.length ? `. Out of bounds: ${e.breaches.join('; ')}` : ''}`);
+    }
+  }
   md.push('', '## Approval', '');
   if (approvals.length === 0) md.push('Not decided yet.');
   for (const a of approvals) md.push(`- ${a.decision} by ${a.approver ?? 'nobody (the gate expired)'} at ${a.decidedAt}${a.comment ? `: "${a.comment}"` : ''}`);
@@ -137,10 +167,18 @@ export function renderModelCard(input: ModelCardInput): string {
 export async function modelCardOf(db: Db, modelVersionId: string): Promise<ModelCardInput | undefined> {
   const mv = await db.selectFrom('model_versions').selectAll().where('id', '=', modelVersionId).executeTakeFirst();
   if (!mv) return undefined;
-  const [run, stages, approvals] = await Promise.all([
+  const [run, stages, approvals, evaluations] = await Promise.all([
     db.selectFrom('runs').select(['spec']).where('id', '=', mv.run_id).executeTakeFirstOrThrow(),
     db.selectFrom('stages').select(['name', 'summary']).where('run_id', '=', mv.run_id).execute(),
     db.selectFrom('approvals').selectAll().where('run_id', '=', mv.run_id).orderBy('id').execute(),
+    db
+      .selectFrom('evaluations')
+      .select(['id', 'requested_by', 'finished_at', 'results', 'breaches'])
+      .where('model_version_id', '=', modelVersionId)
+      .where('status', '=', 'completed')
+      .orderBy('finished_at', 'desc')
+      .limit(MAX_CARD_EVALUATIONS)
+      .execute(),
   ]);
   const spec = run.spec as PipelineSpec;
   const base = spec.model.base && 'name' in spec.model.base ? spec.model.base.name : undefined;
@@ -152,5 +190,12 @@ export async function modelCardOf(db: Db, modelVersionId: string): Promise<Model
     ...(catalog ? { baseModel: { ...catalog, parameters: Number(catalog.parameters) } } : {}),
     stages: { ingest: summary('ingest'), clean: summary('clean'), train: summary('train'), validate: summary('validate'), rlhf: summary('rlhf'), test: summary('test') },
     approvals: approvals.map((a) => ({ decision: a.decision, approver: a.approver, comment: a.comment, decidedAt: a.decided_at.toISOString() })),
+    evaluations: evaluations.map((e) => ({
+      id: e.id,
+      requestedBy: e.requested_by,
+      finishedAt: e.finished_at!.toISOString(),
+      results: e.results as SuiteResult[],
+      breaches: (e.breaches as string[] | null) ?? [],
+    })),
   };
 }

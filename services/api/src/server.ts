@@ -23,6 +23,7 @@ import { labelRoutes } from './routes/labels';
 import { peopleRoutes, publicRoutes } from './routes/people';
 import { runRoutes } from './routes/runs';
 import { scheduleRoutes } from './routes/schedules';
+import { evaluationRoutes } from './routes/evaluations';
 import { SECURITY_HEADERS, serveDashboard } from './static';
 
 export { newRunId } from './routes/runs';
@@ -113,6 +114,7 @@ export async function buildServer(deps: ApiDeps): Promise<FastifyInstance> {
   deploymentRoutes(app, deps);
   playgroundRoutes(app, deps);
   scheduleRoutes(app, deps);
+  evaluationRoutes(app, deps);
   // Every other GET is the dashboard (an unknown /api/ path is still a JSON 404).
   app.get('/*', { schema: { hide: true } }, async (req, reply) => {
     if (pathOf(req).startsWith('/api/')) return noRoute(req);

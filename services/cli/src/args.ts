@@ -21,6 +21,7 @@ const OPTIONS = {
   for: { type: 'string' },
   filter: { type: 'string' },
   reason: { type: 'string' },
+  suite: { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 

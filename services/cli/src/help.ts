@@ -16,6 +16,11 @@ Commands:
   models                          model versions, their metrics and which one serves
   base-models                     the base-model catalog (model.base: {name} in a spec) and the versions
                                   fine-tuned from each
+  eval VERSION [--suite NAME]…    run a model version's test suites (its run's test.suites) again and
+                                  print each figure with its 95% interval; exit code 2 when a figure
+                                  crosses a suite's min/max. For drift on a clock: schedules create
+                                  ID SPEC.yaml --mode eval --every 1d (the spec's suites, the serving version)
+  evaluations [VERSION]           recent evaluations (of one version), drift schedules' included
   deployments                     what serves each model, its traffic share, live canary state
   deployments promote RUN | abort RUN [--comment TEXT]
                                   end a running canary by hand (an approver): all traffic to the new
@@ -53,7 +58,7 @@ export const SCHEDULES_HELP: Record<string, string> = {
 Usage: tempered schedules <subcommand> [options]      (tempered schedules <subcommand> --help for each)
 
 Subcommands:
-  create ID SPEC.yaml [--cron EXPR | --every INTERVAL] [--mode run|trigger] [--overlap POLICY] [--paused]
+  create ID SPEC.yaml [--cron EXPR | --every INTERVAL] [--mode run|trigger|eval] [--overlap POLICY] [--paused]
   list                        every schedule: timing, paused or not, next action
   show ID                     one schedule: next times, recent actions, paused note, trigger state
   pause ID                    take no action until resumed
@@ -77,6 +82,8 @@ ID: lower-case letters, digits and dashes.
   --mode trigger      every action checks the spec's retrain.watch (new objects under an S3 prefix) and
                       retrain.feedback (new ratings and preferences) and starts a run, requested by
                       trigger:ID, only when a threshold passes (default when the spec has either)
+  --mode eval         every action runs the spec's test.suites on the version serving its name (drift),
+                      requested by eval-schedule:ID; tempered evaluations lists the results
   --overlap POLICY    when a time comes while the previous run is still going: SKIP (default), BUFFER_ONE,
                       BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER, ALLOW_ALL
   --paused            create it paused
@@ -99,7 +106,7 @@ Pauses the schedule: it takes no action (a manual trigger still does) until resu
 Resumes a paused schedule. Times missed while paused are not taken; backfill them if they should be.`,
   trigger: `Usage: tempered schedules trigger ID [--comment TEXT] [--overlap POLICY]
 
-Takes one action now, paused or not: a run (run mode) or a check (trigger mode). By default it starts even
+Takes one action now, paused or not: a run (run mode), a check (trigger mode) or an evaluation (eval mode). By default it starts even
 while another is running (--overlap ALLOW_ALL).`,
   backfill: `Usage: tempered schedules backfill ID --from ISO --to ISO [--overlap POLICY] [--comment TEXT]
 

@@ -11,11 +11,13 @@
  *   wait.ts       waiting for a run (to its gate or its end) on its event stream, with live progress
  *   commands/     runs.ts (run, runs, show, logs, answers, follow, status), approvals.ts (approve, reject),
  *                 deployments.ts (deployments, canary promote/abort), models.ts (models, base-models),
+ *                 evaluations.ts (eval, evaluations),
  *                 schedules.ts (schedules …), people.ts (users …, tokens …)
  */
 import { CliError, parseCommandLine } from './args';
 import { decide } from './commands/approvals';
 import { deployments } from './commands/deployments';
+import { evaluate, evaluations } from './commands/evaluations';
 import { baseModels, models } from './commands/models';
 import { answers, follow, logs, run, runs, show } from './commands/runs';
 import { tokens, users } from './commands/people';
@@ -45,6 +47,10 @@ async function main(argv: string[]): Promise<number | void> {
       return models(inv);
     case 'base-models':
       return baseModels(inv);
+    case 'eval':
+      return evaluate(inv);
+    case 'evaluations':
+      return evaluations(inv);
     case 'deployments':
       return deployments(inv);
     case 'status':

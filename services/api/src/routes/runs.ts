@@ -86,7 +86,7 @@ export function runRoutes(app: FastifyInstance, { cfg, db, temporal, hub }: ApiD
       const { spec, specDir, example } = await takeSpec(isJson ? body : { spec: typeof req.body === 'string' ? req.body : '' }, cfg);
       const runId = newRunId(spec.name);
       const input: PipelineInput = { spec, specDir, requestedBy: who.user, responsible: who.user };
-      await db.insertInto('runs').values({ id: runId, name: spec.name, spec: JSON.stringify(spec), status: 'queued', requested_by: who.user }).execute();
+      await db.insertInto('runs').values({ id: runId, name: spec.name, spec: JSON.stringify(spec), spec_dir: specDir ?? null, status: 'queued', requested_by: who.user }).execute();
       await temporal.workflow.start(WORKFLOW_TYPE, { taskQueue: CONTROL_TASK_QUEUE, workflowId: runId, args: [input] });
       await audit(db, { actor: who.user, action: 'run.start', target: `run:${runId}`, details: example ? { example } : undefined });
       await notifyChange(db, runId, 'run');

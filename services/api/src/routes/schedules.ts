@@ -3,7 +3,9 @@
  * `lifecyclePipeline` run (requested by `schedule:<id>`, with its creator as the person responsible, who may
  * not approve it; the run's row appears with its first bookkeeping
  * call); in trigger mode every action starts a `retrainTrigger` check, which starts a run only when the spec's
- * `retrain.watch` or `retrain.feedback` threshold passes (requested by `trigger:<id>`).
+ * `retrain.watch` or `retrain.feedback` threshold passes (requested by `trigger:<id>`); in eval mode every action
+ * starts an `evaluateModel` of the spec's test suites on the version serving its name (drift; requested by
+ * `eval-schedule:<id>`, listed by GET /api/evaluations).
  *
  * Temporal holds the schedules (timing, paused state, recent and next actions); the memo keeps what Temporal
  * does not echo back as written (the cron text, the interval, who created it and why). Operators and admins
@@ -36,9 +38,9 @@ import {
 import type { ArtifactStore } from '@tempered/artifacts';
 import type { Limits } from '@tempered/config';
 import type { Db } from '@tempered/db';
-import type { PipelineInput, RetrainTriggerInput } from '@tempered/contract';
+import type { EvaluationInput, PipelineInput, RetrainTriggerInput } from '@tempered/contract';
 import { durationMs, durationText } from '@tempered/spec';
-import { CONTROL_TASK_QUEUE, RETRAIN_WORKFLOW_TYPE, WORKFLOW_TYPE } from '@tempered/workflows';
+import { CONTROL_TASK_QUEUE, EVALUATE_WORKFLOW_TYPE, RETRAIN_WORKFLOW_TYPE, WORKFLOW_TYPE } from '@tempered/workflows';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { audit } from '../auth';
@@ -211,11 +213,13 @@ export function scheduleRoutes(app: FastifyInstance, { cfg, db, temporal, store 
           if (!retrain?.watch && !retrain?.feedback) throw badRequest('mode', 'trigger mode needs retrain.watch or retrain.feedback in the spec');
           if (retrain.watch) checkWatchedPrefix(store, retrain.watch.prefix);
         }
-        const fromSpec = mode === 'run' ? { cron: retrain?.schedule?.cron, every: retrain?.schedule?.every } : { cron: undefined, every: retrain?.checkEvery };
+        if (mode === 'eval' && !spec.test.suites?.length) throw badRequest('mode', 'eval mode runs the spec\'s test.suites on the serving version, and this spec has none');
+        const fromSpec =
+          mode === 'run' ? { cron: retrain?.schedule?.cron, every: retrain?.schedule?.every } : mode === 'trigger' ? { cron: undefined, every: retrain?.checkEvery } : { cron: undefined, every: undefined };
         const fromBody = body.cron !== undefined || body.every !== undefined;
         const timing = fromBody ? { cron: body.cron, every: body.every } : fromSpec;
         if (timing.cron === undefined && timing.every === undefined) {
-          throw badRequest('every', 'give cron or every (or retrain.schedule in the spec)');
+          throw badRequest('every', mode === 'eval' ? 'give cron or every: how often to evaluate the serving version' : 'give cron or every (or retrain.schedule in the spec)');
         }
         const timingField = fromBody
           ? timing.cron !== undefined ? 'cron' : 'every'
@@ -225,7 +229,7 @@ export function scheduleRoutes(app: FastifyInstance, { cfg, db, temporal, store 
         // A cron schedule's shortest gap is Temporal's to compute: create it paused, look, then let it go.
         const vetCron = timing.cron !== undefined && STACKING.includes(body.overlap);
 
-        const requestedBy = `${mode === 'run' ? 'schedule' : 'trigger'}:${body.id}`;
+        const requestedBy = `${{ run: 'schedule', trigger: 'trigger', eval: 'eval-schedule' }[mode]}:${body.id}`;
         const memo: ScheduleMemo = {
           pipeline: spec.name, mode, cron: timing.cron ?? null, every: timing.every ?? null, overlap: body.overlap, createdBy: who.user, comment: body.comment ?? null,
         };
@@ -241,7 +245,17 @@ export function scheduleRoutes(app: FastifyInstance, { cfg, db, temporal, store 
                 // The schedule's creator stands behind its runs: the four-eyes rule applies to them.
                 args: [{ spec, specDir, requestedBy, responsible: who.user } satisfies PipelineInput],
               }
-            : {
+            : mode === 'eval'
+              ? {
+                  type: 'startWorkflow',
+                  workflowType: EVALUATE_WORKFLOW_TYPE,
+                  taskQueue: CONTROL_TASK_QUEUE,
+                  workflowId: `${body.id}-eval`,
+                  args: [{ spec, specDir, requestedBy } satisfies EvaluationInput],
+                  // An evaluation whose eval pool is unserved must not hold the schedule (overlap SKIP) for ever.
+                  workflowExecutionTimeout: '12h',
+                }
+              : {
                 type: 'startWorkflow',
                 workflowType: RETRAIN_WORKFLOW_TYPE,
                 taskQueue: CONTROL_TASK_QUEUE,
