@@ -51,6 +51,7 @@ export async function runSuite(
   scratch: string,
 ): Promise<{ result: SuiteResult; answers: TestAnswer[] }> {
   const { spec } = input;
+  const started = Date.now();
   const dir = path.join(scratch, `suite-${index}`);
   await mkdir(dir, { recursive: true });
   const field = `test.suites.${index}.source`;
@@ -130,6 +131,7 @@ export async function runSuite(
     result.metrics.unsafe_rate = intervals.after;
     result.unsafeBeforeFilter = intervals.before;
   }
+  result.seconds = Math.round((Date.now() - started) / 100) / 10;
   log('suite tested', { ...result });
   return { result, answers };
 }

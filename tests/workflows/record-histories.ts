@@ -22,7 +22,7 @@ import path from 'node:path';
 import { type Client, type WorkflowHandle, WorkflowFailedError } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import type { PipelineInput, PipelineOutcome, RetrainTriggerInput, RetrainTriggerOutcome, CanaryOutcome } from '@tempered/contract';
+import type { CanaryOutcome, EvaluationInput, PipelineInput, PipelineOutcome, RetrainTriggerInput, RetrainTriggerOutcome } from '@tempered/contract';
 import type { PipelineSpec } from '@tempered/spec';
 import {
   abortCanarySignal,
@@ -30,6 +30,7 @@ import {
   CANARY_WORKFLOW_TYPE,
   canaryQuery,
   canaryWorkflowId,
+  EVALUATE_WORKFLOW_TYPE,
   labelsChangedSignal,
   progressQuery,
   RETRAIN_WORKFLOW_TYPE,
@@ -72,7 +73,7 @@ interface Recorded {
 type Variant = 'plain' | 'failing' | 'breaking' | 'champion' | 'retrain';
 const VARIANTS: Record<Variant, StubOptions> = {
   plain: {},
-  failing: { failTrain: 'train.steps: the stand-in refuses this spec' },
+  failing: { failTrain: 'train.steps: the stand-in refuses this spec', failEvaluate: 'no version of the model is serving (stand-in)' },
   breaking: { canaryBreaks: 2 },
   champion: { championWins: true },
   retrain: { retrainStarts: true },
@@ -267,6 +268,18 @@ function branches(client: Client, pools: Record<Variant, string>, started: strin
     return [{ name, branch, workflowId, workflowType: RETRAIN_WORKFLOW_TYPE }];
   }
 
+  async function evaluation(name: string, variant: Variant, branch: string): Promise<Recorded[]> {
+    const spec = specOn(pools[variant], (s) => (s.test.suites = ['a', 'b'].map((n) => ({ name: n, source: { uri: '/dev/null', encoding: 'utf-8' }, metrics: ['exact_match'] }))));
+    const input: EvaluationInput = { spec, modelVersionId: 'stub-v1', requestedBy: 'recorder' };
+    const workflowId = uniqueId(`rec-${name}`);
+    started.push(workflowId);
+    const failed = await client.workflow
+      .execute(EVALUATE_WORKFLOW_TYPE, { taskQueue: taskQueueFor(pools[variant]), workflowId, args: [input] })
+      .then(() => false, (e: unknown) => e instanceof WorkflowFailedError);
+    expect(name, failed, variant === 'failing');
+    return [{ name, branch, workflowId, workflowType: EVALUATE_WORKFLOW_TYPE }];
+  }
+
   return [
     async () => [await approved('pipeline-approve', 'approve: every stage, the gate, approval, deploy', specOn(pools.plain))],
     async () => {
@@ -332,6 +345,8 @@ function branches(client: Client, pools: Record<Variant, string>, started: strin
     },
     () => retrain('retrain-start', 'retrain', 'start', 'retrain trigger: the check says start, a lifecyclePipeline child is started (ABANDON)'),
     () => retrain('retrain-unchanged', 'plain', 'unchanged', 'retrain trigger: the check finds nothing new, no run'),
+    () => evaluation('evaluate-completed', 'plain', 'an on-demand evaluation of two suites completes'),
+    () => evaluation('evaluate-failed', 'failing', 'an evaluation fails for good and is recorded failed'),
   ];
 }
 

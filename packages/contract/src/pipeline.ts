@@ -157,6 +157,8 @@ export interface SuiteResult {
   judged?: SuiteJudgement;
   /** With unsafe_rate: the same answers' unsafe rate before the gateway's output filter (after it: `metrics.unsafe_rate`). */
   unsafeBeforeFilter?: Interval;
+  /** Wall time the suite added to its stage: reading, answering, judging and scoring (absent in older runs). */
+  seconds?: number;
 }
 
 /**

@@ -13,6 +13,7 @@ import type {
   DatasetDetail,
   DatasetsResponse,
   DeploymentsResponse,
+  EvaluationsResponse,
   ExampleSpec,
   LabelingQueue,
   LineageResponse,
@@ -100,6 +101,8 @@ export const queries = {
   answers: (runId: string, filter: (typeof ANSWER_FILTERS)[number]) =>
     getQuery<AnswersResponse>(`/api/runs/${enc(runId)}/answers?filter=${filter}&limit=${ANSWERS_LIMIT}`),
   lineage: (modelId: string) => getQuery<LineageResponse>(`/api/models/${enc(modelId)}/lineage`),
+  /** A model version's on-demand and drift evaluations (tempered eval), newest first. */
+  evaluations: (modelId: string) => getQuery<EvaluationsResponse>(`/api/models/${enc(modelId)}/evaluations`),
 };
 
 function matchesFilter(run: RunSummary, { status, q }: RunsFilter): boolean {

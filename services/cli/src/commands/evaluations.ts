@@ -50,7 +50,7 @@ function printEvaluation(e: EvaluationDetail): void {
 }
 
 function printSuite(s: SuiteResult): void {
-  console.log(`  suite ${s.name}: ${s.examples} answered of ${s.input} records (${s.quarantined} quarantined, ${s.removed} empty after cleaning)`);
+  console.log(`  suite ${s.name}: ${s.examples} answered of ${s.input} records (${s.quarantined} quarantined, ${s.removed} empty after cleaning)${s.seconds !== undefined ? ` in ${s.seconds} s` : ''}`);
   for (const [metric, ci] of Object.entries(s.metrics)) console.log(`    ${metric.padEnd(12)} ${describeInterval(ci)}`);
   if (s.perplexity) console.log(`    ${'perplexity'.padEnd(12)} ${s.perplexity.value.toFixed(3)} on ${s.perplexity.n} records`);
   if (s.judged) {

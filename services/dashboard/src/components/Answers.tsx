@@ -109,7 +109,7 @@ function IntervalFacts({ intervals }: { intervals: Record<string, Interval | und
 }
 
 /** Each test suite's figures with their intervals, and what became of its records. */
-function SuitesTable({ suites }: { suites: SuiteResult[] }) {
+export function SuitesTable({ suites }: { suites: SuiteResult[] }) {
   return (
     <Table columns={['suite', 'metric', ['value', 'num'], '95% interval', ['n', 'num']]} className="compact" testId="suites">
       {suites.flatMap((s) => [

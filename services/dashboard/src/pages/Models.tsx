@@ -7,6 +7,7 @@ import type { ModelEntry } from '@tempered/api-contract';
 import { useQuery } from '@tanstack/react-query';
 import { useEffect, useMemo, useState } from 'react';
 import { Fact, Loaded } from '../components/common';
+import { SuitesTable } from '../components/Answers';
 import { MetricsCompare } from '../components/Compare';
 import { foldArtifacts, LineageGraph } from '../components/Lineage';
 import { Table } from '../components/Table';
@@ -165,7 +166,44 @@ function ModelCard({ model, open, onToggle, onModel }: { model: ModelEntry; open
         </Table>
       )}
       {open && <ModelLineage model={model} onModel={onModel} />}
+      {open && <ModelEvaluations model={model} />}
     </li>
+  );
+}
+
+/** The version's test suites run again since it was tested (`tempered eval`, drift schedules), newest first. */
+function ModelEvaluations({ model }: { model: ModelEntry }) {
+  const evaluations = useQuery(queries.evaluations(model.id));
+  return (
+    <div className="lineage-section" data-testid="evaluations">
+      <h3>Evaluations since</h3>
+      <Loaded query={evaluations} what="evaluations" retry={false}>
+        {({ evaluations: list }) =>
+          list.length === 0 ? (
+            <p className="muted small">
+              None yet: <code>tempered eval {model.id}</code> runs its test suites again.
+            </p>
+          ) : (
+            <ul className="plain">
+              {list.map((e) => (
+                <li key={e.id} data-testid="evaluation" data-status={e.status}>
+                  <p className="small">
+                    {formatDate(e.createdAt)} · {e.status} · requested by {e.requestedBy} · {e.suites.join(', ')}
+                    {e.error && <span className="error"> · {e.error}</span>}
+                  </p>
+                  {e.results && <SuitesTable suites={e.results} />}
+                  {e.breaches?.map((b) => (
+                    <p key={b} className="error small">
+                      {b}
+                    </p>
+                  ))}
+                </li>
+              ))}
+            </ul>
+          )
+        }
+      </Loaded>
+    </div>
   );
 }
 

@@ -121,6 +121,7 @@ export function ScheduleForm({ onCreated, onCancel }: { onCreated: (d: ScheduleD
             <option value="">automatic</option>
             <option value="run">{MODE_TEXT.run}</option>
             <option value="trigger">{MODE_TEXT.trigger}</option>
+            <option value="eval">{MODE_TEXT.eval}</option>
           </select>
         </Field>
         <Field id={`${uid}-timing`} label="Timing" issues={[]}>

@@ -14,6 +14,7 @@ export const OVERLAP_TEXT: Record<ScheduleOverlap, string> = {
 export const MODE_TEXT: Record<ScheduleMode, string> = {
   run: 'run: every action starts a run',
   trigger: 'trigger: every action checks, and may start a run',
+  eval: "eval: every action runs the spec's test suites on the serving version (drift)",
 };
 
 const timing = ({ cron, every }: { cron?: string | null; every?: string | null }) => (cron ? `cron ${cron}` : every ? `every ${every}` : undefined);
@@ -29,5 +30,6 @@ export const automaticMode = (spec: PipelineSpec | undefined): ScheduleMode => (
 export function specTiming(spec: PipelineSpec | undefined, mode: ScheduleMode): string | undefined {
   const retrain = spec?.retrain;
   if (mode === 'run') return retrain?.schedule ? timing(retrain.schedule) : undefined;
+  if (mode === 'eval') return undefined;
   return retrain?.checkEvery ? `every ${retrain.checkEvery}` : undefined;
 }
