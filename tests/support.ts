@@ -84,16 +84,21 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
   }
 }
 
+/** Waits until the run reaches `status` (its gate: waiting-approval; deployed) and returns its detail; a run that ends otherwise fails the wait. */
+export async function runReaching(runId: string, status: 'waiting-approval' | 'deployed', timeoutMs = 10 * 60_000): Promise<any> {
+  return waitFor(`${runId} ${status}`, timeoutMs, async () => {
+    const d = (await apiCall('GET', `/api/runs/${runId}`, 'operator')).body;
+    if (['failed', 'cancelled', 'rejected', 'expired'].includes(d.run.status)) throw new Error(`run ${d.run.status}: ${d.run.error}`);
+    return d.run.status === status ? d : undefined;
+  }, status === 'deployed' ? 1000 : 2000);
+}
+
 /** Starts a run of `spec` through the API, waits for its deployment gate, and has the approver approve it; returns its id. */
 export async function approvedRun(spec: PipelineSpec, comment: string): Promise<string> {
   const started = await apiCall('POST', '/api/runs', 'operator', { spec });
   assert.equal(started.status, 201, JSON.stringify(started.body));
   const runId: string = started.body.runId;
-  await waitFor(`${runId} at its gate`, 10 * 60_000, async () => {
-    const d = (await apiCall('GET', `/api/runs/${runId}`, 'operator')).body;
-    if (['failed', 'cancelled'].includes(d.run.status)) throw new Error(`run ${d.run.status}: ${d.run.error}`);
-    return d.run.status === 'waiting-approval' ? true : undefined;
-  }, 2000);
+  await runReaching(runId, 'waiting-approval');
   const approved = await apiCall('POST', `/api/runs/${runId}/approval`, 'approver', { decision: 'approve', comment });
   assert.equal(approved.status, 200, JSON.stringify(approved.body));
   return runId;

@@ -81,6 +81,8 @@ export async function train(
     const baseRef = staged?.ref;
     const lora = spec.train.lora;
     const learningRate = input.learningRate ?? spec.train.learningRate;
+    const classifier =
+      spec.model.type === 'tfidf-logreg' ? { choices: spec.test.choices!, ...spec.model.classifier, seed: spec.train.seed } : undefined;
     const modelConfig = { n_layer: spec.model.nLayer, n_head: spec.model.nHead, n_embd: spec.model.nEmbd, context_length: spec.model.contextLength };
     const loraConfig = lora ? { r: lora.r, alpha: lora.alpha ?? lora.r, dropout: lora.dropout ?? 0, ...(lora.targetModules ? { target_modules: lora.targetModules } : {}) } : undefined;
     const hyper = {
@@ -111,7 +113,10 @@ export async function train(
         // sweep's other learning rates, which do not change this candidate's result.
         // Several processes (`gpus`) reach the same result up to the order of float sums, so they get a key of
         // their own; left out at 1 so that existing keys stay.
-        config: { ...(base ? {} : { model: modelConfig }), lora: loraConfig, ...hyper, ...(spec.train.gpus > 1 ? { gpus: spec.train.gpus } : {}), candidate: input.candidate ?? null },
+        // A classifier's key is its own settings and labels instead (the hyperparameters above do not reach it).
+        config: classifier
+          ? { classifier, candidate: input.candidate ?? null }
+          : { ...(base ? {} : { model: modelConfig }), lora: loraConfig, ...hyper, ...(spec.train.gpus > 1 ? { gpus: spec.train.gpus } : {}), candidate: input.candidate ?? null },
         inputs: { trainShard: input.trainShard.sha256, tokenizer: input.tokenizer.sha256, ...(staged ? { baseModel: staged.digest } : {}) },
         metrics: { series: input.candidate },
       },
@@ -124,17 +129,24 @@ export async function train(
 
         const metrics = new MetricBuffer(deps.db, runId, 'train', input.candidate);
         let lastLoss = NaN;
-        const config = {
-          train_shard: trainShard,
-          tokenizer,
-          output_dir: path.join(dir, 'out'),
-          ...(base ? { base_model: base } : { model: modelConfig }),
-          ...(loraConfig ? { lora: loraConfig } : {}),
-          ...hyper,
-          device: 'auto',
-          ...(resumeFrom ? { resume_from: resumeFrom } : {}),
-        };
-        const { finished } = await runTrainer(deps, 'sft', config, dir, async (e) => {
+        const output_dir = path.join(dir, 'out');
+        // A classifier (services/trainer classifier.py) trains in one go: the same events, step 0 its prior, step 1 the fit.
+        const [command, config] = classifier
+          ? (['classifier', { train_shard: trainShard, tokenizer, output_dir, ...classifier }] as const)
+          : ([
+              'sft',
+              {
+                train_shard: trainShard,
+                tokenizer,
+                output_dir,
+                ...(base ? { base_model: base } : { model: modelConfig }),
+                ...(loraConfig ? { lora: loraConfig } : {}),
+                ...hyper,
+                device: 'auto',
+                ...(resumeFrom ? { resume_from: resumeFrom } : {}),
+              },
+            ] as const);
+        const { finished } = await runTrainer(deps, command, config, dir, async (e) => {
           if (e.event === 'started') {
             // Where this attempt began: > 0 after a resume. Keyed by attempt, so every retry is visible.
             metrics.add('start_step', ctx.info.attempt, Number(e.step));

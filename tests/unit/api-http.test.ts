@@ -192,6 +192,20 @@ describe('one spec intake for runs and schedules', () => {
     assert.deepEqual(await both(spec, { specDir: dir }), ['test.suites.0.judge', 'test.suites.1.max.win_rate']);
   });
 
+  test('a classifier (model.type tfidf-logreg) is refused at each field that does not apply to it', async () => {
+    const spec = demo();
+    const dir = path.join(repoRoot, 'examples', 'demo');
+    spec.model = { ...spec.model, type: 'tfidf-logreg', base: { name: 'smollm2-135m-instruct' } };
+    spec.train = { ...spec.train, lora: { r: 8 }, sweep: { learningRates: [0.001, 0.01] }, gpus: 2 };
+    // The demo aligns with DPO and lists no labels.
+    assert.deepEqual(await both(spec, { specDir: dir }), ['model.base', 'rlhf.method', 'test.choices', 'train.gpus', 'train.lora', 'train.sweep']);
+    spec.model = { ...spec.model, type: 'tfidf-logreg', base: undefined, classifier: { c: 0 } };
+    spec.train = { ...spec.train, lora: undefined, sweep: undefined, gpus: 1 };
+    spec.rlhf = { ...spec.rlhf, method: 'none' };
+    spec.test = { ...spec.test, choices: ['positive', 'negative'] };
+    assert.deepEqual(await both(spec, { specDir: dir }), ['model.classifier.c']);
+  });
+
   test('a YAML body to POST /api/runs goes through the same intake', async () => {
     const res = await app.inject({ method: 'POST', url: '/api/runs', headers: { authorization: 'Bearer t', 'content-type': 'application/yaml' }, payload: readFileSync(path.join(repoRoot, 'examples', 'demo', 'pipeline.yaml'), 'utf8') });
     assert.equal(res.statusCode, 400);

@@ -9,6 +9,9 @@ import { z } from 'zod';
 
 const ratio = (value: number) => z.number().min(0).max(1).default(value);
 const G = GOPHER_DEFAULTS;
+/** What a pipeline trains: a language model, or a classifier through the same stages (services/trainer classifier.py). */
+export const MODEL_TYPES = ['causal-lm', 'tfidf-logreg'] as const;
+
 /** The clean stage's `quality` rule: each threshold defaults to Gopher's (@tempered/text/quality). */
 const qualitySchema = z
   .object({
@@ -300,6 +303,20 @@ export const pipelineSpecSchema = z
       .prefault({}),
     model: z
       .object({
+        type: z
+          .enum(MODEL_TYPES)
+          .default('causal-lm')
+          .describe(
+            'causal-lm: a language model (from scratch, or model.base fine-tuned); tfidf-logreg: not a language model but a classifier, TF-IDF of the prompt\'s tokens and a logistic regression (scikit-learn) over test.choices, trained, validated, tested, deployed and served (its answer is the label, with its probability) through the same stages; RLHF does not apply to it',
+          ),
+        classifier: z
+          .object({
+            c: z.number().positive().max(1e6).default(10).describe("the logistic regression's inverse regularisation strength (scikit-learn's C)"),
+            ngrams: z.number().int().min(1).max(3).default(2).describe('token n-grams from 1 to this'),
+          })
+          .strict()
+          .prefault({})
+          .describe('settings of model.type tfidf-logreg (a causal-lm ignores them)'),
         base: z
           .union([
             z.object({ name: z.string().regex(/^[a-z0-9][a-z0-9.-]{0,62}$/, 'a base model name from the catalog, such as smollm2-135m-instruct') }).strict(),
@@ -490,6 +507,18 @@ export const pipelineSpecSchema = z
   })
   .strict()
   .superRefine((spec, ctx) => {
+    if (spec.model.type === 'tfidf-logreg') {
+      // A classifier learns the labels its answers name, and is nothing to align or to put a LoRA adapter on.
+      const need: Array<[boolean, (string | number)[], string]> = [
+        [!spec.test.choices, ['test', 'choices'], 'model.type tfidf-logreg learns to answer with one of test.choices: list the labels'],
+        [spec.rlhf.method !== 'none', ['rlhf', 'method'], 'model.type tfidf-logreg is not aligned by RLHF: set rlhf.method none'],
+        [spec.model.base !== undefined, ['model', 'base'], 'model.type tfidf-logreg trains from the data alone: leave model.base out'],
+        [spec.train.lora !== undefined, ['train', 'lora'], 'model.type tfidf-logreg has no weights for a LoRA adapter: leave train.lora out'],
+        [spec.train.sweep !== undefined, ['train', 'sweep'], 'model.type tfidf-logreg has no learning rate to sweep: leave train.sweep out'],
+        [spec.train.gpus > 1, ['train', 'gpus'], 'model.type tfidf-logreg trains in one process on CPU: leave train.gpus at 1'],
+      ];
+      for (const [wrong, path, message] of need) if (wrong) ctx.addIssue({ code: 'custom', path, message });
+    }
     // Only rlhf.method rl trains a reward model (DPO has none): a suite judged by it needs one.
     for (const [i, suite] of (spec.test.suites ?? []).entries()) {
       if (suite.judge === 'reward' && spec.rlhf.method !== 'rl') {

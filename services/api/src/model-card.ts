@@ -89,13 +89,14 @@ export function renderModelCard(input: ModelCardInput): string {
   const { model, spec, baseModel, stages, approvals } = input;
   const { ingest, clean, train, validate, rlhf, test } = stages;
   const figures = results(test);
+  const classifier = spec.model.type === 'tfidf-logreg';
   const base = spec.model.base;
   const baseName = baseModel ? baseModel.source : base && 'uri' in base ? base.uri : undefined;
   const meta: Record<string, unknown> = {
     ...(baseName ? { base_model: baseName } : {}),
     ...(baseModel ? { license: baseModel.license } : {}),
-    library_name: spec.train.lora ? 'peft' : 'transformers',
-    pipeline_tag: 'text-generation',
+    library_name: classifier ? 'sklearn' : spec.train.lora ? 'peft' : 'transformers',
+    pipeline_tag: classifier ? 'text-classification' : 'text-generation',
     tags: ['tempered', ...(spec.train.lora ? ['lora'] : []), ...(rlhf ? [rlhf.method] : [])],
     ...(ingest ? { datasets: [ingest.datasetVersionId] } : {}),
     'model-index': [
@@ -134,8 +135,12 @@ export function renderModelCard(input: ModelCardInput): string {
   if (ingest) md.push(`- data set version \`${ingest.datasetVersionId}\`: ${ingest.input} records read, ${ingest.kept} kept, ${ingest.quarantined} quarantined`);
   if (clean) md.push(`- cleaning: ${clean.kept} of ${clean.input} kept, ${clean.removed} removed, ${clean.changed} changed by a text rule`);
   md.push('', '## Training', '');
-  const how = spec.train.lora ? `LoRA (r = ${spec.train.lora.r})` : base ? 'full fine-tuning' : 'from random weights';
-  md.push(`- ${how}, ${spec.train.steps} steps, batch ${spec.train.batchSize}, learning rate ${spec.train.learningRate}`);
+  if (classifier) {
+    md.push(`- a classifier, not a language model: TF-IDF of the prompt's token ${spec.model.classifier.ngrams}-grams and a logistic regression (C = ${spec.model.classifier.c}) over ${spec.test.choices?.join(', ')} (scikit-learn)`);
+  } else {
+    const how = spec.train.lora ? `LoRA (r = ${spec.train.lora.r})` : base ? 'full fine-tuning' : 'from random weights';
+    md.push(`- ${how}, ${spec.train.steps} steps, batch ${spec.train.batchSize}, learning rate ${spec.train.learningRate}`);
+  }
   if (train) md.push(`- training loss ${train.initialLoss.toFixed(4)} → ${train.finalLoss.toFixed(4)}`);
   if (validate) md.push(`- validation loss ${validate.initialValLoss.toFixed(4)} → ${validate.valLoss.toFixed(4)} (best checkpoint: step ${validate.bestStep})`);
   md.push(rlhf ? `- RLHF: ${rlhf.method}, ${rlhf.steps} steps${rlhf.rewardAccuracy !== undefined ? `, reward accuracy ${f3(rlhf.rewardAccuracy)}` : ''}` : '- RLHF: none');

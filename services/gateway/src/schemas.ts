@@ -281,13 +281,18 @@ const tempered = z.object({
 });
 
 const finishReason = z.string().nullable().describe('"content_filter" when the blocklist replaced something.');
+/** A classifier's answer (model.type tfidf-logreg): the label it answered, and every label's probability. */
+const classification = z
+  .object({ label: z.string(), score: z.number(), scores: z.record(z.string(), z.number()) })
+  .optional()
+  .describe("A classifier's answer (model.type tfidf-logreg): the label, its probability, and every label's.");
 
 export const CompletionResponse = z.object({
   id: z.string(),
   object: z.literal('text_completion'),
   created: z.number(),
   model: z.string().describe('The model version id that answered.'),
-  choices: z.array(z.object({ index: z.number(), text: z.string(), logprobs: z.unknown().nullable(), finish_reason: finishReason })),
+  choices: z.array(z.object({ index: z.number(), text: z.string(), logprobs: z.unknown().nullable(), finish_reason: finishReason, classification })),
   usage: z.unknown().optional().describe("The model server's token counts."),
   tempered,
 });
@@ -303,6 +308,7 @@ export const ChatCompletionResponse = z.object({
       message: z.object({ role: z.literal('assistant'), content: z.string() }),
       logprobs: z.unknown().nullable().describe('With logprobs: true, {content: [{token, logprob, bytes, top_logprobs}]}.'),
       finish_reason: finishReason,
+      classification,
     }),
   ),
   usage: z.unknown().optional().describe("The model server's token counts."),

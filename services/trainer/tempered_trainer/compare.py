@@ -19,6 +19,7 @@ import os
 from typing import Literal, Optional
 
 from .architecture import context_length
+from .classifier import answers as classifier_answers, is_classifier
 from .config import Device, from_dict, read_jsonl, require
 from .demo_task import read_reversal_prompts
 from .devices import resolve_device, setup_threads
@@ -68,6 +69,8 @@ RULES = {"reference": read_reference_prompts, "exact-reversal": read_reversal_pr
 
 def answers(path: str, prompts: list, cfg: CompareConfig, device) -> list:
     """Greedy answers of one model, decoded and stripped."""
+    if is_classifier(path):
+        return classifier_answers(path, prompts)
     model, tokenizer = load_pretrained(path, device)
     fmt = chat_format_of(tokenizer)
     ids = [encode_prompt(tokenizer, fmt, p.strip() if isinstance(p, str) else p) for p in prompts]

@@ -16,6 +16,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
+from . import classifier
 from .architecture import context_length
 from .checkpoint import checkpoint_tokenizer, load_checkpoint_model
 from .config import Device, from_dict, require
@@ -126,6 +127,22 @@ def last_answer(tokens, mask):
     return tokens[:start].tolist(), tokens[start:end].tolist()
 
 
+def answered_records(shard, tokenizer) -> tuple:
+    """(keys, prompt ids, reference answers) of the shard's records that have an answer, the end token left out."""
+    keys, prompts, refs = [], [], []
+    for i in range(len(shard)):
+        split = last_answer(*shard.record(i))
+        if split is None:
+            continue
+        prompt, resp = split
+        if resp and resp[-1] == shard.eos_id:
+            resp = resp[:-1]
+        keys.append(shard.keys[i])
+        prompts.append(prompt)
+        refs.append(tokenizer.decode(resp, skip_special_tokens=True))
+    return keys, prompts, refs
+
+
 def extract_label(answer: str, choices) -> Optional[str]:
     """The choice an answer names: the one that occurs earliest in it, case-insensitively (None: no choice)."""
     text = answer.casefold()
@@ -150,17 +167,7 @@ def label_scores(pairs, choices) -> dict:
 def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: int, choices=None, text_metrics=()):
     """(figures, predictions): greedy continuation of each record's prompt, up to the end token, against its
     last answer; exact match always, label accuracy and macro-F1 with `choices`."""
-    prompts, refs, keys = [], [], []
-    for i in range(len(shard)):
-        split = last_answer(*shard.record(i))
-        if split is None:
-            continue
-        prompt, resp = split
-        if resp and resp[-1] == shard.eos_id:
-            resp = resp[:-1]
-        prompts.append(prompt)
-        refs.append(tokenizer.decode(resp, skip_special_tokens=True))
-        keys.append(shard.keys[i])
+    keys, prompts, refs = answered_records(shard, tokenizer)
     if not prompts:
         return {}, []
     outs = generate(model, prompts, max_new_tokens, tokenizer.eos_token_id, batch_size=batch_size,
@@ -193,6 +200,8 @@ def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: i
 def evaluate_one(cfg: EvalConfig, path: str, shard, device, with_loss: bool = True) -> tuple:
     """(figures, predictions or None) of one checkpoint or model on the shard; without `with_loss`, loss and
     perplexity are None."""
+    if classifier.is_classifier(path):
+        return classifier.evaluate(path, shard, cfg.choices, cfg.generate, with_loss)
     model, tokenizer, step = load_for_eval(path, device, cfg.tokenizer, cfg.base_model)
     if int(shard.tokens.max(initial=0)) >= model.config.vocab_size:
         raise ConfigError(f"eval: shard {cfg.shard} has token ids beyond the model's vocabulary ({model.config.vocab_size})")

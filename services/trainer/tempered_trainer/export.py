@@ -7,6 +7,7 @@ like any other export).
 
 import dataclasses
 import os
+import shutil
 from typing import Optional
 
 import torch
@@ -14,6 +15,7 @@ import torch
 from .architecture import count_params
 from .checkpoint import checkpoint_format, checkpoint_tokenizer, load_checkpoint_model
 from .config import from_dict, require
+from .classifier import is_classifier
 from .events import emit
 from .model_files import save_adapter_dir, save_model_dir, write_model_tar
 
@@ -32,6 +34,13 @@ class ExportConfig:
 
 def run(raw: dict) -> None:
     cfg = from_dict(ExportConfig, raw, "export")
+    if is_classifier(cfg.checkpoint):  # classifier.py: its archive is already the deliverable
+        os.makedirs(cfg.output_dir, exist_ok=True)
+        model_tar = os.path.join(cfg.output_dir, "model.tar")
+        shutil.copyfile(cfg.checkpoint, model_tar)
+        emit("started", command="export", device="cpu", step=1, total_steps=1, params=None)
+        emit("finished", command="export", model_tar=model_tar)
+        return
     model, ckpt = load_checkpoint_model(cfg.checkpoint, torch.device("cpu"), merge=False, base_model=cfg.base_model)
     tokenizer = checkpoint_tokenizer(ckpt, cfg.tokenizer, cfg.checkpoint)  # fails early on a tokenizer without <|endoftext|>
     expected = ckpt["model_args"]["vocab_size"]

@@ -33,6 +33,7 @@ from typing import List, Literal, Optional
 import torch
 
 from .architecture import context_length
+from .classifier import answers as classifier_answers, is_classifier
 from .config import Device, from_dict, read_jsonl, require
 from .decoding import generate
 from .devices import resolve_device, setup_threads
@@ -147,6 +148,8 @@ def answers_of(model, tokenizer, prompts: list, max_new_tokens: int, batch_size:
 
 
 def model_answers(cfg: JudgeConfig, path: str, prompts: list, device) -> List[str]:
+    if is_classifier(path):
+        return classifier_answers(path, prompts)
     model, tokenizer, _ = load_for_eval(path, device, tokenizer=cfg.tokenizer if path.endswith(".pt") else None, base_model=cfg.base_model)
     answers = answers_of(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size)
     del model

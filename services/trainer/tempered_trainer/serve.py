@@ -42,6 +42,7 @@ from typing import Iterator, List, Optional
 import torch
 
 from .architecture import context_length, count_params
+from .classifier import ClassifierCompleter, is_classifier
 from .config import Device, from_dict, require
 from .devices import autocast, resolve_device, setup_threads
 from .events import emit, log
@@ -312,23 +313,7 @@ class Completer:
         if body.get("model") not in (None, self.name):
             raise BadRequest(404, f"model '{body.get('model')}' does not exist; this server serves '{self.name}'", "model")
         sampling = Sampling.of(body, kind, self.max_tokens_limit)
-        if kind == "completion":
-            prompts = body.get("prompt")
-            if isinstance(prompts, str):
-                prompts = [prompts]
-            if not isinstance(prompts, list) or not prompts or len(prompts) > MAX_PROMPTS or not all(isinstance(p, str) for p in prompts):
-                raise BadRequest(400, f"must be a string or a list of 1 to {MAX_PROMPTS} strings", "prompt")
-            # Training prompts were trimmed by the clean stage; trim here too so "...\n" asks the same question.
-            prompts = [p.strip() for p in prompts]
-        else:
-            messages = body.get("messages")
-            if isinstance(messages, list):
-                messages = [{**m, "content": content_text(m.get("content"), f"messages[{i}].content")} if isinstance(m, dict) else m
-                            for i, m in enumerate(messages)]
-            why = check_messages(messages, "messages", ending="prompt")
-            if why:
-                raise BadRequest(400, why)
-            prompts = [[{"role": m["role"], "content": m["content"]} for m in messages]]
+        prompts = request_prompts(kind, body)
         try:
             ids = [encode_prompt(self.tokenizer, self.fmt, p) for p in prompts]
         except Exception as e:  # noqa: BLE001 - the chat template raised (jinja2's TemplateError): a bad conversation
@@ -543,6 +528,26 @@ class Completer:
         return {"object": "list", "data": [{"id": self.name, "object": "model", "created": self.created, "owned_by": "tempered"}]}
 
 
+def request_prompts(kind: str, body: dict) -> list:
+    """What a request asks, checked (400 naming the field): a completion's prompts (strings), or a chat's one conversation."""
+    if kind == "completion":
+        prompts = body.get("prompt")
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not isinstance(prompts, list) or not prompts or len(prompts) > MAX_PROMPTS or not all(isinstance(p, str) for p in prompts):
+            raise BadRequest(400, f"must be a string or a list of 1 to {MAX_PROMPTS} strings", "prompt")
+        # Training prompts were trimmed by the clean stage; trim here too so "...\n" asks the same question.
+        return [p.strip() for p in prompts]
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        messages = [{**m, "content": content_text(m.get("content"), f"messages[{i}].content")} if isinstance(m, dict) else m
+                    for i, m in enumerate(messages)]
+    why = check_messages(messages, "messages", ending="prompt")
+    if why:
+        raise BadRequest(400, why)
+    return [[{"role": m["role"], "content": m["content"]} for m in messages]]
+
+
 def content_text(content, where: str):
     """A message's content: a string, or OpenAI's list of content parts of which only text parts are supported."""
     if isinstance(content, list):
@@ -655,8 +660,11 @@ def run(raw: dict) -> None:
     cfg = from_dict(ServeConfig, raw, "serve")
     setup_threads()
     device = resolve_device(cfg.device)
-    model, tokenizer = load_pretrained(cfg.model, device)
-    completer = Completer(model, tokenizer, cfg.model_name, cfg.max_tokens_limit, cfg.max_batch, cfg.batch_wait_ms)
+    if is_classifier(cfg.model):  # classifier.py: the same routes, answered with a label
+        model, completer = None, ClassifierCompleter(cfg.model, cfg.model_name, cfg.max_tokens_limit)
+    else:
+        model, tokenizer = load_pretrained(cfg.model, device)
+        completer = Completer(model, tokenizer, cfg.model_name, cfg.max_tokens_limit, cfg.max_batch, cfg.batch_wait_ms)
     server = ThreadingHTTPServer((cfg.host, cfg.port), make_handler(completer))
     server.daemon_threads = True
 
@@ -667,7 +675,7 @@ def run(raw: dict) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     port = server.server_address[1]
-    emit("started", command="serve", device=device.type, step=0, total_steps=0, params=count_params(model),
+    emit("started", command="serve", device=device.type, step=0, total_steps=0, params=count_params(model) if model is not None else None,
          host=cfg.host, port=port, model_name=cfg.model_name)
     log.info("serving %s on http://%s:%d", cfg.model_name, cfg.host, port)
     try:

@@ -27,7 +27,7 @@ import { ClientGone, postJson, postStream, UpstreamError } from '../upstream';
 type Kind = 'completion' | 'chat';
 
 interface Upstream {
-  choices: Array<{ index?: number; text?: string; message?: { content: string }; finish_reason?: string; logprobs?: unknown }>;
+  choices: Array<{ index?: number; text?: string; message?: { content: string }; finish_reason?: string; logprobs?: unknown; classification?: unknown }>;
   created?: unknown;
   usage?: { prompt_tokens?: unknown; completion_tokens?: unknown };
 }
@@ -150,9 +150,11 @@ export const completionRoutes: FastifyPluginAsyncZod<{ gw: GatewayContext }> = a
       const out = blocklist.filter(kind === 'chat' ? c.message!.content : c.text!);
       flagged ||= out.flagged;
       const finish_reason = out.flagged ? 'content_filter' : (c.finish_reason ?? null);
+      // A classifier's answer is a label: its probabilities come along (tempered_trainer classifier.py).
+      const classification = c.classification ? { classification: c.classification } : {};
       return kind === 'completion'
-        ? { index: c.index ?? i, text: out.text, logprobs: c.logprobs ?? null, finish_reason }
-        : { index: c.index ?? i, message: { role: 'assistant' as const, content: out.text }, logprobs: c.logprobs ?? null, finish_reason };
+        ? { index: c.index ?? i, text: out.text, logprobs: c.logprobs ?? null, finish_reason, ...classification }
+        : { index: c.index ?? i, message: { role: 'assistant' as const, content: out.text }, logprobs: c.logprobs ?? null, finish_reason, ...classification };
     });
     if (flagged) metrics.flagged.inc(labels);
     record.response = kind === 'completion' ? (choices[0] as { text: string }).text : (choices[0] as { message: { content: string } }).message.content;
