@@ -192,11 +192,11 @@ describe('a schedule every 2 s through the API', () => {
   });
 });
 
-test('overlap SKIP: while a run waits at its gate, the schedule starts no other', { timeout: 40_000 }, async () => {
+test('overlap SKIP: while a run waits at its gate, the schedule starts no other', { timeout: 150_000 }, async () => {
   const id = newId('skip');
   const res = await apiCall('POST', '/api/schedules', 'operator', { id, spec: pipeline({}, '10m'), specDir, every: '2s' });
   assert.equal(res.status, 201, JSON.stringify(res.body));
-  const [first] = await waitFor('the first run at its gate', 20_000, async () => {
+  const [first] = await waitFor('the first run at its gate', 120_000, async () => {
     const rs = (await runsOf(`schedule:${id}`)).filter((r) => r.status === 'waiting-approval');
     return rs.length ? rs : undefined;
   });
