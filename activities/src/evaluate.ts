@@ -10,8 +10,9 @@ import path from 'node:path';
 import type { EvaluationInput, EvaluationOutcome, EvaluationStatus, SuiteResult, TestAnswer } from '@tempered/contract';
 import { type Deps, badInput, log, withScratch } from './context';
 import { loraBase } from './base-models';
+import { checkpointName } from './train';
 import { type Opponent, runSuite, suiteBreaches } from './suites';
-import { clipped, servingTar, servingVersion } from './test';
+import { clipped, modelTarOf, servingVersion } from './test';
 
 export async function evaluateSuites(deps: Deps, input: EvaluationInput & { evaluationId: string }): Promise<EvaluationOutcome> {
   const { spec, evaluationId } = input;
@@ -25,10 +26,10 @@ export async function evaluateSuites(deps: Deps, input: EvaluationInput & { eval
   }
   await recordEvaluation(deps, { evaluationId, status: 'running', modelName: spec.name, modelVersionId: version.id, suites: chosen, requestedBy: input.requestedBy });
   return withScratch(deps, async (dir) => {
-    const modelTar = await servingTar(deps, version, dir, 'model.tar');
+    const modelTar = await modelTarOf(deps, version, dir, 'model.tar');
     const opponent = async (): Promise<Opponent> => {
       const serving = await servingVersion(deps, spec.name, { versionId: version.id });
-      if (serving) return { kind: 'serving', modelVersionId: serving.id, version: serving.version, modelTar: await servingTar(deps, serving, dir, 'opponent.tar') };
+      if (serving) return { kind: 'serving', modelVersionId: serving.id, version: serving.version, modelTar: await modelTarOf(deps, serving, dir, 'opponent.tar') };
       return untrainedOpponent(deps, version.run_id, input, dir);
     };
     const results: SuiteResult[] = [];
@@ -65,13 +66,13 @@ async function versionToEvaluate(deps: Deps, input: EvaluationInput) {
   return version;
 }
 
-/** The version's run's step-0 checkpoint (any candidate's: they differ only in learning rate) and tokenizer. */
+/** The version's run's step-0 checkpoint (any sweep candidate's, whose names end the same: they differ only in learning rate) and tokenizer. */
 async function untrainedOpponent(deps: Deps, runId: string, input: EvaluationInput, dir: string): Promise<Opponent> {
   const rows = await deps.db
     .selectFrom('artifacts')
     .select(['uri', 'sha256', 'bytes', 'kind'])
     .where('run_id', '=', runId)
-    .where((eb) => eb.or([eb.and([eb('stage', '=', 'train'), eb('kind', '=', 'checkpoint'), eb('uri', 'like', '%step-00000000.pt')]), eb('kind', '=', 'tokenizer')]))
+    .where((eb) => eb.or([eb.and([eb('stage', '=', 'train'), eb('kind', '=', 'checkpoint'), eb('uri', 'like', `%${checkpointName(0)}`)]), eb('kind', '=', 'tokenizer')]))
     .orderBy('id')
     .execute();
   const checkpoint = rows.find((r) => r.kind === 'checkpoint');

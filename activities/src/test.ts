@@ -87,7 +87,7 @@ export async function test(
     const serving = await servingModel(deps, spec, runId);
     // Its model.tar is downloaded at most once, by whichever needs it first (the comparison, a judged suite).
     let servingTarFile: Promise<string> | undefined;
-    const servingWithTar = serving && { ...serving, tar: () => (servingTarFile ??= servingTar(deps, serving, dir)) };
+    const servingWithTar = serving && { ...serving, tar: () => (servingTarFile ??= modelTarOf(deps, serving, dir)) };
     const compared = input.cleaned && servingWithTar ? await compareWithChampion(deps, { ...input, cleaned: input.cleaned, modelTar: model }, servingWithTar, dir) : undefined;
     const answers = await answersOf(path.join(dir, 'eval', 'eval.json'), compared?.answers);
     const champion = compared && { ...compared.comparison, regressions: answers.filter(isRegression).length };
@@ -201,10 +201,10 @@ export async function servingVersion(deps: Deps, name: string, other: { runId?: 
 }
 type Serving = NonNullable<Awaited<ReturnType<typeof servingModel>>>;
 
-/** A model version's model.tar in the attempt's scratch directory. */
-export function servingTar(deps: Deps, serving: Pick<Serving, 'model_uri' | 'sha256'>, dir: string, name = 'champion.tar'): Promise<string> {
+/** A model version's model.tar in the attempt's scratch directory (the serving champion's, by default). */
+export function modelTarOf(deps: Deps, version: Pick<Serving, 'model_uri' | 'sha256'>, dir: string, name = 'champion.tar'): Promise<string> {
   const file = path.join(dir, name);
-  return deps.store.download({ uri: serving.model_uri, sha256: serving.sha256, bytes: 0, kind: 'model' }, file);
+  return deps.store.download({ uri: version.model_uri, sha256: version.sha256, bytes: 0, kind: 'model' }, file);
 }
 
 /**

@@ -26,7 +26,7 @@ export interface TrainProgress {
 }
 
 /** `step-00000150.pt`, or `lr_0.003-step-00000150.pt` for a sweep candidate: one name per step and candidate. */
-function checkpointName(step: number, candidate?: string): string {
+export function checkpointName(step: number, candidate?: string): string {
   const prefix = candidate ? `${candidate.replace(/[^A-Za-z0-9.-]/g, '_')}-` : '';
   return `${prefix}step-${String(step).padStart(8, '0')}.pt`;
 }

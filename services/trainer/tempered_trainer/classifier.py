@@ -18,6 +18,7 @@ A classifier archive is an uncompressed tar (model_files.write_model_tar: the sa
     tokenizer.json             the tokenizer whose ids are the features (and which renders a served prompt)
 """
 
+import collections
 import dataclasses
 import json
 import math
@@ -25,6 +26,9 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
+import time
+import uuid
 from typing import List, Optional
 
 import numpy as np
@@ -241,23 +245,16 @@ class ClassifierCompleter:
     OpenAI's (the gateway relays it). Sampling settings are accepted and have nothing to change: a label is the argmax, always."""
 
     def __init__(self, path: str, name: str, max_tokens_limit: int = 4096):
-        import collections
-        import threading
-        import time
-
         from .tokenizer import chat_format_of
 
         self.model, self.name, self.max_tokens_limit = Classifier(path), name, max_tokens_limit
         self.fmt = chat_format_of(self.model.tokenizer)
         self.created = int(time.time())
         self.requests = self.cancelled = 0
-        self.batch_sizes = collections.Counter()
+        self.batch_sizes: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
 
     def prepare(self, kind: str, body: dict):
-        import time
-        import uuid
-
         from .serve import BadRequest, Sampling, request_prompts
         from .template import encode_prompt
 
