@@ -11,6 +11,7 @@ import ctypes
 import dataclasses
 import os
 import signal
+import time
 
 import torch
 import torch.distributed as dist
@@ -20,6 +21,7 @@ from .devices import resolve_device
 from .events import ConfigError
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PEER_REPORT_SECONDS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,3 +96,12 @@ def check_batch(batch_size: int, world: World) -> None:
     if batch_size % world.size:
         raise ConfigError(f"sft config: field 'batch_size' ({batch_size}) must be a multiple of the number of processes ({world.size}): "
                           f"it is the global batch, split evenly over them")
+
+
+def let_rank_0_report(world: World) -> None:
+    """On a refusal every rank reaches alike (a bad config), let rank 0 be the one to fail first. If another rank
+    exited first, torchrun would stop rank 0 with SIGTERM before it had said why, and the activity would read a
+    retryable "interrupted" instead of the refusal. So the other ranks wait (bounded, in case only they failed);
+    torchrun stops them as soon as rank 0 has exited with its error event."""
+    if world.distributed and not world.main:
+        time.sleep(PEER_REPORT_SECONDS)

@@ -229,6 +229,9 @@ def run(raw: dict) -> None:
     world, device = distributed.init(cfg.device)
     try:
         train(cfg, world, device)
+    except ConfigError:
+        distributed.let_rank_0_report(world)
+        raise
     finally:
         distributed.shutdown()
 
