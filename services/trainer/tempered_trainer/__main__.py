@@ -25,6 +25,7 @@ COMMANDS = {
     "sample": "sample",
     "serve": "serve",
     "convert": "convert",
+    "gguf": "gguf",
 }
 
 
