@@ -23,6 +23,8 @@ for bench in tests/bench/*.py; do
     */lora_throughput.py) "$venv/bin/python" "$bench" --base-model "$base_models/smollm2-135m-instruct/model" ;;
     # The model server, one request at a time against dynamic batching, serving the same real base model.
     */serve_throughput.py) "$venv/bin/python" "$bench" --base-model "$base_models/smollm2-135m-instruct/model" ;;
+    # GGUF per quantization (size, llama.cpp tokens/s beside the torch server's, exact match against fp32).
+    */gguf.bench.py) "$venv/bin/python" "$bench" --base-model "$base_models/smollm2-135m-instruct/model" ;;
     *) "$venv/bin/python" "$bench" ;;
   esac
 done

@@ -112,6 +112,35 @@ PY
   ok "converted in $(( $(date +%s) - t_conv ))s"
 fi
 
+say "llama.cpp (llama-cpp-python built from source, for GGUF)"
+# Built by pip from PyPI's sdist (cmake + the C++ compiler, CPU; no multimodal library), once: pip's wheel cache
+# keeps the built wheel, so a new venv on this machine installs it in seconds. The sdist's maintained converter
+# (convert_hf_to_gguf.py with its `conversion` package and gguf-py) is kept beside the other caches for the
+# trainer's `gguf` command.
+llama_req=services/trainer/requirements-llamacpp.txt
+llama_version=$(sed -n 's/^llama-cpp-python\[server\]==//p' "$llama_req")
+llama_stamp="$venv/.llamacpp-$(sha256sum "$llama_req" | cut -c1-12)"
+converter_dir="$TEMPERED_CACHE_DIR/llama-cpp/$llama_version"
+if [ ! -f "$llama_stamp" ]; then
+  ok "building llama-cpp-python $llama_version into the venv (first time only: about 20 minutes on 2 cores)…"
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF ${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    "$venv/bin/pip" install --quiet --no-binary llama-cpp-python -r "$llama_req" || die "pip install -r $llama_req failed (building llama.cpp)" "check access to PyPI and that cmake and g++ are installed, then rerun"
+  rm -f "$venv"/.llamacpp-*; touch "$llama_stamp"
+  ok "installed ($(elapsed))"
+fi
+if [ -f "$converter_dir/convert_hf_to_gguf.py" ]; then
+  ok "convert_hf_to_gguf.py cached in $converter_dir"
+else
+  sdist_tmp=$(mktemp -d)
+  "$venv/bin/pip" download --quiet --no-deps --no-binary :all: "llama-cpp-python==$llama_version" -d "$sdist_tmp" || die "pip download llama-cpp-python==$llama_version failed" "check access to PyPI, then rerun"
+  top="llama_cpp_python-$llama_version/vendor/llama.cpp"
+  tar -xzf "$sdist_tmp"/llama_cpp_python-*.tar.gz -C "$sdist_tmp" "$top/convert_hf_to_gguf.py" "$top/conversion" "$top/gguf-py" "$top/LICENSE"
+  mkdir -p "$(dirname "$converter_dir")"
+  rm -rf "$converter_dir" "$converter_dir.part" && mv "$sdist_tmp/$top" "$converter_dir.part" && mv "$converter_dir.part" "$converter_dir"
+  rm -rf "$sdist_tmp"
+  ok "convert_hf_to_gguf.py kept in $converter_dir"
+fi
+
 # Debian packages the tests need, installed with apt-get only when missing.
 apt_need() { # <what it is for> <command that must exist> <debian package>
   if command -v "$2" >/dev/null; then return 0; fi

@@ -117,6 +117,27 @@ export async function trainerCommand(command: string, config: Record<string, unk
   return JSON.parse(stdout.trim().split('\n').at(-1)!);
 }
 
+/** Records of the demo task ("reverse 3 1 2" -> "2 1 3"), `n` of them, as JSON lines with keys. */
+export function reversalRecords(n = 300): Array<{ key: string; prompt: string; response: string }> {
+  return Array.from({ length: n }, (_, i) => {
+    const digits = Array.from({ length: 3 + (i % 4) }, (_, j) => String((i * 7 + j * 3) % 10));
+    return { key: `r${i}`, prompt: `reverse ${digits.join(' ')}`, response: [...digits].reverse().join(' ') };
+  });
+}
+
+/**
+ * The tiny model the gateway tests and benchmarks serve: 300 demo records tokenized and trained for 60 steps (a
+ * few seconds, milliseconds per request). Returns sft's `finished` event (its checkpoints).
+ */
+export async function trainTinyModel(dir: string, model = { n_layer: 1, n_head: 2, n_embd: 32, context_length: 32 }): Promise<any> {
+  writeFileSync(path.join(dir, 'records.jsonl'), `${reversalRecords().map((r) => JSON.stringify(r)).join('\n')}\n`);
+  await trainerCommand('tokenize', { input: path.join(dir, 'records.jsonl'), output_dir: path.join(dir, 'tok'), vocab_size: 300 }, dir);
+  return trainerCommand('sft', {
+    train_shard: path.join(dir, 'tok', 'encoded.shard'), tokenizer: path.join(dir, 'tok', 'tokenizer.json'), output_dir: path.join(dir, 'sft'),
+    model, steps: 60, batch_size: 16, learning_rate: 0.01, warmup_steps: 2, weight_decay: 0, checkpoint_every: 60, seed: 0, device: 'cpu', log_every: 60,
+  }, dir);
+}
+
 /** A port nothing listens on (bound and released at once). */
 export function freePort(): Promise<number> {
   return new Promise((resolve) => {

@@ -4,14 +4,16 @@
  * deployment with its lineage: dataset version → model version → deployment. Then, without a canary, the
  * gateway's route for the model name points at the new version alone and the previous version's server
  * stops (after the new one answers, so there is no gap). With `deploy.canary` and a version serving, both
- * keep running and the canary workflow moves the traffic.
+ * keep running and the canary workflow moves the traffic. With `deploy.engine: llamacpp` the version is first
+ * exported to GGUF (every type, once, kept as artifacts: ./gguf.ts) and llama.cpp's server serves the asked type.
  */
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, DeployResult, ServingVersion, TestResult } from '@tempered/contract';
 import { node, recordLineage, sendAllTraffic } from '@tempered/db';
-import { type Deps, log, noteAttempt } from './context';
-import { freeModelPort, startModelServer, stopDeployment, stopProcessGroup, stopServer } from './model-server';
+import { type Deps, log, noteAttempt, withScratch } from './context';
+import { ensureGgufs } from './gguf';
+import { freeModelPort, servingOf, startModelServer, stopDeployment, stopProcessGroup, stopServer } from './model-server';
 
 export async function deploy(
   deps: Deps,
@@ -59,12 +61,19 @@ export async function deploy(
   const previous: ServingVersion | undefined =
     spec.deploy.canary && serving[0] ? { deploymentId: serving[0].id, modelVersionId: serving[0].model_version_id, endpoint: serving[0].endpoint } : undefined;
 
-  // 3. The new model server, on a port of its own.
+  // 3. The new model server, on a port of its own; llama.cpp's serves a GGUF export, made now unless stored.
+  const servedBy = servingOf(spec.deploy);
+  if (servedBy.engine === 'llamacpp') {
+    const versionId = version.id;
+    const files = await withScratch(deps, (scratch) => ensureGgufs(deps, { modelVersionId: versionId, model: input.model, scratch, checkPrompt: spec.deploy.smokePrompt }), 'deploy');
+    log('gguf', { modelVersion: version.id, bytes: Object.fromEntries(Object.entries(files).map(([t, f]) => [t, f.bytes])) });
+  }
   const server = await startModelServer(deps, {
     deploymentId,
     modelVersionId: version.id,
     model: input.model,
     port: await freeModelPort(deps),
+    serving: servedBy,
     heartbeat: () => Context.current().heartbeat({ phase: 'waiting for model server' }),
   });
   const { endpoint } = server;
@@ -97,6 +106,6 @@ export async function deploy(
     { parent: node.artifact(input.model), child: node.modelVersion(version.id), relation: 'registered-as' },
     { parent: node.modelVersion(version.id), child: node.deployment(deploymentId), relation: 'deployed-as' },
   ]);
-  log('deployed', { modelVersion: version.id, endpoint, approver: input.approver, canary: Boolean(previous), smoke: text.slice(0, 60) });
+  log('deployed', { modelVersion: version.id, endpoint, engine: servedBy.engine, approver: input.approver, canary: Boolean(previous), smoke: text.slice(0, 60) });
   return { modelVersionId: version.id, deploymentId, endpoint, ...(previous ? { previous } : {}) };
 }

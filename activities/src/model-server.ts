@@ -1,6 +1,7 @@
 /**
- * Model servers: starting and stopping the Python server of one deployment (`tempered_trainer serve`, an
- * OpenAI-compatible server on a port of its own), and the supervisor that keeps what the deployments table says
+ * Model servers: starting and stopping the Python server of one deployment (an OpenAI-compatible server on a
+ * port of its own: the trainer's `tempered_trainer serve`, or with `deploy.engine: llamacpp` llama.cpp's
+ * `llama_cpp.server` on the version's stored GGUF file), and the supervisor that keeps what the deployments table says
  * serves actually serving. The deploy activity starts a server through `startModelServer`; the supervisor, run
  * by the worker (services/worker), starts again every `serving` or `canary` deployment whose server is not
  * running (after `npm stop` and `npm start`, or a crash), on its recorded endpoint, with a backoff per
@@ -15,7 +16,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { childEnv } from '@tempered/config';
 import { listRoutes, setRoutes } from '@tempered/db';
+import { DEFAULT_GGUF_TYPE, type GgufType, type PipelineSpec, type ServingEngine } from '@tempered/spec';
 import type { Deps as ActivityDeps } from './context';
+import { localModelTar, storedGgufs } from './gguf';
 
 /** What starting and stopping model servers needs of an activity's dependencies. */
 type Deps = Pick<ActivityDeps, 'cfg' | 'db' | 'store'>;
@@ -49,7 +52,7 @@ export function isModelServer(pid: number | null | undefined): boolean {
   }
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes('tempered_trainer') && cmdline.includes('serve');
+    return (cmdline.includes('tempered_trainer') && cmdline.includes('serve')) || cmdline.includes('llama_cpp.server');
   } catch {
     return true; // no /proc (macOS): the pid is alive, which is all that can be known
   }
@@ -103,19 +106,28 @@ export async function freeModelPort(deps: Deps, except?: string): Promise<number
   throw new Error(`no free model-server port in ${deps.cfg.ports.model}–${deps.cfg.ports.model + 49}; stop old deployments`);
 }
 
-async function waitHealthy(endpoint: string, timeoutMs: number, isAlive: () => boolean, logFile: string, heartbeat?: () => void): Promise<void> {
+async function waitHealthy(endpoint: string, health: string, timeoutMs: number, isAlive: () => boolean, logFile: string, heartbeat?: () => void): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     heartbeat?.();
     if (!isAlive()) throw new Error(`the model server exited during start-up; see ${logFile}`);
     try {
-      if ((await fetch(`${endpoint}/health`)).ok) return;
+      if ((await fetch(`${endpoint}${health}`)).ok) return;
     } catch {
       /* not listening yet */
     }
     await new Promise((r) => setTimeout(r, 500));
   }
-  throw new Error(`the model server did not answer ${endpoint}/health within ${timeoutMs / 1000}s`);
+  throw new Error(`the model server did not answer ${endpoint}${health} within ${timeoutMs / 1000}s`);
+}
+
+/** Which server a deployment runs: the trainer's own, or llama.cpp's on one GGUF type of the version. */
+export type Serving = { engine: 'tempered' } | { engine: 'llamacpp'; quantization: GgufType };
+
+/** What a spec's `deploy` section asks to serve with. */
+export function servingOf(deploy: Pick<PipelineSpec['deploy'], 'engine' | 'quantization'> | undefined): Serving {
+  const engine: ServingEngine = deploy?.engine ?? 'tempered';
+  return engine === 'llamacpp' ? { engine, quantization: deploy?.quantization ?? DEFAULT_GGUF_TYPE } : { engine: 'tempered' };
 }
 
 export interface ModelServerInput {
@@ -124,8 +136,33 @@ export interface ModelServerInput {
   /** The version's model.tar in S3 (model_versions.model_uri and sha256), downloaded once into the data directory. */
   model: { uri: string; sha256: string };
   port: number;
+  /** Default the trainer's server. With llamacpp the version's GGUF file of that type must be stored (./gguf.ts). */
+  serving?: Serving;
   /** Called while waiting for the server to answer (an activity's heartbeat). */
   heartbeat?: () => void;
+}
+
+/** The command line of a deployment's server: its program's arguments and the URL path that says it is up. */
+async function serverCommand(deps: Deps, input: ModelServerInput, modelDir: string): Promise<{ args: string[]; health: string }> {
+  const serving = input.serving ?? { engine: 'tempered' };
+  if (serving.engine === 'tempered') {
+    const modelTar = await localModelTar(deps, input.modelVersionId, input.model);
+    const configPath = path.join(modelDir, 'serve.json');
+    await writeFile(configPath, JSON.stringify({ model: modelTar, host: '127.0.0.1', port: input.port, model_name: input.modelVersionId, device: 'auto' }));
+    return { args: ['-m', 'tempered_trainer', 'serve', '--config', configPath], health: '/health' };
+  }
+  const file = (await storedGgufs(deps.db, input.modelVersionId))[serving.quantization];
+  if (!file) throw new Error(`${input.modelVersionId} has no stored ${serving.quantization} GGUF file to serve; deploying it with engine llamacpp exports one`);
+  const gguf = path.join(modelDir, `model-${serving.quantization}.gguf`);
+  if (!existsSync(gguf)) {
+    await deps.store.download(file, `${gguf}.part`);
+    await rename(`${gguf}.part`, gguf);
+  }
+  // The GGUF's own chat template (what the model was trained with), never a format llama-cpp-python guesses from it;
+  // the context the model was trained with (n_ctx 0). The model is named by its version, as the trainer's server names it.
+  const args = ['-m', 'llama_cpp.server', '--model', gguf, '--model_alias', input.modelVersionId, '--host', '127.0.0.1', '--port', String(input.port),
+    '--chat_format', 'chat_template.default', '--n_ctx', '0'];
+  return { args, health: '/v1/models' };
 }
 
 /**
@@ -136,14 +173,9 @@ export interface ModelServerInput {
 export async function startModelServer(deps: Deps, input: ModelServerInput): Promise<{ pid: number; endpoint: string }> {
   const endpoint = `http://127.0.0.1:${input.port}`;
   const modelDir = path.join(deps.cfg.dataDir, 'models', input.modelVersionId);
-  const modelTar = path.join(modelDir, 'model.tar');
-  // Downloaded (and its digest checked) once per version, then renamed into place: a restart finds it whole.
-  if (!existsSync(modelTar)) {
-    await deps.store.download({ ...input.model, bytes: 0, kind: 'model' }, `${modelTar}.part`);
-    await rename(`${modelTar}.part`, modelTar);
-  }
-  const configPath = path.join(modelDir, 'serve.json');
-  await writeFile(configPath, JSON.stringify({ model: modelTar, host: '127.0.0.1', port: input.port, model_name: input.modelVersionId, device: 'auto' }));
+  await mkdir(modelDir, { recursive: true });
+  // Its model file is downloaded (and its digest checked) once per version, then renamed into place: a restart finds it whole.
+  const { args, health } = await serverCommand(deps, input, modelDir);
   await mkdir(path.join(deps.cfg.dataDir, 'logs'), { recursive: true, mode: 0o700 });
   await mkdir(path.join(deps.cfg.dataDir, 'run'), { recursive: true });
   const logFile = serverLog(deps, input.deploymentId);
@@ -152,7 +184,7 @@ export async function startModelServer(deps: Deps, input: ModelServerInput): Pro
   // hold its port for good once this start overwrites the pid file, and outlive `npm stop`.
   const unrecorded = readPidFile(pidFile(deps, input.deploymentId));
   if (isModelServer(unrecorded)) stopProcessGroup(unrecorded!);
-  const server = spawn(deps.cfg.python, ['-m', 'tempered_trainer', 'serve', '--config', configPath], {
+  const server = spawn(deps.cfg.python, args, {
     detached: true,
     // Owner-only, whatever the umask of the process that deploys (a worker the stack started has 077; not every one).
     stdio: ['ignore', openSync(logFile, 'a', 0o600), openSync(logFile, 'a', 0o600)],
@@ -161,7 +193,7 @@ export async function startModelServer(deps: Deps, input: ModelServerInput): Pro
   server.unref();
   await writeFile(pidFile(deps, input.deploymentId), String(server.pid), { mode: 0o600 });
   try {
-    await waitHealthy(endpoint, 120_000, () => server.exitCode === null && server.signalCode === null, logFile, input.heartbeat);
+    await waitHealthy(endpoint, health, 120_000, () => server.exitCode === null && server.signalCode === null, logFile, input.heartbeat);
   } catch (err) {
     stopProcessGroup(server.pid!);
     throw err;
@@ -227,7 +259,8 @@ export class ModelServerSupervisor {
     const rows = await this.deps.db
       .selectFrom('deployments')
       .innerJoin('model_versions', 'model_versions.id', 'deployments.model_version_id')
-      .select(['deployments.id', 'deployments.status', 'deployments.pid', 'deployments.endpoint', 'deployments.model_version_id', 'model_versions.model_uri', 'model_versions.sha256'])
+      .leftJoin('runs', 'runs.id', 'deployments.run_id')
+      .select(['deployments.id', 'deployments.status', 'deployments.pid', 'deployments.endpoint', 'deployments.model_version_id', 'model_versions.model_uri', 'model_versions.sha256', 'runs.spec'])
       .where((eb) => eb.or([eb('deployments.status', '=', 'serving'), eb('deployments.pid', 'is not', null)]))
       .execute();
     // A pid recorded by an older version, which kept the pids of stopped deployments, may be a live server's now.
@@ -250,7 +283,7 @@ export class ModelServerSupervisor {
     }
   }
 
-  private async restart(row: { id: string; pid: number | null; endpoint: string; model_version_id: string; model_uri: string; sha256: string }): Promise<void> {
+  private async restart(row: { id: string; pid: number | null; endpoint: string; model_version_id: string; model_uri: string; sha256: string; spec: unknown }): Promise<void> {
     const b = this.backoff.get(row.id) ?? { failures: 0, notBefore: 0 };
     if (Date.now() < b.notBefore) return;
     const t0 = Date.now();
@@ -263,7 +296,9 @@ export class ModelServerSupervisor {
       // routes follow.
       let port = Number(new URL(row.endpoint).port);
       if ((await heldPorts(this.deps, row.id)).has(port) || (await portInUse(port))) port = await freeModelPort(this.deps, row.id);
-      const { pid, endpoint } = await startModelServer(this.deps, { deploymentId: row.id, modelVersionId: row.model_version_id, model: { uri: row.model_uri, sha256: row.sha256 }, port });
+      // The server the deployment was made with: its run's spec says (a spec from before deploy.engine: the trainer's).
+      const serving = servingOf((row.spec as Partial<PipelineSpec> | null)?.deploy);
+      const { pid, endpoint } = await startModelServer(this.deps, { deploymentId: row.id, modelVersionId: row.model_version_id, model: { uri: row.model_uri, sha256: row.sha256 }, port, serving });
       const still = await this.deps.db
         .updateTable('deployments')
         .set({ pid, endpoint })

@@ -13,7 +13,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { setRoutes } from '@tempered/db';
-import { cfg, db, freePort, repoRoot, trainerCommand, trainerEnv, uniqueId } from '../support';
+import { cfg, db, freePort, repoRoot, trainerCommand, trainerEnv, trainTinyModel, uniqueId } from '../support';
 
 const REQUESTS = Number(process.env.BENCH_GATEWAY_REQUESTS ?? 1000); // per path and load level
 const BLOCK = 100;
@@ -75,17 +75,7 @@ async function main(): Promise<void> {
   const version = `${name}-v1`;
   try {
     // The tiny model of the integration test: a few seconds of training, milliseconds per request.
-    const records = Array.from({ length: 300 }, (_, i) => {
-      const digits = Array.from({ length: 3 + (i % 4) }, (_, j) => String((i * 7 + j * 3) % 10));
-      return JSON.stringify({ key: `r${i}`, prompt: `reverse ${digits.join(' ')}`, response: [...digits].reverse().join(' ') });
-    });
-    writeFileSync(path.join(dir, 'records.jsonl'), `${records.join('\n')}\n`);
-    await trainerCommand('tokenize', { input: path.join(dir, 'records.jsonl'), output_dir: path.join(dir, 'tok'), vocab_size: 300 }, dir);
-    const sft = await trainerCommand('sft', {
-      train_shard: path.join(dir, 'tok', 'encoded.shard'), tokenizer: path.join(dir, 'tok', 'tokenizer.json'), output_dir: path.join(dir, 'sft'),
-      model: { n_layer: 1, n_head: 2, n_embd: 32, context_length: 32 },
-      steps: 60, batch_size: 16, learning_rate: 0.01, warmup_steps: 2, weight_decay: 0, checkpoint_every: 60, seed: 0, device: 'cpu', log_every: 60,
-    }, dir);
+    const sft = await trainTinyModel(dir);
     const exported = await trainerCommand('export', { checkpoint: sft.checkpoints.at(-1), output_dir: path.join(dir, 'model') }, dir);
 
     const modelPort = await freePort();

@@ -18,7 +18,7 @@ import { type Db, feedbackPreferencePairs, listRoutes, setRoutes } from '@temper
 import { canarySchema } from '@tempered/spec';
 import OpenAI from 'openai';
 import type { DeployResult } from '@tempered/contract';
-import { cfg, db, demoSpec, freePort, repoRoot, store, trainerCommand, trainerEnv, trainerServer, uniqueId, waitFor } from '../support';
+import { cfg, db, demoSpec, freePort, repoRoot, store, trainerCommand, trainerEnv, trainerServer, trainTinyModel, uniqueId, waitFor } from '../support';
 
 
 /** `python -m tempered_trainer serve` on a free port; resolves with its URL once it listens. */
@@ -103,23 +103,7 @@ describe('gateway in front of real model servers', () => {
 
   before(async () => {
     // A tiny model of the demo task; its step-0 checkpoint exported as well is a second, different model.
-    const records = Array.from({ length: 300 }, (_, i) => {
-      const digits = Array.from({ length: 3 + (i % 4) }, (_, j) => String((i * 7 + j * 3) % 10));
-      return JSON.stringify({ key: `r${i}`, prompt: `reverse ${digits.join(' ')}`, response: [...digits].reverse().join(' ') });
-    });
-    writeFileSync(path.join(dir, 'records.jsonl'), `${records.join('\n')}\n`);
-    await trainerCommand('tokenize', { input: path.join(dir, 'records.jsonl'), output_dir: path.join(dir, 'tok'), vocab_size: 300 }, dir);
-    const sft = await trainerCommand(
-      'sft',
-      {
-        train_shard: path.join(dir, 'tok', 'encoded.shard'),
-        tokenizer: path.join(dir, 'tok', 'tokenizer.json'),
-        output_dir: path.join(dir, 'sft'),
-        model: { n_layer: 1, n_head: 2, n_embd: 32, context_length: 32 },
-        steps: 60, batch_size: 16, learning_rate: 0.01, warmup_steps: 2, weight_decay: 0, checkpoint_every: 60, seed: 0, device: 'cpu', log_every: 60,
-      },
-      dir,
-    );
+    const sft = await trainTinyModel(dir);
     const [trained, untrained] = await Promise.all([
       trainerCommand('export', { checkpoint: sft.checkpoints.at(-1), output_dir: path.join(dir, 'trained') }, dir),
       trainerCommand('export', { checkpoint: sft.checkpoints[0], output_dir: path.join(dir, 'untrained') }, dir),

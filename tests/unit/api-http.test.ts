@@ -105,7 +105,7 @@ describe('the OpenAPI document is generated from the schemas', () => {
     'post /api/login', 'post /api/logout', 'get /api/me', 'get /api/users', 'post /api/users', 'post /api/tokens', 'get /api/audit',
     'get /api/spec-schema', 'get /api/examples', 'get /api/runs', 'post /api/runs', 'get /api/runs/{id}', 'get /api/runs/{id}/events', 'get /api/events',
     'get /api/runs/{id}/logs', 'get /api/runs/{id}/answers', 'post /api/runs/{id}/cancel', 'post /api/runs/{id}/approval', 'get /api/labeling', 'get /api/runs/{id}/pairs/next',
-    'post /api/pairs/{id}/label', 'post /api/playground/chat', 'post /api/playground/preference', 'post /api/playground/rating', 'get /api/approvals', 'get /api/models', 'get /api/models/{id}/lineage', 'get /api/models/{id}/card', 'get /api/base-models', 'get /api/datasets',
+    'post /api/pairs/{id}/label', 'post /api/playground/chat', 'post /api/playground/preference', 'post /api/playground/rating', 'get /api/approvals', 'get /api/models', 'get /api/models/{id}/lineage', 'get /api/models/{id}/card', 'get /api/models/{id}/download', 'get /api/base-models', 'get /api/datasets',
     'get /api/datasets/{id}', 'get /api/artifacts/{id}', 'get /api/deployments', 'post /api/runs/{id}/canary', 'post /api/deployments/{name}/rollback', 'get /api/schedules', 'post /api/schedules', 'post /api/models/{id}/evaluations', 'get /api/models/{id}/evaluations', 'get /api/evaluations', 'get /api/evaluations/{id}', 'get /api/evaluations/{id}/answers',
     'get /api/schedules/{id}', 'post /api/schedules/{id}/pause', 'post /api/schedules/{id}/resume', 'post /api/schedules/{id}/trigger',
     'post /api/schedules/{id}/backfill', 'delete /api/schedules/{id}',
@@ -197,10 +197,12 @@ describe('one spec intake for runs and schedules', () => {
     const dir = path.join(repoRoot, 'examples', 'demo');
     spec.model = { ...spec.model, type: 'tfidf-logreg', base: { name: 'smollm2-135m-instruct' } };
     spec.train = { ...spec.train, lora: { r: 8 }, sweep: { learningRates: [0.001, 0.01] }, gpus: 2 };
+    spec.deploy = { ...spec.deploy, engine: 'llamacpp' };
     // The demo aligns with DPO and lists no labels.
-    assert.deepEqual(await both(spec, { specDir: dir }), ['model.base', 'rlhf.method', 'test.choices', 'train.gpus', 'train.lora', 'train.sweep']);
+    assert.deepEqual(await both(spec, { specDir: dir }), ['deploy.engine', 'model.base', 'rlhf.method', 'test.choices', 'train.gpus', 'train.lora', 'train.sweep']);
     spec.model = { ...spec.model, type: 'tfidf-logreg', base: undefined, classifier: { c: 0 } };
     spec.train = { ...spec.train, lora: undefined, sweep: undefined, gpus: 1 };
+    spec.deploy = { ...spec.deploy, engine: 'tempered' };
     spec.rlhf = { ...spec.rlhf, method: 'none' };
     spec.test = { ...spec.test, choices: ['positive', 'negative'] };
     assert.deepEqual(await both(spec, { specDir: dir }), ['model.classifier.c']);

@@ -13,6 +13,7 @@ import { PgSafeTextPlugin } from './sanitize';
 export * from './schema';
 export * from './gateway';
 export * from './base-models';
+export * from './gguf';
 export { pgSafe, pgSafeText } from './sanitize';
 export { sql };
 

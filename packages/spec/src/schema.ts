@@ -136,6 +136,15 @@ export const cronExpression = z
  * `hold`, while its error rate, p95 latency and share of thumbs-down are checked every `checkEvery` (once it
  * has served `minRequests` in the step); a breach rolls back to the previous version, the last step promotes.
  */
+/** Model servers a deployment can run (deploy.engine). */
+export const SERVING_ENGINES = ['tempered', 'llamacpp'] as const;
+export type ServingEngine = (typeof SERVING_ENGINES)[number];
+/** GGUF types a version is exported to (the trainer's `gguf` command) and llama.cpp serves (deploy.quantization). */
+export const GGUF_TYPES = ['f16', 'q8_0', 'q4_k_m'] as const;
+export type GgufType = (typeof GGUF_TYPES)[number];
+/** What engine llamacpp serves when deploy.quantization is not given. */
+export const DEFAULT_GGUF_TYPE: GgufType = 'q8_0';
+
 export const canarySchema = z
   .object({
     steps: z
@@ -489,8 +498,21 @@ export const pipelineSpecSchema = z
         approvalTimeout: duration.default('24h'),
         smokePrompt: z.string().min(1).default('Hello').describe('sent to the served model after deployment; it must answer with text'),
         canary: canarySchema.optional().describe('when a version of this model is serving, shift traffic to the new one in steps, watching it, instead of all at once'),
+        engine: z
+          .enum(SERVING_ENGINES)
+          .default('tempered')
+          .describe("the model server: tempered (the trainer's own OpenAI-compatible server, PyTorch) or llamacpp (llama.cpp's server from llama-cpp-python, serving the version exported to GGUF; CPU)"),
+        quantization: z
+          .enum(GGUF_TYPES)
+          .optional()
+          .describe('with engine llamacpp: the GGUF type served, f16, q8_0 (the default) or q4_k_m; exported once per version and kept as a downloadable artifact'),
       })
       .strict()
+      .superRefine((d, ctx) => {
+        if (d.quantization !== undefined && d.engine !== 'llamacpp') {
+          ctx.addIssue({ code: 'custom', path: ['quantization'], message: `a GGUF type, which only engine llamacpp serves; engine is ${d.engine}` });
+        }
+      })
       .prefault({}),
     pools: z
       .object({
@@ -516,6 +538,7 @@ export const pipelineSpecSchema = z
         [spec.train.lora !== undefined, ['train', 'lora'], 'model.type tfidf-logreg has no weights for a LoRA adapter: leave train.lora out'],
         [spec.train.sweep !== undefined, ['train', 'sweep'], 'model.type tfidf-logreg has no learning rate to sweep: leave train.sweep out'],
         [spec.train.gpus > 1, ['train', 'gpus'], 'model.type tfidf-logreg trains in one process on CPU: leave train.gpus at 1'],
+        [spec.deploy.engine === 'llamacpp', ['deploy', 'engine'], 'model.type tfidf-logreg is no language model for llama.cpp to serve: leave deploy.engine tempered'],
       ];
       for (const [wrong, path, message] of need) if (wrong) ctx.addIssue({ code: 'custom', path, message });
     }

@@ -26,6 +26,7 @@ COMMANDS = {
     "serve": "serve",
     "convert": "convert",
     "classifier": "classifier",
+    "gguf": "gguf",
 }
 
 

@@ -14,7 +14,6 @@ existing means the whole conversion finished (the bootstrap relies on that).
 
 import copy
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -30,7 +29,7 @@ from .config import from_dict, require
 from .decoding import generate
 from .devices import setup_threads
 from .events import ConfigError, emit, log
-from .model_files import write_model_tar
+from .model_files import sha256_file, write_model_tar
 
 # The model directory: what save_pretrained writes (generation_config.json carries the chat model's eos) plus
 # the tokenizer. Anything else a library adds is dropped, so the tar's digest depends on these files alone.
@@ -155,14 +154,6 @@ def answer(model_dir: str, prompt: str, max_new_tokens: int = CHECK_MAX_NEW_TOKE
     return tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _install(tmp: str, output_dir: str) -> None:
     """Rename the finished folder into place; an older conversion there is replaced only after the new one is complete."""
     old = None
@@ -233,7 +224,7 @@ def run(raw: dict) -> None:
             "eos_token": tokenizer.eos_token,
             "license": cfg.license,
             "source": cfg.source,
-            "sha256": _sha256(tar),
+            "sha256": sha256_file(tar),
             "bytes": os.path.getsize(tar),
             "check": check,
         }

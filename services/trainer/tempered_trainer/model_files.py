@@ -132,13 +132,17 @@ def load_pretrained(path: str, device: torch.device):
     return model.to(device).eval(), tokenizer
 
 
-def weights_digest(model_dir: str) -> str:
-    """sha256 of a model directory's model.safetensors: names the exact base weights a LoRA checkpoint needs."""
+def sha256_file(path: str) -> str:
     h = hashlib.sha256()
-    with open(os.path.join(model_dir, "model.safetensors"), "rb") as f:
+    with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 24), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def weights_digest(model_dir: str) -> str:
+    """sha256 of a model directory's model.safetensors: names the exact base weights a LoRA checkpoint needs."""
+    return sha256_file(os.path.join(model_dir, "model.safetensors"))
 
 
 def load_base_weights(base_model: str, expected_digest: str = None):

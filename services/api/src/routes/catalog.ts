@@ -2,13 +2,16 @@
  * What runs produced: the approvals inbox, model versions with lineage and deployments, the base-model
  * catalog they fine-tune from, dataset versions with their quarantine and cleaning reports, and artifact
  * downloads. Downloads go only through rows of the artifacts table, so a client can name an artifact but never
- * a path or key of its own.
+ * a path or key of its own; a model version is downloadable as its Hugging Face directory (model.tar), its LoRA
+ * adapter (adapter.tar, PEFT's format) and its GGUF files, each one such row.
  */
 import { approvalsResponse, baseModelsResponse, can, datasetDetail, datasetsResponse, lineageResponse, modelsResponse } from '@tempered/api-contract';
-import { ancestors, type Db, descendants, node } from '@tempered/db';
+import { ancestors, type Db, descendants, ggufArtifacts, node } from '@tempered/db';
+import { GGUF_TYPES } from '@tempered/spec';
+import { z } from 'zod';
 import type { ApiDeps } from '../deps';
-import type { FastifyInstance } from 'fastify';
-import { HttpError, idParam, numberParam, route } from '../http';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { badField, HttpError, idParam, numberParam, route } from '../http';
 import { modelCardOf, renderModelCard } from '../model-card';
 import { answersOf, downloadUrl } from '../views';
 
@@ -32,7 +35,61 @@ async function production(db: Db, name?: string) {
 const summaryOf = (rows: Array<{ name: string; summary: unknown }>, stage: string) =>
   (rows.find((r) => r.name === stage)?.summary ?? null) as Record<string, unknown> | null;
 
+interface StoredFile {
+  uri: string;
+  sha256: string;
+  bytes?: number;
+}
+
+const DOWNLOAD_FORMATS = ['hf', 'adapter', 'gguf'] as const;
+const downloadQuery = z.object({
+  format: z.enum(DOWNLOAD_FORMATS).default('hf'),
+  quantization: z.enum(GGUF_TYPES).optional(),
+});
+
+/** What a model version's download in `format` is (an artifacts row, or the version's own model.tar), or why there is none (a 404's message). */
+async function versionDownload(db: Db, id: string, format: (typeof DOWNLOAD_FORMATS)[number], quantization: string | undefined): Promise<number | StoredFile | string> {
+  const version = await db.selectFrom('model_versions').select(['id', 'run_id', 'model_uri', 'sha256']).where('id', '=', id).executeTakeFirst();
+  if (!version) return `no model version ${id}`;
+  if (format === 'gguf') {
+    const files = await ggufArtifacts(db, id);
+    const type = quantization ?? 'q8_0';
+    if (files[type]) return files[type].id;
+    const have = Object.keys(files);
+    return have.length
+      ? `model version ${id} has no ${type} GGUF file; it has ${have.join(', ')}`
+      : `model version ${id} was never exported to GGUF; a deployment with deploy.engine llamacpp exports every type (${GGUF_TYPES.join(', ')})`;
+  }
+  const rows = await db.selectFrom('artifacts').select(['id', 'uri', 'kind', 'stage']).where('run_id', '=', version.run_id).where('kind', 'in', ['model', 'adapter']).orderBy('id').execute();
+  const model = rows.find((r) => r.uri === version.model_uri);
+  // The version's model.tar is what model_versions names, whether or not a stage recorded it as an artifact.
+  if (format === 'hf') return model ? model.id : { uri: version.model_uri, sha256: version.sha256 };
+  const adapter = rows.find((r) => r.kind === 'adapter');
+  if (!adapter) return `model version ${id} was not trained with LoRA (train.lora): it has no adapter`;
+  // The adapter is the validate stage's; a model RLHF trained further is no longer base + that adapter.
+  const merged = rows.find((r) => r.kind === 'model' && r.stage === adapter.stage);
+  if (merged?.uri !== version.model_uri) return `model version ${id} was trained further after its LoRA stage (RLHF): its adapter is not this model; download format hf`;
+  return adapter.id;
+}
+
 export function catalogRoutes(app: FastifyInstance, { db, store }: ApiDeps): void {
+  /** A stored file's bytes as a download: an artifacts row (by id) or a file the database names. */
+  async function sendArtifact(reply: FastifyReply, which: number | StoredFile) {
+    const row = typeof which === 'number' ? await db.selectFrom('artifacts').select(['uri', 'bytes', 'sha256']).where('id', '=', which).executeTakeFirst() : which;
+    if (!row) throw new HttpError(404, `no artifact ${which}`);
+    const body = await store.open(row.uri); // keyOf refuses any URI outside the bucket and prefix
+    const name = row.uri.split('/').pop()!.replace(/[^A-Za-z0-9._-]/g, '_');
+    return reply
+      .code(200)
+      .headers({
+        'content-type': 'application/octet-stream',
+        ...(row.bytes !== undefined ? { 'content-length': String(row.bytes) } : {}),
+        'content-disposition': `attachment; filename="${name}"`,
+        etag: `"${row.sha256}"`,
+      })
+      .send(body);
+  }
+
   route(app, {
       method: 'GET', url: '/api/approvals', action: 'read', summary: 'Pending deployment gates with test metrics beside production; recent decisions', response: { 200: approvalsResponse },
       async handler({ who }) {
@@ -188,19 +245,18 @@ export function catalogRoutes(app: FastifyInstance, { db, store }: ApiDeps): voi
       method: 'GET', url: '/api/artifacts/:id', action: 'read', summary: "Download an artifact's bytes (verified against its digest by the store on upload)",
       params: numberParam, response: { stream: 'application/octet-stream', description: "The artifact's bytes" },
       async handler({ params: { id }, reply }) {
-        const row = await db.selectFrom('artifacts').select(['uri', 'bytes', 'sha256']).where('id', '=', Number(id)).executeTakeFirst();
-        if (!row) throw new HttpError(404, `no artifact ${id}`);
-        const body = await store.open(row.uri); // keyOf refuses any URI outside the bucket and prefix
-        const name = row.uri.split('/').pop()!.replace(/[^A-Za-z0-9._-]/g, '_');
-        return reply
-          .code(200)
-          .headers({
-            'content-type': 'application/octet-stream',
-            'content-length': String(row.bytes),
-            'content-disposition': `attachment; filename="${name}"`,
-            etag: `"${row.sha256}"`,
-          })
-          .send(body);
+        return sendArtifact(reply, Number(id));
+      },
+  });
+  route(app, {
+      method: 'GET', url: '/api/models/:id/download', action: 'read',
+      summary: 'Download a model version: format hf (its Hugging Face directory as model.tar, the default), adapter (its LoRA adapter, PEFT format, as adapter.tar) or gguf (quantization f16, q8_0 (the default) or q4_k_m)',
+      params: idParam, querystring: downloadQuery, response: { stream: 'application/octet-stream', description: "The file's bytes" },
+      async handler({ params: { id }, query, reply }) {
+        if (query.quantization !== undefined && query.format !== 'gguf') throw badField('quantization', `goes with format gguf only; format is ${query.format}`);
+        const found = await versionDownload(db, id, query.format, query.quantization);
+        if (typeof found === 'string') throw new HttpError(404, found);
+        return sendArtifact(reply, found);
       },
   });
 }
