@@ -19,7 +19,7 @@ import { retrainCheck } from './triggers';
 import { verifyApproval } from './approvals';
 
 export type { Deps } from './context';
-export { GpuSlots } from './gpus';
+export { defaultCpuSlots, TrainerSlots } from './slots';
 export { TrainerServer } from './trainer-server';
 export { isModelServer, ModelServerSupervisor } from './model-server';
 export { runTrainer, STARTUP_LIMIT_MS, type TrainerEvent } from './trainer';
