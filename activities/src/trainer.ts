@@ -14,11 +14,12 @@
  * worker, and leaving the queue when cancelled.
  *
  * A distributed job (`processes` > 1, from `train.gpus`) holds that many GPU slots (on a GPU-less worker that many
- * CPU slots, at most all of them: it runs as CPU processes) and runs under torch's own launcher, `python -m torch.distributed.run --standalone`, as a
- * plain process, never forked from the pre-started trainer (torchrun starts its ranks itself). torchrun starts each
- * rank in a session of its own, so killing its process group kills the ranks only because each rank asks Linux to
- * be killed with its launcher (tempered_trainer/distributed.py); when one rank dies, torchrun stops the others and
- * fails, and the retry resumes from the last checkpoint that rank 0 wrote.
+ * CPU slots, at most all of them: it runs as CPU processes) and runs under torch's own launcher,
+ * `python -m torch.distributed.run --standalone`, as a plain process, never forked from the pre-started trainer
+ * (torchrun starts its ranks itself). torchrun starts each rank in a session of its own, so killing its process
+ * group kills the ranks only because each rank asks Linux to be killed with its launcher
+ * (tempered_trainer/distributed.py); when one rank dies, torchrun stops the others and fails, and the retry resumes
+ * from the last checkpoint that rank 0 wrote.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
