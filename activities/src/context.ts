@@ -10,7 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { ArtifactStore } from '@tempered/artifacts';
 import type { Config } from '@tempered/config';
 import type { StageName } from '@tempered/contract';
-import type { GpuSlots } from './gpus';
+import type { TrainerSlots } from './slots';
 import type { TrainerServer } from './trainer-server';
 import { type Db, sql } from '@tempered/db';
 
@@ -18,8 +18,11 @@ export interface Deps {
   cfg: Config;
   db: Db;
   store: ArtifactStore;
-  /** This worker's GPUs; empty on a CPU worker. */
-  gpus: GpuSlots;
+  /**
+   * The trainer slots the jobs of these activities take (./slots.ts): this worker's GPUs for a GPU pool, its
+   * CPU slots for the CPU pool and for a GPU pool without GPUs.
+   */
+  slots: TrainerSlots;
   /**
    * Whether deterministic stages reuse cached results (./cache.ts). Unset: on, unless the environment says
    * TEMPERED_STAGE_CACHE=off.

@@ -20,7 +20,7 @@ import { verifyApproval } from './approvals';
 import { evaluateSuites, recordEvaluation } from './evaluate';
 
 export type { Deps } from './context';
-export { GpuSlots } from './gpus';
+export { defaultCpuSlots, TrainerSlots } from './slots';
 export { TrainerServer } from './trainer-server';
 export { isModelServer, ModelServerSupervisor } from './model-server';
 export { runTrainer, STARTUP_LIMIT_MS, type TrainerEvent } from './trainer';

@@ -9,12 +9,17 @@
  * is not stopped, the activity heartbeats for it, for up to STARTUP_LIMIT_MS. With a pre-started trainer (./trainer-server.ts) the process
  * is its client, which stands for the forked job in all of this: same events, exit code and process-group kill.
  *
- * A distributed job (`processes` > 1, from `train.gpus`) holds that many GPU slots (none on a GPU-less worker: it
- * runs as CPU processes) and runs under torch's own launcher, `python -m torch.distributed.run --standalone`, as a
- * plain process, never forked from the pre-started trainer (torchrun starts its ranks itself). torchrun starts each
- * rank in a session of its own, so killing its process group kills the ranks only because each rank asks Linux to
- * be killed with its launcher (tempered_trainer/distributed.py); when one rank dies, torchrun stops the others and
- * fails, and the retry resumes from the last checkpoint that rank 0 wrote.
+ * Every job holds a trainer slot of its worker (./slots.ts) while its process runs: on a busy worker it waits for
+ * one first, heartbeating meanwhile (with the details its attempt began with) so the wait is not taken for a dead
+ * worker, and leaving the queue when cancelled.
+ *
+ * A distributed job (`processes` > 1, from `train.gpus`) holds that many GPU slots (on a GPU-less worker that many
+ * CPU slots, at most all of them: it runs as CPU processes) and runs under torch's own launcher,
+ * `python -m torch.distributed.run --standalone`, as a plain process, never forked from the pre-started trainer
+ * (torchrun starts its ranks itself). torchrun starts each rank in a session of its own, so killing its process
+ * group kills the ranks only because each rank asks Linux to be killed with its launcher
+ * (tempered_trainer/distributed.py); when one rank dies, torchrun stops the others and fails, and the retry resumes
+ * from the last checkpoint that rank 0 wrote.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -71,10 +76,10 @@ export async function runTrainer(
   options: TrainerOptions = {},
 ): Promise<TrainerRun> {
   const processes = options.processes ?? 1;
-  if (processes > 1 && deps.gpus.size > 0 && processes > deps.gpus.size) {
+  if (processes > 1 && deps.slots.kind === 'gpu' && processes > deps.slots.size) {
     // Every attempt on this worker would fail the same way: say so instead of burning retries on it.
     throw ApplicationFailure.create({
-      message: `field 'train.gpus' asks for ${processes} GPUs, but this worker has ${deps.gpus.size} (--gpus ${deps.gpus.ids.join(',')}); lower it or give the pool a bigger worker`,
+      message: `field 'train.gpus' asks for ${processes} GPUs, but this worker has ${deps.slots.size} (--gpus ${deps.slots.gpuIds.join(',')}); lower it or give the pool a bigger worker`,
       type: 'BadInput',
       nonRetryable: true,
     });
@@ -86,9 +91,21 @@ export async function runTrainer(
     processes > 1
       ? ['-m', 'torch.distributed.run', '--standalone', '--nproc-per-node', String(processes), '-m', 'tempered_trainer']
       : (deps.trainerServer?.command() ?? ['-m', 'tempered_trainer']);
-  return deps.gpus.withSeveral(processes, (gpus) =>
-    spawnTrainer(deps, [...launch, command, '--config', configPath], command, scratch, gpus.length ? gpus.join(',') : undefined, onEvent, ctx),
-  );
+  // Waiting for a slot: heartbeat as the start-up watchdog does, so the wait is not taken for a dead worker.
+  const heartbeatMs = ctx.info.heartbeatTimeoutMs || 0;
+  const waiting = heartbeatMs ? setInterval(() => ctx.heartbeat(ctx.info.heartbeatDetails), Math.min(1000, heartbeatMs / 4)) : undefined;
+  try {
+    return await deps.slots.withSeveral(
+      processes,
+      (gpus) => {
+        clearInterval(waiting);
+        return spawnTrainer(deps, [...launch, command, '--config', configPath], command, scratch, gpus.length ? gpus.join(',') : undefined, onEvent, ctx);
+      },
+      ctx.cancellationSignal,
+    );
+  } finally {
+    clearInterval(waiting);
+  }
 }
 
 async function spawnTrainer(

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createActivities, GpuSlots } from '@tempered/activities';
+import { createActivities, TrainerSlots } from '@tempered/activities';
 import { generateDemoData } from '@tempered/examples';
 import type { TrainResult } from '@tempered/contract';
 import { cfg, db, demoSpec, store, uniqueId } from '../support';
@@ -68,7 +68,7 @@ async function run(): Promise<void> {
     artifacts.putFile(sft.tokenizer, 'tokenizer', 'tokenizer.json'),
   ]);
   // Without the stage cache: every repeat must train, or the second would reuse the first's result.
-  const activities = createActivities({ cfg, db: database, store: artifacts, gpus: new GpuSlots([]), stageCache: false });
+  const activities = createActivities({ cfg, db: database, store: artifacts, slots: TrainerSlots.unlimited(), stageCache: false });
 
   const bare: number[] = [];
   const activity: number[] = [];

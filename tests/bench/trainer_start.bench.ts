@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { createActivities, GpuSlots, TrainerServer } from '@tempered/activities';
+import { createActivities, TrainerSlots, TrainerServer } from '@tempered/activities';
 import { childEnv } from '@tempered/config';
 import type { PipelineInput } from '@tempered/contract';
 import { generateDemoData } from '@tempered/examples';
@@ -61,7 +61,7 @@ async function demoToGate(mode: 'plain' | 'forked', server: TrainerServer, dataD
   const pool = uniqueId(`bench-${mode}`).toLowerCase();
   const database = db();
   const activities = createActivities({
-    cfg, db: database, store: store(), gpus: new GpuSlots([]), stageCache: false, ...(mode === 'forked' ? { trainerServer: server } : {}),
+    cfg, db: database, store: store(), slots: TrainerSlots.unlimited(), stageCache: false, ...(mode === 'forked' ? { trainerServer: server } : {}),
   });
   const connection = await NativeConnection.connect({ address: cfg.temporal.address });
   const worker = await Worker.create({ connection, namespace: cfg.temporal.namespace, taskQueue: taskQueueFor(pool), activities });

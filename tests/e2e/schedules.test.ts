@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { createActivities, GpuSlots } from '@tempered/activities';
+import { createActivities, TrainerSlots } from '@tempered/activities';
 import { TERMINAL_RUN_STATUSES } from '@tempered/contract';
 import { type PipelineSpec, validateSpec } from '@tempered/spec';
 import { taskQueueFor } from '@tempered/workflows';
@@ -33,7 +33,7 @@ let running: Promise<void>;
 before(async () => {
   quietWorkerLogs();
   connection = await NativeConnection.connect({ address: cfg.temporal.address });
-  const real = createActivities({ cfg, db: database, store: artifacts, gpus: new GpuSlots([]) });
+  const real = createActivities({ cfg, db: database, store: artifacts, slots: TrainerSlots.unlimited() });
   worker = await Worker.create({
     connection,
     taskQueue: taskQueueFor(pool),

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createActivities, GpuSlots, stageBaseModel, type StagedBaseModel } from '@tempered/activities';
+import { createActivities, TrainerSlots, stageBaseModel, type StagedBaseModel } from '@tempered/activities';
 import { ancestors, node, registerBaseModels, type BaseModelStore } from '@tempered/db';
 import { generateDemoData } from '@tempered/examples';
 import type { PipelineSpec } from '@tempered/spec';
@@ -59,7 +59,7 @@ describe('base-model catalog', { timeout: 10 * 60_000 }, () => {
   const s3 = store();
   const root = mkdtempSync(path.join(tmpdir(), 'tempered-base-models-'));
   // The activities see the test's own catalog folder, never the bootstrap's.
-  const deps = { cfg: { ...cfg, baseModelsDir: root }, db: database, store: s3, gpus: new GpuSlots([]), trainerServer };
+  const deps = { cfg: { ...cfg, baseModelsDir: root }, db: database, store: s3, slots: TrainerSlots.unlimited(), trainerServer };
   const env = new MockActivityEnvironment();
   const runId = uniqueId('base');
   const name = uniqueId('tiny');

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createActivities, GpuSlots } from '@tempered/activities';
+import { createActivities, TrainerSlots } from '@tempered/activities';
 import type { CleanResult, IngestResult, SplitResult, TokenizeResult } from '@tempered/contract';
 import { prng } from '@tempered/examples';
 import { cfg, db, demoSpec, store, trainerServer, uniqueId } from '../support';
@@ -250,7 +250,7 @@ function corpus(dir: string, seed: number): CorpusFile[] {
 
 describe('a hostile corpus through the data stages', () => {
   const database = db();
-  const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), stageCache: false, trainerServer });
+  const activities = createActivities({ cfg, db: database, store: store(), slots: TrainerSlots.unlimited(), stageCache: false, trainerServer });
   const env = new MockActivityEnvironment();
   const runId = uniqueId('fuzz');
   const dataDir = path.join(cfg.dataDir, 'uploads', runId);

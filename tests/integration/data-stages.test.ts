@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createActivities, GpuSlots } from '@tempered/activities';
+import { createActivities, TrainerSlots } from '@tempered/activities';
 import { generateDemoData, type DemoDataSummary } from '@tempered/examples';
 import type { CleanResult, IngestResult, TokenizeResult } from '@tempered/contract';
 import { cfg, db, demoSpec, store, trainerServer, uniqueId } from '../support';
@@ -19,7 +19,7 @@ import { cfg, db, demoSpec, store, trainerServer, uniqueId } from '../support';
 describe('data stages on the real stack', () => {
   const database = db();
   // Without the stage cache: these tests check what the stages compute (a second ingest must recompute).
-  const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), stageCache: false, trainerServer });
+  const activities = createActivities({ cfg, db: database, store: store(), slots: TrainerSlots.unlimited(), stageCache: false, trainerServer });
   const env = new MockActivityEnvironment();
   const runId = uniqueId('int');
   const dataDir = path.join(cfg.dataDir, 'uploads', 'integration');

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createActivities, GpuSlots } from '@tempered/activities';
+import { createActivities, TrainerSlots } from '@tempered/activities';
 import { type Db, feedbackPreferencePairs, listRoutes, setRoutes } from '@tempered/db';
 import { canarySchema } from '@tempered/spec';
 import OpenAI from 'openai';
@@ -138,7 +138,7 @@ describe('gateway in front of real model servers', () => {
   });
 
   test('the deploy activity routes the model name to the version it deployed, weight 100', { timeout: 180_000 }, async () => {
-    const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), trainerServer });
+    const activities = createActivities({ cfg, db: database, store: store(), slots: TrainerSlots.unlimited(), trainerServer });
     const spec = demoSpec();
     spec.name = name;
     const model = await store().putFile(trainedTar, 'model', 'model.tar');
@@ -735,7 +735,7 @@ describe('gateway in front of real model servers', () => {
     const statuses = (await database.selectFrom('gateway_requests').select('status').where('model_version_id', '=', smolVersion).execute()).map((r) => r.status).sort();
     assert.deepEqual(statuses, [200, 200, 200, 400, 499, 499]);
     // The canary judges model errors (5xx) only: a refused request and a client that left cannot roll back a healthy version.
-    const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), trainerServer });
+    const activities = createActivities({ cfg, db: database, store: store(), slots: TrainerSlots.unlimited(), trainerServer });
     const health = await activities.canaryHealth({ modelVersionId: smolVersion, since: since.toISOString(), canary: canarySchema.parse({ minRequests: 1, maxErrorRate: 0, maxP95LatencyMs: 3_600_000 }) });
     assert.deepEqual([health.requests, health.errors, health.breach], [6, 0, undefined]);
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createActivities, GpuSlots, type ProposePairsResult } from '@tempered/activities';
+import { createActivities, TrainerSlots, type ProposePairsResult } from '@tempered/activities';
 import { generateDemoData } from '@tempered/examples';
 import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, CleanResult, IngestResult, RewardModelResult, RlhfResult, SplitResult, TokenizeResult, TrainResult, ValidateResult } from '@tempered/contract';
@@ -17,7 +17,7 @@ import { cfg, db, demoSpec, store, trainerServer, uniqueId } from '../support';
 
 describe('preference pairs labeled by people', { timeout: 10 * 60_000 }, () => {
   const database = db();
-  const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), trainerServer });
+  const activities = createActivities({ cfg, db: database, store: store(), slots: TrainerSlots.unlimited(), trainerServer });
   const env = new MockActivityEnvironment();
   const runId = uniqueId('labels');
   const tiesRunId = uniqueId('labels-ties');

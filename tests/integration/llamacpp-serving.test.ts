@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createActivities, GpuSlots, isModelServer } from '@tempered/activities';
+import { createActivities, isModelServer, TrainerSlots } from '@tempered/activities';
 import type { DeployResult } from '@tempered/contract';
 import { ggufArtifacts, setRoutes } from '@tempered/db';
 import type { PipelineSpec } from '@tempered/spec';
@@ -27,7 +27,7 @@ describe('a deployment served by llama.cpp from its GGUF export', () => {
   const database = db();
   const name = uniqueId('lcpp');
   const dir = mkdtempSync(path.join(tmpdir(), 'tempered-llamacpp-'));
-  const activities = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]), trainerServer });
+  const activities = createActivities({ cfg, db: database, store: store(), slots: TrainerSlots.unlimited(), trainerServer });
   const openai = new OpenAI({ baseURL: `${cfg.gateway.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   const deployed: DeployResult[] = [];
   let trainedTar: string;

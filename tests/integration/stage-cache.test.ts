@@ -13,7 +13,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createActivities, GpuSlots } from '@tempered/activities';
+import { createActivities, TrainerSlots } from '@tempered/activities';
 import { ancestors, node } from '@tempered/db';
 import { generateDemoData } from '@tempered/examples';
 import type { PipelineSpec } from '@tempered/spec';
@@ -31,7 +31,7 @@ interface Chain {
 describe('the stage cache', { timeout: 10 * 60_000 }, () => {
   const database = db();
   const artifacts = store();
-  const activities = createActivities({ cfg, db: database, store: artifacts, gpus: new GpuSlots([]), trainerServer });
+  const activities = createActivities({ cfg, db: database, store: artifacts, slots: TrainerSlots.unlimited(), trainerServer });
   const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 120_000 });
   const tag = uniqueId('cache');
   const dataDir = path.join(cfg.dataDir, 'uploads', tag);
@@ -184,7 +184,7 @@ describe('the stage cache', { timeout: 10 * 60_000 }, () => {
     const runId = await newRun('off');
     const before = await database.selectFrom('stage_cache').select(['key', 'run_id', 'hits']).orderBy('key').execute();
     // A worker started with TEMPERED_STAGE_CACHE=off has this configuration (see the unit test of the switch).
-    const offActivities = createActivities({ cfg: { ...cfg, stageCache: false }, db: database, store: artifacts, gpus: new GpuSlots([]), trainerServer });
+    const offActivities = createActivities({ cfg: { ...cfg, stageCache: false }, db: database, store: artifacts, slots: TrainerSlots.unlimited(), trainerServer });
     const ingest: IngestResult = await env.run(offActivities.ingest, { runId, spec: spec(), specDir: dataDir });
     assert.equal(ingest.dataset.sha256, cold.ingest.dataset.sha256, 'recomputed to the same bytes');
     assert.equal((ingest as unknown as Record<string, unknown>).cached, undefined);

@@ -59,4 +59,10 @@ describe('switches parsed once', () => {
     assert.throws(() => loadConfig({ TEMPERED_NUM_THREADS: 'many' }), /TEMPERED_NUM_THREADS=many is not a whole number/);
     assert.equal(loadConfig({}).trainer.threads, undefined);
   });
+
+  test('trainer slots come from TEMPERED_TRAINER_SLOTS, unset by default (the worker derives them), a bad count refused', () => {
+    assert.equal(loadConfig({}).trainer.slots, undefined);
+    assert.equal(loadConfig({ TEMPERED_TRAINER_SLOTS: '3' }).trainer.slots, 3);
+    assert.throws(() => loadConfig({ TEMPERED_TRAINER_SLOTS: '1.5' }), /TEMPERED_TRAINER_SLOTS=1.5 is not a whole number/);
+  });
 });

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { type Deps, GpuSlots, runTrainer } from '@tempered/activities';
+import { type Deps, TrainerSlots, runTrainer } from '@tempered/activities';
 import { cfg } from '../support';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tempered-watchdog-'));
@@ -30,7 +30,7 @@ esac
 );
 chmodSync(fakePython, 0o755);
 
-const deps = { cfg: { ...cfg, python: fakePython }, gpus: new GpuSlots([]) } as unknown as Deps;
+const deps = { cfg: { ...cfg, python: fakePython }, slots: TrainerSlots.unlimited() } as unknown as Deps;
 
 /** An activity context with a 1 s heartbeat timeout and no run id (so no run log), counting heartbeats. */
 function environment(details?: unknown) {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { createActivities, GpuSlots } from '@tempered/activities';
+import { createActivities, TrainerSlots } from '@tempered/activities';
 import type { EvaluationInput, EvaluationOutcome } from '@tempered/contract';
 import { type PipelineSpec, validateSpec } from '@tempered/spec';
 import { EVALUATE_WORKFLOW_TYPE, taskQueueFor } from '@tempered/workflows';
@@ -31,7 +31,7 @@ describe('evaluateModel workflow (real server, stand-in evaluation, real bookkee
     quietWorkerLogs();
     ({ client, close: closeClient } = await temporalClient());
     connection = await NativeConnection.connect({ address: cfg.temporal.address });
-    const real = createActivities({ cfg, db: database, store: store(), gpus: new GpuSlots([]) });
+    const real = createActivities({ cfg, db: database, store: store(), slots: TrainerSlots.unlimited() });
     for (const kind of ['ok', 'failing'] as const) {
       const stub = stubActivities(kind === 'failing' ? { failEvaluate: FAILURE } : {});
       logs[kind] = stub.log;

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { createActivities, GpuSlots } from '@tempered/activities';
+import { createActivities, TrainerSlots } from '@tempered/activities';
 import { type PipelineSpec, validateSpec } from '@tempered/spec';
 import type { RetrainTriggerInput, RetrainTriggerOutcome } from '@tempered/contract';
 import { RETRAIN_WORKFLOW_TYPE, taskQueueFor } from '@tempered/workflows';
@@ -39,7 +39,7 @@ describe('retrainTrigger workflow (real server, real check, stand-in stages)', (
     quietWorkerLogs();
     ({ client, close: closeClient } = await temporalClient());
     connection = await NativeConnection.connect({ address: cfg.temporal.address });
-    const real = createActivities({ cfg, db: database, store: artifacts, gpus: new GpuSlots([]) });
+    const real = createActivities({ cfg, db: database, store: artifacts, slots: TrainerSlots.unlimited() });
     const stub = stubActivities();
     worker = await Worker.create({
       connection,

@@ -110,6 +110,11 @@ export interface Config {
      * libraries itself instead of forking from the worker's pre-started trainer (activities/src/trainer-server.ts).
      */
     prefork: boolean;
+    /**
+     * TEMPERED_TRAINER_SLOTS: trainer jobs a worker runs at once on CPU (its `--trainer-slots` flag wins);
+     * unset, the worker takes one per two cores (activities/src/slots.ts). GPU jobs take one GPU each instead.
+     */
+    slots: number | undefined;
     /** The parent's variables a child may see (CHILD_ENV_ALLOWED): never a credential. */
     inherited: Record<string, string>;
   };
@@ -264,6 +269,7 @@ export function loadConfig(env: Env = process.env): Config {
     trainer: {
       threads: env.TEMPERED_NUM_THREADS ? intFrom(env, 'TEMPERED_NUM_THREADS', 0) || undefined : undefined,
       prefork: switchedOn(env.TEMPERED_TRAINER_PREFORK),
+      slots: env.TEMPERED_TRAINER_SLOTS ? intFrom(env, 'TEMPERED_TRAINER_SLOTS', 0) || undefined : undefined,
       inherited: Object.fromEntries(CHILD_ENV_ALLOWED.flatMap((k) => (env[k] === undefined ? [] : [[k, env[k] as string]]))),
     },
   };
