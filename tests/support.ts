@@ -3,7 +3,7 @@
  * and port offset), clients for it, and small helpers. The stack itself is real and already running.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -146,4 +146,25 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A worker process (services/worker, as a cluster starts one) serving `pools`, in a process group of its own
+ * (stop it with `process.kill(-child.pid, …)`); resolves once it polls.
+ */
+export async function startWorkerProcess(pools: string[], options: { args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<ChildProcess> {
+  const child = spawn(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), [path.join(repoRoot, 'services', 'worker', 'src', 'main.ts'), '--pool', pools.join(','), ...(options.args ?? [])], {
+    cwd: repoRoot,
+    env: options.env ?? process.env,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  await waitFor(`a worker for ${pools.join(', ')}`, 120_000, async () => {
+    if (child.exitCode !== null) throw new Error(`worker exited: ${output}`);
+    return output.includes('worker ready') ? true : undefined;
+  });
+  return child;
 }

@@ -39,7 +39,9 @@ export interface Deps {
 export async function withScratch<T>(deps: Deps, fn: (dir: string) => Promise<T>, stage?: StageName): Promise<T> {
   const info = Context.current().info;
   await noteAttempt(deps, stage);
-  const dir = path.join(deps.cfg.workDir, (info.workflowExecution?.workflowId ?? 'standalone'), `${info.activityType}-${info.activityId}-a${info.attempt}`);
+  // Process-scoped too: activities run outside a workflow (tests' mock environments) share one workflow and
+  // activity id, and two such processes would otherwise remove each other's scratch.
+  const dir = path.join(deps.cfg.workDir, info.workflowExecution?.workflowId ?? 'standalone', `w${process.pid}`, `${info.activityType}-${info.activityId}-a${info.attempt}`);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   try {
@@ -77,4 +79,19 @@ export function gateFailed(message: string): ApplicationFailure {
 
 export function log(message: string, attrs: Record<string, unknown> = {}): void {
   Context.current().log.info(message, attrs);
+}
+
+/**
+ * Runs `fn` while heartbeating every quarter of the activity's heartbeat timeout (with its last details), so
+ * long work that streams data (clean on a large dataset) is not taken for a dead worker. Inside an activity only.
+ */
+export async function heartbeating<T>(fn: () => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  const every = ctx.info.heartbeatTimeoutMs ? Math.max(250, ctx.info.heartbeatTimeoutMs / 4) : 0;
+  const timer = every ? setInterval(() => ctx.heartbeat(ctx.info.heartbeatDetails), every) : undefined;
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
 }

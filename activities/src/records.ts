@@ -203,13 +203,13 @@ export async function* readRecords(path: string): AsyncGenerator<DataRecord & { 
 }
 
 /**
- * Writes one JSON value per line. Lines are batched into ~64 KiB writes (one syscall per line would dominate
- * on large datasets), and `write` waits for 'drain' when the stream's buffer is full, so memory stays bounded
- * however fast the producer is. Always finish with `close()` (or `abort()` on failure).
+ * Writes lines of text (or raw bytes, for a binary sidecar), batched into ~64 KiB writes (one syscall per line
+ * would dominate on large datasets); `write` waits for 'drain' when the stream's buffer is full, so memory stays
+ * bounded however fast the producer is. Always finish with `close()` (or `abort()` on failure).
  */
-export class JsonlWriter {
+export class LineWriter {
   private readonly stream: fs.WriteStream;
-  private batch: string[] = [];
+  private batch: Array<string | Buffer> = [];
   private batchChars = 0;
   private failure: Error | undefined;
   /** Lines written so far. */
@@ -226,18 +226,28 @@ export class JsonlWriter {
     });
   }
 
-  async write(value: unknown): Promise<void> {
-    if (this.failure) throw this.failure;
-    const line = JSON.stringify(value) + '\n';
-    this.batch.push(line);
-    this.batchChars += line.length;
+  /** Writes `text` and a line break (`text` must hold none). */
+  async write(text: string): Promise<void> {
     this.lines++;
+    return this.push(text + '\n', text.length + 1);
+  }
+
+  /** Writes the bytes as they are (copied, so the caller may reuse its buffer). */
+  async writeBytes(bytes: Buffer): Promise<void> {
+    return this.push(Buffer.from(bytes), bytes.length);
+  }
+
+  private async push(part: string | Buffer, size: number): Promise<void> {
+    if (this.failure) throw this.failure;
+    this.batch.push(part);
+    this.batchChars += size;
     if (this.batchChars >= this.batchLimit) await this.flush();
   }
 
   private async flush(): Promise<void> {
     if (this.batch.length === 0) return;
-    const data = this.batch.join('');
+    const parts = this.batch;
+    const data = parts.every((p) => typeof p === 'string') ? parts.join('') : Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
     this.batch = [];
     this.batchChars = 0;
     // `once` rejects if the stream errors while we wait, so a full disk cannot hang us here.
@@ -262,5 +272,12 @@ export class JsonlWriter {
   /** Releases the file after a failure; the partial file is left for the caller to discard. */
   abort(): void {
     this.stream.destroy();
+  }
+}
+
+/** Writes one JSON value per line. */
+export class JsonlWriter extends LineWriter {
+  override write(value: unknown): Promise<void> {
+    return super.write(JSON.stringify(value));
   }
 }

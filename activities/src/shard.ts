@@ -239,6 +239,58 @@ export async function writeShardSubset(inPath: string, outPath: string, indices:
 }
 
 /**
+ * Writes one shard holding every record of `inPaths`, in order: the same bytes as the shard of all their records
+ * encoded at once. The shards must share their vocabulary and end token (encoded with one tokenizer).
+ */
+export async function concatShards(inPaths: readonly string[], outPath: string): Promise<ShardHeader> {
+  const parts = await Promise.all(inPaths.map(async (p) => ({ path: p, ...(await readShardHeader(p)) })));
+  if (parts.length === 0) throw new Error('no shards to join');
+  const first = parts[0].header;
+  const odd = parts.find((p) => p.header.vocab_size !== first.vocab_size || p.header.eos_id !== first.eos_id);
+  if (odd) throw new Error(`${odd.path}: vocabulary ${odd.header.vocab_size}/eos ${odd.header.eos_id}, but ${parts[0].path} has ${first.vocab_size}/${first.eos_id}`);
+  const offsets = [0];
+  const keys: string[] = [];
+  for (const { header } of parts) {
+    const base = offsets[offsets.length - 1];
+    for (let i = 1; i <= header.records; i++) offsets.push(base + header.offsets[i]);
+    keys.push(...header.keys);
+  }
+  const header: ShardHeader = { version: SHARD_VERSION, records: keys.length, keys, offsets, vocab_size: first.vocab_size, eos_id: first.eos_id };
+  const output = await open(outPath, 'w');
+  try {
+    const out = new BlockWriter(output);
+    await out.push(encodePreambleAndHeader(header));
+    // All tokens first, then all masks, as the format lays them out.
+    for (const [section, elementBytes] of [[0, TOKEN_BYTES], [1, MASK_BYTES]] as const) {
+      for (const part of parts) {
+        const total = part.header.offsets[part.header.records];
+        const start = part.dataOffset + (section === 0 ? 0 : total * TOKEN_BYTES);
+        await copyRange(part.path, out, start, total * elementBytes);
+      }
+    }
+    await out.flush();
+  } finally {
+    await output.close();
+  }
+  return header;
+}
+
+async function copyRange(file: string, out: BlockWriter, start: number, length: number): Promise<void> {
+  const input = await open(file, 'r');
+  try {
+    const block = Buffer.alloc(COPY_BLOCK_BYTES);
+    for (let done = 0; done < length; ) {
+      const { bytesRead } = await input.read(block, 0, Math.min(COPY_BLOCK_BYTES, length - done), start + done);
+      if (bytesRead === 0) throw new Error(`${file}: shard is truncated`);
+      await out.push(Buffer.from(block.subarray(0, bytesRead)));
+      done += bytesRead;
+    }
+  } finally {
+    await input.close();
+  }
+}
+
+/**
  * Appends, for each record in `indices`, its slice of one section (tokens or mask) of the input. Reads move
  * forward only, one block at a time, so copying a large subset costs about one pass over the section.
  */

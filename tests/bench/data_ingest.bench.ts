@@ -10,7 +10,6 @@
  * clean rule has work to do. BENCH_DATA_MB sets the size (default 1024). Writes results/data_ingest.json.
  * Needs no stack: run it alone with `npx tsx tests/bench/data_ingest.bench.ts`.
  */
-import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,8 +18,8 @@ import zlib from 'node:zlib';
 import { cleanFile } from '../../activities/src/clean-core';
 import { ingestFiles, type IngestSource } from '../../activities/src/ingest-core';
 import { readLines } from '../../activities/src/records';
-import { prng } from '@tempered/examples';
 import { validateSpec } from '@tempered/spec';
+import { generateCorpus } from './corpus';
 
 const TARGET_MB = Number(process.env.BENCH_DATA_MB ?? 1024);
 const MB = 1024 * 1024;
@@ -44,44 +43,13 @@ async function measured<T>(work: () => Promise<T>): Promise<{ value: T; seconds:
   }
 }
 
-async function generate(file: string): Promise<{ bytes: number; lines: number }> {
-  const random = prng(1);
-  const words = ['the', 'model', 'answer', 'question', 'data', 'train', 'reverse', 'digits', 'ｆｕｌｌ', '日本語', 'naïve', 'write', 'a', 'short', 'poem', 'about', 'rain'];
-  const sentence = (n: number) => Array.from({ length: n }, () => words[Math.floor(random() * words.length)]).join(' ');
-  const out = fs.createWriteStream(file);
-  let bytes = 0;
-  let lines = 0;
-  let batch: string[] = [];
-  const recent: string[] = [];
-  while (bytes < TARGET_MB * MB) {
-    let line: string;
-    if (recent.length > 0 && random() < 0.02) line = recent[Math.floor(random() * recent.length)];
-    else {
-      const extra = random() < 0.05 ? ` mail me at user${lines}@example.com` : random() < 0.05 ? ' \u0007bell\u0000' : '';
-      line = JSON.stringify({ prompt: `${lines}: ${sentence(10 + Math.floor(random() * 40))}${extra}`, response: sentence(15 + Math.floor(random() * 60)) });
-      if (recent.length < 1000) recent.push(line);
-      else recent[Math.floor(random() * 1000)] = line;
-    }
-    batch.push(line);
-    bytes += Buffer.byteLength(line) + 1;
-    lines++;
-    if (batch.length === 2000) {
-      if (!out.write(batch.join('\n') + '\n')) await once(out, 'drain');
-      batch = [];
-    }
-  }
-  out.end(batch.length ? batch.join('\n') + '\n' : '');
-  await once(out, 'close');
-  return { bytes, lines };
-}
-
 async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tempered-bench-data-'));
   try {
     const plain = path.join(dir, 'input.jsonl');
     const gz = path.join(dir, 'input.jsonl.gz');
     console.log(`generating ~${TARGET_MB} MB of JSONL in ${dir}`);
-    const input = await generate(plain);
+    const input = await generateCorpus(plain, TARGET_MB * MB);
     await pipeline(fs.createReadStream(plain), zlib.createGzip({ level: 6 }), fs.createWriteStream(gz));
     const gzBytes = fs.statSync(gz).size;
     console.log(`${input.lines} lines, ${round(input.bytes / MB)} MB; gzip ${round(gzBytes / MB)} MB`);

@@ -5,7 +5,7 @@
  * stack's worker runs the workflow and the data stages.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,7 +13,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { generateDemoData } from '@tempered/examples';
 import type { PipelineInput } from '@tempered/contract';
 import { CONTROL_TASK_QUEUE, WORKFLOW_TYPE } from '@tempered/workflows';
-import { cfg, db, demoSpec, repoRoot, temporalClient, uniqueId, waitFor } from '../support';
+import { cfg, db, demoSpec, startWorkerProcess, temporalClient, uniqueId, waitFor } from '../support';
 
 // The train workers this test starts run without the stage cache: the three runs train the same spec on the
 // same data, and each must really train (and be killed) rather than reuse the first one's result.
@@ -29,22 +29,10 @@ const workers: ChildProcess[] = [];
 
 /** A worker process serving one pool; resolves once it polls. */
 async function startWorker(pool: string): Promise<ChildProcess> {
-  const child = spawn(path.join(repoRoot, 'node_modules', '.bin', 'tsx'), [path.join(repoRoot, 'services', 'worker', 'src', 'main.ts'), '--pool', pool], {
-    cwd: repoRoot,
-    // Plain trainer processes: these faults are about the activity, its heartbeats and checkpoints (the pre-started
-    // trainer's own kill and crash behaviour is services/trainer/tests/test_prefork.py's and tests/unit's).
-    env: { ...process.env, TEMPERED_TRAINER_PREFORK: 'off' },
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  // Plain trainer processes: these faults are about the activity, its heartbeats and checkpoints (the pre-started
+  // trainer's own kill and crash behaviour is services/trainer/tests/test_prefork.py's and tests/unit's).
+  const child = await startWorkerProcess([pool], { env: { ...process.env, TEMPERED_TRAINER_PREFORK: 'off' } });
   workers.push(child);
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  await waitFor(`worker for ${pool}`, 90_000, async () => {
-    if (child.exitCode !== null) throw new Error(`worker exited: ${output}`);
-    return output.includes('worker ready') ? true : undefined;
-  });
   return child;
 }
 

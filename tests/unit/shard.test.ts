@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
+  concatShards,
   readShard,
   readShardHeader,
   shardRecord,
@@ -163,6 +164,38 @@ describe('writeShardSubset', () => {
     await writeShard(source, sample);
     await assert.rejects(writeShardSubset(source, tmp('x'), [2, 1]), /strictly ascending/);
     await assert.rejects(writeShardSubset(source, tmp('x'), [4]), /out of range/);
+  });
+});
+
+describe('concatShards', () => {
+  test('joins shards in order into the bytes of the shard of all their records, across copy blocks', async () => {
+    const n = 2500;
+    const records = Array.from({ length: n }, (_, i) => {
+      const tokens = Array.from({ length: 150 + (i % 61) }, (_, j) => (i * 104729 + j) % 70000);
+      return { tokens, mask: tokens.map((t) => t % 2) };
+    });
+    const keys = records.map((_, i) => `r${i}`);
+    const expected = expectedBytes({ keys, records, vocabSize: 70000, eosId: 2 });
+    // Uneven parts, an empty one among them.
+    const cuts = [0, 1, 1, 900, 2499, n];
+    const parts = [];
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      const part = tmp(`part-${i}.shard`);
+      await writeShard(part, { keys: keys.slice(cuts[i], cuts[i + 1]), records: records.slice(cuts[i], cuts[i + 1]), vocabSize: 70000, eosId: 2 });
+      parts.push(part);
+    }
+    const joined = tmp('joined.shard');
+    const header = await concatShards(parts, joined);
+    assert.equal(header.records, n);
+    assert.ok(fs.readFileSync(joined).equals(expected));
+  });
+
+  test('refuses shards of different vocabularies', async () => {
+    const a = tmp('a.shard');
+    const b = tmp('b.shard');
+    await writeShard(a, sample);
+    await writeShard(b, { ...sample, eosId: 1 });
+    await assert.rejects(concatShards([a, b], tmp('x')), /vocabulary 100000\/eos 1/);
   });
 });
 

@@ -77,6 +77,7 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
   const stub = stubActivities();
   const failing = stubActivities({ failTrain: 'train.steps: the stand-in refuses this spec' });
   const champion = stubActivities({ championWins: true });
+  const large = stubActivities({ dataBytes: 5000 });
 
   before(async () => {
     quietWorkerLogs();
@@ -84,7 +85,7 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
     connection = await NativeConnection.connect({ address: cfg.temporal.address });
     const { bundle } = await workflowCode();
     workers = await Promise.all(
-      ([[pool, stub], [`${pool}-failing`, failing], [`${pool}-champion`, champion]] as const).map(([p, s]) =>
+      ([[pool, stub], [`${pool}-failing`, failing], [`${pool}-champion`, champion], [`${pool}-large`, large]] as const).map(([p, s]) =>
         Worker.create({ connection, taskQueue: taskQueueFor(p), workflowBundle: bundle, activities: s.activities }),
       ),
     );
@@ -165,6 +166,33 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
     assert.equal(receipt.override, undefined);
     assert.equal(((await handle.result()) as PipelineOutcome).status, 'rejected');
     assert.deepEqual(champion.log.of(handle.workflowId).approvals, ['reject']);
+  });
+
+  test('data larger than data.shards.bytes is cleaned and tokenized on shards by child workflows, at most `parallel` at once', async () => {
+    const handle = await start((s) => (s.data.shards = { bytes: 1024, parallel: 2 }), `${pool}-large`);
+    const log = large.log.of(handle.workflowId);
+    const progress = await atGate(handle);
+    // 5000 bytes in shards of 1024: five ranges, the last one shorter.
+    const ranges = ['0-1024', '1024-2048', '2048-3072', '3072-4096', '4096-5000'];
+    const sorted = (calls: string[], prefix: string) => calls.filter((c) => c.startsWith(prefix)).sort();
+    assert.deepEqual(sorted(log.calls, 'cleanShard '), ranges.map((r) => `cleanShard ${r}`));
+    assert.deepEqual(sorted(log.calls, 'encodeShard '), ranges.map((r) => `encodeShard ${r}`));
+    assert.deepEqual(
+      log.calls.filter((c) => !/^(clean|encode)Shard /.test(c)),
+      ['ingest', 'cleanFromCache', 'mergeCleanShards 5', 'tokenizeFromCache', 'shardTokenizer', 'mergeEncodedShards 5', 'split', 'train', 'validate', 'rlhf', 'test'],
+    );
+    assert.deepEqual([progress.stages.clean.summary?.shards, progress.stages.tokenize.summary?.shards], [5, 5]);
+    // Each child's history: its shard activities never more than two at a time.
+    for (const child of [`${handle.workflowId}-clean`, `${handle.workflowId}-tokenize`]) {
+      let running = 0;
+      let most = 0;
+      for (const e of (await client.workflow.getHandle(child).fetchHistory()).events ?? []) {
+        if (/^(clean|encode)Shard$/.test(e.activityTaskScheduledEventAttributes?.activityType?.name ?? '')) most = Math.max(most, ++running);
+        if (e.activityTaskCompletedEventAttributes) running = Math.max(0, running - 1);
+      }
+      assert.equal(most, 2, `${child}: shards at once`);
+    }
+    await cancelled(handle);
   });
 
   test('a sweep trains one candidate per learning rate and continues with the best by validation loss', async () => {

@@ -30,11 +30,13 @@ import {
   CANARY_WORKFLOW_TYPE,
   canaryQuery,
   canaryWorkflowId,
+  CLEAN_SHARDS_WORKFLOW_TYPE,
   EVALUATE_WORKFLOW_TYPE,
   labelsChangedSignal,
   progressQuery,
   RETRAIN_WORKFLOW_TYPE,
   taskQueueFor,
+  TOKENIZE_SHARDS_WORKFLOW_TYPE,
   WORKFLOW_TYPE,
 } from '@tempered/workflows';
 import { cfg, demoSpec, temporalClient, uniqueId, waitFor } from '../support';
@@ -70,13 +72,14 @@ interface Recorded {
   json?: string;
 }
 
-type Variant = 'plain' | 'failing' | 'breaking' | 'champion' | 'retrain';
+type Variant = 'plain' | 'failing' | 'breaking' | 'champion' | 'retrain' | 'large';
 const VARIANTS: Record<Variant, StubOptions> = {
   plain: {},
   failing: { failTrain: 'train.steps: the stand-in refuses this spec', failEvaluate: 'no version of the model is serving (stand-in)' },
   breaking: { canaryBreaks: 2 },
   champion: { championWins: true },
   retrain: { retrainStarts: true },
+  large: { dataBytes: 5000 },
 };
 
 async function main(): Promise<void> {
@@ -301,6 +304,15 @@ function branches(client: Client, pools: Record<Variant, string>, started: strin
       expect('pipeline-override', receipt.override, true);
       expect('pipeline-override', ((await handle.result()) as PipelineOutcome).status, 'deployed');
       return [pipeline('pipeline-override', 'override: the serving model beats the challenger, approved with override', handle)];
+    },
+    async () => {
+      const spec = specOn(pools.large, (s) => (s.data.shards = { bytes: 1024, parallel: 2 }));
+      const run = await approved('pipeline-sharded', 'data larger than data.shards.bytes: clean and tokenize on five shards each, in child workflows; approved', spec);
+      return [
+        run,
+        { name: 'clean-shards', branch: 'clean on five shards, two at a time, then the merge', workflowId: `${run.workflowId}-clean`, workflowType: CLEAN_SHARDS_WORKFLOW_TYPE },
+        { name: 'tokenize-shards', branch: 'tokenize on five shards: the tokenizer once, the shards two at a time, then the merge', workflowId: `${run.workflowId}-tokenize`, workflowType: TOKENIZE_SHARDS_WORKFLOW_TYPE },
+      ];
     },
     async () => [await approved('pipeline-sweep', 'learning-rate sweep: three trains and validates in parallel, the best continues; approved', specOn(pools.plain, (s) => (s.train.sweep = { learningRates: [0.003, 0.001, 0.01] })))],
     async () => [await approved('pipeline-rl', 'rlhf method rl: reward model, then RL; approved', specOn(pools.plain, (s) => (s.rlhf = { ...s.rlhf, method: 'rl' })))],

@@ -58,6 +58,8 @@ export interface StubOptions {
   retrainStarts?: boolean;
   /** evaluateSuites fails with this message, non-retryable (type BadInput). */
   failEvaluate?: string;
+  /** The size ingest and clean report for their outputs (1 and 3 bytes otherwise): above data.shards.bytes, the data stages run on shards. */
+  dataBytes?: number;
 }
 
 export function stubActivities(opts: StubOptions = {}): { activities: Activities; log: StubLog } {
@@ -77,6 +79,8 @@ export function stubActivities(opts: StubOptions = {}): { activities: Activities
     let workflowId = input.runId ?? 'outside-a-workflow';
     try {
       workflowId = Context.current().info.workflowExecution?.workflowId ?? workflowId;
+      // A data stage's child workflow (`<run>-clean`) counts as its run.
+      if (input.runId && workflowId.startsWith(`${input.runId}-`)) workflowId = input.runId;
     } catch {
       // not in an activity
     }
@@ -86,6 +90,8 @@ export function stubActivities(opts: StubOptions = {}): { activities: Activities
     return log;
   };
   const call = (input: { runId?: string }, name: string) => note(input, (log) => log.calls.push(name));
+  const cleaned = { cleaned: { ...ref('cleaned', 3), bytes: opts.dataBytes ?? 3 }, report: ref('clean-report', 4), counts: { input: 9, kept: 8, removed: 1, changed: 2 } };
+  const tokenized = { tokenizer: ref('tokenizer', 5), encoded: ref('shard', 6), counts: { records: 8, tokens: 80 } };
   const activities: Activities = {
     async recordRun(i) {
       note(i, (log) => log.runs.push(i.status));
@@ -102,15 +108,43 @@ export function stubActivities(opts: StubOptions = {}): { activities: Activities
     },
     async ingest(i) {
       call(i, 'ingest');
-      return { datasetVersionId: 'ds-stub', dataset: ref('dataset', 1), quarantine: ref('quarantine', 2), counts: { input: 10, kept: 9, quarantined: 1 } };
+      return { datasetVersionId: 'ds-stub', dataset: { ...ref('dataset', 1), bytes: opts.dataBytes ?? 1 }, quarantine: ref('quarantine', 2), counts: { input: 10, kept: 9, quarantined: 1 } };
     },
     async clean(i) {
       call(i, 'clean');
-      return { cleaned: ref('cleaned', 3), report: ref('clean-report', 4), counts: { input: 9, kept: 8, removed: 1, changed: 2 } };
+      return cleaned;
     },
     async tokenize(i) {
       call(i, 'tokenize');
-      return { tokenizer: ref('tokenizer', 5), encoded: ref('shard', 6), counts: { records: 8, tokens: 80 } };
+      return tokenized;
+    },
+    async cleanFromCache(i) {
+      call(i, 'cleanFromCache');
+      return null;
+    },
+    async cleanShard(i) {
+      call(i, `cleanShard ${i.range.start}-${i.range.end}`);
+      return { candidates: ref('data-part', 100 + i.range.start), sidecar: ref('data-part', 200 + i.range.start), report: {}, counts: { input: 3, candidates: 3 } };
+    },
+    async mergeCleanShards(i) {
+      call(i, `mergeCleanShards ${i.shards.length}`);
+      return cleaned;
+    },
+    async tokenizeFromCache(i) {
+      call(i, 'tokenizeFromCache');
+      return null;
+    },
+    async shardTokenizer(i) {
+      call(i, 'shardTokenizer');
+      return tokenized.tokenizer;
+    },
+    async encodeShard(i) {
+      call(i, `encodeShard ${i.range.start}-${i.range.end}`);
+      return { encoded: ref('data-part', 300 + i.range.start), counts: { records: 3, tokens: 30 } };
+    },
+    async mergeEncodedShards(i) {
+      call(i, `mergeEncodedShards ${i.shards.length}`);
+      return tokenized;
     },
     async split(i) {
       call(i, 'split');

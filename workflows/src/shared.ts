@@ -9,6 +9,9 @@ import type { ApprovalDecision, ApprovalReceipt, CanaryState, PipelineProgress }
 
 export const WORKFLOW_TYPE = 'lifecyclePipeline';
 
+/** Failure types that retrying cannot fix: the activity options list them as non-retryable. */
+export const NON_RETRYABLE = ['BadInput', 'GateFailed', 'ArtifactPathError'];
+
 /** Pools are task queues: a worker started with `--pool gpu` polls `tempered-gpu`. */
 export function taskQueueFor(pool: string): string {
   return `tempered-${pool.replace(':', '-')}`;
@@ -27,6 +30,11 @@ export const abortCanarySignal = defineSignal<[{ by: string; comment?: string }]
 export const CANARY_WORKFLOW_TYPE = 'canaryRollout';
 export const RETRAIN_WORKFLOW_TYPE = 'retrainTrigger';
 export const EVALUATE_WORKFLOW_TYPE = 'evaluateModel';
+/** Child workflows of a run whose data is larger than data.shards.bytes (workflows/src/data.ts). */
+export const CLEAN_SHARDS_WORKFLOW_TYPE = 'cleanShards';
+export const TOKENIZE_SHARDS_WORKFLOW_TYPE = 'tokenizeShards';
+/** The patch id under which a run cleans and tokenizes large data on shards (see workflows.ts). */
+export const SHARDED_DATA_PATCH = 'sharded-data';
 export const canaryWorkflowId = (runId: string) => `canary-${runId}`;
 
 /** Sent by the API after each label with the run's count of labeled pairs (a count, not a delta: idempotent). */

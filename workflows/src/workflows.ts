@@ -21,11 +21,9 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '@tempered/activities';
 import { canaryRollout } from './canary';
-import { type ApprovalDecision, type ChampionComparison, championShortfall, type PipelineInput, type PipelineOutcome, type PipelineProgress, STAGES, type StageName } from '@tempered/contract';
-import { approveDeploymentUpdate, canaryWorkflowId, failureMessage, SIGNED_APPROVALS_PATCH, labelsChangedSignal, msOf, progressQuery, taskQueueFor } from './shared';
-
-/** Failure types that retrying cannot fix: the activity options list them as non-retryable. */
-const NON_RETRYABLE = ['BadInput', 'GateFailed', 'ArtifactPathError'];
+import { type ApprovalDecision, type ArtifactRef, type ChampionComparison, championShortfall, type PipelineInput, type PipelineOutcome, type PipelineProgress, STAGES, type StageName } from '@tempered/contract';
+import { cleanShards, shardPlan, tokenizeShards } from './data';
+import { approveDeploymentUpdate, canaryWorkflowId, failureMessage, NON_RETRYABLE, SHARDED_DATA_PATCH, SIGNED_APPROVALS_PATCH, labelsChangedSignal, msOf, progressQuery, taskQueueFor } from './shared';
 
 function activitiesOn(pool: string, timeouts: { startToClose: string; heartbeat?: string }, maximumAttempts: number) {
   return proxyActivities<Activities>({
@@ -139,8 +137,30 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
 
   async function stagesAndGate(): Promise<PipelineOutcome> {
     const ingested = await stage('ingest', () => data.ingest({ runId, spec, specDir: input.specDir }), (r) => ({ ...r.counts, datasetVersionId: r.datasetVersionId }));
-    const cleaned = await stage('clean', () => data.clean({ runId, spec, dataset: ingested.dataset }), (r) => r.counts);
-    const tokenized = await stage('tokenize', () => data.tokenize({ runId, spec, specDir: input.specDir, cleaned: cleaned.cleaned }), (r) => r.counts);
+    // Data larger than data.shards.bytes is cleaned and tokenized on shards, by child workflows; runs from
+    // before that replay as they ran.
+    const onShards = (artifact: ArtifactRef) => {
+      const plan = shardPlan(spec, artifact);
+      return plan && patched(SHARDED_DATA_PATCH) ? plan : undefined;
+    };
+    const cleanPlan = onShards(ingested.dataset);
+    const cleaned = await stage(
+      'clean',
+      () =>
+        cleanPlan
+          ? executeChild(cleanShards, { workflowId: `${runId}-clean`, args: [{ runId, spec, dataset: ingested.dataset, plan: cleanPlan }] })
+          : data.clean({ runId, spec, dataset: ingested.dataset }),
+      (r) => ({ ...r.counts, ...(cleanPlan ? { shards: cleanPlan.ranges.length } : {}) }),
+    );
+    const tokenizePlan = onShards(cleaned.cleaned);
+    const tokenized = await stage(
+      'tokenize',
+      () =>
+        tokenizePlan
+          ? executeChild(tokenizeShards, { workflowId: `${runId}-tokenize`, args: [{ runId, spec, specDir: input.specDir, cleaned: cleaned.cleaned, plan: tokenizePlan }] })
+          : data.tokenize({ runId, spec, specDir: input.specDir, cleaned: cleaned.cleaned }),
+      (r) => ({ ...r.counts, ...(tokenizePlan ? { shards: tokenizePlan.ranges.length } : {}) }),
+    );
     const splits = await stage('split', () => data.split({ runId, spec, encoded: tokenized.encoded }), (r) => r.counts);
     // One training candidate, or one per learning rate of a sweep, trained in parallel.
     const sweep = spec.train.sweep?.learningRates;
@@ -295,3 +315,4 @@ function bestOf(results: Array<{ valLoss: number }>): number {
 export { retrainTrigger } from './retrain';
 export { canaryRollout } from './canary';
 export { evaluateModel } from './evaluate';
+export { cleanShards, tokenizeShards } from './data';

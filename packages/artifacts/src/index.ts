@@ -142,6 +142,12 @@ export class ArtifactStore {
     return out.Body as Readable;
   }
 
+  /** The object's bytes from offset `start` to its end (a ranged GET: destroy the stream to stop early). */
+  async openFrom(uri: string, start: number): Promise<Readable> {
+    const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(uri), Range: `bytes=${start}-` }));
+    return out.Body as Readable;
+  }
+
   async getBytes(uri: string): Promise<Buffer> {
     const chunks: Buffer[] = [];
     for await (const chunk of await this.open(uri)) chunks.push(chunk as Buffer);

@@ -32,6 +32,8 @@ export type ArtifactKind =
   | 'quarantine'
   | 'cleaned'
   | 'clean-report'
+  /** Intermediate parts of a data stage run on shards (clean's candidates and sidecars, encoded shards), merged into the stage's own artifacts. */
+  | 'data-part'
   | 'tokenizer'
   | 'shard'
   | 'checkpoint'
@@ -63,6 +65,39 @@ export interface CleanResult {
   cleaned: ArtifactRef;
   report: ArtifactRef;
   counts: { input: number; kept: number; removed: number; changed: number };
+}
+/**
+ * A byte range [start, end) of a JSONL artifact: its shard is the lines that begin inside it, so consecutive
+ * ranges cover every line exactly once whatever their size.
+ */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+/** Consecutive ranges of `size` bytes (the last one shorter) over `bytes` bytes. */
+export function shardRanges(bytes: number, size: number): ByteRange[] {
+  const ranges: ByteRange[] = [];
+  for (let start = 0; start < bytes; start += size) ranges.push({ start, end: Math.min(bytes, start + size) });
+  return ranges;
+}
+/** What a data stage that ran on shards of its input is given by its workflow. */
+export interface ShardPlan {
+  ranges: ByteRange[];
+  /** How many shard activities run at once. */
+  parallel: number;
+}
+/** One shard through clean's first pass: its candidates, their dedupe sidecar, and its part of the report. */
+export interface CleanShardResult {
+  candidates: ArtifactRef;
+  sidecar: ArtifactRef;
+  /** The shard's part of the cleaning report (clean-core's CleanReport: counts and the first samples). */
+  report: Record<string, unknown>;
+  counts: { input: number; candidates: number };
+}
+/** One shard of the cleaned records, encoded. */
+export interface EncodedShardResult {
+  encoded: ArtifactRef;
+  counts: { records: number; tokens: number };
 }
 export interface TokenizeResult {
   tokenizer: ArtifactRef;

@@ -136,6 +136,9 @@ export const cronExpression = z
  * `hold`, while its error rate, p95 latency and share of thumbs-down are checked every `checkEvery` (once it
  * has served `minRequests` in the step); a breach rolls back to the previous version, the last step promotes.
  */
+/** data.shards.bytes by default: 64 MiB, about 10 s of one worker's clean. */
+export const DEFAULT_SHARD_BYTES = 64 * 1024 * 1024;
+
 /** Model servers a deployment can run (deploy.engine). */
 export const SERVING_ENGINES = ['tempered', 'llamacpp'] as const;
 export type ServingEngine = (typeof SERVING_ENGINES)[number];
@@ -254,6 +257,19 @@ export const pipelineSpecSchema = z
         records: recordFormat
           .default('auto')
           .describe('auto: each row by its fields (messages, then prompt/completion, instruction/output, the prompt/response fields, text); or one format for every row, a row that does not fit it quarantined'),
+        shards: z
+          .object({
+            bytes: z
+              .number()
+              .int()
+              .min(1024)
+              .default(DEFAULT_SHARD_BYTES)
+              .describe('a dataset (or cleaned data) larger than this many bytes is cleaned (or encoded) on shards of about this size, by every worker of the data pool; the output is byte for byte the same as in one piece'),
+            parallel: z.number().int().min(1).max(64).default(8).describe('how many shards are worked on at once'),
+          })
+          .strict()
+          .prefault({})
+          .describe('scale-out of the clean and tokenize stages over the workers of pools.data'),
       })
       .strict(),
     clean: z

@@ -40,3 +40,26 @@ def test_a_base_models_tokenizer_encodes_instead_of_a_trained_one(tmp_path, demo
     assert open(tmp_path / "out" / "encoded.shard", "rb").read() == open(demo["encoded"], "rb").read()
     rc, events = run_command("tokenize", {"input": str(demo["dir"] / "records.jsonl"), "tokenizer": str(tmp_path / "none.json"), "output_dir": str(tmp_path / "o2")}, tmp_path)
     assert rc == 2 and "tokenizer" in events[-1]["reason"]
+
+
+def test_encode_false_trains_the_same_tokenizer_and_its_shards_encode_as_the_whole(tmp_path, demo):
+    """A tokenize stage on shards: the tokenizer alone (encode false) is the one the whole run writes, and the
+    records encoded in three parts with it, concatenated, are the whole run's records token for token."""
+    records = str(demo["dir"] / "records.jsonl")
+    rc, events = run_command("tokenize", {"input": records, "vocab_size": 512, "min_frequency": 2, "output_dir": str(tmp_path / "tok"), "encode": False}, tmp_path)
+    assert rc == 0 and events[-1]["tokens"] == 0 and not (tmp_path / "tok" / "encoded.shard").exists()
+    assert open(tmp_path / "tok" / "tokenizer.json", "rb").read() == open(demo["tokenizer"], "rb").read()
+    lines = open(records).read().splitlines(keepends=True)
+    whole = read_shard(demo["encoded"])
+    at = 0
+    for i, part in enumerate([lines[:7], lines[7:100], lines[100:]]):
+        (tmp_path / f"part{i}.jsonl").write_text("".join(part))
+        rc, events = run_command("tokenize", {"input": str(tmp_path / f"part{i}.jsonl"), "tokenizer": str(tmp_path / "tok" / "tokenizer.json"), "output_dir": str(tmp_path / f"out{i}")}, tmp_path)
+        assert rc == 0, events[-1]
+        shard = read_shard(str(tmp_path / f"out{i}" / "encoded.shard"))
+        assert shard.vocab_size == whole.vocab_size and shard.eos_id == whole.eos_id
+        for j in range(len(shard)):
+            assert shard.keys[j] == whole.keys[at + j]
+            assert [x.tolist() for x in shard.record(j)] == [x.tolist() for x in whole.record(at + j)]
+        at += len(shard)
+    assert at == len(whole)

@@ -1,0 +1,220 @@
+/**
+ * clean and tokenize on shards of their input, for data larger than `data.shards.bytes`: the workflow
+ * (workflows/src/data.ts) fans the shard activities out over every worker of the data pool, then one activity
+ * merges their parts into the stage's usual artifacts, under the stage's usual cache key.
+ *
+ * The merged output is byte for byte what the stage gives in one activity, whatever the number of shards or
+ * workers: a shard is the lines that begin in its byte range (`downloadLines`), clean's first pass is pure per
+ * record, and what depends on order (exact and near duplicates: the first copy is kept) runs once over the
+ * shards' candidates in input order (clean-core.ts). Tokenize trains its tokenizer once on every record, each
+ * shard is encoded with it, and the encoded shards are joined in order (shard.ts `concatShards`).
+ */
+import { createWriteStream } from 'node:fs';
+import path from 'node:path';
+import type { ArtifactRef, ByteRange, CleanResult, CleanShardResult, EncodedShardResult, TokenizeResult } from '@tempered/contract';
+import { type Deps, heartbeating, log, withScratch } from './context';
+import { cachedStage, marked } from './cache';
+import { cleanCacheRequest, cleanHooks, type CleanInput, storeCleaned } from './clean';
+import { cleanShardFile, dedupeShardFiles, type CleanReport } from './clean-core';
+import { stageBaseModel } from './base-models';
+import { concatShards, readShardHeader } from './shard';
+import { tokenizeCacheRequest, tokenizeHooks, tokenizerConfig, type TokenizeInput } from './tokenize';
+import { runTrainer } from './trainer';
+import type { ArtifactStore } from '@tempered/artifacts';
+
+/** Thrown by a cache probe's compute: the cache had no usable result. */
+class NotCached extends Error {}
+
+/** The cached result of `cachedStage`'s request, recorded for this run as a hit is, or null (nothing is computed). */
+async function fromCache<T>(run: (compute: () => Promise<T>) => Promise<T>): Promise<T | null> {
+  try {
+    return await run(() => Promise.reject(new NotCached()));
+  } catch (error) {
+    if (error instanceof NotCached) return null;
+    throw error;
+  }
+}
+
+/** The clean stage's cached result for this dataset and spec, if there is one: then no shard needs cleaning. */
+export async function cleanFromCache(deps: Deps, input: CleanInput): Promise<CleanResult | null> {
+  return fromCache(async (compute) => {
+    const outcome = await cachedStage(deps, cleanCacheRequest(input), compute, cleanHooks(deps, input));
+    return marked(outcome.value, outcome);
+  });
+}
+
+/** Clean's first pass over the lines that begin in `range` of the dataset. */
+export async function cleanShard(deps: Deps, input: CleanInput & { range: ByteRange }): Promise<CleanShardResult> {
+  return withScratch(
+    deps,
+    (dir) =>
+      heartbeating(async () => {
+        const lines = await downloadLines(deps.store, input.dataset, input.range, path.join(dir, 'shard.jsonl'));
+        const candidatesPath = path.join(dir, 'candidates.jsonl');
+        const sidecarPath = path.join(dir, 'candidates.bin');
+        const report = await cleanShardFile(lines, candidatesPath, sidecarPath, input.spec.clean);
+        const [candidates, sidecar] = await Promise.all([deps.store.putFile(candidatesPath, 'data-part', 'candidates.jsonl'), deps.store.putFile(sidecarPath, 'data-part', 'candidates.bin')]);
+        const kept = report.input - Object.values(report.removed).reduce((a: number, b) => a + (b as number), 0);
+        log('cleaned shard', { range: input.range, input: report.input, candidates: kept });
+        return { candidates, sidecar, report: report as unknown as Record<string, unknown>, counts: { input: report.input, candidates: kept } };
+      }),
+    'clean',
+  );
+}
+
+/** Clean's second pass over every shard's candidates in order: the stage's cleaned records and report. */
+export async function mergeCleanShards(deps: Deps, input: CleanInput & { shards: CleanShardResult[] }): Promise<CleanResult> {
+  return withScratch(
+    deps,
+    async (dir) => {
+      const outcome = await cachedStage(
+        deps,
+        cleanCacheRequest(input),
+        () =>
+          heartbeating(async () => {
+            const parts = await Promise.all(
+              input.shards.map(async (s, i) => ({
+                candidates: await deps.store.download(s.candidates, path.join(dir, `candidates-${i}.jsonl`)),
+                sidecar: await deps.store.download(s.sidecar, path.join(dir, `candidates-${i}.bin`)),
+                report: s.report as unknown as CleanReport,
+              })),
+            );
+            const outPath = path.join(dir, 'cleaned.jsonl');
+            return storeCleaned(deps, outPath, await dedupeShardFiles(parts, outPath, input.spec.clean));
+          }),
+        cleanHooks(deps, input),
+      );
+      return marked(outcome.value, outcome);
+    },
+    'clean',
+  );
+}
+
+/** The tokenize stage's cached result for these cleaned records and spec, if there is one. */
+export async function tokenizeFromCache(deps: Deps, input: TokenizeInput): Promise<TokenizeResult | null> {
+  return withScratch(
+    deps,
+    async (dir) => {
+      const staged = await stageBaseModel(deps, input.runId, input.spec, input.specDir, dir);
+      return fromCache(async (compute) => {
+        const outcome = await cachedStage(deps, tokenizeCacheRequest(input, staged), compute, tokenizeHooks(deps, input));
+        return marked(outcome.value, outcome);
+      });
+    },
+    'tokenize',
+  );
+}
+
+/**
+ * The tokenizer every shard is encoded with: trained on all the cleaned records (as the one-activity stage
+ * trains it), or the base model's own, saved as tokenizer.json the way the stage saves it.
+ */
+export async function shardTokenizer(deps: Deps, input: TokenizeInput): Promise<ArtifactRef> {
+  return withScratch(
+    deps,
+    async (dir) => {
+      const staged = await stageBaseModel(deps, input.runId, input.spec, input.specDir, dir);
+      const cleanedPath = await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'));
+      const outDir = path.join(dir, 'out');
+      await runTrainer(deps, 'tokenize', { input: cleanedPath, output_dir: outDir, encode: false, ...tokenizerConfig(input.spec, staged?.path) }, dir);
+      return deps.store.putFile(path.join(outDir, 'tokenizer.json'), 'tokenizer', 'tokenizer.json');
+    },
+    'tokenize',
+  );
+}
+
+/**
+ * The cleaned records that begin in `range`, encoded: with the base model (its chat format renders them), or
+ * with the tokenizer `shardTokenizer` trained (a tokenizer.json encodes in the plain format, as the stage does).
+ */
+export async function encodeShard(deps: Deps, input: TokenizeInput & { range: ByteRange; tokenizer: ArtifactRef }): Promise<EncodedShardResult> {
+  return withScratch(
+    deps,
+    async (dir) => {
+      const staged = await stageBaseModel(deps, input.runId, input.spec, input.specDir, dir);
+      const tokenizer = staged ? staged.path : await deps.store.download(input.tokenizer, path.join(dir, 'tokenizer.json'));
+      const lines = await downloadLines(deps.store, input.cleaned, input.range, path.join(dir, 'shard.jsonl'));
+      const outDir = path.join(dir, 'out');
+      const { finished } = await runTrainer(deps, 'tokenize', { input: lines, output_dir: outDir, tokenizer }, dir);
+      const encoded = await deps.store.putFile(path.join(outDir, 'encoded.shard'), 'data-part', 'encoded.shard');
+      return { encoded, counts: { records: Number(finished.records), tokens: Number(finished.tokens) } };
+    },
+    'tokenize',
+  );
+}
+
+/** The encoded shards joined in order: the stage's encoded.shard, with the tokenizer they were encoded with. */
+export async function mergeEncodedShards(deps: Deps, input: TokenizeInput & { tokenizer: ArtifactRef; shards: EncodedShardResult[] }): Promise<TokenizeResult> {
+  return withScratch(
+    deps,
+    async (dir) => {
+      const staged = await stageBaseModel(deps, input.runId, input.spec, input.specDir, dir);
+      const outcome = await cachedStage(
+        deps,
+        tokenizeCacheRequest(input, staged),
+        () =>
+          heartbeating(async () => {
+            const parts = await Promise.all(input.shards.map((s, i) => deps.store.download(s.encoded, path.join(dir, `encoded-${i}.shard`))));
+            const outPath = path.join(dir, 'encoded.shard');
+            const header = await concatShards(parts, outPath);
+            const encoded = await deps.store.putFile(outPath, 'shard', 'encoded.shard');
+            const tokens = header.offsets[header.records];
+            log('tokenized', { records: header.records, tokens, shards: parts.length });
+            return { tokenizer: input.tokenizer, encoded, counts: { records: header.records, tokens } };
+          }),
+        tokenizeHooks(deps, input),
+      );
+      return marked(outcome.value, outcome);
+    },
+    'tokenize',
+  );
+}
+
+/**
+ * Downloads the lines of a JSONL artifact that begin in [start, end) (a ranged read from start - 1, so a line
+ * that begins exactly at `start` is recognised as one). Every line begins in exactly one of a set of
+ * consecutive ranges, so the shards of an artifact cover each of its lines once, whatever their sizes.
+ */
+export async function downloadLines(store: ArtifactStore, ref: ArtifactRef, range: ByteRange, file: string): Promise<string> {
+  const from = Math.max(0, range.start - 1);
+  const body = await store.openFrom(ref.uri, from);
+  const out = createWriteStream(file);
+  const write = (bytes: Buffer) => new Promise<void>((resolve, reject) => out.write(bytes, (error) => (error ? reject(error) : resolve())));
+  try {
+    await linesInRange(body, range, write);
+  } finally {
+    (body as { destroy?: () => void }).destroy?.();
+    await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+  }
+  return file;
+}
+
+/**
+ * Writes the bytes of the lines that begin in `range`, given the bytes from max(0, start - 1) on; stops reading
+ * after the line that holds byte end - 1.
+ */
+export async function linesInRange(chunks: AsyncIterable<unknown>, range: ByteRange, write: (bytes: Buffer) => Promise<void>): Promise<void> {
+  let position = Math.max(0, range.start - 1);
+  // Before `start`, the tail of the previous shard's last line is skipped (through its line break).
+  let skipping = range.start > 0;
+  for await (const chunk of chunks) {
+    let bytes = chunk as Buffer;
+    if (skipping) {
+      const lineBreak = bytes.indexOf(10);
+      if (lineBreak < 0) {
+        position += bytes.length;
+        continue;
+      }
+      bytes = bytes.subarray(lineBreak + 1);
+      position += lineBreak + 1;
+      skipping = false;
+      if (position >= range.end) return; // no line begins in the range: this one is the next shard's
+    }
+    // The shard ends with the line that holds byte end - 1.
+    const last = range.end - 1 - position;
+    const lineBreak = last < bytes.length ? bytes.indexOf(10, Math.max(0, last)) : -1;
+    if (lineBreak >= 0) return write(bytes.subarray(0, lineBreak + 1));
+    await write(bytes);
+    position += bytes.length;
+  }
+}
