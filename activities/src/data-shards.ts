@@ -18,7 +18,7 @@ import { cleanCacheRequest, cleanHooks, type CleanInput, storeCleaned } from './
 import { cleanShardFile, dedupeShardFiles, type CleanReport } from './clean-core';
 import { stageBaseModel } from './base-models';
 import { concatShards, readShardHeader } from './shard';
-import { tokenizeCacheRequest, tokenizeHooks, tokenizerConfig, type TokenizeInput } from './tokenize';
+import { heartbeatOnEvents, tokenizeCacheRequest, tokenizeHooks, tokenizerConfig, type TokenizeInput } from './tokenize';
 import { runTrainer } from './trainer';
 import type { ArtifactStore } from '@tempered/artifacts';
 
@@ -116,7 +116,7 @@ export async function shardTokenizer(deps: Deps, input: TokenizeInput): Promise<
       const staged = await stageBaseModel(deps, input.runId, input.spec, input.specDir, dir);
       const cleanedPath = await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'));
       const outDir = path.join(dir, 'out');
-      await runTrainer(deps, 'tokenize', { input: cleanedPath, output_dir: outDir, encode: false, ...tokenizerConfig(input.spec, staged?.path) }, dir);
+      await runTrainer(deps, 'tokenize', { input: cleanedPath, output_dir: outDir, encode: false, ...tokenizerConfig(input.spec, staged?.path) }, dir, heartbeatOnEvents);
       return deps.store.putFile(path.join(outDir, 'tokenizer.json'), 'tokenizer', 'tokenizer.json');
     },
     'tokenize',
@@ -135,7 +135,7 @@ export async function encodeShard(deps: Deps, input: TokenizeInput & { range: By
       const tokenizer = staged ? staged.path : await deps.store.download(input.tokenizer, path.join(dir, 'tokenizer.json'));
       const lines = await downloadLines(deps.store, input.cleaned, input.range, path.join(dir, 'shard.jsonl'));
       const outDir = path.join(dir, 'out');
-      const { finished } = await runTrainer(deps, 'tokenize', { input: lines, output_dir: outDir, tokenizer }, dir);
+      const { finished } = await runTrainer(deps, 'tokenize', { input: lines, output_dir: outDir, tokenizer }, dir, heartbeatOnEvents);
       const encoded = await deps.store.putFile(path.join(outDir, 'encoded.shard'), 'data-part', 'encoded.shard');
       return { encoded, counts: { records: Number(finished.records), tokens: Number(finished.tokens) } };
     },

@@ -253,7 +253,7 @@ export async function concatShards(inPaths: readonly string[], outPath: string):
   for (const { header } of parts) {
     const base = offsets[offsets.length - 1];
     for (let i = 1; i <= header.records; i++) offsets.push(base + header.offsets[i]);
-    keys.push(...header.keys);
+    for (const key of header.keys) keys.push(key); // not push(...keys): a shard's keys outnumber the stack
   }
   const header: ShardHeader = { version: SHARD_VERSION, records: keys.length, keys, offsets, vocab_size: first.vocab_size, eos_id: first.eos_id };
   const output = await open(outPath, 'w');

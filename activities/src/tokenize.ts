@@ -11,7 +11,8 @@ import { node, recordArtifacts, recordLineage } from '@tempered/db';
 import { type Deps, log, withScratch } from './context';
 import { type StagedBaseModel, stageBaseModel } from './base-models';
 import { cachedStage, marked, type StageCacheHooks, type StageCacheRequest } from './cache';
-import { runTrainer } from './trainer';
+import { Context } from '@temporalio/activity';
+import { runTrainer, type TrainerEvent } from './trainer';
 
 export interface TokenizeInput {
   runId: string;
@@ -32,7 +33,7 @@ export async function tokenize(deps: Deps, input: TokenizeInput): Promise<Tokeni
       async (): Promise<TokenizeResult> => {
         const cleanedPath = await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'));
         const outDir = path.join(dir, 'out');
-        const { finished } = await runTrainer(deps, 'tokenize', { input: cleanedPath, output_dir: outDir, ...tokenizerConfig(spec, base) }, dir);
+        const { finished } = await runTrainer(deps, 'tokenize', { input: cleanedPath, output_dir: outDir, ...tokenizerConfig(spec, base) }, dir, heartbeatOnEvents);
         const tokenizer = await deps.store.putFile(path.join(outDir, 'tokenizer.json'), 'tokenizer', 'tokenizer.json');
         const encoded = await deps.store.putFile(path.join(outDir, 'encoded.shard'), 'shard', 'encoded.shard');
         log('tokenized', { records: finished.records, tokens: finished.tokens });
@@ -42,6 +43,14 @@ export async function tokenize(deps: Deps, input: TokenizeInput): Promise<Tokeni
     );
     return marked(outcome.value, outcome);
   });
+}
+
+/**
+ * Heartbeats on each of the trainer's events (its `progress` while it counts words and encodes), so a tokenize
+ * of minutes is not timed out as silent; the trainer's watchdog kills one that stops emitting them.
+ */
+export function heartbeatOnEvents(e: TrainerEvent): void {
+  Context.current().heartbeat({ tokenize: e.event, ...(e.what !== undefined ? { what: e.what, done: e.done } : {}) });
 }
 
 /** The trainer's tokenize settings: the base model's tokenizer, or the vocabulary to train. */

@@ -190,6 +190,21 @@ describe('concatShards', () => {
     assert.ok(fs.readFileSync(joined).equals(expected));
   });
 
+  test('joins shards of more records than a call can take arguments (a part of 150,000)', async () => {
+    const n = 160_000;
+    const keys = Array.from({ length: n }, (_, i) => `k${i}`);
+    const records = keys.map((_, i) => ({ tokens: [i % 7], mask: [1] }));
+    const parts = [];
+    for (const [i, [from, to]] of [[0, 150_000], [150_000, n]].entries()) {
+      const part = tmp(`many-${i}.shard`);
+      await writeShard(part, { keys: keys.slice(from, to), records: records.slice(from, to), vocabSize: 7, eosId: 0 });
+      parts.push(part);
+    }
+    const joined = tmp('many.shard');
+    await concatShards(parts, joined);
+    assert.ok(fs.readFileSync(joined).equals(expectedBytes({ keys, records, vocabSize: 7, eosId: 0 })));
+  });
+
   test('refuses shards of different vocabularies', async () => {
     const a = tmp('a.shard');
     const b = tmp('b.shard');

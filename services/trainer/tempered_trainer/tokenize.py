@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from .config import from_dict, read_jsonl, require
-from .events import ConfigError, emit, log
+from .events import ConfigError, Progress, emit, log
 from .shard import from_records, write_shard
 from .template import PLAIN, SPECIAL_TOKENS, ChatFormat, check_messages, read_chat_format, record_segments, vocabulary_texts
 
@@ -112,6 +112,7 @@ def encode_records(tok: Tokenizer, records, fmt: ChatFormat = PLAIN):
     of 4096 records at a time go to the Rust tokenizer in one batch (threads, no Python per piece), which gives
     the same ids as encoding each record's pieces alone (`encode_segments`): a piece is always encoded on its own."""
     tokens, masks = [], []
+    progress = Progress("encode", len(records))
     for start in range(0, len(records), ENCODE_BATCH_RECORDS):
         chunk = records[start : start + ENCODE_BATCH_RECORDS]
         pieces = []
@@ -129,6 +130,7 @@ def encode_records(tok: Tokenizer, records, fmt: ChatFormat = PLAIN):
                 mask += [int(loss)] * len(piece)
             tokens.append(ids)
             masks.append(mask)
+        progress.advance(len(chunk))
     return tokens, masks
 
 
@@ -140,8 +142,16 @@ def run(raw: dict) -> None:
         tok, fmt = load_base_tokenizer(cfg.tokenizer)
     else:
         fmt = PLAIN
-        texts = [text for r in records for text in vocabulary_texts(r)]
-        tok = train_tokenizer(texts, cfg.vocab_size, cfg.min_frequency)
+        # Fed as the trainer pulls them, with progress events: on a large corpus counting the words takes
+        # minutes, and a trainer silent for the activity's heartbeat timeout is taken for a hung one.
+        progress = Progress("vocabulary", len(records))
+
+        def texts():
+            for r in records:
+                progress.advance()
+                yield from vocabulary_texts(r)
+
+        tok = train_tokenizer(texts(), cfg.vocab_size, cfg.min_frequency)
     os.makedirs(cfg.output_dir, exist_ok=True)
     tok_path = os.path.join(cfg.output_dir, "tokenizer.json")
     tok.save(tok_path + ".tmp")
