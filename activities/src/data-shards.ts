@@ -10,6 +10,7 @@
  * shard is encoded with it, and the encoded shards are joined in order (shard.ts `concatShards`).
  */
 import { createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ArtifactRef, ByteRange, CleanResult, CleanShardResult, EncodedShardResult, TokenizeResult } from '@tempered/contract';
 import { type Deps, heartbeating, log, withScratch } from './context';
@@ -17,7 +18,7 @@ import { cachedStage, marked } from './cache';
 import { cleanCacheRequest, cleanHooks, type CleanInput, storeCleaned } from './clean';
 import { cleanShardFile, dedupeShardFiles, type CleanReport } from './clean-core';
 import { stageBaseModel } from './base-models';
-import { concatShards, readShardHeader } from './shard';
+import { concatShards } from './shard';
 import { heartbeatOnEvents, tokenizeCacheRequest, tokenizeHooks, tokenizerConfig, type TokenizeInput } from './tokenize';
 import { runTrainer } from './trainer';
 import type { ArtifactStore } from '@tempered/artifacts';
@@ -134,6 +135,8 @@ export async function encodeShard(deps: Deps, input: TokenizeInput & { range: By
       const staged = await stageBaseModel(deps, input.runId, input.spec, input.specDir, dir);
       const tokenizer = staged ? staged.path : await deps.store.download(input.tokenizer, path.join(dir, 'tokenizer.json'));
       const lines = await downloadLines(deps.store, input.cleaned, input.range, path.join(dir, 'shard.jsonl'));
+      // A range no line begins in (a record longer than data.shards.bytes spans it) has nothing to encode.
+      if ((await stat(lines)).size === 0) return { counts: { records: 0, tokens: 0 } };
       const outDir = path.join(dir, 'out');
       const { finished } = await runTrainer(deps, 'tokenize', { input: lines, output_dir: outDir, tokenizer }, dir, heartbeatOnEvents);
       const encoded = await deps.store.putFile(path.join(outDir, 'encoded.shard'), 'data-part', 'encoded.shard');
@@ -154,7 +157,7 @@ export async function mergeEncodedShards(deps: Deps, input: TokenizeInput & { to
         tokenizeCacheRequest(input, staged),
         () =>
           heartbeating(async () => {
-            const parts = await Promise.all(input.shards.map((s, i) => deps.store.download(s.encoded, path.join(dir, `encoded-${i}.shard`))));
+            const parts = await Promise.all(input.shards.flatMap((s, i) => (s.encoded ? [deps.store.download(s.encoded, path.join(dir, `encoded-${i}.shard`))] : [])));
             const outPath = path.join(dir, 'encoded.shard');
             const header = await concatShards(parts, outPath);
             const encoded = await deps.store.putFile(outPath, 'shard', 'encoded.shard');

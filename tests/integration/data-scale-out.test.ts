@@ -73,7 +73,7 @@ describe('clean and tokenize on shards, by two workers of one pool', () => {
       .map((e) => e.activityTaskStartedEventAttributes!.identity ?? '');
   }
 
-  test('the cleaned records are byte for byte the one-activity stage\'s on 1, 7 and 30 shards', { timeout: 600_000 }, async () => {
+  test('the cleaned records are byte for byte the one-activity stage\'s on 1, 7 and 30 shards, and with an empty one', { timeout: 600_000 }, async () => {
     const bytes = ingested.dataset.bytes;
     // The corpus has what the shards must agree on: exact and near duplicates.
     const report = JSON.parse((await store().getBytes(whole.cleaned.report.uri)).toString('utf8'));
@@ -88,9 +88,12 @@ describe('clean and tokenize on shards, by two workers of one pool', () => {
       // Each worker runs at most four CPU activities at once, so eight at a time cannot all be one worker's.
       if (count === 30) assert.equal(new Set(by).size, 2, `both workers took shards: ${[...new Set(by)].join(', ')}`);
     }
+    const uneven = { ranges: [{ start: 0, end: 10 }, { start: 10, end: 20 }, { start: 20, end: bytes }], parallel: 8 };
+    const { result } = await execute<CleanResult>(CLEAN_SHARDS_WORKFLOW_TYPE, { runId, spec: spec(), dataset: ingested.dataset, plan: uneven });
+    assert.equal(result.cleaned.sha256, whole.cleaned.cleaned.sha256, 'with a range no line begins in');
   });
 
-  test('the tokenizer and the encoded records are byte for byte the one-activity stage\'s on 1 and 6 shards', { timeout: 600_000 }, async () => {
+  test('the tokenizer and the encoded records are byte for byte the one-activity stage\'s on 1 and 6 shards, and with an empty one', { timeout: 600_000 }, async () => {
     const cleaned = whole.cleaned.cleaned;
     for (const count of [1, 6]) {
       const { result, workflowId } = await execute<TokenizeResult>(TOKENIZE_SHARDS_WORKFLOW_TYPE, { runId, spec: spec(), cleaned, plan: plan(cleaned.bytes, Math.ceil(cleaned.bytes / count)) });
@@ -99,6 +102,10 @@ describe('clean and tokenize on shards, by two workers of one pool', () => {
       assert.deepEqual(result.counts, whole.tokenized.counts);
       assert.equal((await shardWorkers(workflowId)).length, count);
     }
+    // A range no line begins in (the first record is longer than 10 bytes): that shard encodes nothing.
+    const uneven = { ranges: [{ start: 0, end: 10 }, { start: 10, end: 20 }, { start: 20, end: cleaned.bytes }], parallel: 8 };
+    const { result } = await execute<TokenizeResult>(TOKENIZE_SHARDS_WORKFLOW_TYPE, { runId, spec: spec(), cleaned, plan: uneven });
+    assert.equal(result.encoded.sha256, whole.tokenized.encoded.sha256, 'with an empty shard');
   });
 
   test('a cached clean runs no shard: the second run of the same data and spec reuses the first one\'s result', { timeout: 300_000 }, async () => {

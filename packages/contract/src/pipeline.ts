@@ -94,9 +94,9 @@ export interface CleanShardResult {
   report: Record<string, unknown>;
   counts: { input: number; candidates: number };
 }
-/** One shard of the cleaned records, encoded. */
+/** One shard of the cleaned records, encoded (no artifact when no record begins in its range). */
 export interface EncodedShardResult {
-  encoded: ArtifactRef;
+  encoded?: ArtifactRef;
   counts: { records: number; tokens: number };
 }
 export interface TokenizeResult {
