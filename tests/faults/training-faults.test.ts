@@ -46,7 +46,7 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): voi
 
 /** PIDs of this run's trainer processes (their command line holds the run's scratch path), optionally of one attempt. */
 function trainerPids(runId: string, attempt?: number): number[] {
-  const pattern = `tempered_trainer sft --config .*${runId}/train-[^ ]*${attempt ? `-a${attempt}/` : ''}`;
+  const pattern = `tempered_trainer sft --config .*${runId}/w[0-9]+/train-[^ ]*${attempt ? `-a${attempt}/` : ''}`;
   try {
     return execFileSync('pgrep', ['-f', pattern], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
   } catch {
