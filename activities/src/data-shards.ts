@@ -4,12 +4,11 @@
  * merges their parts into the stage's usual artifacts, under the stage's usual cache key.
  *
  * The merged output is byte for byte what the stage gives in one activity, whatever the number of shards or
- * workers: a shard is the lines that begin in its byte range (`downloadLines`), clean's first pass is pure per
+ * workers: a shard is the lines that begin in its byte range (line-ranges.ts), clean's first pass is pure per
  * record, and what depends on order (exact and near duplicates: the first copy is kept) runs once over the
- * shards' candidates in input order (clean-core.ts). Tokenize trains its tokenizer once on every record, each
- * shard is encoded with it, and the encoded shards are joined in order (shard.ts `concatShards`).
+ * shards' candidates in input order (clean-core.ts). Tokenize trains its tokenizer once (on the stage's own
+ * vocabulary sample), each shard is encoded with it, and the encoded shards are joined in order (shard.ts `concatShards`).
  */
-import { createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ArtifactRef, ByteRange, CleanResult, CleanShardResult, EncodedShardResult, TokenizeResult } from '@tempered/contract';
@@ -18,10 +17,10 @@ import { cachedStage, marked } from './cache';
 import { cleanCacheRequest, cleanHooks, type CleanInput, storeCleaned } from './clean';
 import { cleanShardFile, dedupeShardFiles, type CleanReport } from './clean-core';
 import { stageBaseModel } from './base-models';
+import { downloadLines } from './line-ranges';
 import { concatShards } from './shard';
-import { heartbeatOnEvents, tokenizeCacheRequest, tokenizeHooks, tokenizerConfig, type TokenizeInput } from './tokenize';
+import { heartbeatOnEvents, tokenizeCacheRequest, tokenizeHooks, tokenizerConfig, type TokenizeInput, vocabularySample } from './tokenize';
 import { runTrainer } from './trainer';
-import type { ArtifactStore } from '@tempered/artifacts';
 
 /** Thrown by a cache probe's compute: the cache had no usable result. */
 class NotCached extends Error {}
@@ -50,7 +49,7 @@ export async function cleanShard(deps: Deps, input: CleanInput & { range: ByteRa
     deps,
     (dir) =>
       heartbeating(async () => {
-        const lines = await downloadLines(deps.store, input.dataset, input.range, path.join(dir, 'shard.jsonl'));
+        const lines = await downloadLines(deps.store, input.dataset, [input.range], path.join(dir, 'shard.jsonl'));
         const candidatesPath = path.join(dir, 'candidates.jsonl');
         const sidecarPath = path.join(dir, 'candidates.bin');
         const report = await cleanShardFile(lines, candidatesPath, sidecarPath, input.spec.clean);
@@ -107,17 +106,21 @@ export async function tokenizeFromCache(deps: Deps, input: TokenizeInput): Promi
 }
 
 /**
- * The tokenizer every shard is encoded with: trained on all the cleaned records (as the one-activity stage
- * trains it), or the base model's own, saved as tokenizer.json the way the stage saves it.
+ * The tokenizer every shard is encoded with: trained on the cleaned records' vocabulary sample, or all of them
+ * when they are no larger (as the one-activity stage trains it), or the base model's own, saved as
+ * tokenizer.json the way the stage saves it.
  */
 export async function shardTokenizer(deps: Deps, input: TokenizeInput): Promise<ArtifactRef> {
   return withScratch(
     deps,
     async (dir) => {
       const staged = await stageBaseModel(deps, input.runId, input.spec, input.specDir, dir);
-      const cleanedPath = await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'));
+      // A base model's tokenizer is not trained: the first record is all the trainer needs to read to save it.
+      const records = staged
+        ? await downloadLines(deps.store, input.cleaned, [{ start: 0, end: 1 }], path.join(dir, 'first.jsonl'))
+        : ((await vocabularySample(deps, input, staged, dir)) ?? (await deps.store.download(input.cleaned, path.join(dir, 'cleaned.jsonl'))));
       const outDir = path.join(dir, 'out');
-      await runTrainer(deps, 'tokenize', { input: cleanedPath, output_dir: outDir, encode: false, ...tokenizerConfig(input.spec, staged?.path) }, dir, heartbeatOnEvents);
+      await runTrainer(deps, 'tokenize', { input: records, output_dir: outDir, encode: false, ...tokenizerConfig(input.spec, staged?.path) }, dir, heartbeatOnEvents);
       return deps.store.putFile(path.join(outDir, 'tokenizer.json'), 'tokenizer', 'tokenizer.json');
     },
     'tokenize',
@@ -134,7 +137,7 @@ export async function encodeShard(deps: Deps, input: TokenizeInput & { range: By
     async (dir) => {
       const staged = await stageBaseModel(deps, input.runId, input.spec, input.specDir, dir);
       const tokenizer = staged ? staged.path : await deps.store.download(input.tokenizer, path.join(dir, 'tokenizer.json'));
-      const lines = await downloadLines(deps.store, input.cleaned, input.range, path.join(dir, 'shard.jsonl'));
+      const lines = await downloadLines(deps.store, input.cleaned, [input.range], path.join(dir, 'shard.jsonl'));
       // A range no line begins in (a record longer than data.shards.bytes spans it) has nothing to encode.
       if ((await stat(lines)).size === 0) return { counts: { records: 0, tokens: 0 } };
       const outDir = path.join(dir, 'out');
@@ -171,53 +174,4 @@ export async function mergeEncodedShards(deps: Deps, input: TokenizeInput & { to
     },
     'tokenize',
   );
-}
-
-/**
- * Downloads the lines of a JSONL artifact that begin in [start, end) (a ranged read from start - 1, so a line
- * that begins exactly at `start` is recognised as one). Every line begins in exactly one of a set of
- * consecutive ranges, so the shards of an artifact cover each of its lines once, whatever their sizes.
- */
-export async function downloadLines(store: ArtifactStore, ref: ArtifactRef, range: ByteRange, file: string): Promise<string> {
-  const from = Math.max(0, range.start - 1);
-  const body = await store.openFrom(ref.uri, from);
-  const out = createWriteStream(file);
-  const write = (bytes: Buffer) => new Promise<void>((resolve, reject) => out.write(bytes, (error) => (error ? reject(error) : resolve())));
-  try {
-    await linesInRange(body, range, write);
-  } finally {
-    (body as { destroy?: () => void }).destroy?.();
-    await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
-  }
-  return file;
-}
-
-/**
- * Writes the bytes of the lines that begin in `range`, given the bytes from max(0, start - 1) on; stops reading
- * after the line that holds byte end - 1.
- */
-export async function linesInRange(chunks: AsyncIterable<unknown>, range: ByteRange, write: (bytes: Buffer) => Promise<void>): Promise<void> {
-  let position = Math.max(0, range.start - 1);
-  // Before `start`, the tail of the previous shard's last line is skipped (through its line break).
-  let skipping = range.start > 0;
-  for await (const chunk of chunks) {
-    let bytes = chunk as Buffer;
-    if (skipping) {
-      const lineBreak = bytes.indexOf(10);
-      if (lineBreak < 0) {
-        position += bytes.length;
-        continue;
-      }
-      bytes = bytes.subarray(lineBreak + 1);
-      position += lineBreak + 1;
-      skipping = false;
-      if (position >= range.end) return; // no line begins in the range: this one is the next shard's
-    }
-    // The shard ends with the line that holds byte end - 1.
-    const last = range.end - 1 - position;
-    const lineBreak = last < bytes.length ? bytes.indexOf(10, Math.max(0, last)) : -1;
-    if (lineBreak >= 0) return write(bytes.subarray(0, lineBreak + 1));
-    await write(bytes);
-    position += bytes.length;
-  }
 }

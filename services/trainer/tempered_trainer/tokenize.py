@@ -9,16 +9,18 @@ command never imports torch.
 """
 
 import dataclasses
+import itertools
 import os
 import tarfile
-from typing import Optional
+from typing import Optional, Tuple
 
+import numpy as np
 from tokenizers import Tokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from .config import from_dict, read_jsonl, require
 from .events import ConfigError, Progress, emit, log
-from .shard import from_records, write_shard
+from .shard import Shard, write_shard
 from .template import PLAIN, SPECIAL_TOKENS, ChatFormat, check_messages, read_chat_format, record_segments, vocabulary_texts
 
 
@@ -33,6 +35,9 @@ class TokenizeConfig:
     tokenizer: Optional[str] = None
     # False: write tokenizer.json only (a data stage run on shards trains it once, then encodes each shard with it).
     encode: bool = True
+    # The records the vocabulary is learnt from, when not input's own: a sample of a large corpus (the tokenize
+    # stage draws it, tokenizer.sampleBytes). Ignored with a base model's tokenizer.
+    vocabulary_input: Optional[str] = None
 
     def __post_init__(self):
         # 256 byte symbols plus the two special tokens are always present.
@@ -107,11 +112,14 @@ def load_base_tokenizer(path: str):
 ENCODE_BATCH_RECORDS = 4096
 
 
-def encode_records(tok: Tokenizer, records, fmt: ChatFormat = PLAIN):
-    """(token lists, mask lists) in the contract's layout: every record rendered by the chat format. The pieces
-    of 4096 records at a time go to the Rust tokenizer in one batch (threads, no Python per piece), which gives
-    the same ids as encoding each record's pieces alone (`encode_segments`): a piece is always encoded on its own."""
-    tokens, masks = [], []
+def encode_records(tok: Tokenizer, records, fmt: ChatFormat = PLAIN) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets, tokens, loss mask) in the contract's layout: every record rendered by the chat format. The pieces
+    of 4096 records at a time go to the Rust tokenizer in one batch (threads, no Python per piece; `_fast`: no
+    character offsets, which nothing here reads) and come back into numpy arrays directly (Python lists of a
+    corpus' token ids cost gigabytes). The ids are those of encoding each record's pieces alone
+    (`encode_segments`): a piece is always encoded on its own."""
+    lengths = np.zeros(len(records), dtype=np.int64)
+    token_parts, mask_parts = [], []
     progress = Progress("encode", len(records))
     for start in range(0, len(records), ENCODE_BATCH_RECORDS):
         chunk = records[start : start + ENCODE_BATCH_RECORDS]
@@ -121,17 +129,34 @@ def encode_records(tok: Tokenizer, records, fmt: ChatFormat = PLAIN):
                 pieces.append(record_segments(fmt, r))
             except ValueError as e:  # a chat template that cannot be split into turns
                 raise ConfigError(f"tokenize: record {r['key']}: {e}") from e
-        encoded = iter(tok.encode_batch([text for segs in pieces for text, _ in segs], add_special_tokens=False))
-        for segs in pieces:
-            ids, mask = [], []
-            for _, loss in segs:
-                piece = next(encoded).ids
-                ids += piece
-                mask += [int(loss)] * len(piece)
-            tokens.append(ids)
-            masks.append(mask)
+        encoded = tok.encode_batch_fast([text for segs in pieces for text, _ in segs], add_special_tokens=False)
+        piece_lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+        total = int(piece_lengths.sum())
+        token_parts.append(np.fromiter(itertools.chain.from_iterable(e.ids for e in encoded), dtype=np.int32, count=total))
+        losses = np.fromiter((loss for segs in pieces for _, loss in segs), dtype=np.uint8, count=len(encoded))
+        mask_parts.append(np.repeat(losses, piece_lengths))
+        # A record's length is its pieces' summed: the cumulative piece lengths at its pieces' bounds, differenced.
+        bounds = np.concatenate(([0], np.cumsum([len(segs) for segs in pieces], dtype=np.int64)))
+        lengths[start : start + len(chunk)] = np.diff(np.concatenate(([0], np.cumsum(piece_lengths)))[bounds])
         progress.advance(len(chunk))
-    return tokens, masks
+    offsets = np.zeros(len(records) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
+    return offsets, cat(token_parts, np.int32), cat(mask_parts, np.uint8)
+
+
+def vocabulary_tokenizer(records, cfg: TokenizeConfig) -> Tokenizer:
+    """A tokenizer trained on the records' texts, fed as the trainer pulls them, with progress events: on a large
+    corpus counting the words takes minutes, and a trainer silent for the activity's heartbeat timeout is taken
+    for a hung one."""
+    progress = Progress("vocabulary", len(records))
+
+    def texts():
+        for r in records:
+            progress.advance()
+            yield from vocabulary_texts(r)
+
+    return train_tokenizer(texts(), cfg.vocab_size, cfg.min_frequency)
 
 
 def run(raw: dict) -> None:
@@ -142,16 +167,7 @@ def run(raw: dict) -> None:
         tok, fmt = load_base_tokenizer(cfg.tokenizer)
     else:
         fmt = PLAIN
-        # Fed as the trainer pulls them, with progress events: on a large corpus counting the words takes
-        # minutes, and a trainer silent for the activity's heartbeat timeout is taken for a hung one.
-        progress = Progress("vocabulary", len(records))
-
-        def texts():
-            for r in records:
-                progress.advance()
-                yield from vocabulary_texts(r)
-
-        tok = train_tokenizer(texts(), cfg.vocab_size, cfg.min_frequency)
+        tok = vocabulary_tokenizer(read_records(cfg.vocabulary_input) if cfg.vocabulary_input else records, cfg)
     os.makedirs(cfg.output_dir, exist_ok=True)
     tok_path = os.path.join(cfg.output_dir, "tokenizer.json")
     tok.save(tok_path + ".tmp")
@@ -159,8 +175,8 @@ def run(raw: dict) -> None:
     if not cfg.encode:
         emit("finished", command="tokenize", records=len(records), tokens=0, vocab_size=tok.get_vocab_size())
         return
-    tokens, masks = encode_records(tok, records, fmt)
-    shard = from_records([r["key"] for r in records], tokens, masks, tok.get_vocab_size(), tok.token_to_id(fmt.end))
+    offsets, tokens, mask = encode_records(tok, records, fmt)
+    shard = Shard([r["key"] for r in records], offsets, tokens, mask, tok.get_vocab_size(), tok.token_to_id(fmt.end))
     write_shard(os.path.join(cfg.output_dir, "encoded.shard"), shard)
     log.info("tokenized %d records into %d tokens, vocab %d", len(records), len(shard.tokens), shard.vocab_size)
     emit("finished", command="tokenize", records=len(records), tokens=int(len(shard.tokens)), vocab_size=shard.vocab_size)

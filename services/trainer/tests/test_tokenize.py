@@ -63,3 +63,25 @@ def test_encode_false_trains_the_same_tokenizer_and_its_shards_encode_as_the_who
             assert [x.tolist() for x in shard.record(j)] == [x.tolist() for x in whole.record(at + j)]
         at += len(shard)
     assert at == len(whole)
+
+
+def test_a_vocabulary_input_trains_the_tokenizer_and_every_input_record_is_encoded(tmp_path, demo):
+    """A large corpus' vocabulary sample: the tokenizer is the one trained on the sample alone, and it encodes
+    every record of the input, including words the sample never had (as bytes, never lost)."""
+    records = str(demo["dir"] / "records.jsonl")
+    lines = open(records).read().splitlines(keepends=True)
+    (tmp_path / "sample.jsonl").write_text("".join(lines[:40]))
+    base = {"vocab_size": 512, "min_frequency": 2}
+    rc, events = run_command("tokenize", {**base, "input": str(tmp_path / "sample.jsonl"), "output_dir": str(tmp_path / "alone"), "encode": False}, tmp_path)
+    assert rc == 0, events[-1]
+    rc, events = run_command("tokenize", {**base, "input": records, "vocabulary_input": str(tmp_path / "sample.jsonl"), "output_dir": str(tmp_path / "out")}, tmp_path)
+    assert rc == 0, events[-1]
+    trained = open(tmp_path / "out" / "tokenizer.json", "rb").read()
+    assert trained == open(tmp_path / "alone" / "tokenizer.json", "rb").read()
+    assert trained != open(demo["tokenizer"], "rb").read()  # forty records count fewer pairs than all of them
+    shard = read_shard(str(tmp_path / "out" / "encoded.shard"))
+    assert len(shard) == len(lines) == events[-1]["records"]
+    tok = Tokenizer.from_file(str(tmp_path / "out" / "tokenizer.json"))
+    last = demo["records"][-1]
+    tokens, mask = shard.record(len(shard) - 1)
+    assert tok.decode(tokens[: int((mask == 0).sum())].tolist()) == last["prompt"] + "\n"
