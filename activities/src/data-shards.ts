@@ -11,6 +11,7 @@
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import { Context } from '@temporalio/activity';
 import type { ArtifactRef, ByteRange, CleanResult, CleanShardResult, EncodedShardResult, TokenizeResult } from '@tempered/contract';
 import { type Deps, heartbeating, log, withScratch } from './context';
 import { cachedStage, marked } from './cache';
@@ -21,6 +22,29 @@ import { downloadLines } from './line-ranges';
 import { concatShards } from './shard';
 import { heartbeatOnEvents, tokenizeCacheRequest, tokenizeHooks, tokenizerConfig, type TokenizeInput, vocabularySample } from './tokenize';
 import { runTrainer } from './trainer';
+
+/**
+ * Shard parts live under the workflow that fans the shards out (ArtifactStore.putPart), named by their range,
+ * so a retried shard rewrites its own part and `removeShardParts` can delete them all once they are merged.
+ */
+function partsOwner(): string {
+  return Context.current().info.workflowExecution?.workflowId ?? 'standalone';
+}
+
+function partName(range: ByteRange): string {
+  return `${range.start}-${range.end}`;
+}
+
+/**
+ * Deletes the parts of a sharded stage once its merge is done (or it failed): they are in the stage's own
+ * artifacts by then, and otherwise every sharded run would leave about twice its data in S3. Already-deleted
+ * parts are fine (a retry), and only scratch parts can be named (the store refuses any other object).
+ */
+export async function removeShardParts(deps: Deps, input: { runId: string; parts: ArtifactRef[] }): Promise<{ removed: number }> {
+  await Promise.all(input.parts.map((part) => deps.store.removePart(part.uri)));
+  log('removed shard parts', { parts: input.parts.length });
+  return { removed: input.parts.length };
+}
 
 /** Thrown by a cache probe's compute: the cache had no usable result. */
 class NotCached extends Error {}
@@ -53,7 +77,8 @@ export async function cleanShard(deps: Deps, input: CleanInput & { range: ByteRa
         const candidatesPath = path.join(dir, 'candidates.jsonl');
         const sidecarPath = path.join(dir, 'candidates.bin');
         const report = await cleanShardFile(lines, candidatesPath, sidecarPath, input.spec.clean);
-        const [candidates, sidecar] = await Promise.all([deps.store.putFile(candidatesPath, 'data-part', 'candidates.jsonl'), deps.store.putFile(sidecarPath, 'data-part', 'candidates.bin')]);
+        const at = partName(input.range);
+        const [candidates, sidecar] = await Promise.all([deps.store.putPart(candidatesPath, partsOwner(), `${at}.candidates.jsonl`), deps.store.putPart(sidecarPath, partsOwner(), `${at}.candidates.bin`)]);
         const kept = report.input - Object.values(report.removed).reduce((a: number, b) => a + (b as number), 0);
         log('cleaned shard', { range: input.range, input: report.input, candidates: kept });
         return { candidates, sidecar, report: report as unknown as Record<string, unknown>, counts: { input: report.input, candidates: kept } };
@@ -142,7 +167,7 @@ export async function encodeShard(deps: Deps, input: TokenizeInput & { range: By
       if ((await stat(lines)).size === 0) return { counts: { records: 0, tokens: 0 } };
       const outDir = path.join(dir, 'out');
       const { finished } = await runTrainer(deps, 'tokenize', { input: lines, output_dir: outDir, tokenizer }, dir, heartbeatOnEvents);
-      const encoded = await deps.store.putFile(path.join(outDir, 'encoded.shard'), 'data-part', 'encoded.shard');
+      const encoded = await deps.store.putPart(path.join(outDir, 'encoded.shard'), partsOwner(), `${partName(input.range)}.encoded.shard`);
       return { encoded, counts: { records: Number(finished.records), tokens: Number(finished.tokens) } };
     },
     'tokenize',

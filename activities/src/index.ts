@@ -7,7 +7,7 @@ import { recordApproval, recordRun, recordStage } from './bookkeeping';
 import { ingest } from './ingest';
 import { clean } from './clean';
 import { tokenize } from './tokenize';
-import { cleanFromCache, cleanShard, encodeShard, mergeCleanShards, mergeEncodedShards, shardTokenizer, tokenizeFromCache } from './data-shards';
+import { cleanFromCache, cleanShard, encodeShard, mergeCleanShards, mergeEncodedShards, removeShardParts, shardTokenizer, tokenizeFromCache } from './data-shards';
 import { split } from './split';
 import { train } from './train';
 import { validate } from './validate';
@@ -32,7 +32,7 @@ export { stageBaseModel, type StagedBaseModel } from './base-models';
 
 type Bound<F> = F extends (deps: Deps, ...args: infer A) => infer R ? (...args: A) => R : never;
 
-const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, cleanFromCache, cleanShard, mergeCleanShards, tokenizeFromCache, shardTokenizer, encodeShard, mergeEncodedShards, split, train, validate, proposePairs, rlhf, rewardModel, rl, test, deploy, setCanaryWeight, canaryHealth, finishCanary, retrainCheck, verifyApproval, evaluateSuites, recordEvaluation };
+const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, cleanFromCache, cleanShard, mergeCleanShards, tokenizeFromCache, shardTokenizer, encodeShard, mergeEncodedShards, removeShardParts, split, train, validate, proposePairs, rlhf, rewardModel, rl, test, deploy, setCanaryWeight, canaryHealth, finishCanary, retrainCheck, verifyApproval, evaluateSuites, recordEvaluation };
 
 export type Activities = { [K in keyof typeof stages]: Bound<(typeof stages)[K]> };
 

@@ -2,7 +2,8 @@
  * Clean and tokenize on shards (workflows/src/data.ts, activities/src/data-shards.ts) by two worker processes of
  * one data pool, on the real stack: the cleaned records, the tokenizer and the encoded shard are byte for byte
  * those of the one-activity stages, whatever the number of shards, with a vocabulary learnt from every record or
- * from a sample; both workers take shards; and a stage whose result is cached runs no shard at all.
+ * from a sample; both workers take shards; the shard parts are deleted once merged; and a stage whose result is
+ * cached runs no shard at all.
  *
  * The data is the demo's (2,000 reversal records with planted duplicates), cleaned with `dedupe: near`: its
  * short, similar texts make near duplicates whose first copy is in another shard.
@@ -15,7 +16,7 @@ import type { Client } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities, TrainerSlots } from '@tempered/activities';
 import { generateDemoData } from '@tempered/examples';
-import { type CleanResult, type IngestResult, shardRanges, type ShardPlan, type TokenizeResult } from '@tempered/contract';
+import { type ArtifactRef, type CleanResult, type IngestResult, shardRanges, type ShardPlan, type TokenizeResult } from '@tempered/contract';
 import type { PipelineSpec } from '@tempered/spec';
 import { CLEAN_SHARDS_WORKFLOW_TYPE, CONTROL_TASK_QUEUE, TOKENIZE_SHARDS_WORKFLOW_TYPE } from '@tempered/workflows';
 import { cfg, db, demoSpec, startWorkerProcess, store, temporalClient, trainerServer, uniqueId } from '../support';
@@ -73,6 +74,26 @@ describe('clean and tokenize on shards, by two workers of one pool', () => {
       .map((e) => e.activityTaskStartedEventAttributes!.identity ?? '');
   }
 
+  /**
+   * Every part the workflow's shard activities returned (from their completed events): each was a scratch part
+   * of this workflow (parts/<workflow id>/) and is gone from S3 once the stage finished.
+   */
+  async function assertPartsRemoved(workflowId: string): Promise<void> {
+    const events = (await client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+    const shardEvents = new Set(events.filter((e) => /^(clean|encode)Shard$/.test(e.activityTaskScheduledEventAttributes?.activityType?.name ?? '')).map((e) => String(e.eventId)));
+    const parts = events
+      .filter((e) => e.activityTaskCompletedEventAttributes && shardEvents.has(String(e.activityTaskCompletedEventAttributes.scheduledEventId)))
+      .map((e) => JSON.parse(Buffer.from(e.activityTaskCompletedEventAttributes!.result!.payloads![0].data!).toString('utf8')) as { candidates?: ArtifactRef; sidecar?: ArtifactRef; encoded?: ArtifactRef })
+      .flatMap((r) => [r.candidates, r.sidecar, r.encoded].filter((p): p is ArtifactRef => p !== undefined));
+    assert.ok(parts.length > 0, `${workflowId}: its shards wrote parts`);
+    // The deletion can name scratch parts only: a stage's own (content-addressed) artifact is refused.
+    await assert.rejects(store().removePart(whole.cleaned.cleaned.uri), /is not a scratch part/);
+    for (const part of parts) {
+      assert.ok(part.uri.includes(`/parts/${workflowId}/`), `${part.uri} is a scratch part of ${workflowId}`);
+      assert.equal(await store().exists(part.uri), false, `${part.uri} was removed after the merge`);
+    }
+  }
+
   test('the cleaned records are byte for byte the one-activity stage\'s on 1, 7 and 30 shards, and with an empty one', { timeout: 600_000 }, async () => {
     const bytes = ingested.dataset.bytes;
     // The corpus has what the shards must agree on: exact and near duplicates.
@@ -87,6 +108,7 @@ describe('clean and tokenize on shards, by two workers of one pool', () => {
       assert.equal(by.length, count, 'one activity per shard');
       // Each worker runs at most four CPU activities at once, so eight at a time cannot all be one worker's.
       if (count === 30) assert.equal(new Set(by).size, 2, `both workers took shards: ${[...new Set(by)].join(', ')}`);
+      await assertPartsRemoved(workflowId);
     }
     const uneven = { ranges: [{ start: 0, end: 10 }, { start: 10, end: 20 }, { start: 20, end: bytes }], parallel: 8 };
     const { result } = await execute<CleanResult>(CLEAN_SHARDS_WORKFLOW_TYPE, { runId, spec: spec(), dataset: ingested.dataset, plan: uneven });
@@ -101,6 +123,7 @@ describe('clean and tokenize on shards, by two workers of one pool', () => {
       assert.equal(result.encoded.sha256, whole.tokenized.encoded.sha256, `${count} shards: the encoded records`);
       assert.deepEqual(result.counts, whole.tokenized.counts);
       assert.equal((await shardWorkers(workflowId)).length, count);
+      await assertPartsRemoved(workflowId);
     }
     // A range no line begins in (the first record is longer than 10 bytes): that shard encodes nothing.
     const uneven = { ranges: [{ start: 0, end: 10 }, { start: 10, end: 20 }, { start: 20, end: cleaned.bytes }], parallel: 8 };

@@ -179,7 +179,8 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
     assert.deepEqual(sorted(log.calls, 'encodeShard '), ranges.map((r) => `encodeShard ${r}`));
     assert.deepEqual(
       log.calls.filter((c) => !/^(clean|encode)Shard /.test(c)),
-      ['ingest', 'cleanFromCache', 'mergeCleanShards 5', 'tokenizeFromCache', 'shardTokenizer', 'mergeEncodedShards 5', 'split', 'train', 'validate', 'rlhf', 'test'],
+      // Then each child deletes its parts: two per clean shard (candidates and sidecar), one per encoded shard.
+      ['ingest', 'cleanFromCache', 'mergeCleanShards 5', 'removeShardParts 10', 'tokenizeFromCache', 'shardTokenizer', 'mergeEncodedShards 5', 'removeShardParts 5', 'split', 'train', 'validate', 'rlhf', 'test'],
     );
     assert.deepEqual([progress.stages.clean.summary?.shards, progress.stages.tokenize.summary?.shards], [5, 5]);
     // Each child's history: its shard activities never more than two at a time.

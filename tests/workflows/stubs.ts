@@ -146,6 +146,10 @@ export function stubActivities(opts: StubOptions = {}): { activities: Activities
       call(i, `mergeEncodedShards ${i.shards.length}`);
       return tokenized;
     },
+    async removeShardParts(i) {
+      call(i, `removeShardParts ${i.parts.length}`);
+      return { removed: i.parts.length };
+    },
     async split(i) {
       call(i, 'split');
       return { train: ref('shard', 7), validation: ref('shard', 8), test: ref('shard', 9), counts: { train: 6, validation: 1, test: 1 } };

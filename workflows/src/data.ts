@@ -3,14 +3,15 @@
  * own history holds one event pair per stage, however many shards), for data larger than `data.shards.bytes`.
  *
  * Shard activities run at most `parallel` at a time on the data pool's task queue, so every worker polling it
- * takes its share; then one activity merges the parts in order. A stage whose result is cached skips its shards.
+ * takes its share; then one activity merges the parts in order, and another deletes them. A stage whose result
+ * is cached skips its shards.
  * Workflow code only: deterministic, no I/O (activities/src/data-shards.ts does the work).
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { CancellationScope, log, patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '@tempered/activities';
 import { type ArtifactRef, type CleanResult, type ShardPlan, shardRanges, type TokenizeResult } from '@tempered/contract';
 import type { PipelineSpec } from '@tempered/spec';
-import { NON_RETRYABLE, taskQueueFor } from './shared';
+import { NON_RETRYABLE, SHARD_PARTS_REMOVED_PATCH, taskQueueFor } from './shared';
 
 export interface ShardedCleanInput {
   runId: string;
@@ -49,8 +50,15 @@ export async function cleanShards(input: ShardedCleanInput): Promise<CleanResult
   const data = dataActivities(spec);
   const cached = await data.cleanFromCache({ runId, spec, dataset });
   if (cached) return cached;
-  const shards = await atMost(plan.parallel, plan.ranges, (range) => data.cleanShard({ runId, spec, dataset, range }));
-  return data.mergeCleanShards({ runId, spec, dataset, shards });
+  const parts: ArtifactRef[] = [];
+  return removingParts(data, runId, parts, async () => {
+    const shards = await atMost(plan.parallel, plan.ranges, async (range) => {
+      const shard = await data.cleanShard({ runId, spec, dataset, range });
+      parts.push(shard.candidates, shard.sidecar);
+      return shard;
+    });
+    return data.mergeCleanShards({ runId, spec, dataset, shards });
+  });
 }
 
 export async function tokenizeShards(input: ShardedTokenizeInput): Promise<TokenizeResult> {
@@ -59,8 +67,33 @@ export async function tokenizeShards(input: ShardedTokenizeInput): Promise<Token
   const cached = await data.tokenizeFromCache({ runId, spec, specDir, cleaned });
   if (cached) return cached;
   const tokenizer = await data.shardTokenizer({ runId, spec, specDir, cleaned });
-  const shards = await atMost(plan.parallel, plan.ranges, (range) => data.encodeShard({ runId, spec, specDir, cleaned, range, tokenizer }));
-  return data.mergeEncodedShards({ runId, spec, specDir, cleaned, tokenizer, shards });
+  const parts: ArtifactRef[] = [];
+  return removingParts(data, runId, parts, async () => {
+    const shards = await atMost(plan.parallel, plan.ranges, async (range) => {
+      const shard = await data.encodeShard({ runId, spec, specDir, cleaned, range, tokenizer });
+      if (shard.encoded) parts.push(shard.encoded);
+      return shard;
+    });
+    return data.mergeEncodedShards({ runId, spec, specDir, cleaned, tokenizer, shards });
+  });
+}
+
+/**
+ * `work`, then the shard parts it wrote deleted, whether it merged them or failed (a failed stage's parts would
+ * otherwise stay in S3 forever), and even when the run is cancelled. Histories recorded before the parts were
+ * removed have no such activity: the patch keeps them replaying.
+ */
+async function removingParts<T>(data: ReturnType<typeof dataActivities>, runId: string, parts: ArtifactRef[], work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } finally {
+    if (parts.length > 0 && patched(SHARD_PARTS_REMOVED_PATCH)) {
+      // Parts left behind cost space, not correctness: a store that cannot delete them never fails the stage.
+      await CancellationScope.nonCancellable(() => data.removeShardParts({ runId, parts })).catch((error: unknown) => {
+        log.warn('shard parts were not removed', { parts: parts.length, error: String(error) });
+      });
+    }
+  }
 }
 
 /** `f` of every item, at most `limit` running at once, results in the items' order. */

@@ -35,6 +35,8 @@ export const CLEAN_SHARDS_WORKFLOW_TYPE = 'cleanShards';
 export const TOKENIZE_SHARDS_WORKFLOW_TYPE = 'tokenizeShards';
 /** The patch id under which a run cleans and tokenizes large data on shards (see workflows.ts). */
 export const SHARDED_DATA_PATCH = 'sharded-data';
+/** Patch id: the sharded data stages delete their shard parts once merged (histories before it have no such activity). */
+export const SHARD_PARTS_REMOVED_PATCH = 'shard-parts-removed';
 export const canaryWorkflowId = (runId: string) => `canary-${runId}`;
 
 /** Sent by the API after each label with the run's count of labeled pairs (a count, not a delta: idempotent). */

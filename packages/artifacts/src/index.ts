@@ -46,6 +46,11 @@ export async function sha256File(file: string): Promise<{ sha256: string; bytes:
   return { sha256: hash.digest('hex'), bytes };
 }
 
+/** One path segment of a key: the name's last part, with anything but letters, digits and `._-` replaced. */
+function safeSegment(name: string): string {
+  return path.posix.basename(name).replace(/[^A-Za-z0-9._-]/g, '_') || 'blob';
+}
+
 export class ArtifactStore {
   readonly client: S3Client;
   readonly bucket: string;
@@ -96,8 +101,7 @@ export class ArtifactStore {
   }
 
   private contentKey(sha256: string, name: string): string {
-    const safeName = path.posix.basename(name).replace(/[^A-Za-z0-9._-]/g, '_') || 'blob';
-    return `${this.prefix}artifacts/${sha256}/${safeName}`;
+    return `${this.prefix}artifacts/${sha256}/${safeSegment(name)}`;
   }
 
   /** Uploads a local file under its content address; uploading the same bytes twice is a no-op. */
@@ -106,7 +110,11 @@ export class ArtifactStore {
     const key = this.contentKey(sha256, name);
     const ref: ArtifactRef = { uri: this.uriOf(key), sha256, bytes, kind };
     if (await this.headBytes(key) === bytes) return ref;
-    const metadata = { sha256, kind };
+    await this.upload(key, file, bytes, { sha256, kind });
+    return ref;
+  }
+
+  private async upload(key: string, file: string, bytes: number, metadata: Record<string, string>): Promise<void> {
     if (bytes > MULTIPART_THRESHOLD) {
       await new Upload({
         client: this.client,
@@ -117,7 +125,29 @@ export class ArtifactStore {
         new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: createReadStream(file), ContentLength: bytes, Metadata: metadata }),
       );
     }
-    return ref;
+  }
+
+  /**
+   * Uploads a workflow's scratch part (a data stage's shard output) under `parts/<owner>/<name>`, not its
+   * content address: parts of one owner are never shared with another run, so `removePart` can delete them
+   * once they are merged without breaking anyone else's retry. A retried activity rewrites the same key.
+   */
+  async putPart(file: string, owner: string, name: string): Promise<ArtifactRef> {
+    const { sha256, bytes } = await sha256File(file);
+    const key = this.keyOf(this.uriOf(`${this.partsPrefix}${safeSegment(owner)}/${safeSegment(name)}`));
+    await this.upload(key, file, bytes, { sha256, kind: 'data-part' });
+    return { uri: this.uriOf(key), sha256, bytes, kind: 'data-part' };
+  }
+
+  /** Deletes a part `putPart` wrote; refuses any other object, so a content-addressed artifact is never removed here. */
+  async removePart(uri: string): Promise<void> {
+    const key = this.keyOf(uri);
+    if (!key.startsWith(this.partsPrefix)) throw new ArtifactPathError(`${uri} is not a scratch part (under ${this.partsPrefix})`);
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+
+  private get partsPrefix(): string {
+    return `${this.prefix}parts/`;
   }
 
   /** Uploads bytes (a report, a small JSON) under their content address. */

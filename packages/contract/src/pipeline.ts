@@ -32,7 +32,10 @@ export type ArtifactKind =
   | 'quarantine'
   | 'cleaned'
   | 'clean-report'
-  /** Intermediate parts of a data stage run on shards (clean's candidates and sidecars, encoded shards), merged into the stage's own artifacts. */
+  /**
+   * Intermediate parts of a data stage run on shards (clean's candidates and sidecars, encoded shards), merged into
+   * the stage's own artifacts, then deleted: scratch objects under `parts/<workflow id>/`, never content-addressed.
+   */
   | 'data-part'
   | 'tokenizer'
   | 'shard'
