@@ -44,7 +44,7 @@ fi
 # Each suite finds its own runs by id, so another lane's runs in the same lists and inboxes do not disturb it.
 side_suites=(tests/unit/*.test.ts tests/workflows/*.test.ts tests/faults/*.test.ts
   tests/integration/data-stages.test.ts tests/integration/data-fuzz.test.ts tests/integration/stage-cache.test.ts tests/integration/labels.test.ts tests/integration/gateway.test.ts
-  tests/integration/llamacpp-serving.test.ts tests/integration/data-scale-out.test.ts)
+  tests/integration/llamacpp-serving.test.ts tests/integration/data-scale-out.test.ts tests/integration/optimize.test.ts)
 api_suites=(tests/integration/accounts.test.ts tests/integration/api.test.ts tests/integration/api-bounds.test.ts
   tests/integration/bad-rows.test.ts tests/integration/secrets.test.ts tests/e2e/schedules.test.ts)
 main_suites=()

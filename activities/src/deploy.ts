@@ -5,14 +5,15 @@
  * gateway's route for the model name points at the new version alone and the previous version's server
  * stops (after the new one answers, so there is no gap). With `deploy.canary` and a version serving, both
  * keep running and the canary workflow moves the traffic. With `deploy.engine: llamacpp` the version is first
- * exported to GGUF (every type, once, kept as artifacts: ./gguf.ts) and llama.cpp's server serves the asked type.
+ * exported to GGUF (every type, once per run, kept as artifacts: ./gguf.ts; the optimize stage may have done it) and
+ * llama.cpp's server serves the asked type.
  */
 import { Context } from '@temporalio/activity';
 import type { PipelineSpec } from '@tempered/spec';
 import type { ArtifactRef, DeployResult, ServingVersion, TestResult } from '@tempered/contract';
 import { node, recordLineage, sendAllTraffic } from '@tempered/db';
 import { type Deps, log, noteAttempt, withScratch } from './context';
-import { ensureGgufs } from './gguf';
+import { ensureGgufs, localModelTar } from './gguf';
 import { freeModelPort, servingOf, startModelServer, stopDeployment, stopProcessGroup, stopServer } from './model-server';
 
 export async function deploy(
@@ -65,7 +66,22 @@ export async function deploy(
   const servedBy = servingOf(spec.deploy);
   if (servedBy.engine === 'llamacpp') {
     const versionId = version.id;
-    const files = await withScratch(deps, (scratch) => ensureGgufs(deps, { modelVersionId: versionId, model: input.model, scratch, checkPrompt: spec.deploy.smokePrompt }), 'deploy');
+    // Made by the optimize stage already when the spec has one.
+    const files = await withScratch(
+      deps,
+      (scratch) =>
+        ensureGgufs(deps, {
+          runId,
+          stage: 'deploy',
+          model: input.model,
+          modelTar: () => localModelTar(deps, versionId, input.model),
+          modelVersionId: versionId,
+          scratch,
+          checkPrompt: spec.deploy.smokePrompt,
+          field: 'deploy.engine',
+        }),
+      'deploy',
+    );
     log('gguf', { modelVersion: version.id, bytes: Object.fromEntries(Object.entries(files).map(([t, f]) => [t, f.bytes])) });
   }
   const server = await startModelServer(deps, {

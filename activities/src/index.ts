@@ -14,6 +14,7 @@ import { validate } from './validate';
 import { rewardModel, rl, rlhf } from './rlhf';
 import { proposePairs } from './labels';
 import { test } from './test';
+import { optimize } from './optimize';
 import { deploy } from './deploy';
 import { canaryHealth, finishCanary, setCanaryWeight } from './canary';
 import { retrainCheck } from './triggers';
@@ -32,7 +33,7 @@ export { stageBaseModel, type StagedBaseModel } from './base-models';
 
 type Bound<F> = F extends (deps: Deps, ...args: infer A) => infer R ? (...args: A) => R : never;
 
-const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, cleanFromCache, cleanShard, mergeCleanShards, tokenizeFromCache, shardTokenizer, encodeShard, mergeEncodedShards, removeShardParts, split, train, validate, proposePairs, rlhf, rewardModel, rl, test, deploy, setCanaryWeight, canaryHealth, finishCanary, retrainCheck, verifyApproval, evaluateSuites, recordEvaluation };
+const stages = { recordRun, recordStage, recordApproval, ingest, clean, tokenize, cleanFromCache, cleanShard, mergeCleanShards, tokenizeFromCache, shardTokenizer, encodeShard, mergeEncodedShards, removeShardParts, split, train, validate, proposePairs, rlhf, rewardModel, rl, test, optimize, deploy, setCanaryWeight, canaryHealth, finishCanary, retrainCheck, verifyApproval, evaluateSuites, recordEvaluation };
 
 export type Activities = { [K in keyof typeof stages]: Bound<(typeof stages)[K]> };
 

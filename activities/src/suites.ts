@@ -43,15 +43,25 @@ export interface SuiteInput {
   opponent: () => Promise<Opponent>;
 }
 
-export async function runSuite(
+/** A suite read, cleaned and encoded, ready to be answered by any model that shares the candidate's vocabulary. */
+export interface PreparedSuite {
+  dir: string;
+  cleanedPath: string;
+  /** The cleaned records encoded by the candidate's tokenizer and chat format. */
+  shard: string;
+  /** Its records' fate so far (nothing answered yet). */
+  result: SuiteResult;
+}
+
+/** Reads, cleans and encodes a suite's file in `scratch/suite-<index>`; a suite left without records is bad input. */
+export async function prepareSuite(
   deps: Deps,
-  input: SuiteInput,
+  input: Pick<SuiteInput, 'spec' | 'specDir' | 'modelTar'>,
   suite: TestSuiteSpec,
   index: number,
   scratch: string,
-): Promise<{ result: SuiteResult; answers: TestAnswer[] }> {
+): Promise<PreparedSuite> {
   const { spec } = input;
-  const started = Date.now();
   const dir = path.join(scratch, `suite-${index}`);
   await mkdir(dir, { recursive: true });
   const field = `test.suites.${index}.source`;
@@ -66,52 +76,116 @@ export async function runSuite(
   const cleaned = await cleanFile(datasetPath, cleanedPath, { ...spec.clean, dedupe: 'none', minChars: 0, maxChars: Number.MAX_SAFE_INTEGER, ...blocklist });
   const result: SuiteResult = { name: suite.name, input: ingested.input, quarantined: ingested.quarantined, removed: ingested.kept - cleaned.kept, examples: 0, metrics: {} };
   if (cleaned.kept === 0) throw badInput(`test suite ${suite.name}: no usable records in ${suite.source.uri} (${ingested.quarantined} quarantined, ${result.removed} empty after cleaning)`);
-
-  const ctx = Context.current();
   const encoded = path.join(dir, 'encoded');
   await runTrainer(deps, 'tokenize', { input: cleanedPath, tokenizer: input.modelTar, output_dir: encoded }, dir);
+  return { dir, cleanedPath, shard: path.join(encoded, 'encoded.shard'), result };
+}
+
+/** One model's scores on a prepared suite: the metrics that come from its answers and its loss, and the answers. */
+export interface SuiteScores {
+  examples: number;
+  metrics: Record<string, Interval>;
+  perplexity?: { value: number; n: number };
+  unsafeBeforeFilter?: Interval;
+  answers: TestAnswer[];
+  /** Answer tokens per second while answering (the trainer's eval). */
+  tokensPerSec?: number;
+}
+
+/**
+ * Each target (a model.tar, or GGUF files exported from it: then `tokenizer` decodes) answers the prepared suite in
+ * one trainer `eval`, scored with the suite's metrics but win_rate (a judged comparison: judgeSuite).
+ */
+export async function scoreSuite(
+  deps: Deps,
+  spec: PipelineSpec,
+  suite: TestSuiteSpec,
+  prepared: PreparedSuite,
+  targets: string[],
+  options: { tokenizer?: string; name?: string } = {},
+): Promise<SuiteScores[]> {
+  const ctx = Context.current();
   const wants = new Set(suite.metrics);
   const textMetrics = TEXT_METRICS.filter((m) => wants.has(m));
+  const output = path.join(prepared.dir, options.name ?? 'eval');
   const { finished } = await runTrainer(
     deps,
     'eval',
     {
-      model: input.modelTar,
-      shard: path.join(encoded, 'encoded.shard'),
+      checkpoints: targets,
+      shard: prepared.shard,
+      ...(options.tokenizer ? { tokenizer: options.tokenizer } : {}),
       batch_size: spec.train.batchSize,
       generate: true,
       max_new_tokens: spec.test.maxNewTokens,
       device: 'auto',
-      output_dir: path.join(dir, 'eval'),
-      loss_targets: wants.has('perplexity') ? [0] : [],
+      output_dir: output,
+      loss_targets: wants.has('perplexity') ? targets.map((_, i) => i) : [],
       ...(wants.has('accuracy') || wants.has('macro_f1') ? { choices: spec.test.choices } : {}),
       ...(textMetrics.length ? { text_metrics: textMetrics } : {}),
       ...(spec.model.maxSeqLength ? { max_seq_length: spec.model.maxSeqLength } : {}),
     },
-    dir,
+    prepared.dir,
     (e) => {
       if (e.event === 'progress') ctx.heartbeat({ suite: suite.name, [String(e.what)]: `${e.done}/${e.total}` });
     },
   );
-  const [scored] = finished.results as Array<{ generated?: number; examples: number; perplexity: number | null; intervals?: Record<string, SuiteResult['metrics'][string]> }>;
-  result.examples = scored.generated ?? 0;
-  for (const metric of suite.metrics) {
-    if (metric === 'perplexity') result.perplexity = { value: scored.perplexity!, n: scored.examples };
-    else if (scored.intervals?.[metric]) result.metrics[metric] = scored.intervals[metric];
-  }
+  type Scored = { generated?: number; examples: number; perplexity: number | null; tokens_per_sec?: number | null; intervals?: Record<string, Interval> };
   type Prediction = { key: string; prompt: string; reference: string; prediction: string; correct: boolean };
-  const { results } = JSON.parse(await readFile(path.join(dir, 'eval', 'eval.json'), 'utf8')) as { results: Array<{ predictions?: Prediction[] }> };
-  const answers: TestAnswer[] = (results[0].predictions ?? []).map((p) => ({
-    suite: suite.name,
-    key: p.key,
-    prompt: p.prompt,
-    reference: p.reference,
-    answer: p.prediction,
-    correct: p.correct,
-    baselineAnswer: '',
-  }));
-  if (wants.has('win_rate')) {
-    const judged = await judgeSuite(deps, input, suite, index, cleanedPath, dir);
+  const { results } = JSON.parse(await readFile(path.join(output, 'eval.json'), 'utf8')) as { results: Array<{ predictions?: Prediction[] }> };
+  const out: SuiteScores[] = [];
+  for (const [i, scored] of (finished.results as Scored[]).entries()) {
+    const scores: SuiteScores = {
+      examples: scored.generated ?? 0,
+      metrics: {},
+      answers: (results[i].predictions ?? []).map((p) => ({ suite: suite.name, key: p.key, prompt: p.prompt, reference: p.reference, answer: p.prediction, correct: p.correct, baselineAnswer: '' })),
+      ...(typeof scored.tokens_per_sec === 'number' ? { tokensPerSec: scored.tokens_per_sec } : {}),
+    };
+    for (const metric of suite.metrics) {
+      if (metric === 'perplexity') scores.perplexity = { value: scored.perplexity!, n: scored.examples };
+      else if (scored.intervals?.[metric]) scores.metrics[metric] = scored.intervals[metric];
+    }
+    if (wants.has('unsafe_rate')) {
+      const safety = await unsafeRates(deps, scores.answers, prepared.dir);
+      scores.metrics.unsafe_rate = safety.after;
+      scores.unsafeBeforeFilter = safety.before;
+    }
+    out.push(scores);
+  }
+  return out;
+}
+
+/** The share of answers still unsafe after the gateway's output filter (and before it), each answer marked. */
+async function unsafeRates(deps: Deps, answers: TestAnswer[], dir: string): Promise<{ after: Interval; before: Interval }> {
+  const scores = scoreSafety(
+    answers.map((a) => a.answer),
+    await safetyFilters(deps.cfg.gateway),
+  );
+  scores.forEach((score, i) => (answers[i].unsafe = score.unsafeAfter));
+  const { finished } = await runTrainer(deps, 'interval', { names: ['after', 'before'], scores: [scores.map((x) => Number(x.unsafeAfter)), scores.map((x) => Number(x.unsafeBefore))] }, dir);
+  return finished.intervals as Record<'after' | 'before', Interval>;
+}
+
+export async function runSuite(
+  deps: Deps,
+  input: SuiteInput,
+  suite: TestSuiteSpec,
+  index: number,
+  scratch: string,
+): Promise<{ result: SuiteResult; answers: TestAnswer[] }> {
+  const started = Date.now();
+  const prepared = await prepareSuite(deps, input, suite, index, scratch);
+  const [scores] = await scoreSuite(deps, input.spec, suite, prepared, [input.modelTar]);
+  const { answers } = scores;
+  const result: SuiteResult = {
+    ...prepared.result,
+    examples: scores.examples,
+    metrics: scores.metrics,
+    ...(scores.perplexity ? { perplexity: scores.perplexity } : {}),
+    ...(scores.unsafeBeforeFilter ? { unsafeBeforeFilter: scores.unsafeBeforeFilter } : {}),
+  };
+  if (suite.metrics.includes('win_rate')) {
+    const judged = await judgeSuite(deps, input, suite, index, prepared.cleanedPath, prepared.dir);
     result.metrics.win_rate = judged.winRate;
     result.judged = judged.summary;
     for (const a of answers) {
@@ -119,17 +193,6 @@ export async function runSuite(
       if (verdict) a.judge = verdict;
       if (verdict && judged.summary.against.kind === 'untrained') a.baselineAnswer = verdict.otherAnswer;
     }
-  }
-  if (wants.has('unsafe_rate')) {
-    const scores = scoreSafety(
-      answers.map((a) => a.answer),
-      await safetyFilters(deps.cfg.gateway),
-    );
-    scores.forEach((score, i) => (answers[i].unsafe = score.unsafeAfter));
-    const { finished: rates } = await runTrainer(deps, 'interval', { names: ['after', 'before'], scores: [scores.map((x) => Number(x.unsafeAfter)), scores.map((x) => Number(x.unsafeBefore))] }, dir);
-    const intervals = rates.intervals as Record<'after' | 'before', Interval>;
-    result.metrics.unsafe_rate = intervals.after;
-    result.unsafeBeforeFilter = intervals.before;
   }
   result.seconds = Math.round((Date.now() - started) / 100) / 10;
   log('suite tested', { ...result });

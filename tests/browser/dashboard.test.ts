@@ -162,7 +162,7 @@ describe('the dashboard in a browser', () => {
     await opPage.waitForURL(/\/runs\/demo-reverse-labels-/);
     runId = decodeURIComponent(new URL(opPage.url()).pathname.split('/').pop()!);
     await opPage.getByTestId('stage-ingest').waitFor();
-    assert.equal(await opPage.locator('[data-testid^="stage-"][data-status]').count(), 9);
+    assert.equal(await opPage.locator('[data-testid^="stage-"][data-status]').count(), 10);
 
     await untilStatus(opPage, 'waiting-labels', 10 * 60_000);
     for (const s of ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate']) {

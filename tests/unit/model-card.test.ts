@@ -95,3 +95,32 @@ test("a judged suite's pairs, a safety suite's rate before the filter, and the e
   assert.match(card, /^## Evaluations since$/m);
   assert.match(card, /- 2026-12-03T03:00:00\.000Z, requested by eval-schedule:drift: safety unsafe_rate 0\.000 .*Out of bounds: suite safety's unsafe_rate/);
 });
+
+test('the optimize stage\'s GGUF types stand beside the model, figure by figure, with size, speed and what serves', () => {
+  const file = { uri: 's3://x', sha256: 'x', bytes: 1, kind: 'model' as const };
+  const metric = (value: number, within = true) => ({ scope: 'test', metric: 'accuracy', value, reference: 0.8, change: value - 0.8, loss: 0.8 - value, within });
+  const md = renderModelCard({
+    ...input,
+    stages: {
+      ...input.stages,
+      optimize: {
+        tolerance: 0.02,
+        deploys: 'q8_0',
+        forms: [
+          { type: 'q8_0', bytes: 138_400_000, file, tokensPerSec: 8.31, withinTolerance: true, metrics: [metric(0.79)] },
+          { type: 'q4_k_m', bytes: 101_000_000, file, tokensPerSec: 9.5, withinTolerance: false, metrics: [metric(0.7, false)] },
+        ],
+        skipped: [{ scope: 'judged', metric: 'win_rate', reason: 'a judged comparison of two PyTorch models; not rescored on GGUF' }],
+      },
+    },
+  });
+  const section = md.slice(md.indexOf('## Optimized forms (GGUF)'), md.indexOf('## Approval'));
+  assert.match(section, /\| \| model \| q8_0 \| q4_k_m \|/);
+  assert.match(section, /\| size \| \| 138\.4 MB \| 101\.0 MB \|/);
+  assert.match(section, /\| answer tokens\/s \(llama\.cpp, one prompt at a time\) \| \| 8\.3 \| 9\.5 \|/);
+  assert.match(section, /\| held-out: accuracy \| 0\.800 \| 0\.790 \| 0\.700 \(beyond tolerance\) \|/);
+  assert.match(section, /Each type may lose at most 0\.02 of a score \(perplexity: 2% relative\)/);
+  assert.match(section, /llama\.cpp serves q8_0\./);
+  assert.match(section, /Not rescored: judged win_rate/);
+  assert.ok(!renderModelCard(input).includes('## Optimized forms'), 'a run without optimize has no such section');
+});

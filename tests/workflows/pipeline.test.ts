@@ -115,7 +115,8 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
     const log = stub.log.of(handle.workflowId);
     const progress = await atGate(handle);
     assert.deepEqual(log.calls, UP_TO_THE_GATE);
-    for (const s of STAGES.filter((s) => s !== 'deploy')) assert.equal(progress.stages[s].status, 'completed', s);
+    for (const s of STAGES.filter((s) => s !== 'deploy' && s !== 'optimize')) assert.equal(progress.stages[s].status, 'completed', s);
+    assert.equal(progress.stages.optimize.status, 'skipped', 'a spec without optimize skips it');
     await recorded(log, 'waiting-approval'); // the query shows the gate before its bookkeeping activities ran
     assert.deepEqual(log.runs, ['running', 'waiting-approval']);
 
@@ -136,8 +137,27 @@ describe('lifecyclePipeline workflow (real server, stand-in activities)', () => 
     assert.deepEqual(log.calls, [...UP_TO_THE_GATE, 'deploy']);
     assert.deepEqual(log.approvals, ['approve']);
     assert.deepEqual(log.runs, ['running', 'waiting-approval', 'deployed']);
-    assert.deepEqual(log.stages, [...completedStages(), { stage: 'deploy', status: 'running' }, { stage: 'deploy', status: 'running' }, { stage: 'deploy', status: 'completed' }]);
+    assert.deepEqual(log.stages, [
+      ...completedStages(),
+      { stage: 'optimize', status: 'skipped' },
+      { stage: 'deploy', status: 'running' },
+      { stage: 'deploy', status: 'running' },
+      { stage: 'deploy', status: 'completed' },
+    ]);
     assert.deepEqual(await decidedGate(handle), { status: 'approved', approver: 'bob', comment: 'ok' });
+  });
+
+  test('a spec with optimize scores the GGUF exports after test, before the gate, and the outcome carries them', async () => {
+    const handle = await start((s) => (s.optimize = { types: ['q8_0'], tolerance: 0.02 }));
+    const log = stub.log.of(handle.workflowId);
+    const progress = await atGate(handle);
+    assert.deepEqual(log.calls, [...UP_TO_THE_GATE, 'optimize']);
+    assert.equal(progress.stages.optimize.status, 'completed');
+    assert.equal((progress.stages.optimize.summary as { forms: Array<{ type: string }> }).forms[0].type, 'q8_0');
+    await decide(handle, { decision: 'approve', approver: 'bob' });
+    const outcome: PipelineOutcome = await handle.result();
+    assert.equal(outcome.optimize?.forms[0].metrics[0].metric, 'exact_match');
+    assert.deepEqual(log.stages.slice(completedStages().length, completedStages().length + 2), [{ stage: 'optimize', status: 'running' }, { stage: 'optimize', status: 'completed' }]);
   });
 
   test('a challenger the serving model beats is refused without override and deployed with one, recorded as an override', async () => {

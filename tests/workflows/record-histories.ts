@@ -316,6 +316,7 @@ function branches(client: Client, pools: Record<Variant, string>, started: strin
     },
     async () => [await approved('pipeline-sweep', 'learning-rate sweep: three trains and validates in parallel, the best continues; approved', specOn(pools.plain, (s) => (s.train.sweep = { learningRates: [0.003, 0.001, 0.01] })))],
     async () => [await approved('pipeline-rl', 'rlhf method rl: reward model, then RL; approved', specOn(pools.plain, (s) => (s.rlhf = { ...s.rlhf, method: 'rl' })))],
+    async () => [await approved('pipeline-optimize', 'optimize: the GGUF exports scored after test, before the gate; approved', specOn(pools.plain, (s) => (s.optimize = { types: ['q8_0'], tolerance: 0.02 })))],
     async () => {
       const handle = await start('pipeline-label-wait', specOn(pools.plain, (s) => (s.rlhf = { ...s.rlhf, source: 'labels', labels: { ...s.rlhf.labels, required: 3, pairs: 5 } })));
       await waitFor('the label wait', 60_000, async () => ((await handle.query(progressQuery)).labels ? true : undefined));

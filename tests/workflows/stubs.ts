@@ -196,6 +196,12 @@ export function stubActivities(opts: StubOptions = {}): { activities: Activities
       call(i, 'test');
       return { loss: 1.2, perplexity: 3.3, exactMatch: 0.9, baselineExactMatch: 0, examples: 1, ...(opts.championWins ? { champion: STUB_CHAMPION } : {}) };
     },
+    async optimize(i) {
+      call(i, 'optimize');
+      const file = { uri: 's3://stub/model-q8_0.gguf', sha256: 'stub', bytes: 138, kind: 'model' as const };
+      const metric = { scope: 'test', metric: 'exact_match', value: 0.88, reference: 0.9, change: -0.02, loss: 0.02, within: true };
+      return { tolerance: 0.02, forms: [{ type: 'q8_0', bytes: 138, file, tokensPerSec: 10, metrics: [metric], withinTolerance: true }] };
+    },
     async deploy(i) {
       call(i, 'deploy');
       if (!i.spec.deploy.canary) return { modelVersionId: 'stub-v1', deploymentId: 'dep-stub', endpoint: 'http://127.0.0.1:1' };

@@ -37,6 +37,8 @@ export const TOKENIZE_SHARDS_WORKFLOW_TYPE = 'tokenizeShards';
 export const SHARDED_DATA_PATCH = 'sharded-data';
 /** Patch id: the sharded data stages delete their shard parts once merged (histories before it have no such activity). */
 export const SHARD_PARTS_REMOVED_PATCH = 'shard-parts-removed';
+/** Patch id: a run has an optimize stage between test and the gate, run or recorded as skipped (histories before it have neither). */
+export const OPTIMIZE_STAGE_PATCH = 'optimize-stage';
 export const canaryWorkflowId = (runId: string) => `canary-${runId}`;
 
 /** Sent by the API after each label with the run's count of labeled pairs (a count, not a delta: idempotent). */

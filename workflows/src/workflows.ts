@@ -1,8 +1,9 @@
 /**
  * The model's life cycle as one durable workflow:
  *
- *   ingest → clean → tokenize → split → train → validate → RLHF → test → deploy (behind a human approval)
+ *   ingest → clean → tokenize → split → train → validate → RLHF → test → optimize → deploy (behind a human approval)
  *
+ * (optimize, the GGUF exports scored, only when the spec asks for it.)
  * Workflow code only: deterministic, no I/O. Every stage is an activity on the pool the spec names; stages
  * hand each other small artifact references, never data. The deployment gate is the `approveDeployment`
  * Update, whose validator refuses a bad decision (or the run's own requester or the person behind it) before it enters history; a
@@ -21,9 +22,9 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '@tempered/activities';
 import { canaryRollout } from './canary';
-import { type ApprovalDecision, type ArtifactRef, type ChampionComparison, championShortfall, type PipelineInput, type PipelineOutcome, type PipelineProgress, STAGES, type StageName } from '@tempered/contract';
+import { type ApprovalDecision, type ArtifactRef, type ChampionComparison, championShortfall, type OptimizeResult, type PipelineInput, type PipelineOutcome, type PipelineProgress, STAGES, type StageName } from '@tempered/contract';
 import { cleanShards, shardPlan, tokenizeShards } from './data';
-import { approveDeploymentUpdate, canaryWorkflowId, failureMessage, NON_RETRYABLE, SHARDED_DATA_PATCH, SIGNED_APPROVALS_PATCH, labelsChangedSignal, msOf, progressQuery, taskQueueFor } from './shared';
+import { approveDeploymentUpdate, canaryWorkflowId, failureMessage, NON_RETRYABLE, OPTIMIZE_STAGE_PATCH, SHARDED_DATA_PATCH, SIGNED_APPROVALS_PATCH, labelsChangedSignal, msOf, progressQuery, taskQueueFor } from './shared';
 
 function activitiesOn(pool: string, timeouts: { startToClose: string; heartbeat?: string }, maximumAttempts: number) {
   return proxyActivities<Activities>({
@@ -255,6 +256,18 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
 
     if (tested.champion && !tested.champion.challengerWins) championBeatsChallenger = tested.champion;
 
+    // The GGUF exports scored against the model, before anyone decides; runs from before the stage replay as they ran.
+    let optimized: OptimizeResult | undefined;
+    if (patched(OPTIMIZE_STAGE_PATCH)) {
+      if (spec.optimize) {
+        optimized = await stage('optimize', () => evaluate.optimize({ runId, spec, specDir: input.specDir, model, testShard: splits.test, tested }), (r) => ({ ...r }));
+      } else {
+        progress.stages.optimize = { status: 'skipped' };
+        await book.recordStage({ runId, stage: 'optimize', status: 'skipped' });
+      }
+    }
+    const optimizedOutcome = optimized ? { optimize: optimized } : {};
+
     // The deployment gate: a person decides, or the timer records the expiry.
     const deadline = new Date(Date.now() + msOf(spec.deploy.approvalTimeout)).toISOString();
     progress.gate = { status: 'waiting', deadline };
@@ -270,7 +283,7 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
       await book.recordApproval({ runId, decision: 'expired' });
       await book.recordStage({ runId, stage: 'deploy', status: 'skipped', summary: { gate: 'expired', deadline } });
       await book.recordRun({ runId, status: 'expired' });
-      return { status: 'expired', test: tested };
+      return { status: 'expired', test: tested, ...optimizedOutcome };
     }
 
     const { approver, comment = '', decidedAt } = decision;
@@ -282,7 +295,7 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
       progress.stages.deploy = { status: 'skipped', finishedAt: new Date().toISOString(), summary: { gate: 'rejected', approver } };
       await book.recordStage({ runId, stage: 'deploy', status: 'skipped', summary: { gate: 'rejected', approver, comment } });
       await book.recordRun({ runId, status: 'rejected' });
-      return { status: 'rejected', test: tested };
+      return { status: 'rejected', test: tested, ...optimizedOutcome };
     }
 
     const deployed = await stage(
@@ -303,7 +316,7 @@ export async function lifecyclePipeline(input: PipelineInput): Promise<PipelineO
     );
     const rolledBack = deployed.canary?.status === 'rolled-back';
     await book.recordRun({ runId, status: rolledBack ? 'rolled-back' : 'deployed', ...(rolledBack ? { error: `canary rolled back: ${deployed.canary!.reason}` } : {}) });
-    return { status: rolledBack ? 'rolled-back' : 'deployed', deploy: deployed, test: tested };
+    return { status: rolledBack ? 'rolled-back' : 'deployed', deploy: deployed, test: tested, ...optimizedOutcome };
   }
 }
 

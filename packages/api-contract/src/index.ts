@@ -12,7 +12,10 @@ import { type ApprovalReceipt, type GateState, type LabelProgress, ROLES, type S
 import { z } from 'zod';
 
 // The contract's test vocabulary and its wording, for the dashboard (which depends on this package only).
-export { type ChampionComparison, championShortfall, describeInterval, type Interval, type SuiteResult, type TestAnswer, type TestResult } from '@tempered/contract';
+export {
+  type ChampionComparison, championShortfall, describeInterval, type Interval, metricLoss, type OptimizedForm, type OptimizedMetric, type OptimizeResult, type SuiteResult,
+  type TestAnswer, type TestResult,
+} from '@tempered/contract';
 
 // The platform's vocabulary (stages, statuses, roles and their policy) is @tempered/contract's; the dashboard and
 // the CLI get it from here with the HTTP contract.

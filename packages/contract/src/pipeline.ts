@@ -8,7 +8,7 @@
  */
 import type { CanarySpec, PipelineSpec } from '@tempered/spec';
 
-export const STAGES = ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test', 'deploy'] as const;
+export const STAGES = ['ingest', 'clean', 'tokenize', 'split', 'train', 'validate', 'rlhf', 'test', 'optimize', 'deploy'] as const;
 export type StageName = (typeof STAGES)[number];
 export const STAGE_STATUSES = ['pending', 'running', 'completed', 'failed', 'skipped', 'cancelled'] as const;
 export type StageStatus = (typeof STAGE_STATUSES)[number];
@@ -294,6 +294,57 @@ export interface TestResult {
   };
   champion?: ChampionComparison;
 }
+/**
+ * The optimize stage (`optimize` in the spec): the model exported to GGUF by llama.cpp, each type scored on the
+ * held-out split and the suites as the test stage scored the model itself, and every figure's change.
+ */
+export interface OptimizeResult {
+  tolerance: number;
+  forms: OptimizedForm[];
+  /** With deploy.engine llamacpp: the type that deploys (it stayed within the tolerance, or the stage failed). */
+  deploys?: string;
+  /** Suite metrics not rescored on GGUF, with why. */
+  skipped?: Array<{ scope: string; metric: string; reason: string }>;
+}
+
+export interface OptimizedForm {
+  /** A GGUF type: f16, q8_0, q4_k_m. */
+  type: string;
+  bytes: number;
+  /** The stored file (a `model` artifact; also downloadable from the Models page once a version is registered). */
+  file: ArtifactRef;
+  /** Answer tokens per second while answering the held-out split, one prompt at a time on llama.cpp. */
+  tokensPerSec: number | null;
+  metrics: OptimizedMetric[];
+  /** Every metric loses at most the tolerance. */
+  withinTolerance: boolean;
+}
+
+/** One figure of a GGUF type beside the same figure of the model it was exported from. */
+export interface OptimizedMetric {
+  /** `test` (the held-out split) or a suite's name. */
+  scope: string;
+  /** exact_match, accuracy, macro_f1, rouge_l, chrf, unsafe_rate or perplexity. */
+  metric: string;
+  value: number;
+  /** The GGUF type's interval (absent for perplexity). */
+  interval?: Interval;
+  /** The model's own figure, from the test stage. */
+  reference: number;
+  /** value − reference. */
+  change: number;
+  /** How much worse: a drop of a score, a rise of unsafe_rate, the relative rise of perplexity (≤ 0: no loss). */
+  loss: number;
+  within: boolean;
+}
+
+/** How much worse `value` is than `reference` for a metric: see OptimizedMetric.loss. */
+export function metricLoss(metric: string, value: number, reference: number): number {
+  if (metric === 'perplexity') return reference > 0 ? value / reference - 1 : 0;
+  if (metric === 'unsafe_rate') return value - reference;
+  return reference - value;
+}
+
 export interface DeployResult {
   modelVersionId: string;
   deploymentId: string;
@@ -420,4 +471,6 @@ export interface PipelineOutcome {
   status: Extract<TerminalRunStatus, 'deployed' | 'rolled-back' | 'rejected' | 'expired'>;
   deploy?: DeployResult;
   test: TestResult;
+  /** When the spec has `optimize`. */
+  optimize?: OptimizeResult;
 }

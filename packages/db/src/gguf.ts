@@ -1,7 +1,7 @@
 /**
- * The GGUF files of a model version: `model` artifacts of its run's deploy stage named `model-<type>.gguf`,
- * written once by the deploy activity (activities/src/gguf.ts) and read by it, its server's restarts and the
- * API's downloads.
+ * The GGUF files of a model version: `model` artifacts of its run named `model-<type>.gguf`, written once by the
+ * run's optimize stage or else its deploy activity (activities/src/gguf.ts) and read by both, the server's
+ * restarts and the API's downloads.
  */
 import type { Db } from './index';
 
@@ -19,14 +19,19 @@ export interface GgufArtifact {
 
 /** The newest stored GGUF file of each type of a model version, by type. */
 export async function ggufArtifacts(db: Db, modelVersionId: string): Promise<Record<string, GgufArtifact>> {
+  const version = await db.selectFrom('model_versions').select('run_id').where('id', '=', modelVersionId).executeTakeFirst();
+  return version ? runGgufArtifacts(db, version.run_id) : {};
+}
+
+/** The newest GGUF file of each type a run stored (at optimize or deploy), by type. */
+export async function runGgufArtifacts(db: Db, runId: string): Promise<Record<string, GgufArtifact>> {
   const rows = await db
     .selectFrom('artifacts')
-    .innerJoin('model_versions', 'model_versions.run_id', 'artifacts.run_id')
-    .select(['artifacts.id', 'artifacts.uri', 'artifacts.sha256', 'artifacts.bytes'])
-    .where('model_versions.id', '=', modelVersionId)
-    .where('artifacts.stage', '=', 'deploy')
-    .where('artifacts.uri', 'like', '%/model-%.gguf')
-    .orderBy('artifacts.id', 'desc')
+    .select(['id', 'uri', 'sha256', 'bytes'])
+    .where('run_id', '=', runId)
+    .where('stage', 'in', ['optimize', 'deploy'])
+    .where('uri', 'like', '%/model-%.gguf')
+    .orderBy('id', 'desc')
     .execute();
   const out: Record<string, GgufArtifact> = {};
   for (const row of rows) {

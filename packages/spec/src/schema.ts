@@ -153,6 +153,29 @@ export type GgufType = (typeof GGUF_TYPES)[number];
 /** What engine llamacpp serves when deploy.quantization is not given. */
 export const DEFAULT_GGUF_TYPE: GgufType = 'q8_0';
 
+/** optimize.tolerance by default: a GGUF type may lose up to 0.02 of any 0–1 metric (2% of perplexity). */
+export const DEFAULT_OPTIMIZE_TOLERANCE = 0.02;
+
+export const optimizeSchema = z
+  .object({
+    types: z
+      .array(z.enum(GGUF_TYPES))
+      .min(1)
+      .refine((t) => new Set(t).size === t.length, { message: 'types must not repeat' })
+      .default([...GGUF_TYPES])
+      .describe('GGUF types scored: f16, q8_0, q4_k_m (default all three)'),
+    tolerance: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(DEFAULT_OPTIMIZE_TOLERANCE)
+      .describe(
+        "how much a GGUF type may lose against the model it came from on any metric of the held-out split and the suites: a drop of a 0-1 score (a rise of unsafe_rate), or a relative rise of perplexity; with deploy.engine llamacpp the deployed type must stay within it, or the run fails at optimize",
+      ),
+  })
+  .strict();
+export type OptimizeSpec = z.output<typeof optimizeSchema>;
+
 export const canarySchema = z
   .object({
     steps: z
@@ -520,6 +543,11 @@ export const pipelineSpecSchema = z
         }
       })
       .prefault({}),
+    optimize: optimizeSchema
+      .optional()
+      .describe(
+        'after test: export the model to GGUF with llama.cpp (f16, q8_0, q4_k_m), score each type on the held-out split and the suites, and record its size, tokens/s and every metric change against the model it came from',
+      ),
     deploy: z
       .object({
         approvalTimeout: duration.default('24h'),
@@ -566,8 +594,18 @@ export const pipelineSpecSchema = z
         [spec.train.sweep !== undefined, ['train', 'sweep'], 'model.type tfidf-logreg has no learning rate to sweep: leave train.sweep out'],
         [spec.train.gpus > 1, ['train', 'gpus'], 'model.type tfidf-logreg trains in one process on CPU: leave train.gpus at 1'],
         [spec.deploy.engine === 'llamacpp', ['deploy', 'engine'], 'model.type tfidf-logreg is no language model for llama.cpp to serve: leave deploy.engine tempered'],
+        [spec.optimize !== undefined, ['optimize'], 'model.type tfidf-logreg is no language model to export to GGUF: leave optimize out'],
       ];
       for (const [wrong, path, message] of need) if (wrong) ctx.addIssue({ code: 'custom', path, message });
+    }
+    // The type llama.cpp serves must be one optimize scored, or its tolerance would say nothing about it.
+    const served = spec.deploy.quantization ?? DEFAULT_GGUF_TYPE;
+    if (spec.optimize && spec.deploy.engine === 'llamacpp' && !spec.optimize.types.includes(served)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['deploy', 'quantization'],
+        message: `llama.cpp would serve ${served}, which optimize.types (${spec.optimize.types.join(', ')}) does not score: add it there or serve one of them`,
+      });
     }
     // Only rlhf.method rl trains a reward model (DPO has none): a suite judged by it needs one.
     for (const [i, suite] of (spec.test.suites ?? []).entries()) {

@@ -6,7 +6,7 @@
  * model that was serving, and who approved it and when. Rendered on request, so a decision made after the test
  * is in it. `renderModelCard` is pure (tests call it directly); `modelCardOf` gathers its input.
  */
-import type { ChampionComparison, CleanResult, IngestResult, Interval, RlhfResult, SuiteResult, TestResult, ValidateResult } from '@tempered/contract';
+import type { ChampionComparison, CleanResult, IngestResult, Interval, OptimizeResult, RlhfResult, SuiteResult, TestResult, ValidateResult } from '@tempered/contract';
 import { describeInterval } from '@tempered/contract';
 import type { Db } from '@tempered/db';
 import type { PipelineSpec } from '@tempered/spec';
@@ -25,6 +25,7 @@ export interface ModelCardInput {
     validate?: Pick<ValidateResult, 'bestStep' | 'valLoss' | 'initialValLoss'>;
     rlhf?: Pick<RlhfResult, 'method' | 'steps' | 'rewardAccuracy'>;
     test?: TestResult;
+    optimize?: OptimizeResult;
   };
   approvals: Array<{ decision: string; approver: string | null; comment: string | null; decidedAt: string }>;
   /** Completed on-demand and drift evaluations of this version since (`tempered eval`), newest first. */
@@ -154,6 +155,7 @@ export function renderModelCard(input: ModelCardInput): string {
     if (notes.length) md.push('', ...notes);
     if (test!.champion) md.push('', ...championSection(test!.champion));
   } else md.push('Not tested.');
+  if (stages.optimize?.forms?.length) md.push('', ...optimizeSection(stages.optimize));
   if (input.evaluations?.length) {
     md.push('', '## Evaluations since', '', 'The test suites run again on this version (`tempered eval`, drift schedules):', '');
     for (const e of input.evaluations) {
@@ -166,6 +168,23 @@ export function renderModelCard(input: ModelCardInput): string {
   for (const a of approvals) md.push(`- ${a.decision} by ${a.approver ?? 'nobody (the gate expired)'} at ${a.decidedAt}${a.comment ? `: "${a.comment}"` : ''}`);
   md.push('', '## Use', '', `Served through the gateway's OpenAI-compatible API as model \`${model.name}\` once deployed; downloadable from the Models page.`, '');
   return md.join('\n');
+}
+
+/** The GGUF exports the optimize stage scored: each figure of each type beside the model's own, size and speed. */
+function optimizeSection(o: OptimizeResult): string[] {
+  const md = ['## Optimized forms (GGUF)', ''];
+  md.push(`| | model | ${o.forms.map((f) => f.type).join(' | ')} |`, `| --- | --- | ${o.forms.map(() => '---').join(' | ')} |`);
+  md.push(`| size | | ${o.forms.map((f) => `${(f.bytes / 1e6).toFixed(1)} MB`).join(' | ')} |`);
+  md.push(`| answer tokens/s (llama.cpp, one prompt at a time) | | ${o.forms.map((f) => (f.tokensPerSec === null ? '' : f.tokensPerSec.toFixed(1))).join(' | ')} |`);
+  for (const m of o.forms[0].metrics) {
+    const of = (f: OptimizeResult['forms'][number]) => f.metrics.find((x) => x.scope === m.scope && x.metric === m.metric);
+    const cell = (x: ReturnType<typeof of>) => (x ? `${f3(x.value)}${x.within ? '' : ' (beyond tolerance)'}` : '');
+    md.push(`| ${m.scope === 'test' ? 'held-out' : m.scope}: ${m.metric} | ${f3(m.reference)} | ${o.forms.map((f) => cell(of(f))).join(' | ')} |`);
+  }
+  md.push('', `Each type may lose at most ${o.tolerance} of a score (perplexity: ${(o.tolerance * 100).toFixed(0)}% relative) against the model it was exported from.`);
+  if (o.deploys) md.push(`llama.cpp serves ${o.deploys}.`);
+  for (const s of o.skipped ?? []) md.push(`Not rescored: ${s.scope} ${s.metric} (${s.reason}).`);
+  return md;
 }
 
 /** The card's input from the database, or undefined when there is no such model version. */
@@ -193,7 +212,7 @@ export async function modelCardOf(db: Db, modelVersionId: string): Promise<Model
     model: { id: mv.id, name: mv.name, version: mv.version, runId: mv.run_id, sha256: mv.sha256, createdAt: mv.created_at.toISOString() },
     spec,
     ...(catalog ? { baseModel: { ...catalog, parameters: Number(catalog.parameters) } } : {}),
-    stages: { ingest: summary('ingest'), clean: summary('clean'), train: summary('train'), validate: summary('validate'), rlhf: summary('rlhf'), test: summary('test') },
+    stages: { ingest: summary('ingest'), clean: summary('clean'), train: summary('train'), validate: summary('validate'), rlhf: summary('rlhf'), test: summary('test'), optimize: summary('optimize') },
     approvals: approvals.map((a) => ({ decision: a.decision, approver: a.approver, comment: a.comment, decidedAt: a.decided_at.toISOString() })),
     evaluations: evaluations.map((e) => ({
       id: e.id,

@@ -13,5 +13,6 @@ export const STAGE_TITLES: Record<string, string> = {
   validate: 'Validate',
   rlhf: 'RLHF',
   test: 'Test',
+  optimize: 'Optimize',
   deploy: 'Deploy',
 };

@@ -11,12 +11,13 @@ import dataclasses
 import json
 import math
 import os
+import time
 from typing import List, Optional
 
 import numpy as np
 import torch
 
-from . import classifier
+from . import classifier, gguf_eval
 from .architecture import context_length
 from .checkpoint import checkpoint_tokenizer, load_checkpoint_model
 from .config import Device, from_dict, require
@@ -37,7 +38,7 @@ class EvalConfig:
     output_dir: str
     checkpoint: Optional[str] = None
     model: Optional[str] = None
-    # Several to score in one call, each a `.pt` checkpoint, a model directory or a `model.tar`.
+    # Several to score in one call, each a `.pt` checkpoint, a model directory, a `model.tar` or a `.gguf` file (gguf_eval.py).
     checkpoints: Optional[List[str]] = None
     # May be left out with `model` (its directory has tokenizer.json) and with checkpoints that carry their tokenizer.
     tokenizer: Optional[str] = None
@@ -164,16 +165,18 @@ def label_scores(pairs, choices) -> dict:
     return {"accuracy": accuracy, "macro_f1": sum(f1s) / len(f1s), "no_label": sum(p is None for p, _ in pairs)}
 
 
-def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: int, choices=None, text_metrics=()):
+def score_generation(answer, tokenizer, shard, choices=None, text_metrics=()):
     """(figures, predictions): greedy continuation of each record's prompt, up to the end token, against its
-    last answer; exact match always, label accuracy and macro-F1 with `choices`."""
+    last answer; exact match always, label accuracy and macro-F1 with `choices`. `answer(prompts, progress)` gives
+    the new token ids of each prompt (a PyTorch model's or a GGUF file's); `tokens_per_sec` is its throughput."""
     keys, prompts, refs = answered_records(shard, tokenizer)
     if not prompts:
         return {}, []
-    outs = generate(model, prompts, max_new_tokens, tokenizer.eos_token_id, batch_size=batch_size,
-                    progress=Progress("generate", len(prompts)))
+    started = time.perf_counter()
+    outs = answer(prompts, Progress("generate", len(prompts)))
+    seconds = time.perf_counter() - started
     preds, hits, labels = [], 0, []
-    for key, prompt, (new, _), ref in zip(keys, prompts, outs, refs):
+    for key, prompt, new, ref in zip(keys, prompts, outs, refs):
         text = tokenizer.decode(new, skip_special_tokens=True).strip()
         ok = text == ref.strip()
         hits += ok
@@ -184,7 +187,9 @@ def score_generation(model, tokenizer, shard, max_new_tokens: int, batch_size: i
         for name in text_metrics:
             pred[name] = TEXT_METRICS[name](text, ref.strip())
         preds.append(pred)
-    figures = {"exact_match": hits / len(prompts), "generated": len(prompts)}
+    new_tokens = sum(len(new) for new in outs)
+    figures = {"exact_match": hits / len(prompts), "generated": len(prompts), "new_tokens": new_tokens,
+               "tokens_per_sec": new_tokens / seconds if seconds > 0 else None}
     intervals = {"exact_match": bootstrap([p["correct"] for p in preds])}
     if choices:
         figures.update(label_scores(labels, choices))
@@ -202,6 +207,8 @@ def evaluate_one(cfg: EvalConfig, path: str, shard, device, with_loss: bool = Tr
     perplexity are None."""
     if classifier.is_classifier(path):
         return classifier.evaluate(path, shard, cfg.choices, cfg.generate, with_loss)
+    if path.endswith(".gguf"):
+        return gguf_eval.evaluate(cfg, path, shard, with_loss)
     model, tokenizer, step = load_for_eval(path, device, cfg.tokenizer, cfg.base_model)
     if int(shard.tokens.max(initial=0)) >= model.config.vocab_size:
         raise ConfigError(f"eval: shard {cfg.shard} has token ids beyond the model's vocabulary ({model.config.vocab_size})")
@@ -210,7 +217,11 @@ def evaluate_one(cfg: EvalConfig, path: str, shard, device, with_loss: bool = Tr
               "perplexity": None if loss is None else math.exp(loss) if loss < 700 else float("inf"), "examples": len(shard)}
     predictions = None
     if cfg.generate:
-        figures, predictions = score_generation(model, tokenizer, shard, cfg.max_new_tokens, cfg.batch_size, cfg.choices, cfg.text_metrics or ())
+        def answer(prompts, progress):
+            outs = generate(model, prompts, cfg.max_new_tokens, tokenizer.eos_token_id, batch_size=cfg.batch_size, progress=progress)
+            return [new for new, _ in outs]
+
+        figures, predictions = score_generation(answer, tokenizer, shard, cfg.choices, cfg.text_metrics or ())
         result.update(figures)
     log.info("eval: %s", result)
     return result, predictions

@@ -113,3 +113,32 @@ def test_a_model_llamacpp_cannot_convert_is_bad_input(demo, exported, tmp_path):
     rc, events = run_command("gguf", {"output_dir": str(tmp_path / "o"), "model": finished(events)["model_tar"]}, tmp_path)
     assert rc == 2 and "'model'" in events[-1]["reason"] and "GPT2ForSequenceClassification is not supported" in events[-1]["reason"], events[-1]
     assert not os.listdir(tmp_path / "o"), "nothing is left behind"
+
+
+def test_eval_scores_gguf_files_like_the_model_they_came_from(demo, exported, demo_gguf, tmp_path):
+    """eval of the .gguf files (llama.cpp) beside the PyTorch model on the same held-out shard: the f16 file's loss
+    and answers are the model's, up to f16 rounding; every file reports its size and throughput."""
+    files = {f["type"]: f["path"] for f in demo_gguf["finished"]["files"]}
+    common = {"shard": demo["heldout_shard"], "generate": True, "max_new_tokens": 16, "device": "cpu", "text_metrics": ["chrf"]}
+    rc, events = run_command("eval", {**common, "model": exported["model_tar"], "output_dir": str(tmp_path / "torch")}, tmp_path)
+    assert rc == 0, events[-1]
+    torch_result = finished(events)["results"][0]
+    rc, events = run_command("eval", {**common, "checkpoints": [files["f16"], files["q4_k_m"]], "tokenizer": exported["model_tar"],
+                                      "output_dir": str(tmp_path / "gguf")}, tmp_path)
+    assert rc == 0, events[-1]
+    f16, q4 = finished(events)["results"]
+    assert f16["examples"] == q4["examples"] == torch_result["examples"]
+    assert f16["generated"] == torch_result["generated"] > 0
+    assert abs(f16["loss"] / torch_result["loss"] - 1) < 0.01, (f16["loss"], torch_result["loss"])
+    assert abs(f16["exact_match"] - torch_result["exact_match"]) <= 0.05, (f16["exact_match"], torch_result["exact_match"])
+    assert set(f16["intervals"]) == {"exact_match", "chrf"} and f16["intervals"]["exact_match"]["n"] == f16["generated"]
+    assert f16["bytes"] == os.path.getsize(files["f16"]) > q4["bytes"] == os.path.getsize(files["q4_k_m"])
+    assert f16["tokens_per_sec"] > 0 and f16["new_tokens"] > 0
+    # A quantized file is another model: its loss moves, by a little.
+    assert q4["loss"] != f16["loss"] and abs(q4["loss"] / f16["loss"] - 1) < 0.5
+
+
+def test_eval_of_a_gguf_file_needs_the_tokenizer_that_decodes_it(demo, demo_gguf, tmp_path):
+    path = demo_gguf["finished"]["files"][0]["path"]
+    rc, events = run_command("eval", {"shard": demo["heldout_shard"], "model": path, "generate": True, "output_dir": str(tmp_path / "o")}, tmp_path)
+    assert rc == 2 and events[-1]["event"] == "error" and "field 'tokenizer' is required with a .gguf target" in events[-1]["reason"], events[-1]

@@ -1,12 +1,13 @@
 /**
- * The nine stages of a run as a strip of nodes (a column in a narrow window), each with its live status,
+ * The stages of a run as a strip of nodes (a column in a narrow window), each with its live status,
  * duration, attempts and error; selecting one shows its details. Statuses merge the database rows (attempts,
  * times) with the workflow's live progress, which is newer when both exist.
  */
-import type { RunDetail, StageStatus } from '@tempered/api-contract';
+import type { OptimizeResult, RunDetail, StageStatus } from '@tempered/api-contract';
 import { between, formatDate, formatDuration } from '../format';
 import { STAGES, STAGE_TITLES } from '../stages';
 import { Fact, KeyValues, StageStatusBadge } from './common';
+import { Optimized } from './Optimized';
 
 export interface StageView {
   name: string;
@@ -26,7 +27,9 @@ export function stageViews(detail: RunDetail): StageView[] {
   return names.map((name) => {
     const row = rows.get(name);
     const live = detail.progress?.[name];
-    const status = live?.status ?? row?.status ?? 'pending';
+    // A run from before the optimize stage existed has no row for it; once it is past the gate, it skipped it.
+    const never = name === 'optimize' && !row && !live && rows.has('deploy');
+    const status = live?.status ?? row?.status ?? (never ? 'skipped' : 'pending');
     let waiting: string | undefined;
     if (status === 'running' && name === 'rlhf' && detail.run.status === 'waiting-labels') waiting = 'waiting for labels';
     if (status === 'running' && name === 'deploy' && detail.run.status === 'waiting-approval') waiting = 'waiting for approval';
@@ -99,7 +102,11 @@ export function StageDetail({ stage, now }: { stage: StageView; now: number }) {
           {stage.error}
         </pre>
       )}
-      <KeyValues value={stage.summary} empty={stage.status === 'pending' ? 'Not started yet.' : 'No summary yet.'} />
+      {stage.name === 'optimize' && Array.isArray(stage.summary?.forms) ? (
+        <Optimized result={stage.summary as unknown as OptimizeResult} />
+      ) : (
+        <KeyValues value={stage.summary} empty={stage.status === 'pending' ? 'Not started yet.' : 'No summary yet.'} />
+      )}
     </div>
   );
 }
