@@ -58,7 +58,7 @@ async function versionDownload(db: Db, id: string, format: (typeof DOWNLOAD_FORM
     const have = Object.keys(files);
     return have.length
       ? `model version ${id} has no ${type} GGUF file; it has ${have.join(', ')}`
-      : `model version ${id} was never exported to GGUF; a deployment with deploy.engine llamacpp exports every type (${GGUF_TYPES.join(', ')})`;
+      : `model version ${id} was never exported to GGUF; a run with an optimize stage, or a deployment with deploy.engine llamacpp, exports every type (${GGUF_TYPES.join(', ')})`;
   }
   const rows = await db.selectFrom('artifacts').select(['id', 'uri', 'kind', 'stage']).where('run_id', '=', version.run_id).where('kind', 'in', ['model', 'adapter']).orderBy('id').execute();
   const model = rows.find((r) => r.uri === version.model_uri);

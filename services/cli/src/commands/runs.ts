@@ -116,7 +116,7 @@ export async function show(inv: Invocation): Promise<void> {
 }
 
 /** `tempered logs RUN [--follow]`: the tail, then with --follow the new lines until the run ends. */
-/** `tempered answers RUN [--filter all|wrong|newly-wrong]`: the test stage's answers, one block per test record. */
+/** `tempered answers RUN [--filter all|wrong|newly-wrong|judge-disagreed|unsafe]`: the test stage's answers, one block per test record or suite prompt. */
 export async function answers(inv: Invocation): Promise<void> {
   const runId = need(inv, 'a run id');
   const filter = inv.flags.filter ?? 'all';
@@ -126,13 +126,17 @@ export async function answers(inv: Invocation): Promise<void> {
   out(inv.flags, res, () => {
     const mark = (ok: boolean | undefined) => (ok ? 'right' : 'wrong');
     for (const a of res.answers) {
-      console.log(`── ${a.key}\n  prompt:     ${a.prompt.replace(/\n/g, '\n              ')}\n  reference:  ${a.reference}`);
-      console.log(`  this model: ${a.answer} (${mark(a.correct)})`);
+      console.log(`── ${a.suite ? `suite ${a.suite} · ` : ''}${a.key}\n  prompt:     ${a.prompt.replace(/\n/g, '\n              ')}\n  reference:  ${a.reference}`);
+      console.log(`  this model: ${a.answer} (${mark(a.correct)}${a.unsafe ? ', unsafe after the output filter' : ''})`);
       if (a.championAnswer !== undefined) console.log(`  serving:    ${a.championAnswer} (${mark(a.championCorrect)})`);
-      console.log(`  untrained:  ${a.baselineAnswer}`);
+      if (a.baselineAnswer) console.log(`  untrained:  ${a.baselineAnswer}`);
+      if (a.judge) console.log(`  judge:      ${a.judge.outcome} (this answer first: ${a.judge.verdictAB ?? 'no verdict'}; second: ${a.judge.verdictBA ?? 'no verdict'})${a.judge.disagreed ? ', disagreed' : ''}`);
     }
     const { counts } = res;
-    console.log(`${res.answers.length} shown of ${counts[filter as keyof typeof counts]} (${filter}); ${counts.all} answers, ${counts.wrong} wrong, ${counts['newly-wrong']} newly wrong against the serving model`);
+    console.log(
+      `${res.answers.length} shown of ${counts[filter as keyof typeof counts]} (${filter}); ${counts.all} answers, ${counts.wrong} wrong, ${counts['newly-wrong']} newly wrong against the serving model, ` +
+        `${counts['judge-disagreed']} judge-disagreed, ${counts.unsafe} unsafe`,
+    );
   });
 }
 
