@@ -90,6 +90,15 @@ export function portInUse(port: number): Promise<boolean> {
   });
 }
 
+/** How long a restart waits for a dead server's port to be released before it takes another one. */
+const PORT_RELEASE_MS = 5000;
+
+/** Resolves once nothing listens on `port`, or after `ms`. */
+async function portReleased(port: number, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while ((await portInUse(port)) && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+}
+
 /** Ports that live deployments (other than `except`) hold. */
 async function heldPorts(deps: Deps, except?: string): Promise<Set<number>> {
   let q = deps.db.selectFrom('deployments').select('endpoint').where('status', 'in', LIVE_STATUSES);
@@ -295,7 +304,11 @@ export class ModelServerSupervisor {
       // stopped (a rollback to an old version) or something else listens there: then a free one, and the
       // routes follow.
       let port = Number(new URL(row.endpoint).port);
-      if ((await heldPorts(this.deps, row.id)).has(port) || (await portInUse(port))) port = await freeModelPort(this.deps, row.id);
+      const taken = (await heldPorts(this.deps, row.id)).has(port);
+      // A server killed a moment ago may still hold its socket: the kernel releases a dying process's memory
+      // (so its /proc cmdline reads empty and it no longer counts as a model server) before its files.
+      if (!taken) await portReleased(port, PORT_RELEASE_MS);
+      if (taken || (await portInUse(port))) port = await freeModelPort(this.deps, row.id);
       // The server the deployment was made with: its run's spec says (a spec from before deploy.engine: the trainer's).
       const serving = servingOf((row.spec as Partial<PipelineSpec> | null)?.deploy);
       const { pid, endpoint } = await startModelServer(this.deps, { deploymentId: row.id, modelVersionId: row.model_version_id, model: { uri: row.model_uri, sha256: row.sha256 }, port, serving });

@@ -78,7 +78,7 @@ export async function optimize(
         add(t, 'test', 'perplexity', r.perplexity, tested.perplexity);
       });
 
-      // Each suite, on the shard the test stage encoded it to.
+      // Each suite, read, cleaned and encoded again as the test stage did (the same records, the same ids).
       const skipped: NonNullable<OptimizeResult['skipped']> = [];
       for (const [i, suite] of (spec.test.suites ?? []).entries()) {
         const reference = tested.suites?.find((s) => s.name === suite.name);

@@ -275,7 +275,7 @@ async function judgeSuite(
       if (e.event === 'progress') ctx.heartbeat({ suite: suite.name, [String(e.what)]: `${e.done}/${e.total}` });
     },
   );
-  type Pair = { key: string; answer_b: string; verdict_ab: string | null; verdict_ba: string | null; outcome: JudgeVerdict['outcome']; disagreed: boolean };
+  type Pair = { key: string; answer_b: string; verdict_ab: string | null; verdict_ba: string | null; reply_ab: string | null; reply_ba: string | null; outcome: JudgeVerdict['outcome']; disagreed: boolean };
   const report = JSON.parse(await readFile(path.join(dir, 'judge', 'judge.json'), 'utf8')) as { pairs: Pair[] };
   const agreement = finished.agreement as SuiteJudgement['agreement'];
   return {
@@ -292,7 +292,7 @@ async function judgeSuite(
       agreement,
     },
     verdicts: new Map(
-      report.pairs.map((p) => [p.key, { outcome: p.outcome, verdictAB: p.verdict_ab, verdictBA: p.verdict_ba, otherAnswer: p.answer_b, disagreed: p.disagreed }]),
+      report.pairs.map((p) => [p.key, { outcome: p.outcome, verdictAB: p.verdict_ab, verdictBA: p.verdict_ba, replyAB: p.reply_ab, replyBA: p.reply_ba, otherAnswer: p.answer_b, disagreed: p.disagreed }]),
     ),
   };
 }

@@ -297,7 +297,9 @@ export const clipped = (a: TestAnswer): TestAnswer => ({
   reference: clip(a.reference),
   answer: clip(a.answer),
   baselineAnswer: clip(a.baselineAnswer),
-  ...(a.judge ? { judge: { ...a.judge, otherAnswer: clip(a.judge.otherAnswer) } } : {}),
+  ...(a.judge
+    ? { judge: { ...a.judge, otherAnswer: clip(a.judge.otherAnswer), ...(a.judge.replyAB ? { replyAB: clip(a.judge.replyAB) } : {}), ...(a.judge.replyBA ? { replyBA: clip(a.judge.replyBA) } : {}) } }
+    : {}),
 });
 
 /** The candidate's answers from eval.json (results: [baseline, candidate, sft?]), with the untrained model's and the serving model's beside each. */

@@ -296,6 +296,8 @@ export const testAnswer = z.object({
       outcome: z.enum(['win', 'loss', 'tie', 'no-verdict']),
       verdictAB: z.string().nullable(),
       verdictBA: z.string().nullable(),
+      replyAB: z.string().nullable().optional(),
+      replyBA: z.string().nullable().optional(),
       otherAnswer: z.string(),
       disagreed: z.boolean(),
     })

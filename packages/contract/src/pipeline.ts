@@ -225,6 +225,12 @@ export interface JudgeVerdict {
   /** The judge's pick with this model's answer shown first, and with it shown second (null: no verdict). */
   verdictAB: string | null;
   verdictBA: string | null;
+  /**
+   * What the judge said in each order, as it said it: an LM judge's reply (what "no verdict" could not read), or a
+   * reward model's two scores ("0.8123 vs 0.1234", this answer's first). Absent in older runs.
+   */
+  replyAB?: string | null;
+  replyBA?: string | null;
   otherAnswer: string;
   disagreed: boolean;
 }

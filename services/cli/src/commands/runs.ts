@@ -130,7 +130,12 @@ export async function answers(inv: Invocation): Promise<void> {
       console.log(`  this model: ${a.answer} (${mark(a.correct)}${a.unsafe ? ', unsafe after the output filter' : ''})`);
       if (a.championAnswer !== undefined) console.log(`  serving:    ${a.championAnswer} (${mark(a.championCorrect)})`);
       if (a.baselineAnswer) console.log(`  untrained:  ${a.baselineAnswer}`);
-      if (a.judge) console.log(`  judge:      ${a.judge.outcome} (this answer first: ${a.judge.verdictAB ?? 'no verdict'}; second: ${a.judge.verdictBA ?? 'no verdict'})${a.judge.disagreed ? ', disagreed' : ''}`);
+      if (a.judge) {
+        const said = (reply: string | null | undefined) => (reply != null ? ` "${reply}"` : '');
+        console.log(
+          `  judge:      ${a.judge.outcome} (this answer first: ${a.judge.verdictAB ?? 'no verdict'}${said(a.judge.replyAB)}; second: ${a.judge.verdictBA ?? 'no verdict'}${said(a.judge.replyBA)})${a.judge.disagreed ? ', disagreed' : ''}`,
+        );
+      }
     }
     const { counts } = res;
     console.log(

@@ -57,6 +57,11 @@ export function AnswerList({ answers, testId = 'answers' }: { answers: TestAnswe
                     shown first: {a.judge.verdictAB ?? 'no verdict'}, shown second: {a.judge.verdictBA ?? 'no verdict'}
                     {a.judge.disagreed ? '; disagreed' : ''}
                   </div>
+                  {(a.judge.replyAB != null || a.judge.replyBA != null) && (
+                    <div className="pre muted" data-testid="judge-replies">
+                      judge said: “{a.judge.replyAB ?? ''}” / “{a.judge.replyBA ?? ''}”
+                    </div>
+                  )}
                   <div className="pre muted">other: {a.judge.otherAnswer}</div>
                 </>
               ) : (
