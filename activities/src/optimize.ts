@@ -9,9 +9,10 @@
  *
  * Not rescored: a suite's judged win_rate (the judge compares two PyTorch models' answers in one trainer call).
  */
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import { type ArtifactRef, type Interval, metricLoss, type OptimizedForm, type OptimizedMetric, type OptimizeResult, type TestResult } from '@tempered/contract';
+import { type ArtifactRef, type Interval, metricLoss, type OptimizedForm, type OptimizedMetric, type OptimizeResult, type TestAnswer, type TestResult } from '@tempered/contract';
 import { recordMetrics } from '@tempered/db';
 import { DEFAULT_GGUF_TYPE, type GgufType, type PipelineSpec } from '@tempered/spec';
 import { type Deps, gateFailed, log, withScratch } from './context';
@@ -37,6 +38,8 @@ export async function optimize(
       // Local copies: made just now, or downloaded when an earlier attempt stored them.
       const local = await Promise.all(types.map((t) => deps.store.download(files[t], path.join(dir, `model-${t}.gguf`))));
       const metrics = new Map<GgufType, OptimizedMetric[]>(types.map((t) => [t, []]));
+      /** Each type's answers per scope (`<type>|test`, `<type>|<suite>`), for the paired intervals of the changes. */
+      const answered = new Map<string, Scorable[]>();
       const add = (type: GgufType, scope: string, metric: string, value: number, reference: number, interval?: Interval) => {
         const loss = metricLoss(metric, value, reference);
         metrics.get(type)!.push({ scope, metric, value, ...(interval ? { interval } : {}), reference, change: value - reference, loss, within: loss <= tolerance + 1e-9 });
@@ -67,6 +70,9 @@ export async function optimize(
       );
       type Scored = { perplexity: number; exact_match: number; accuracy?: number; macro_f1?: number; tokens_per_sec: number | null; intervals: Record<string, Interval> };
       const heldOut = finished.results as Scored[];
+      type Prediction = { key: string; correct: boolean; label?: string | null; reference_label?: string | null };
+      const report = JSON.parse(await readFile(path.join(dir, 'eval', 'eval.json'), 'utf8')) as { results: Array<{ predictions?: Prediction[] }> };
+      types.forEach((t, i) => answered.set(`${t}|test`, (report.results[i].predictions ?? []).map((p) => ({ key: p.key, correct: p.correct, label: p.label, referenceLabel: p.reference_label }))));
       const { tested } = input;
       types.forEach((t, i) => {
         const r = heldOut[i];
@@ -87,6 +93,7 @@ export async function optimize(
         const prepared = await prepareSuite(deps, { spec, specDir: input.specDir, modelTar }, suite, i, dir);
         const scored = await scoreSuite(deps, spec, suite, prepared, local, { tokenizer: modelTar, name: 'gguf-eval' });
         types.forEach((t, j) => {
+          answered.set(`${t}|${suite.name}`, scored[j].answers);
           for (const [metric, ci] of Object.entries(scored[j].metrics)) {
             const ref = reference.metrics[metric];
             if (ref) add(t, suite.name, metric, ci.value, ref.value, ci);
@@ -94,6 +101,8 @@ export async function optimize(
           if (scored[j].perplexity && reference.perplexity) add(t, suite.name, 'perplexity', scored[j].perplexity!.value, reference.perplexity.value);
         });
       }
+
+      await pairChanges(deps, runId, metrics, answered, dir);
 
       const forms: OptimizedForm[] = types.map((t, i) => {
         const { id: _id, type: _type, ...file } = files[t];
@@ -119,6 +128,38 @@ export async function optimize(
     },
     'optimize',
   );
+}
+
+/** An answer as the paired intervals read it: right or wrong, and its label and the reference's. */
+type Scorable = Pick<TestAnswer, 'key' | 'correct' | 'label' | 'referenceLabel'>;
+
+/**
+ * The paired bootstrap interval of each exact_match and accuracy change: this type's answer and the model's (the
+ * test stage's stored answers) to the same record, scored 1 or 0, differenced record by record. A scope whose
+ * records do not all match (an older run's answers) gets none.
+ */
+async function pairChanges(deps: Deps, runId: string, metrics: Map<GgufType, OptimizedMetric[]>, answered: Map<string, Scorable[]>, dir: string): Promise<void> {
+  const rows = await deps.db.selectFrom('test_answers').select(['suite', 'key', 'correct', 'label', 'reference_label']).where('run_id', '=', runId).execute();
+  const model = new Map(rows.map((r) => [`${r.suite ?? 'test'}|${r.key}`, { key: r.key, correct: r.correct, label: r.label, referenceLabel: r.reference_label }]));
+  const score = (a: Scorable, metric: string) => Number(metric === 'accuracy' ? a.label != null && a.label === a.referenceLabel : a.correct);
+  const names: string[] = [];
+  const scores: number[][] = [];
+  const targets: OptimizedMetric[] = [];
+  for (const [type, list] of metrics) {
+    for (const m of list) {
+      if (m.metric !== 'exact_match' && m.metric !== 'accuracy') continue;
+      const mine = answered.get(`${type}|${m.scope}`) ?? [];
+      const theirs = mine.map((a) => model.get(`${m.scope}|${a.key}`));
+      if (mine.length === 0 || theirs.some((t) => t === undefined)) continue;
+      names.push(`${type}|${m.scope}|${m.metric}`);
+      scores.push(mine.map((a, i) => score(a, m.metric) - score(theirs[i]!, m.metric)));
+      targets.push(m);
+    }
+  }
+  if (names.length === 0) return;
+  const { finished } = await runTrainer(deps, 'interval', { names, scores }, dir);
+  const intervals = finished.intervals as Record<string, Interval>;
+  names.forEach((name, i) => (targets[i].changeInterval = intervals[name]));
 }
 
 /** Why a served type fails optimize.tolerance: its worst metric, and what would pass instead. */

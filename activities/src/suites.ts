@@ -131,14 +131,23 @@ export async function scoreSuite(
     },
   );
   type Scored = { generated?: number; examples: number; perplexity: number | null; tokens_per_sec?: number | null; intervals?: Record<string, Interval> };
-  type Prediction = { key: string; prompt: string; reference: string; prediction: string; correct: boolean };
+  type Prediction = { key: string; prompt: string; reference: string; prediction: string; correct: boolean; label?: string | null; reference_label?: string | null };
   const { results } = JSON.parse(await readFile(path.join(output, 'eval.json'), 'utf8')) as { results: Array<{ predictions?: Prediction[] }> };
   const out: SuiteScores[] = [];
   for (const [i, scored] of (finished.results as Scored[]).entries()) {
     const scores: SuiteScores = {
       examples: scored.generated ?? 0,
       metrics: {},
-      answers: (results[i].predictions ?? []).map((p) => ({ suite: suite.name, key: p.key, prompt: p.prompt, reference: p.reference, answer: p.prediction, correct: p.correct, baselineAnswer: '' })),
+      answers: (results[i].predictions ?? []).map((p) => ({
+        suite: suite.name,
+        key: p.key,
+        prompt: p.prompt,
+        reference: p.reference,
+        answer: p.prediction,
+        correct: p.correct,
+        baselineAnswer: '',
+        ...(p.label !== undefined ? { label: p.label, referenceLabel: p.reference_label ?? null } : {}),
+      })),
       ...(typeof scored.tokens_per_sec === 'number' ? { tokensPerSec: scored.tokens_per_sec } : {}),
     };
     for (const metric of suite.metrics) {

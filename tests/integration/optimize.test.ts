@@ -88,6 +88,11 @@ describe('the optimize stage: GGUF exports scored against the model they came fr
         assert.ok(Math.abs(m.change - (m.value - m.reference)) < 1e-12, JSON.stringify(m));
         assert.equal(m.within, m.loss <= 0.02 + 1e-9, JSON.stringify(m));
         if (m.metric !== 'perplexity') assert.equal(m.interval?.n, m.scope === 'test' ? tested.intervals!.exactMatch.n : tested.suites![0].metrics.exact_match.n, JSON.stringify(m));
+        // Exact match is paired record by record with the model's stored answers: the interval of the change.
+        if (m.metric === 'exact_match') {
+          const ci = m.changeInterval!;
+          assert.ok(ci.n === m.interval!.n && Math.abs(ci.value - m.change) < 1e-9 && ci.low <= ci.value && ci.value <= ci.high, JSON.stringify(m));
+        } else assert.equal(m.changeInterval, undefined, JSON.stringify(m));
       }
       assert.equal(form.withinTolerance, form.metrics.every((m) => m.within));
     }

@@ -98,7 +98,7 @@ test("a judged suite's pairs, a safety suite's rate before the filter, and the e
 
 test('the optimize stage\'s GGUF types stand beside the model, figure by figure, with size, speed and what serves', () => {
   const file = { uri: 's3://x', sha256: 'x', bytes: 1, kind: 'model' as const };
-  const metric = (value: number, within = true) => ({ scope: 'test', metric: 'accuracy', value, reference: 0.8, change: value - 0.8, loss: 0.8 - value, within });
+  const metric = (value: number, within = true) => ({ scope: 'test', metric: 'accuracy', value, reference: 0.8, change: value - 0.8, loss: 0.8 - value, within, changeInterval: { value: value - 0.8, low: -0.15, high: 0.05, n: 238 } });
   const md = renderModelCard({
     ...input,
     stages: {
@@ -118,7 +118,7 @@ test('the optimize stage\'s GGUF types stand beside the model, figure by figure,
   assert.match(section, /\| \| model \| q8_0 \| q4_k_m \|/);
   assert.match(section, /\| size \| \| 138\.4 MB \| 101\.0 MB \|/);
   assert.match(section, /\| answer tokens\/s \(llama\.cpp, one prompt at a time\) \| \| 8\.3 \| 9\.5 \|/);
-  assert.match(section, /\| held-out: accuracy \| 0\.800 \| 0\.790 \| 0\.700 \(beyond tolerance\) \|/);
+  assert.match(section, /\| held-out: accuracy \| 0\.800 \| 0\.790 \(change -0\.010, paired 95% interval -0\.150 to 0\.050\) \| 0\.700 \(change -0\.100, paired 95% interval -0\.150 to 0\.050\) \(beyond tolerance\) \|/);
   assert.match(section, /Each type may lose at most 0\.02 of a score \(perplexity: 2% relative\)/);
   assert.match(section, /llama\.cpp serves q8_0\./);
   assert.match(section, /Not rescored: judged win_rate/);

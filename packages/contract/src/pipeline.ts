@@ -339,6 +339,11 @@ export interface OptimizedMetric {
   reference: number;
   /** value − reference. */
   change: number;
+  /**
+   * For exact_match and accuracy: the paired bootstrap 95% interval of the change, record by record (the same
+   * records answered by both), so a change of a few answers reads as the noise it may be.
+   */
+  changeInterval?: Interval;
   /** How much worse: a drop of a score, a rise of unsafe_rate, the relative rise of perplexity (≤ 0: no loss). */
   loss: number;
   within: boolean;

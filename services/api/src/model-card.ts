@@ -178,7 +178,8 @@ function optimizeSection(o: OptimizeResult): string[] {
   md.push(`| answer tokens/s (llama.cpp, one prompt at a time) | | ${o.forms.map((f) => (f.tokensPerSec === null ? '' : f.tokensPerSec.toFixed(1))).join(' | ')} |`);
   for (const m of o.forms[0].metrics) {
     const of = (f: OptimizeResult['forms'][number]) => f.metrics.find((x) => x.scope === m.scope && x.metric === m.metric);
-    const cell = (x: ReturnType<typeof of>) => (x ? `${f3(x.value)}${x.within ? '' : ' (beyond tolerance)'}` : '');
+    const paired = (x: NonNullable<ReturnType<typeof of>>) => (x.changeInterval ? ` (change ${f3(x.change)}, paired 95% interval ${f3(x.changeInterval.low)} to ${f3(x.changeInterval.high)})` : '');
+    const cell = (x: ReturnType<typeof of>) => (x ? `${f3(x.value)}${paired(x)}${x.within ? '' : ' (beyond tolerance)'}` : '');
     md.push(`| ${m.scope === 'test' ? 'held-out' : m.scope}: ${m.metric} | ${f3(m.reference)} | ${o.forms.map((f) => cell(of(f))).join(' | ')} |`);
   }
   md.push('', `Each type may lose at most ${o.tolerance} of a score (perplexity: ${(o.tolerance * 100).toFixed(0)}% relative) against the model it was exported from.`);

@@ -49,7 +49,8 @@ export function formatOptimize(r: OptimizeResult): string {
     const speed = f.tokensPerSec !== null ? ` ${formatValue(f.tokensPerSec)} tokens/s` : '';
     const lost = worst && (worst.metric === 'perplexity' ? `${worst.loss >= 0 ? '+' : ''}${(worst.loss * 100).toFixed(1)}%` : `${worst.loss >= 0 ? '−' : '+'}${Math.abs(worst.loss).toFixed(3)}`);
     const verdict = f.withinTolerance ? `within ${r.tolerance}` : `beyond ${r.tolerance}`;
-    return `${f.type} ${(f.bytes / 1e6).toFixed(1)} MB${speed}${worst ? `, worst ${worst.scope}.${worst.metric} ${lost} (${verdict})` : ''}`;
+    const sure = worst?.changeInterval ? ` [${formatValue(worst.changeInterval.low)}–${formatValue(worst.changeInterval.high)}]` : '';
+    return `${f.type} ${(f.bytes / 1e6).toFixed(1)} MB${speed}${worst ? `, worst ${worst.scope}.${worst.metric} ${lost}${sure} (${verdict})` : ''}`;
   });
   return [...forms, ...(r.deploys ? [`deploys ${r.deploys}`] : [])].join(' · ');
 }

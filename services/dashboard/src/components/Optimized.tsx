@@ -36,7 +36,7 @@ export function Optimized({ result }: { result: OptimizeResult }) {
             {forms.map((f) => {
               const x = f.metrics.find((y) => y.scope === m.scope && y.metric === m.metric);
               return (
-                <td key={f.type} className={`num${x && !x.within ? ' bad' : ''}`} title={x?.interval ? `95% interval ${f3(x.interval.low)} to ${f3(x.interval.high)}, n = ${x.interval.n}` : undefined}>
+                <td key={f.type} className={`num${x && !x.within ? ' bad' : ''}`} title={x?.interval ? `95% interval ${f3(x.interval.low)} to ${f3(x.interval.high)}, n = ${x.interval.n}${x.changeInterval ? `; change ${f3(x.change)}, paired interval ${f3(x.changeInterval.low)} to ${f3(x.changeInterval.high)}` : ''}` : undefined}>
                   {x ? `${f3(x.value)}${x.within ? '' : ' ✕'}` : '—'}
                 </td>
               );
