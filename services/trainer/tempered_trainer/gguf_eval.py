@@ -81,8 +81,6 @@ def _answers(llm, prompts, max_new_tokens: int, eos_id: int, n_ctx: int, progres
 
 def evaluate(cfg, path: str, shard, with_loss: bool) -> tuple:
     """(figures, predictions or None) of a GGUF file on the shard, in eval.evaluate_one's shape."""
-    from .eval import score_generation
-
     tokenizer = _decoding_tokenizer(cfg.tokenizer)
     if not os.path.isfile(path):
         raise ConfigError(f"eval config: GGUF file {path} not found")
@@ -96,7 +94,16 @@ def evaluate(cfg, path: str, shard, with_loss: bool) -> tuple:
     threads = int(os.environ["TEMPERED_NUM_THREADS"]) if os.environ.get("TEMPERED_NUM_THREADS") else None
     # Logits of every position only when the loss is wanted: they cost n_ctx × vocabulary floats.
     llm = _load(path, n_ctx, with_loss, threads)
-    if llm.n_vocab() < shard.vocab_size and int(shard.tokens.max(initial=0)) >= llm.n_vocab():
+    try:
+        return _score(cfg, path, shard, with_loss, llm, tokenizer, seq_len, n_ctx)
+    finally:
+        llm.close()  # now, not at interpreter exit, where llama-cpp-python's finalizer can fail
+
+
+def _score(cfg, path: str, shard, with_loss: bool, llm, tokenizer, seq_len: int, n_ctx: int) -> tuple:
+    from .eval import score_generation
+
+    if int(shard.tokens.max(initial=0)) >= llm.n_vocab():
         raise ConfigError(f"eval: shard {cfg.shard} has token ids beyond the GGUF's vocabulary ({llm.n_vocab()})")
     loss = None
     if with_loss:
