@@ -80,7 +80,13 @@ test('rlhf method rl: reward model, then RL, then the gate', { timeout: 15 * 60_
   assert.equal(answers.counts['judge-disagreed'], j.disagreed);
   assert.ok(answers.answers.every((a: any) => a.suite === 'judged' && a.judge.disagreed === true && ['win', 'loss', 'tie'].includes(a.judge.outcome)), JSON.stringify(answers.answers[0]));
   // What the judge said is kept beside its verdict: a reward model's two scores, this answer's first.
-  const all = (await apiCall('GET', `/api/runs/${runId}/answers?filter=all&limit=500`, 'operator')).body.answers.filter((a: any) => a.suite === 'judged');
+  const bySuite = (await apiCall('GET', `/api/runs/${runId}/answers?suite=judged&limit=500`, 'operator')).body;
+  assert.equal(bySuite.counts.all, JUDGED_RECORDS);
+  const all = bySuite.answers;
+  assert.ok(all.length === JUDGED_RECORDS && all.every((a: any) => a.suite === 'judged'), JSON.stringify(all[0]));
+  const unknown = await apiCall('GET', `/api/runs/${runId}/answers?suite=nope`, 'operator');
+  assert.equal(unknown.status, 404);
+  assert.match(unknown.body.message ?? unknown.body.error ?? JSON.stringify(unknown.body), /no answers of a suite nope; its suites are judged/);
   // (Identical answers tie without asking the judge: verdicts "tie", replies null.)
   const asked = all.filter((a: any) => a.judge.verdictAB !== 'tie' || a.judge.replyAB !== null);
   assert.ok(asked.length > 0 && asked.every((a: any) => /^-?\d+\.\d{4} vs -?\d+\.\d{4}$/.test(a.judge.replyAB) && a.judge.replyBA === a.judge.replyAB.split(' vs ').reverse().join(' vs ')), JSON.stringify(asked[0]?.judge));

@@ -99,7 +99,13 @@ export const logsQuery = z.object({ after: rowIdQuery, limit: listLimit(200, 200
  */
 export const ANSWER_FILTERS = ['all', 'wrong', 'newly-wrong', 'judge-disagreed', 'unsafe'] as const;
 /** `GET /api/runs/:id/answers`. */
-export const answersQuery = z.object({ filter: z.enum(ANSWER_FILTERS).default('all'), skip: rowIdQuery, limit: listLimit(50, 500) });
+export const answersQuery = z.object({
+  filter: z.enum(ANSWER_FILTERS).default('all'),
+  /** A test suite's answers instead of the held-out split's (the filters then apply to that suite). */
+  suite: z.string().min(1).max(100).optional(),
+  skip: rowIdQuery,
+  limit: listLimit(50, 500),
+});
 /** `GET /api/audit`: `target` such as `run:<id>`. */
 export const auditQuery = z.object({ target: z.string().optional(), limit: listLimit(100, 1000) });
 

@@ -23,8 +23,13 @@ pg.types.setTypeParser(20, (v) => Number(v));
 export type Db = Kysely<Database>;
 
 export function createDb(databaseUrl: string, max = 5): Db {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max });
+  // An idle connection can end under the pool (PostgreSQL restarted, or the backend terminated); pg then emits
+  // 'error' on the pool, which without a listener crashes the process. The pool drops that client and the next
+  // query connects anew, so a warning is all it takes.
+  pool.on('error', (err) => console.warn(`postgres: an idle connection ended (${err.message}); the next query reconnects`));
   return new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: databaseUrl, max }) }),
+    dialect: new PostgresDialect({ pool }),
     // Every bound string made storable here (sanitize.ts), so that no writer's NUL can fail its INSERT.
     plugins: [new PgSafeTextPlugin()],
   });

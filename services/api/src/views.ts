@@ -80,11 +80,16 @@ export async function logsAfter(db: Db, runId: string, after: number, limit = 50
 
 type AnswerFilter = (typeof ANSWER_FILTERS)[number];
 
-/** A run's test answers (the test stage's test_answers rows) that a filter keeps, in test order. */
-export async function answersOf(db: Db, runId: string, filter: AnswerFilter, skip = 0, limit = 50): Promise<TestAnswer[]> {
+/**
+ * A run's test answers (the test stage's test_answers rows) that a filter keeps, in test order: the held-out split's,
+ * or with `suite` that suite's.
+ */
+export async function answersOf(db: Db, runId: string, filter: AnswerFilter, skip = 0, limit = 50, suite?: string): Promise<TestAnswer[]> {
   let q = db.selectFrom('test_answers').selectAll().where('run_id', '=', runId);
-  // all / wrong / newly-wrong are the held-out split's; the other two are the suites' (only they have judges and safety).
-  if (filter === 'all' || filter === 'wrong' || filter === 'newly-wrong') q = q.where('suite', 'is', null);
+  // all / wrong / newly-wrong are the held-out split's unless a suite is named; the other two are the suites' (only
+  // they have judges and safety), all of them or the named one's.
+  if (suite !== undefined) q = q.where('suite', '=', suite);
+  else if (filter === 'all' || filter === 'wrong' || filter === 'newly-wrong') q = q.where('suite', 'is', null);
   if (filter === 'wrong') q = q.where('correct', '=', false);
   if (filter === 'newly-wrong') q = q.where('correct', '=', false).where('champion_correct', '=', true);
   if (filter === 'judge-disagreed') q = q.where(sql<boolean>`(judge->>'disagreed')::boolean`);
@@ -105,19 +110,21 @@ export async function answersOf(db: Db, runId: string, filter: AnswerFilter, ski
   }));
 }
 
-/** How many of a run's test answers each filter keeps. */
-export async function answerCounts(db: Db, runId: string): Promise<Record<AnswerFilter, number>> {
-  const row = await db
+/** How many of a run's test answers each filter keeps (with `suite`, of that suite's answers). */
+export async function answerCounts(db: Db, runId: string, suite?: string): Promise<Record<AnswerFilter, number>> {
+  const scope = suite === undefined ? sql`suite is null` : sql`true`;
+  let q = db
     .selectFrom('test_answers')
     .select([
-      sql<number>`(count(*) filter (where suite is null))::int`.as('all'),
-      sql<number>`(count(*) filter (where suite is null and not correct))::int`.as('wrong'),
-      sql<number>`(count(*) filter (where suite is null and not correct and champion_correct))::int`.as('newly'),
+      sql<number>`(count(*) filter (where ${scope}))::int`.as('all'),
+      sql<number>`(count(*) filter (where ${scope} and not correct))::int`.as('wrong'),
+      sql<number>`(count(*) filter (where ${scope} and not correct and champion_correct))::int`.as('newly'),
       sql<number>`(count(*) filter (where (judge->>'disagreed')::boolean))::int`.as('disagreed'),
       sql<number>`(count(*) filter (where unsafe))::int`.as('unsafe'),
     ])
-    .where('run_id', '=', runId)
-    .executeTakeFirstOrThrow();
+    .where('run_id', '=', runId);
+  if (suite !== undefined) q = q.where('suite', '=', suite);
+  const row = await q.executeTakeFirstOrThrow();
   return { all: row.all, wrong: row.wrong, 'newly-wrong': row.newly, 'judge-disagreed': row.disagreed, unsafe: row.unsafe };
 }
 

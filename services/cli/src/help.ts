@@ -10,9 +10,10 @@ Commands:
   show RUN                        a run's stages, metrics, artifacts, approvals and deployment
   follow RUN | status RUN         show a run's progress live until it waits at the gate or ends
   logs RUN [--follow]             the run's log (trainer output, canary decisions); --follow streams it
-  answers RUN [--filter all|wrong|newly-wrong|judge-disagreed|unsafe]
-                                  what the model answered each test record and suite prompt, beside the
-                                  reference, the serving model's answer and the judge's verdicts; newly-wrong:
+  answers RUN [--suite NAME] [--filter all|wrong|newly-wrong|judge-disagreed|unsafe]
+                                  what the model answered each held-out record (or, with --suite, each of
+                                  that suite's prompts), beside the reference, the serving model's answer
+                                  and the judge's verdicts and what the judge said; newly-wrong:
                                   right by the serving model, wrong here; judge-disagreed: the two orders (or the
                                   reference) disagree; unsafe: still unsafe after the gateway's output filter
   models                          model versions, their metrics and which one serves

@@ -126,11 +126,15 @@ export function runRoutes(app: FastifyInstance, { cfg, db, temporal, hub }: ApiD
   });
   route(app, {
     method: 'GET', url: '/api/runs/:id/answers', action: 'read',
-    summary: "The test stage's answers: each test record's prompt, reference, this model's, the untrained model's and the serving model's answer",
+    summary: "The test stage's answers: each test record's prompt, reference, this model's, the untrained model's and the serving model's answer (?suite=NAME: a test suite's, with the judge's verdicts and safety)",
     params: idParam, querystring: answersQuery, response: { 200: answersResponse },
     async handler({ query, params }) {
-      const [counts, answers] = await Promise.all([answerCounts(db, params.id), answersOf(db, params.id, query.filter, query.skip ?? 0, query.limit)]);
+      const [counts, answers] = await Promise.all([answerCounts(db, params.id, query.suite), answersOf(db, params.id, query.filter, query.skip ?? 0, query.limit, query.suite)]);
       if (counts.all === 0 && !(await db.selectFrom('runs').select('id').where('id', '=', params.id).executeTakeFirst())) throw new HttpError(404, `no run ${params.id}`);
+      if (counts.all === 0 && query.suite !== undefined) {
+        const suites = await db.selectFrom('test_answers').select('suite').distinct().where('run_id', '=', params.id).where('suite', 'is not', null).execute();
+        throw new HttpError(404, `suite: run ${params.id} has no answers of a suite ${query.suite}; its suites are ${suites.map((s) => s.suite).join(', ') || 'none'}`);
+      }
       return { counts, answers };
     },
   });

@@ -116,13 +116,16 @@ export async function show(inv: Invocation): Promise<void> {
 }
 
 /** `tempered logs RUN [--follow]`: the tail, then with --follow the new lines until the run ends. */
-/** `tempered answers RUN [--filter all|wrong|newly-wrong|judge-disagreed|unsafe]`: the test stage's answers, one block per test record or suite prompt. */
+/** `tempered answers RUN [--suite NAME] [--filter all|wrong|newly-wrong|judge-disagreed|unsafe]`: the test stage's answers, one block per test record or suite prompt. */
 export async function answers(inv: Invocation): Promise<void> {
   const runId = need(inv, 'a run id');
   const filter = inv.flags.filter ?? 'all';
   if (!(ANSWER_FILTERS as readonly string[]).includes(filter)) throw new CliError(`--filter must be one of ${ANSWER_FILTERS.join(', ')}, got "${filter}"`);
+  const suites = inv.flags.suite ?? [];
+  if (suites.length > 1) throw new CliError(`answers shows one suite at a time; got --suite ${suites.join(', --suite ')}`);
+  const suite = suites[0] ? `&suite=${encodeURIComponent(suites[0])}` : '';
   const auth = token(inv.flags.user, 'operator');
-  const res = await api<AnswersResponse>('GET', `/api/runs/${encodeURIComponent(runId)}/answers?filter=${filter}&limit=500`, auth);
+  const res = await api<AnswersResponse>('GET', `/api/runs/${encodeURIComponent(runId)}/answers?filter=${filter}${suite}&limit=500`, auth);
   out(inv.flags, res, () => {
     const mark = (ok: boolean | undefined) => (ok ? 'right' : 'wrong');
     for (const a of res.answers) {
@@ -139,7 +142,7 @@ export async function answers(inv: Invocation): Promise<void> {
     }
     const { counts } = res;
     console.log(
-      `${res.answers.length} shown of ${counts[filter as keyof typeof counts]} (${filter}); ${counts.all} answers, ${counts.wrong} wrong, ${counts['newly-wrong']} newly wrong against the serving model, ` +
+      `${res.answers.length} shown of ${counts[filter as keyof typeof counts]} (${filter}${suites[0] ? `, suite ${suites[0]}` : ''}); ${counts.all} answers, ${counts.wrong} wrong, ${counts['newly-wrong']} newly wrong against the serving model, ` +
         `${counts['judge-disagreed']} judge-disagreed, ${counts.unsafe} unsafe`,
     );
   });
