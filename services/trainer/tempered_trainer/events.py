@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import math
+import signal
 import sys
 import time
 
@@ -96,15 +97,23 @@ def run_guarded(fn, *args) -> int:
     try:
         fn(*args)
         return 0
-    except ConfigError as e:
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - the contract wants every failure reported as an event
+        # From here the process only reports and exits. A SIGTERM now (torchrun stops every rank once one has
+        # failed) would raise KeyboardInterrupt inside this handler and end the process without its event.
+        with contextlib.suppress(ValueError):  # ValueError: not the main thread, where no handler was set either
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return _report(e)
+
+
+def _report(e: BaseException) -> int:
+    if isinstance(e, ConfigError):
         return fail(str(e), retryable=False)
-    except FileNotFoundError as e:
+    if isinstance(e, FileNotFoundError):
         # Inputs are staged before the call; a missing file is a bad input, not a transient fault.
         return fail(f"file not found: {e.filename or e}", retryable=False)
-    except RetryableError as e:
+    if isinstance(e, RetryableError):
         return fail(str(e), retryable=True)
-    except KeyboardInterrupt as e:
+    if isinstance(e, KeyboardInterrupt):
         return fail(f"interrupted by {e}" if str(e) else "interrupted", retryable=True)
-    except Exception as e:  # noqa: BLE001 - the contract wants every failure reported as an event
-        log.exception("command failed")
-        return fail(f"{type(e).__name__}: {e}", retryable=True)
+    log.exception("command failed", exc_info=e)
+    return fail(f"{type(e).__name__}: {e}", retryable=True)
