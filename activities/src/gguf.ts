@@ -16,6 +16,9 @@ import { GGUF_TYPES, type GgufType } from '@tempered/spec';
 import type { Deps } from './context';
 import { runTrainer, type TrainerEvent } from './trainer';
 
+/** Where ensureGgufs leaves a file it made in its scratch directory (so the caller need not download it again). */
+export const exportedGguf = (scratch: string, type: GgufType) => path.join(scratch, 'gguf', ggufName(type));
+
 /** One stored GGUF file. */
 export interface GgufFile extends ArtifactRef {
   type: GgufType;
@@ -68,7 +71,7 @@ export async function ensureGgufs(
   let stored = byType(await runGgufArtifacts(deps.db, input.runId));
   if (!GGUF_TYPES.every((t) => stored[t])) {
     const modelTar = await input.modelTar();
-    const outputDir = path.join(input.scratch, 'gguf');
+    const outputDir = path.dirname(exportedGguf(input.scratch, GGUF_TYPES[0]));
     let finished: TrainerEvent;
     try {
       const config = { model: modelTar, output_dir: outputDir, types: [...GGUF_TYPES], check_prompt: input.checkPrompt };

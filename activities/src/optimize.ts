@@ -9,6 +9,7 @@
  *
  * Not rescored: a suite's judged win_rate (the judge compares two PyTorch models' answers in one trainer call).
  */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
@@ -16,7 +17,7 @@ import { type ArtifactRef, type Interval, metricLoss, type OptimizedForm, type O
 import { recordMetrics } from '@tempered/db';
 import { DEFAULT_GGUF_TYPE, type GgufType, type PipelineSpec } from '@tempered/spec';
 import { type Deps, gateFailed, log, withScratch } from './context';
-import { ensureGgufs } from './gguf';
+import { ensureGgufs, exportedGguf } from './gguf';
 import { prepareSuite, scoreSuite } from './suites';
 import { runTrainer } from './trainer';
 
@@ -35,8 +36,8 @@ export async function optimize(
         deps.store.download(input.testShard, path.join(dir, 'test.shard')),
       ]);
       const files = await ensureGgufs(deps, { runId, stage: 'optimize', model: input.model, modelTar: async () => modelTar, scratch: dir, checkPrompt: spec.deploy.smokePrompt, field: 'optimize' });
-      // Local copies: made just now, or downloaded when an earlier attempt stored them.
-      const local = await Promise.all(types.map((t) => deps.store.download(files[t], path.join(dir, `model-${t}.gguf`))));
+      // Local copies: made just now in this scratch directory, or downloaded when an earlier attempt stored them.
+      const local = await Promise.all(types.map((t) => (existsSync(exportedGguf(dir, t)) ? exportedGguf(dir, t) : deps.store.download(files[t], path.join(dir, `model-${t}.gguf`)))));
       const metrics = new Map<GgufType, OptimizedMetric[]>(types.map((t) => [t, []]));
       /** Each type's answers per scope (`<type>|test`, `<type>|<suite>`), for the paired intervals of the changes. */
       const answered = new Map<string, Scorable[]>();

@@ -88,8 +88,6 @@ export interface SuiteScores {
   perplexity?: { value: number; n: number };
   unsafeBeforeFilter?: Interval;
   answers: TestAnswer[];
-  /** Answer tokens per second while answering (the trainer's eval). */
-  tokensPerSec?: number;
 }
 
 /**
@@ -130,7 +128,7 @@ export async function scoreSuite(
       if (e.event === 'progress') ctx.heartbeat({ suite: suite.name, [String(e.what)]: `${e.done}/${e.total}` });
     },
   );
-  type Scored = { generated?: number; examples: number; perplexity: number | null; tokens_per_sec?: number | null; intervals?: Record<string, Interval> };
+  type Scored = { generated?: number; examples: number; perplexity: number | null; intervals?: Record<string, Interval> };
   type Prediction = { key: string; prompt: string; reference: string; prediction: string; correct: boolean; label?: string | null; reference_label?: string | null };
   const { results } = JSON.parse(await readFile(path.join(output, 'eval.json'), 'utf8')) as { results: Array<{ predictions?: Prediction[] }> };
   const out: SuiteScores[] = [];
@@ -148,7 +146,6 @@ export async function scoreSuite(
         baselineAnswer: '',
         ...(p.label !== undefined ? { label: p.label, referenceLabel: p.reference_label ?? null } : {}),
       })),
-      ...(typeof scored.tokens_per_sec === 'number' ? { tokensPerSec: scored.tokens_per_sec } : {}),
     };
     for (const metric of suite.metrics) {
       if (metric === 'perplexity') scores.perplexity = { value: scored.perplexity!, n: scored.examples };
